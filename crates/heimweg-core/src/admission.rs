@@ -1,0 +1,224 @@
+//! Handshake admission: who gets Diffie-Hellman, and when.
+//!
+//! A handshake initiation costs the responder several X25519 operations before it even knows
+//! whether the sender is a configured peer, so initiations never run inline with data. They wait
+//! in a bounded queue; a full queue drops, a loaded queue (depth above a threshold) makes the core
+//! answer with cookie replies (mac2, WireGuard §5.4.7) instead, and every source address has a
+//! token bucket so that one address cannot take the whole budget.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Size of a handshake initiation on the wire.
+pub const INIT_LEN: usize = 148;
+
+/// Tunables of admission. The defaults suit a 2-core gateway; see `Default`.
+#[derive(Clone, Debug)]
+pub struct AdmissionConfig {
+    /// Initiations that may wait for Diffie-Hellman; more are dropped.
+    pub queue_capacity: usize,
+    /// Queue depth from which we consider ourselves under load and demand cookies.
+    pub load_threshold: usize,
+    /// Sustained initiations per second admitted per source address.
+    pub per_source_rate: u32,
+    /// Burst of initiations a source may send at once.
+    pub per_source_burst: u32,
+    /// Source addresses tracked at most; beyond that the least recently seen are forgotten.
+    pub max_sources: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            queue_capacity: 4096,
+            load_threshold: 512,
+            // A carrier-grade NAT can put hundreds of staff behind one address on Monday at 8:00;
+            // the queue and cookies protect the CPU, this only stops one address from hogging it.
+            per_source_rate: 500,
+            per_source_burst: 1000,
+            max_sources: 65_536,
+        }
+    }
+}
+
+/// A queued initiation: its bytes are copied into a fixed array so queueing never allocates.
+pub(crate) struct QueuedInit {
+    pub src: SocketAddr,
+    pub bytes: [u8; INIT_LEN],
+}
+
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+pub(crate) struct Admission {
+    pub config: AdmissionConfig,
+    queue: VecDeque<QueuedInit>,
+    buckets: HashMap<IpAddr, Bucket>,
+    last_prune: Option<Instant>,
+}
+
+impl Admission {
+    pub fn new(config: AdmissionConfig) -> Self {
+        Admission {
+            queue: VecDeque::with_capacity(config.queue_capacity),
+            buckets: HashMap::new(),
+            last_prune: None,
+            config,
+        }
+    }
+
+    pub fn under_load(&self) -> bool {
+        self.queue.len() >= self.config.load_threshold
+    }
+
+    pub fn depth(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Takes one token from `src`'s bucket; false if it has none.
+    pub fn allow_source(&mut self, now: Instant, src: IpAddr) -> bool {
+        let key = source_key(src);
+        let rate = f64::from(self.config.per_source_rate);
+        let burst = f64::from(self.config.per_source_burst);
+        if !self.buckets.contains_key(&key) && self.buckets.len() >= self.config.max_sources {
+            self.prune(now);
+            if self.buckets.len() >= self.config.max_sources {
+                // Still full of busy sources: refuse newcomers rather than grow without bound.
+                return false;
+            }
+        }
+        let b = self.buckets.entry(key).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets sources whose bucket has refilled completely: they behave like new ones anyway.
+    /// Runs at most once a second, so its cost is bounded by `max_sources` per second.
+    fn prune(&mut self, now: Instant) {
+        if self
+            .last_prune
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        let refill = Duration::from_secs_f64(
+            f64::from(self.config.per_source_burst) / f64::from(self.config.per_source_rate.max(1)),
+        );
+        self.buckets
+            .retain(|_, b| now.saturating_duration_since(b.last) < refill);
+    }
+
+    /// Queues an initiation; false if the queue is full.
+    pub fn push(&mut self, src: SocketAddr, datagram: &[u8]) -> bool {
+        if self.queue.len() >= self.config.queue_capacity {
+            return false;
+        }
+        let Ok(bytes) = <[u8; INIT_LEN]>::try_from(datagram) else {
+            return false;
+        };
+        self.queue.push_back(QueuedInit { src, bytes });
+        true
+    }
+
+    pub fn pop(&mut self) -> Option<QueuedInit> {
+        self.queue.pop_front()
+    }
+}
+
+/// IPv6 clients get a /64 each from their provider, so an IPv6 source is limited per /64:
+/// otherwise one host could rotate through 2^64 addresses to escape its bucket.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::from(o)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> AdmissionConfig {
+        AdmissionConfig {
+            queue_capacity: 4,
+            load_threshold: 2,
+            per_source_rate: 10,
+            per_source_burst: 3,
+            max_sources: 2,
+        }
+    }
+
+    #[test]
+    fn bucket_allows_burst_then_refills_at_rate() {
+        let mut a = Admission::new(cfg());
+        let t0 = Instant::now();
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        assert!((0..3).all(|_| a.allow_source(t0, ip)));
+        assert!(!a.allow_source(t0, ip));
+        // 10 per second: after 100 ms one more token.
+        assert!(a.allow_source(t0 + Duration::from_millis(100), ip));
+        assert!(!a.allow_source(t0 + Duration::from_millis(100), ip));
+    }
+
+    #[test]
+    fn ipv6_sources_share_a_bucket_per_64() {
+        let mut a = Admission::new(cfg());
+        let t0 = Instant::now();
+        for i in 0..3u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]);
+            assert!(a.allow_source(t0, ip));
+        }
+        assert!(!a.allow_source(t0, "2001:db8:0:1::ffff".parse().unwrap()));
+        assert!(a.allow_source(t0, "2001:db8:0:2::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn source_table_is_bounded() {
+        let mut a = Admission::new(cfg());
+        let t0 = Instant::now();
+        assert!(a.allow_source(t0, "192.0.2.1".parse().unwrap()));
+        assert!(a.allow_source(t0, "192.0.2.2".parse().unwrap()));
+        // Table full of sources that are still refilling: a third is refused.
+        assert!(!a.allow_source(t0, "192.0.2.3".parse().unwrap()));
+        // Once the others have refilled they are forgotten and room is made.
+        assert!(a.allow_source(t0 + Duration::from_secs(2), "192.0.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn queue_is_bounded_and_load_follows_depth() {
+        let mut a = Admission::new(cfg());
+        let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert!(!a.under_load());
+        assert!(a.push(src, &[1; INIT_LEN]));
+        assert!(a.push(src, &[2; INIT_LEN]));
+        assert!(a.under_load());
+        assert!(a.push(src, &[3; INIT_LEN]));
+        assert!(a.push(src, &[4; INIT_LEN]));
+        assert!(!a.push(src, &[5; INIT_LEN]), "full queue drops");
+        assert!(!a.push(src, &[5; 10]), "wrong size is refused");
+        assert_eq!(a.pop().unwrap().bytes[0], 1);
+        assert_eq!(a.depth(), 3);
+    }
+}

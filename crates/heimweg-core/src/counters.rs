@@ -1,0 +1,130 @@
+//! Why packets were dropped and how handshakes ended, counted without locks of their own.
+//!
+//! Every packet the core refuses is counted under exactly one [`DropReason`]; the data plane
+//! exports the counters (UAPI `stats=1`, later Prometheus) so that junk from the internet is
+//! visible instead of silent.
+
+/// Why a packet was dropped. The names are stable: they become metric label values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Too short, unknown message type, non-zero reserved bytes, or a message of the wrong size.
+    Malformed,
+    /// A handshake message whose mac1 does not match our public key.
+    InvalidMac,
+    /// A handshake initiation from a key that is not a configured peer, or that failed to decrypt.
+    HandshakeInvalid,
+    /// A replayed handshake initiation (old TAI64N timestamp).
+    HandshakeReplay,
+    /// The source address exceeded its handshake rate.
+    HandshakeRateLimited,
+    /// The bounded handshake queue was full.
+    HandshakeQueueFull,
+    /// A data, response or cookie message for a receiver index we do not know.
+    UnknownIndex,
+    /// The peer is known but has no session for that index (expired or never established).
+    NoSession,
+    /// Authentication of a data packet failed.
+    DecryptFailed,
+    /// A data packet counter that was already seen or is too old for the replay window.
+    Replay,
+    /// A decrypted packet whose inner source address is not one of the sender's allowed IPs.
+    SourceNotAllowed,
+    /// A decrypted payload that is not a well-formed IPv4 or IPv6 packet.
+    InnerMalformed,
+    /// A packet from the TUN whose destination matches no peer's allowed IPs.
+    NoRoute,
+    /// A packet for a peer whose endpoint is not known yet.
+    NoEndpoint,
+    /// No private key is configured, so nothing can be encrypted or decrypted.
+    NoPrivateKey,
+    /// A packet larger than the buffers the caller supplied.
+    TooLarge,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 16] = [
+        DropReason::Malformed,
+        DropReason::InvalidMac,
+        DropReason::HandshakeInvalid,
+        DropReason::HandshakeReplay,
+        DropReason::HandshakeRateLimited,
+        DropReason::HandshakeQueueFull,
+        DropReason::UnknownIndex,
+        DropReason::NoSession,
+        DropReason::DecryptFailed,
+        DropReason::Replay,
+        DropReason::SourceNotAllowed,
+        DropReason::InnerMalformed,
+        DropReason::NoRoute,
+        DropReason::NoEndpoint,
+        DropReason::NoPrivateKey,
+        DropReason::TooLarge,
+    ];
+
+    /// Stable snake_case name, used as a metric label and in the UAPI `stats` reply.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::InvalidMac => "invalid_mac",
+            DropReason::HandshakeInvalid => "handshake_invalid",
+            DropReason::HandshakeReplay => "handshake_replay",
+            DropReason::HandshakeRateLimited => "handshake_rate_limited",
+            DropReason::HandshakeQueueFull => "handshake_queue_full",
+            DropReason::UnknownIndex => "unknown_index",
+            DropReason::NoSession => "no_session",
+            DropReason::DecryptFailed => "decrypt_failed",
+            DropReason::Replay => "replay",
+            DropReason::SourceNotAllowed => "source_not_allowed",
+            DropReason::InnerMalformed => "inner_malformed",
+            DropReason::NoRoute => "no_route",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::NoPrivateKey => "no_private_key",
+            DropReason::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Aggregate counters of one [`crate::Device`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    drops: [u64; DropReason::ALL.len()],
+    /// Handshake responses sent (a peer completed the first half of a session).
+    pub handshakes_ok: u64,
+    /// Cookie replies sent instead of doing Diffie-Hellman, because we were under load.
+    pub cookies_sent: u64,
+    /// Datagrams received from the network, of any kind.
+    pub rx_datagrams: u64,
+    /// Data packets decrypted and handed to the TUN.
+    pub rx_packets: u64,
+    /// Bytes of decrypted IP packets handed to the TUN.
+    pub rx_bytes: u64,
+    /// Data packets encrypted for the network.
+    pub tx_packets: u64,
+    /// Bytes of IP packets taken from the TUN and encrypted.
+    pub tx_bytes: u64,
+}
+
+impl Counters {
+    pub(crate) fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// How many packets were dropped for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// All drop counters with their names, in declaration order.
+    pub fn drop_counts(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.drops[*r as usize]))
+    }
+
+    /// Sum of all drop counters.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}

@@ -1,0 +1,776 @@
+//! The concentrator state machine: many peers behind one key, one port and one TUN.
+
+use crate::admission::{Admission, AdmissionConfig, INIT_LEN};
+use crate::allowed_ips::AllowedIps;
+use crate::counters::{Counters, DropReason};
+use crate::packet;
+use crate::timers::Timers;
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use ip_network::IpNetwork;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A Curve25519 key as 32 raw bytes.
+pub type Key = [u8; 32];
+
+/// WireGuard's per-packet overhead: type, receiver index, counter and tag.
+pub const DATA_OVERHEAD: usize = 32;
+/// The smallest output buffer the core accepts: it must hold a handshake initiation.
+pub const MIN_OUT_LEN: usize = INIT_LEN;
+
+/// How often an active peer's WireGuard timers are checked. The protocol's timers have
+/// second-scale resolution (rekey 5 s, keepalive 10 s); a quarter second keeps retries prompt.
+const TIMER_TICK: Duration = Duration::from_millis(250);
+/// Queued initiations processed per `poll_handshake` call before returning to the caller, so a
+/// flood of invalid ones cannot keep a worker away from data for long.
+const HANDSHAKE_WORK_PER_POLL: usize = 8;
+
+const MSG_INIT: u32 = 1;
+const MSG_RESPONSE: u32 = 2;
+const MSG_COOKIE: u32 = 3;
+const MSG_DATA: u32 = 4;
+
+/// A stable handle for a peer while it exists. Slots are reused after removal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(u32);
+
+impl PeerId {
+    pub fn slot(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A datagram for the network: `len` bytes at the start of the caller's output buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    pub dst: SocketAddr,
+    pub len: usize,
+}
+
+/// What to do with the output buffer after a `handle_*` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Send `len` bytes of the output buffer to `dst`.
+    Network(Transmit),
+    /// Write `len` bytes of the output buffer (an IP packet) to the TUN.
+    Tun { len: usize, peer: PeerId },
+    /// Nothing to send (keepalive, queued handshake, or a counted drop).
+    Nothing,
+}
+
+/// What the peer table exposes about one peer, for UAPI and status.
+#[derive(Clone)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub public_key: Key,
+    pub preshared_key: Option<Key>,
+    pub endpoint: Option<SocketAddr>,
+    pub persistent_keepalive: u16,
+    pub allowed_ips: Vec<IpNetwork>,
+    /// Time since the current session was established, by boringtun's own clock.
+    pub last_handshake_ago: Option<Duration>,
+    /// Bytes received from this peer on the wire (authenticated datagrams, with overhead).
+    pub rx_bytes: u64,
+    /// Bytes sent to this peer on the wire.
+    pub tx_bytes: u64,
+}
+
+impl fmt::Debug for PeerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerInfo")
+            .field("id", &self.id)
+            .field("public_key", &hex_short(&self.public_key))
+            .field("preshared_key", &self.preshared_key.map(|_| "[redacted]"))
+            .field("endpoint", &self.endpoint)
+            .field("allowed_ips", &self.allowed_ips)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex_short(k: &Key) -> String {
+    k[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        + "…"
+}
+
+struct Peer {
+    public_key: Key,
+    preshared_key: Option<Key>,
+    persistent_keepalive: u16,
+    /// The 24-bit index boringtun puts in the top bits of every receiver index of this peer.
+    index: u32,
+    /// `None` while the device has no private key.
+    tunn: Option<Box<Tunn>>,
+    endpoint: Option<SocketAddr>,
+    allowed_ips: Vec<IpNetwork>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    /// Set when boringtun may hold packets queued before a session existed.
+    needs_flush: bool,
+}
+
+/// The private key and what is derived from it.
+struct Identity {
+    secret: StaticSecret,
+    public: PublicKey,
+    /// Verifies mac1 only: never considers itself loaded (we decide load from the queue).
+    normal: Arc<RateLimiter>,
+    /// Always "under load": verifies mac2 and formats cookie replies.
+    loaded: Arc<RateLimiter>,
+}
+
+impl Identity {
+    fn new(private: Key) -> Identity {
+        let secret = StaticSecret::from(private);
+        let public = PublicKey::from(&secret);
+        Identity {
+            normal: Arc::new(RateLimiter::new(&public, u64::MAX)),
+            loaded: Arc::new(RateLimiter::new(&public, 0)),
+            secret,
+            public,
+        }
+    }
+}
+
+/// The sans-IO WireGuard concentrator.
+///
+/// Calling contract (the quinn-proto model): the driver feeds datagrams from the UDP socket to
+/// [`Device::handle_network`] and IP packets from the TUN to [`Device::handle_tun`], acting on the
+/// returned [`Output`] each time. After a batch of input it drains [`Device::poll_transmit`]
+/// (timers and packets that waited for a session) and calls [`Device::poll_handshake`] a bounded
+/// number of times (queued handshake initiations). [`Device::poll_timeout`] says when to call again
+/// if nothing arrives. Time only ever comes in as `now`; the device owns no socket, thread or
+/// clock. (boringtun's `Tunn` reads the monotonic clock for its own protocol timers; everything
+/// heimweg decides — admission, scheduling — uses `now`.)
+///
+/// Every `out` buffer must be at least [`MIN_OUT_LEN`] bytes and at least as large as the input
+/// plus [`DATA_OVERHEAD`]; smaller ones make the packet a counted drop, never a panic.
+pub struct Device {
+    identity: Option<Identity>,
+    peers: Vec<Option<Peer>>,
+    free_slots: Vec<u32>,
+    by_key: HashMap<Key, PeerId>,
+    by_index: HashMap<u32, PeerId>,
+    allowed_ips: AllowedIps<PeerId>,
+    timers: Timers,
+    admission: Admission,
+    counters: Counters,
+    /// Peers whose `needs_flush` is set, so flushing never scans the table.
+    flush: Vec<PeerId>,
+    /// State of the xorshift generator for peer indices, seeded by the caller.
+    rng: u64,
+}
+
+impl Device {
+    /// A device without peers. `seed` feeds the generator of peer indices (give it OS randomness
+    /// in production, a constant in tests).
+    pub fn new(private_key: Option<Key>, seed: u64, admission: AdmissionConfig) -> Device {
+        Device {
+            identity: private_key.map(Identity::new),
+            peers: Vec::new(),
+            free_slots: Vec::new(),
+            by_key: HashMap::new(),
+            by_index: HashMap::new(),
+            allowed_ips: AllowedIps::new(),
+            timers: Timers::default(),
+            admission: Admission::new(admission),
+            counters: Counters::default(),
+            flush: Vec::new(),
+            rng: seed | 1,
+        }
+    }
+
+    /// The device's public key, if a private key is set.
+    pub fn public_key(&self) -> Option<Key> {
+        self.identity.as_ref().map(|i| i.public.to_bytes())
+    }
+
+    /// The private key, for the UAPI `get` that `wg showconf` relies on.
+    pub fn private_key(&self) -> Option<Key> {
+        self.identity.as_ref().map(|i| i.secret.to_bytes())
+    }
+
+    /// Sets or removes the private key. A change ends every session (they were keyed to the
+    /// old identity); setting the same key again changes nothing, so `wg syncconf` is harmless.
+    pub fn set_private_key(&mut self, key: Option<Key>) {
+        if self.private_key() == key {
+            return;
+        }
+        self.identity = key.map(Identity::new);
+        // A peer whose public key equals our own would make WireGuard talk to itself; wireguard-go
+        // removes it when the key changes, and so do we.
+        if let Some(own) = self.public_key() {
+            if let Some(id) = self.by_key.get(&own).copied() {
+                self.remove_peer(id);
+            }
+        }
+        let ids: Vec<PeerId> = self.by_key.values().copied().collect();
+        for id in ids {
+            self.rebuild_tunn(id);
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Initiations waiting for Diffie-Hellman.
+    pub fn handshake_queue_depth(&self) -> usize {
+        self.admission.depth()
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn peer_id(&self, key: &Key) -> Option<PeerId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Adds a peer with no allowed IPs, or returns the existing one.
+    pub fn add_peer(&mut self, public_key: Key) -> PeerId {
+        if let Some(id) = self.by_key.get(&public_key) {
+            return *id;
+        }
+        let index = self.fresh_index();
+        let peer = Peer {
+            public_key,
+            preshared_key: None,
+            persistent_keepalive: 0,
+            index,
+            tunn: None,
+            endpoint: None,
+            allowed_ips: Vec::new(),
+            rx_bytes: 0,
+            tx_bytes: 0,
+            needs_flush: false,
+        };
+        let id = match self.free_slots.pop() {
+            Some(slot) => {
+                self.peers[slot as usize] = Some(peer);
+                PeerId(slot)
+            }
+            None => {
+                self.peers.push(Some(peer));
+                PeerId((self.peers.len() - 1) as u32)
+            }
+        };
+        self.by_key.insert(public_key, id);
+        self.by_index.insert(index, id);
+        self.rebuild_tunn(id);
+        id
+    }
+
+    /// Removes a peer with its sessions, allowed IPs and timers. Other peers are untouched.
+    pub fn remove_peer(&mut self, id: PeerId) -> bool {
+        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::take) else {
+            return false;
+        };
+        self.by_key.remove(&peer.public_key);
+        self.by_index.remove(&peer.index);
+        for net in &peer.allowed_ips {
+            self.allowed_ips.remove(*net, id);
+        }
+        self.timers.cancel(id);
+        self.free_slots.push(id.0);
+        true
+    }
+
+    /// Removes every peer (UAPI `replace_peers`).
+    pub fn clear_peers(&mut self) {
+        let ids: Vec<PeerId> = self.by_key.values().copied().collect();
+        for id in ids {
+            self.remove_peer(id);
+        }
+    }
+
+    /// Sets the preshared key. Changing it restarts only this peer's session.
+    pub fn set_preshared_key(&mut self, id: PeerId, psk: Option<Key>) {
+        if let Some(p) = self.peer_mut(id) {
+            if p.preshared_key != psk {
+                p.preshared_key = psk;
+                self.rebuild_tunn(id);
+            }
+        }
+    }
+
+    /// Sets the persistent keepalive interval in seconds (0 = off). boringtun fixes it at
+    /// construction, so a change restarts only this peer's session.
+    pub fn set_persistent_keepalive(&mut self, id: PeerId, seconds: u16) {
+        if let Some(p) = self.peer_mut(id) {
+            if p.persistent_keepalive != seconds {
+                p.persistent_keepalive = seconds;
+                self.rebuild_tunn(id);
+            }
+        }
+    }
+
+    pub fn set_endpoint(&mut self, id: PeerId, endpoint: SocketAddr) {
+        if let Some(p) = self.peer_mut(id) {
+            p.endpoint = Some(endpoint);
+        }
+    }
+
+    /// Gives `net` to the peer; if another peer held exactly this prefix it loses it.
+    pub fn add_allowed_ip(&mut self, id: PeerId, net: IpNetwork) {
+        if self.peer_mut(id).is_none() {
+            return;
+        }
+        if let Some(prev) = self.allowed_ips.insert(net, id) {
+            if let Some(p) = self.peer_mut(prev) {
+                p.allowed_ips.retain(|n| *n != net);
+            }
+        }
+        if let Some(p) = self.peer_mut(id) {
+            if !p.allowed_ips.contains(&net) {
+                p.allowed_ips.push(net);
+            }
+        }
+    }
+
+    pub fn remove_allowed_ip(&mut self, id: PeerId, net: IpNetwork) {
+        if self.allowed_ips.remove(net, id) {
+            if let Some(p) = self.peer_mut(id) {
+                p.allowed_ips.retain(|n| *n != net);
+            }
+        }
+    }
+
+    pub fn clear_allowed_ips(&mut self, id: PeerId) {
+        let nets = self
+            .peer_mut(id)
+            .map(|p| std::mem::take(&mut p.allowed_ips))
+            .unwrap_or_default();
+        for net in nets {
+            self.allowed_ips.remove(net, id);
+        }
+    }
+
+    /// A view of one peer.
+    pub fn peer(&self, id: PeerId) -> Option<PeerInfo> {
+        let p = self.peers.get(id.slot())?.as_ref()?;
+        Some(PeerInfo {
+            id,
+            public_key: p.public_key,
+            preshared_key: p.preshared_key,
+            endpoint: p.endpoint,
+            persistent_keepalive: p.persistent_keepalive,
+            allowed_ips: p.allowed_ips.clone(),
+            last_handshake_ago: p.tunn.as_ref().and_then(|t| t.time_since_last_handshake()),
+            rx_bytes: p.rx_bytes,
+            tx_bytes: p.tx_bytes,
+        })
+    }
+
+    /// Every peer, in slot order.
+    pub fn peers(&self) -> impl Iterator<Item = PeerInfo> + '_ {
+        (0..self.peers.len() as u32).filter_map(|s| self.peer(PeerId(s)))
+    }
+
+    fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        self.peers.get_mut(id.slot()).and_then(Option::as_mut)
+    }
+
+    /// (Re)creates the peer's `Tunn` from the current identity and settings.
+    fn rebuild_tunn(&mut self, id: PeerId) {
+        let identity = self
+            .identity
+            .as_ref()
+            .map(|i| (i.secret.clone(), i.normal.clone()));
+        let Some(p) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+            return;
+        };
+        p.tunn = identity.map(|(secret, limiter)| {
+            Box::new(Tunn::new(
+                secret,
+                PublicKey::from(p.public_key),
+                p.preshared_key,
+                (p.persistent_keepalive > 0).then_some(p.persistent_keepalive),
+                p.index,
+                Some(limiter),
+            ))
+        });
+        p.needs_flush = false;
+        self.timers.cancel(id);
+    }
+
+    /// A random 24-bit peer index not in use. boringtun shifts it left by 8 and numbers the
+    /// sessions in the low byte, so `receiver_index >> 8` finds the peer in one hash lookup.
+    fn fresh_index(&mut self) -> u32 {
+        loop {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let idx = (self.rng as u32) & 0x00ff_ffff;
+            if !self.by_index.contains_key(&idx) {
+                return idx;
+            }
+        }
+    }
+
+    /// Handles one datagram received from `src`.
+    pub fn handle_network(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Output {
+        self.counters.rx_datagrams += 1;
+        if datagram.len() < 4 {
+            return self.dropped(DropReason::Malformed);
+        }
+        let mut head = [0u8; 4];
+        head.copy_from_slice(&datagram[..4]);
+        // The first byte is the type, the next three are reserved and must be zero.
+        let msg_type = u32::from_le_bytes(head);
+        let well_sized = match msg_type {
+            MSG_INIT => datagram.len() == INIT_LEN,
+            MSG_RESPONSE => datagram.len() == 92,
+            MSG_COOKIE => datagram.len() == 64,
+            MSG_DATA => datagram.len() >= DATA_OVERHEAD,
+            _ => false,
+        };
+        if !well_sized {
+            return self.dropped(DropReason::Malformed);
+        }
+        if out.len() < MIN_OUT_LEN.max(datagram.len()) {
+            return self.dropped(DropReason::TooLarge);
+        }
+        if self.identity.is_none() {
+            return self.dropped(DropReason::NoPrivateKey);
+        }
+        if msg_type == MSG_INIT {
+            return self.admit_initiation(now, src, datagram, out);
+        }
+        // Response, cookie reply and data all carry our receiver index at bytes 4..8.
+        let receiver = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+        let Some(id) = self.by_index.get(&(receiver >> 8)).copied() else {
+            return self.dropped(DropReason::UnknownIndex);
+        };
+        self.decapsulate(now, id, src, datagram, out)
+    }
+
+    fn admit_initiation(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Output {
+        let Some(identity) = self.identity.as_ref() else {
+            return self.dropped(DropReason::NoPrivateKey);
+        };
+        let limiter = if self.admission.under_load() {
+            &identity.loaded
+        } else {
+            &identity.normal
+        };
+        match limiter.verify_packet(Some(src.ip()), datagram, out) {
+            Ok(_) => {}
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                let len = cookie.len();
+                self.counters.cookies_sent += 1;
+                return Output::Network(Transmit { dst: src, len });
+            }
+            Err(_) => return self.dropped(DropReason::InvalidMac),
+        }
+        // Only senders that proved mac1 (and, under load, their address via mac2) spend tokens,
+        // so spoofed junk cannot exhaust a real address's budget.
+        if !self.admission.allow_source(now, src.ip()) {
+            return self.dropped(DropReason::HandshakeRateLimited);
+        }
+        if !self.admission.push(src, datagram) {
+            return self.dropped(DropReason::HandshakeQueueFull);
+        }
+        Output::Nothing
+    }
+
+    /// Processes queued handshake initiations until one produces a response to send, the queue
+    /// is empty, or a small work budget is spent. Call it a bounded number of times per loop.
+    pub fn poll_handshake(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        if out.len() < MIN_OUT_LEN {
+            return None;
+        }
+        for _ in 0..HANDSHAKE_WORK_PER_POLL {
+            let init = self.admission.pop()?;
+            let identity = self.identity.as_ref()?;
+            // Identify the sender (one Diffie-Hellman) before touching any peer state.
+            let sender = match Tunn::parse_incoming_packet(&init.bytes) {
+                Ok(Packet::HandshakeInit(p)) => {
+                    parse_handshake_anon(&identity.secret, &identity.public, &p)
+                        .ok()
+                        .and_then(|half| self.by_key.get(&half.peer_static_public).copied())
+                }
+                _ => None,
+            };
+            let Some(id) = sender else {
+                self.counters.drop(DropReason::HandshakeInvalid);
+                continue;
+            };
+            match self.decapsulate(now, id, init.src, &init.bytes, out) {
+                Output::Network(t) => return Some(t),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// Runs a datagram through the peer's `Tunn` and acts on the result.
+    fn decapsulate(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Output {
+        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+            return self.dropped(DropReason::UnknownIndex);
+        };
+        let Some(tunn) = peer.tunn.as_mut() else {
+            return self.dropped(DropReason::NoPrivateKey);
+        };
+        let base = out.as_ptr() as usize;
+        let result =
+            locate(tunn.decapsulate(Some(src.ip()), datagram, out), base).map(|l| l.settle(out));
+        let (verdict, authenticated) = match result {
+            Ok(Span::Done) => (Output::Nothing, true),
+            Ok(Span::Network(len)) => (Output::Network(Transmit { dst: src, len }), true),
+            Ok(Span::Tun(len)) => (Output::Tun { len, peer: id }, true),
+            Err(e) => {
+                self.counters.drop(drop_reason(&e, datagram));
+                (Output::Nothing, false)
+            }
+        };
+        if !authenticated {
+            return verdict;
+        }
+        let is_init = datagram.len() == INIT_LEN && datagram[0] == MSG_INIT as u8;
+        // Roaming: the endpoint follows the latest authenticated packet.
+        peer.endpoint = Some(src);
+        peer.rx_bytes += datagram.len() as u64;
+        if let Output::Network(t) = verdict {
+            peer.tx_bytes += t.len as u64;
+        }
+        if is_init {
+            if matches!(verdict, Output::Network(_)) {
+                self.counters.handshakes_ok += 1;
+            }
+        }
+        // A session may now exist: packets boringtun queued while it had none can go out.
+        if !peer.needs_flush {
+            peer.needs_flush = true;
+            self.flush.push(id);
+        }
+        self.timers.schedule(id, now + TIMER_TICK);
+        match verdict {
+            Output::Tun { len, peer: pid } => self.check_source(pid, &out[..len], len),
+            v => v,
+        }
+    }
+
+    /// Crypto-key routing on the way in: the decrypted packet's source must be one of the
+    /// sender's allowed IPs, or the packet is dropped.
+    fn check_source(&mut self, id: PeerId, packet: &[u8], len: usize) -> Output {
+        let Some((src, _dst)) = packet::addresses(packet) else {
+            return self.dropped(DropReason::InnerMalformed);
+        };
+        if self.allowed_ips.lookup(src) != Some(id) {
+            return self.dropped(DropReason::SourceNotAllowed);
+        }
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += len as u64;
+        Output::Tun { len, peer: id }
+    }
+
+    /// Handles one IP packet read from the TUN.
+    pub fn handle_tun(&mut self, now: Instant, ip_packet: &[u8], out: &mut [u8]) -> Output {
+        let Some((_src, dst)) = packet::addresses(ip_packet) else {
+            return self.dropped(DropReason::InnerMalformed);
+        };
+        let Some(id) = self.allowed_ips.lookup(dst) else {
+            return self.dropped(DropReason::NoRoute);
+        };
+        if out.len() < MIN_OUT_LEN.max(ip_packet.len() + DATA_OVERHEAD) {
+            return self.dropped(DropReason::TooLarge);
+        }
+        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+            return self.dropped(DropReason::NoRoute);
+        };
+        let Some(tunn) = peer.tunn.as_mut() else {
+            return self.dropped(DropReason::NoPrivateKey);
+        };
+        let Some(endpoint) = peer.endpoint else {
+            return self.dropped(DropReason::NoEndpoint);
+        };
+        let base = out.as_ptr() as usize;
+        let result = locate(tunn.encapsulate(ip_packet, out), base).map(|l| l.settle(out));
+        let len = match result {
+            Ok(Span::Network(len)) => len,
+            // No session yet: boringtun queued the packet and a handshake is already underway.
+            _ => {
+                self.timers.schedule(id, now + TIMER_TICK);
+                return Output::Nothing;
+            }
+        };
+        peer.tx_bytes += len as u64;
+        self.counters.tx_packets += 1;
+        self.counters.tx_bytes += ip_packet.len() as u64;
+        self.timers.schedule(id, now + TIMER_TICK);
+        Output::Network(Transmit { dst: endpoint, len })
+    }
+
+    /// Returns datagrams that are due: packets that waited for a session, then timer-driven
+    /// handshakes and keepalives. Call until it returns `None`.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+        if out.len() < MIN_OUT_LEN {
+            return None;
+        }
+        while let Some(&id) = self.flush.last() {
+            let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+                self.flush.pop();
+                continue;
+            };
+            let (Some(tunn), Some(endpoint)) = (peer.tunn.as_mut(), peer.endpoint) else {
+                peer.needs_flush = false;
+                self.flush.pop();
+                continue;
+            };
+            // An empty datagram asks boringtun for the next packet it queued.
+            let base = out.as_ptr() as usize;
+            let result = locate(tunn.decapsulate(None, &[], out), base).map(|l| l.settle(out));
+            match result {
+                Ok(Span::Network(len)) => {
+                    peer.tx_bytes += len as u64;
+                    return Some(Transmit { dst: endpoint, len });
+                }
+                _ => {
+                    peer.needs_flush = false;
+                    self.flush.pop();
+                }
+            }
+        }
+        while let Some(id) = self.timers.pop_due(now) {
+            let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(tunn) = peer.tunn.as_mut() else {
+                continue;
+            };
+            let base = out.as_ptr() as usize;
+            let result = locate(tunn.update_timers(out), base).map(|l| l.settle(out));
+            match result {
+                // The session and any handshake have expired: the peer is idle and needs no
+                // timer until it shows activity again. This is what keeps timer work
+                // proportional to active peers, not configured ones.
+                Err(WireGuardError::ConnectionExpired) => continue,
+                Ok(Span::Network(len)) => {
+                    self.timers.schedule(id, now + TIMER_TICK);
+                    if let Some(dst) = peer.endpoint {
+                        peer.tx_bytes += len as u64;
+                        return Some(Transmit { dst, len });
+                    }
+                }
+                _ => self.timers.schedule(id, now + TIMER_TICK),
+            }
+        }
+        None
+    }
+
+    /// When `poll_transmit` next has timer work, if ever. Queued handshakes are not included:
+    /// the driver drains them while `handshake_queue_depth() > 0`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Number of peers with a pending timer (active peers).
+    pub fn scheduled_peers(&self) -> usize {
+        self.timers.len()
+    }
+
+    fn dropped(&mut self, reason: DropReason) -> Output {
+        self.counters.drop(reason);
+        Output::Nothing
+    }
+}
+
+/// What a `Tunn` result asks for, as a length from the start of the output buffer.
+enum Span {
+    Done,
+    Network(usize),
+    Tun(usize),
+}
+
+/// Where inside the output buffer a `Tunn` result put its bytes. Taking the result by value ends
+/// its borrow of the buffer, so the bytes can then be moved with [`Located::settle`].
+struct Located {
+    span: Span,
+    off: usize,
+}
+
+fn locate(result: TunnResult<'_>, base: usize) -> Result<Located, WireGuardError> {
+    let at = |b: &[u8]| b.as_ptr() as usize - base;
+    Ok(match result {
+        TunnResult::Done => Located {
+            span: Span::Done,
+            off: 0,
+        },
+        TunnResult::Err(e) => return Err(e),
+        TunnResult::WriteToNetwork(b) => Located {
+            off: at(b),
+            span: Span::Network(b.len()),
+        },
+        TunnResult::WriteToTunnelV4(b, _) | TunnResult::WriteToTunnelV6(b, _) => Located {
+            off: at(b),
+            span: Span::Tun(b.len()),
+        },
+    })
+}
+
+impl Located {
+    /// Moves the bytes to `out[0..]`, so callers never depend on where boringtun wrote them.
+    fn settle(self, out: &mut [u8]) -> Span {
+        let len = match self.span {
+            Span::Done => return Span::Done,
+            Span::Network(len) | Span::Tun(len) => len,
+        };
+        if self.off != 0 {
+            out.copy_within(self.off..self.off + len, 0);
+        }
+        self.span
+    }
+}
+
+fn drop_reason(e: &WireGuardError, datagram: &[u8]) -> DropReason {
+    let is_init = datagram.first() == Some(&(MSG_INIT as u8));
+    match e {
+        WireGuardError::InvalidMac => DropReason::InvalidMac,
+        WireGuardError::WrongTai64nTimestamp => DropReason::HandshakeReplay,
+        WireGuardError::DuplicateCounter | WireGuardError::InvalidCounter => DropReason::Replay,
+        WireGuardError::InvalidAeadTag if !is_init => DropReason::DecryptFailed,
+        WireGuardError::NoCurrentSession | WireGuardError::WrongIndex => DropReason::NoSession,
+        WireGuardError::InvalidPacket => DropReason::InnerMalformed,
+        WireGuardError::DestinationBufferTooSmall => DropReason::TooLarge,
+        _ if is_init => DropReason::HandshakeInvalid,
+        _ => DropReason::Malformed,
+    }
+}
+
+#[cfg(test)]
+impl PeerId {
+    pub(crate) fn for_test(n: u32) -> PeerId {
+        PeerId(n)
+    }
+}

@@ -1,0 +1,678 @@
+//! A deterministic in-memory simulator for the core: one gateway `Device`, several clients that
+//! are plain boringtun `Tunn`s (what the stock apps run, protocol-wise), and a virtual network
+//! with a virtual clock, loss, reordering, duplication and roaming.
+//!
+//! boringtun's `Tunn` reads the real monotonic clock for its protocol timers (retries after 5 s),
+//! so loss and reordering are applied to data messages only: a lost handshake would stall a test
+//! for real seconds. Everything heimweg itself decides runs on the virtual clock.
+
+use boringtun::noise::{Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Output, PeerId};
+use rand_core::{OsRng, RngCore};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+const SERVER: &str = "203.0.113.1:51820";
+const LAN_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+
+fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + payload.len();
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[20..].copy_from_slice(payload);
+    p
+}
+
+fn keypair() -> ([u8; 32], [u8; 32]) {
+    let mut k = [0u8; 32];
+    OsRng.fill_bytes(&mut k);
+    let s = StaticSecret::from(k);
+    (k, PublicKey::from(&s).to_bytes())
+}
+
+struct Client {
+    tunn: Tunn,
+    addr: SocketAddr,
+    inner: Ipv4Addr,
+    peer: PeerId,
+    /// IP packets the client's TUN received.
+    received: Vec<Vec<u8>>,
+}
+
+struct InFlight {
+    at: Instant,
+    seq: u64,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+struct Sim {
+    now: Instant,
+    server: Device,
+    server_public: [u8; 32],
+    clients: Vec<Client>,
+    net: Vec<InFlight>,
+    seq: u64,
+    rng: u64,
+    /// Probability (per mille) that a data message is lost.
+    loss_permille: u64,
+    /// Extra random delay of data messages, which reorders them.
+    jitter_ms: u64,
+    /// Probability (per mille) that a data message is delivered twice.
+    dup_permille: u64,
+    /// What the gateway wrote to its TUN: (peer, packet).
+    server_tun: Vec<(PeerId, Vec<u8>)>,
+    /// Every datagram the gateway sent, for eavesdropping assertions.
+    server_sent: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Sim {
+    fn new(admission: AdmissionConfig) -> Sim {
+        let (sk, spk) = keypair();
+        Sim {
+            now: Instant::now(),
+            server: Device::new(Some(sk), 0x5eed, admission),
+            server_public: spk,
+            clients: Vec::new(),
+            net: Vec::new(),
+            seq: 0,
+            rng: 0x1234_5678_9abc_def1,
+            loss_permille: 0,
+            jitter_ms: 0,
+            dup_permille: 0,
+            server_tun: Vec::new(),
+            server_sent: Vec::new(),
+        }
+    }
+
+    fn rand(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn server_addr() -> SocketAddr {
+        SERVER.parse().unwrap()
+    }
+
+    /// Adds a client with its own key, outer address and inner /32.
+    fn add_client(&mut self) -> usize {
+        let i = self.clients.len();
+        let (ck, cpk) = keypair();
+        let inner = Ipv4Addr::new(10, 77, 0, 2 + i as u8);
+        let addr: SocketAddr = format!("198.51.100.{}:{}", 2 + i, 40000 + i)
+            .parse()
+            .unwrap();
+        let peer = self.server.add_peer(cpk);
+        self.server.add_allowed_ip(
+            peer,
+            IpNetwork::new_truncate(IpAddr::V4(inner), 32).unwrap(),
+        );
+        let tunn = Tunn::new(
+            StaticSecret::from(ck),
+            PublicKey::from(self.server_public),
+            None,
+            None,
+            OsRng.next_u32() >> 8,
+            None,
+        );
+        self.clients.push(Client {
+            tunn,
+            addr,
+            inner,
+            peer,
+            received: Vec::new(),
+        });
+        i
+    }
+
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
+        let is_data = bytes.first() == Some(&4);
+        let mut delay = Duration::from_millis(1);
+        if is_data {
+            if self.loss_permille > 0 && self.rand() % 1000 < self.loss_permille {
+                return;
+            }
+            if self.jitter_ms > 0 {
+                delay += Duration::from_millis(self.rand() % self.jitter_ms);
+            }
+            if self.dup_permille > 0 && self.rand() % 1000 < self.dup_permille {
+                self.seq += 1;
+                self.net.push(InFlight {
+                    at: self.now + delay + Duration::from_millis(1),
+                    seq: self.seq,
+                    from,
+                    to,
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+        self.seq += 1;
+        self.net.push(InFlight {
+            at: self.now + delay,
+            seq: self.seq,
+            from,
+            to,
+            bytes,
+        });
+    }
+
+    /// The client's app sends an IP packet into its tunnel.
+    fn client_send_ip(&mut self, i: usize, packet: &[u8]) {
+        let mut out = vec![0u8; 2048];
+        let res = self.clients[i].tunn.encapsulate(packet, &mut out);
+        if let TunnResult::WriteToNetwork(b) = res {
+            let b = b.to_vec();
+            let from = self.clients[i].addr;
+            self.send(from, Self::server_addr(), b);
+        }
+    }
+
+    /// Starts the client's handshake explicitly (as the apps do when brought up).
+    fn client_handshake(&mut self, i: usize) {
+        let mut out = vec![0u8; 2048];
+        if let TunnResult::WriteToNetwork(b) = self.clients[i]
+            .tunn
+            .format_handshake_initiation(&mut out, true)
+        {
+            let b = b.to_vec();
+            let from = self.clients[i].addr;
+            self.send(from, Self::server_addr(), b);
+        }
+    }
+
+    /// A host behind the gateway sends an IP packet towards the tunnel.
+    fn server_send_ip(&mut self, packet: &[u8]) -> Output {
+        let mut out = vec![0u8; 2048];
+        let o = self.server.handle_tun(self.now, packet, &mut out);
+        if let Output::Network(t) = o {
+            self.server_out(t.dst, out[..t.len].to_vec());
+        }
+        o
+    }
+
+    fn server_out(&mut self, dst: SocketAddr, bytes: Vec<u8>) {
+        self.server_sent.push((dst, bytes.clone()));
+        self.send(Self::server_addr(), dst, bytes);
+    }
+
+    fn drain_server(&mut self) {
+        let mut out = vec![0u8; 2048];
+        loop {
+            let mut progress = false;
+            while let Some(t) = self.server.poll_transmit(self.now, &mut out) {
+                self.server_out(t.dst, out[..t.len].to_vec());
+                progress = true;
+            }
+            while self.server.handshake_queue_depth() > 0 {
+                if let Some(t) = self.server.poll_handshake(self.now, &mut out) {
+                    self.server_out(t.dst, out[..t.len].to_vec());
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    fn deliver(&mut self, m: InFlight) {
+        let mut out = vec![0u8; 2048];
+        if m.to == Self::server_addr() {
+            match self
+                .server
+                .handle_network(self.now, m.from, &m.bytes, &mut out)
+            {
+                Output::Network(t) => self.server_out(t.dst, out[..t.len].to_vec()),
+                Output::Tun { len, peer } => self.server_tun.push((peer, out[..len].to_vec())),
+                Output::Nothing => {}
+            }
+            return;
+        }
+        let Some(i) = self.clients.iter().position(|c| c.addr == m.to) else {
+            return; // the client has moved away: the datagram is lost
+        };
+        let mut res = self.clients[i]
+            .tunn
+            .decapsulate(Some(m.from.ip()), &m.bytes, &mut out)
+            .into_owned();
+        loop {
+            match res {
+                Owned::Net(b) => {
+                    let from = self.clients[i].addr;
+                    self.send(from, Self::server_addr(), b);
+                    // Drain what boringtun queued while it had no session.
+                    res = self.clients[i]
+                        .tunn
+                        .decapsulate(None, &[], &mut out)
+                        .into_owned();
+                }
+                Owned::Tun(p) => {
+                    self.clients[i].received.push(p);
+                    break;
+                }
+                Owned::None => break,
+            }
+        }
+    }
+
+    /// Advances virtual time, delivering everything due, until the network is quiet.
+    fn run(&mut self, for_at_most: Duration) {
+        let end = self.now + for_at_most;
+        loop {
+            self.drain_server();
+            self.net.sort_by_key(|m| (m.at, m.seq));
+            if self.net.is_empty() || self.net[0].at > end {
+                break;
+            }
+            let m = self.net.remove(0);
+            if m.at > self.now {
+                self.now = m.at;
+            }
+            self.deliver(m);
+        }
+    }
+
+    fn connect_all(&mut self) {
+        for i in 0..self.clients.len() {
+            self.client_handshake(i);
+        }
+        self.run(Duration::from_secs(1));
+    }
+}
+
+enum Owned {
+    Net(Vec<u8>),
+    Tun(Vec<u8>),
+    None,
+}
+
+trait IntoOwned {
+    fn into_owned(self) -> Owned;
+}
+
+impl IntoOwned for TunnResult<'_> {
+    fn into_owned(self) -> Owned {
+        match self {
+            TunnResult::WriteToNetwork(b) => Owned::Net(b.to_vec()),
+            TunnResult::WriteToTunnelV4(b, _) | TunnResult::WriteToTunnelV6(b, _) => {
+                Owned::Tun(b.to_vec())
+            }
+            _ => Owned::None,
+        }
+    }
+}
+
+#[test]
+fn clients_handshake_and_exchange_data_both_ways() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    for _ in 0..3 {
+        sim.add_client();
+    }
+    sim.connect_all();
+    assert_eq!(sim.server.counters().handshakes_ok, 3);
+    for i in 0..3 {
+        let p = ipv4_packet(
+            sim.clients[i].inner,
+            LAN_HOST,
+            format!("hello {i}").as_bytes(),
+        );
+        sim.client_send_ip(i, &p);
+    }
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.server_tun.len(), 3);
+    for (peer, pkt) in &sim.server_tun {
+        let i = sim.clients.iter().position(|c| c.peer == *peer).unwrap();
+        assert!(pkt.ends_with(format!("hello {i}").as_bytes()));
+    }
+    for i in 0..3 {
+        let p = ipv4_packet(
+            LAN_HOST,
+            sim.clients[i].inner,
+            format!("reply {i}").as_bytes(),
+        );
+        assert!(
+            matches!(sim.server_send_ip(&p), Output::Network(t) if t.dst == sim.clients[i].addr)
+        );
+    }
+    sim.run(Duration::from_secs(1));
+    for (i, c) in sim.clients.iter().enumerate() {
+        assert_eq!(c.received.len(), 1, "client {i}");
+        assert!(c.received[0].ends_with(format!("reply {i}").as_bytes()));
+    }
+    assert_eq!(sim.server.counters().total_drops(), 0);
+}
+
+#[test]
+fn survives_loss_reordering_and_duplicates_without_delivering_twice() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client();
+    sim.add_client();
+    sim.connect_all();
+    sim.loss_permille = 100;
+    sim.jitter_ms = 40;
+    sim.dup_permille = 100;
+    for n in 0..500u32 {
+        for i in 0..2 {
+            let p = ipv4_packet(sim.clients[i].inner, LAN_HOST, &n.to_be_bytes());
+            sim.client_send_ip(i, &p);
+        }
+        sim.now += Duration::from_micros(100);
+    }
+    sim.run(Duration::from_secs(2));
+    for i in 0..2 {
+        let peer = sim.clients[i].peer;
+        let mut seen: Vec<u32> = sim
+            .server_tun
+            .iter()
+            .filter(|(p, _)| *p == peer)
+            .map(|(_, pkt)| u32::from_be_bytes(pkt[20..24].try_into().unwrap()))
+            .collect();
+        let total = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(
+            seen.len(),
+            total,
+            "client {i}: a packet reached the TUN twice"
+        );
+        // ~10% loss: far more than half arrive, and not all do.
+        assert!(total > 350 && total < 500, "client {i}: {total} delivered");
+    }
+    let c = sim.server.counters();
+    assert!(
+        c.drops(DropReason::Replay) > 0,
+        "duplicates are counted as replays"
+    );
+    assert_eq!(c.drops(DropReason::DecryptFailed), 0);
+}
+
+#[test]
+fn roams_after_authenticated_packet_only() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client();
+    sim.connect_all();
+    let old = sim.clients[0].addr;
+    let reply = ipv4_packet(LAN_HOST, sim.clients[0].inner, b"x");
+    assert!(matches!(sim.server_send_ip(&reply), Output::Network(t) if t.dst == old));
+    sim.run(Duration::from_secs(1));
+
+    // A forged data packet from elsewhere with the right receiver index must not move the peer.
+    let forged_from: SocketAddr = "192.0.2.66:666".parse().unwrap();
+    let mut forged = sim.server_sent[0].1.clone(); // a real datagram: has a real receiver index
+    forged[0] = 4;
+    forged.resize(64, 0xaa);
+    let receiver_of_client = {
+        // The client's first data packet carries the server's receiver index in bytes 4..8.
+        let p = ipv4_packet(sim.clients[0].inner, LAN_HOST, b"probe");
+        let mut out = vec![0u8; 2048];
+        match sim.clients[0].tunn.encapsulate(&p, &mut out) {
+            TunnResult::WriteToNetwork(b) => b[4..8].to_vec(),
+            _ => panic!("client has a session"),
+        }
+    };
+    forged[4..8].copy_from_slice(&receiver_of_client);
+    sim.send(forged_from, Sim::server_addr(), forged);
+    sim.run(Duration::from_secs(1));
+    assert!(matches!(sim.server_send_ip(&reply), Output::Network(t) if t.dst == old));
+
+    // The real client moves (new NAT mapping) and sends: the gateway follows.
+    let new: SocketAddr = "198.51.100.99:50000".parse().unwrap();
+    sim.clients[0].addr = new;
+    let p = ipv4_packet(sim.clients[0].inner, LAN_HOST, b"after roam");
+    sim.client_send_ip(0, &p);
+    sim.run(Duration::from_secs(1));
+    assert!(matches!(sim.server_send_ip(&reply), Output::Network(t) if t.dst == new));
+    sim.run(Duration::from_secs(1));
+    assert!(sim.clients[0].received.len() >= 2);
+}
+
+#[test]
+fn drops_inner_source_outside_allowed_ips() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client();
+    sim.add_client();
+    sim.connect_all();
+    // Client 0 pretends to be client 1, then some address nobody owns.
+    let spoof1 = ipv4_packet(sim.clients[1].inner, LAN_HOST, b"spoof");
+    let spoof2 = ipv4_packet(Ipv4Addr::new(10, 99, 0, 1), LAN_HOST, b"spoof");
+    sim.client_send_ip(0, &spoof1);
+    sim.client_send_ip(0, &spoof2);
+    sim.run(Duration::from_secs(1));
+    assert!(sim.server_tun.is_empty());
+    assert_eq!(sim.server.counters().drops(DropReason::SourceNotAllowed), 2);
+}
+
+#[test]
+fn removed_peer_cannot_send_or_handshake_and_others_continue() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client();
+    sim.add_client();
+    sim.connect_all();
+    let peer0 = sim.clients[0].peer;
+    assert!(sim.server.remove_peer(peer0));
+    let p0 = ipv4_packet(sim.clients[0].inner, LAN_HOST, b"gone");
+    let p1 = ipv4_packet(sim.clients[1].inner, LAN_HOST, b"still here");
+    sim.client_send_ip(0, &p0);
+    sim.client_send_ip(1, &p1);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.server_tun.len(), 1);
+    assert!(sim.server_tun[0].1.ends_with(b"still here"));
+    assert_eq!(sim.server.counters().drops(DropReason::UnknownIndex), 1);
+    // Packets to the removed client's address have no route any more.
+    let to0 = ipv4_packet(LAN_HOST, sim.clients[0].inner, b"x");
+    assert_eq!(sim.server_send_ip(&to0), Output::Nothing);
+    assert_eq!(sim.server.counters().drops(DropReason::NoRoute), 1);
+    // A new handshake from the removed key is refused.
+    let before = sim.server.counters().handshakes_ok;
+    sim.client_handshake(0);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.server.counters().handshakes_ok, before);
+    assert_eq!(sim.server.counters().drops(DropReason::HandshakeInvalid), 1);
+}
+
+#[test]
+fn replayed_handshake_and_data_are_dropped() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client();
+    sim.client_handshake(0);
+    let init = sim.net[0].bytes.clone();
+    let from = sim.clients[0].addr;
+    sim.run(Duration::from_secs(1));
+    sim.send(from, Sim::server_addr(), init);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.server.counters().handshakes_ok, 1);
+    assert_eq!(sim.server.counters().drops(DropReason::HandshakeReplay), 1);
+
+    let p = ipv4_packet(sim.clients[0].inner, LAN_HOST, b"once");
+    let mut out = vec![0u8; 2048];
+    let data = match sim.clients[0].tunn.encapsulate(&p, &mut out) {
+        TunnResult::WriteToNetwork(b) => b.to_vec(),
+        _ => panic!("session expected"),
+    };
+    sim.send(from, Sim::server_addr(), data.clone());
+    sim.send(from, Sim::server_addr(), data);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.server_tun.len(), 1);
+    assert_eq!(sim.server.counters().drops(DropReason::Replay), 1);
+}
+
+#[test]
+fn cookie_replies_under_load_and_a_real_device_still_gets_in() {
+    let mut sim = Sim::new(AdmissionConfig {
+        queue_capacity: 64,
+        load_threshold: 8,
+        ..AdmissionConfig::default()
+    });
+    let legit = sim.add_client();
+    // Unknown keys that know the gateway's public key: valid mac1, the expensive kind.
+    let flood_from: SocketAddr = "192.0.2.200:1000".parse().unwrap();
+    let mut out = vec![0u8; 2048];
+    for _ in 0..40 {
+        let (k, _) = keypair();
+        let mut t = Tunn::new(
+            StaticSecret::from(k),
+            PublicKey::from(sim.server_public),
+            None,
+            None,
+            1,
+            None,
+        );
+        if let TunnResult::WriteToNetwork(b) = t.format_handshake_initiation(&mut out, false) {
+            let b = b.to_vec();
+            // Delivered directly, without draining, as if they all arrived in one burst.
+            let o = sim.server.handle_network(sim.now, flood_from, &b, &mut out);
+            assert!(!matches!(o, Output::Tun { .. }));
+        }
+    }
+    assert_eq!(
+        sim.server.handshake_queue_depth(),
+        8,
+        "queue stops growing at the load threshold"
+    );
+    assert_eq!(sim.server.counters().cookies_sent, 32);
+
+    // The real device's first attempt arrives while we are loaded: it gets a cookie.
+    sim.client_handshake(legit);
+    let first = sim.net.pop().unwrap();
+    let o = sim
+        .server
+        .handle_network(sim.now, first.from, &first.bytes, &mut out);
+    let cookie = match o {
+        Output::Network(t) => out[..t.len].to_vec(),
+        other => panic!("expected a cookie reply, got {other:?}"),
+    };
+    assert_eq!(cookie[0], 3);
+    let client_addr = sim.clients[legit].addr;
+    let mut cout = vec![0u8; 2048];
+    let r = sim.clients[legit]
+        .tunn
+        .decapsulate(Some(Sim::server_addr().ip()), &cookie, &mut cout);
+    assert!(matches!(r, TunnResult::Done));
+    // Its retry carries mac2 and is admitted even though we are still loaded.
+    sim.client_handshake(legit);
+    let retry = sim.net.pop().unwrap();
+    assert_eq!(retry.from, client_addr);
+    let o = sim
+        .server
+        .handle_network(sim.now, retry.from, &retry.bytes, &mut out);
+    assert_eq!(
+        o,
+        Output::Nothing,
+        "queued, not answered with another cookie"
+    );
+    assert_eq!(sim.server.counters().cookies_sent, 33);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.server.counters().handshakes_ok, 1);
+    assert_eq!(sim.server.counters().drops(DropReason::HandshakeInvalid), 8);
+    let p = ipv4_packet(sim.clients[legit].inner, LAN_HOST, b"in");
+    sim.client_send_ip(legit, &p);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.server_tun.len(), 1);
+}
+
+#[test]
+fn one_source_is_limited_per_second() {
+    let mut sim = Sim::new(AdmissionConfig {
+        per_source_rate: 5,
+        per_source_burst: 5,
+        ..AdmissionConfig::default()
+    });
+    let from: SocketAddr = "192.0.2.201:1000".parse().unwrap();
+    let mut out = vec![0u8; 2048];
+    for _ in 0..12 {
+        let (k, _) = keypair();
+        let mut t = Tunn::new(
+            StaticSecret::from(k),
+            PublicKey::from(sim.server_public),
+            None,
+            None,
+            1,
+            None,
+        );
+        if let TunnResult::WriteToNetwork(b) = t.format_handshake_initiation(&mut out, false) {
+            let b = b.to_vec();
+            let _ = sim.server.handle_network(sim.now, from, &b, &mut out);
+        }
+    }
+    assert_eq!(
+        sim.server
+            .counters()
+            .drops(DropReason::HandshakeRateLimited),
+        7
+    );
+    assert_eq!(sim.server.handshake_queue_depth(), 5);
+}
+
+#[test]
+fn idle_peers_cost_no_timer_work() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    for n in 0..1000u32 {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&n.to_le_bytes());
+        k[31] = 0x40;
+        let id = sim.server.add_peer(k);
+        let net = IpNetwork::new_truncate(IpAddr::V4(Ipv4Addr::from(0x0a40_0000 + n)), 32).unwrap();
+        sim.server.add_allowed_ip(id, net);
+    }
+    assert_eq!(sim.server.poll_timeout(), None);
+    assert_eq!(sim.server.scheduled_peers(), 0);
+    sim.add_client();
+    sim.connect_all();
+    assert_eq!(
+        sim.server.scheduled_peers(),
+        1,
+        "only the active peer has a deadline"
+    );
+    assert!(sim.server.poll_timeout().is_some());
+}
+
+#[test]
+fn packets_without_route_or_endpoint_are_counted() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client(); // configured but never connected: no endpoint
+    let p = ipv4_packet(LAN_HOST, sim.clients[0].inner, b"x");
+    assert_eq!(sim.server_send_ip(&p), Output::Nothing);
+    assert_eq!(sim.server.counters().drops(DropReason::NoEndpoint), 1);
+    let p = ipv4_packet(LAN_HOST, Ipv4Addr::new(10, 200, 0, 1), b"x");
+    assert_eq!(sim.server_send_ip(&p), Output::Nothing);
+    assert_eq!(sim.server.counters().drops(DropReason::NoRoute), 1);
+}
+
+mod junk {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Whatever arrives, with whatever buffer, never panics and every junk datagram is
+        /// counted exactly once.
+        #[test]
+        fn junk_never_panics_and_is_counted_once(
+            ty in 0u8..6,
+            body in proptest::collection::vec(any::<u8>(), 0..1600),
+            out_len in prop_oneof![Just(0usize), Just(16), Just(148), Just(2048), Just(70000)],
+        ) {
+            let mut sim = Sim::new(AdmissionConfig::default());
+            sim.add_client();
+            sim.connect_all();
+            let mut d = body.clone();
+            if !d.is_empty() { d[0] = ty; }
+            let before = sim.server.counters().total_drops();
+            let mut out = vec![0u8; out_len];
+            let o = sim.server.handle_network(sim.now, "192.0.2.9:9".parse().unwrap(), &d, &mut out);
+            prop_assert!(!matches!(o, Output::Tun { .. }), "junk reached the TUN");
+            let cookies = sim.server.counters().cookies_sent;
+            prop_assert_eq!(sim.server.counters().total_drops() + cookies, before + 1);
+            let _ = sim.server.handle_tun(sim.now, &d, &mut out);
+        }
+    }
+}
