@@ -1,0 +1,36 @@
+//! heimweg-sys: every `unsafe` syscall heimweg makes, behind small safe types.
+//!
+//! TUN devices (`/dev/net/tun`, `IFF_NO_PI`, multi-queue), interface configuration (MTU, IPv4 and
+//! IPv6 addresses, link state) by ioctl, UDP sockets for the WireGuard port (`SO_REUSEPORT`,
+//! dual-stack, forced buffer sizes, batched `recvmmsg`/`sendmmsg`), and readiness waiting with
+//! `poll` and an eventfd. The rest of the workspace forbids `unsafe`; this crate is where a
+//! reviewer looks for it.
+//!
+//! It deliberately holds no protocol logic, spawns no threads and keeps no state beyond file
+//! descriptors. Linux only.
+
+pub mod iface;
+pub mod poll;
+pub mod tun;
+pub mod udp;
+
+mod ifreq;
+
+use std::io;
+
+/// Turns a libc return value into `io::Result`, reading errno on -1.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
