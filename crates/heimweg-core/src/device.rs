@@ -564,10 +564,8 @@ impl Device {
         if let Output::Network(t) = verdict {
             peer.tx_bytes += t.len as u64;
         }
-        if is_init {
-            if matches!(verdict, Output::Network(_)) {
-                self.counters.handshakes_ok += 1;
-            }
+        if is_init && matches!(verdict, Output::Network(_)) {
+            self.counters.handshakes_ok += 1;
         }
         // A session may now exist: packets boringtun queued while it had none can go out.
         if !peer.needs_flush {

@@ -1,0 +1,477 @@
+//! heimweg-dataplane: runs the sans-IO core over a real TUN device and real UDP sockets.
+//!
+//! [`DataPlane::start`] creates the TUN (one queue per worker), binds one `SO_REUSEPORT` UDP
+//! socket per worker on the listen port and starts one worker thread per core. Each worker waits
+//! on its TUN queue, its socket and a wake-up eventfd, feeds what arrives to the shared
+//! [`heimweg_core::Device`] in batches and sends what comes out. The [`DataPlane`] value is the
+//! handle through which everything else changes peers and reads state; [`uapi`] exposes the same
+//! handle over WireGuard's cross-platform UAPI socket so the stock `wg` tool works.
+//!
+//! It deliberately does not know about the store, the API or the panel: the control plane
+//! reaches it only through this handle. Every syscall lives in `heimweg-sys`.
+
+pub mod uapi;
+mod worker;
+
+use heimweg_core::{AdmissionConfig, Device, DropReason, Key};
+use heimweg_sys::poll::EventFd;
+use heimweg_sys::tun::Tun;
+use heimweg_sys::udp::UdpSocket;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+use uapi::{DeviceSnapshot, PeerChange, PeerSnapshot, SetRequest, UapiError, UapiHandler};
+
+/// Socket buffers sized for bursts: a 2-core gateway can fall behind by several milliseconds
+/// of line-rate traffic while it does handshakes, and the kernel's default (~200 KiB) overflows.
+const SOCKET_BUFFER_BYTES: usize = 7 << 20;
+
+/// How to bring the data plane up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Name of the TUN interface (at most 15 bytes).
+    pub interface: String,
+    /// Worker threads, each with a TUN queue and a UDP socket. 0 = one per core.
+    pub workers: usize,
+    /// UDP port; 0 = a random free port (as wireguard-go does until `wg set listen-port`).
+    pub listen_port: u16,
+    /// MTU set on the interface; wireguard-go's default is 1420 (1500 minus IPv6+UDP+WireGuard).
+    pub mtu: u32,
+    /// Addresses put on the interface. Empty for the standalone mode, where wg-quick does it.
+    pub addresses: Vec<InterfaceAddress>,
+    /// Whether to set the link up; wg-quick does it itself in the standalone mode.
+    pub set_up: bool,
+    pub private_key: Option<Key>,
+    pub admission: AdmissionConfig,
+}
+
+impl Config {
+    pub fn new(interface: impl Into<String>) -> Config {
+        Config {
+            interface: interface.into(),
+            workers: 0,
+            listen_port: 0,
+            mtu: 1420,
+            addresses: Vec::new(),
+            set_up: false,
+            private_key: None,
+            admission: AdmissionConfig::default(),
+        }
+    }
+}
+
+/// An address of the interface itself: unlike an allowed-IP prefix it keeps its host part
+/// (`10.77.0.1/24`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl std::str::FromStr for InterfaceAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX, e.g. 10.77.0.1/24"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IP address"))?;
+        let prefix_len: u8 = len
+            .parse()
+            .map_err(|_| format!("{len:?} is not a prefix length"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix_len > max {
+            return Err(format!("prefix length {prefix_len} is longer than {max}"));
+        }
+        Ok(InterfaceAddress { addr, prefix_len })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("creating TUN interface {name}")]
+    Tun {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("configuring interface {name}")]
+    Interface {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("binding UDP port {port}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: io::Error,
+    },
+    #[error("creating worker wake-up eventfd or thread")]
+    Worker(#[source] io::Error),
+}
+
+/// The UDP sockets of one listen port, one per worker.
+pub(crate) struct Sockets {
+    pub port: u16,
+    pub list: Vec<UdpSocket>,
+}
+
+/// State shared between the handle and the workers.
+pub(crate) struct Shared {
+    pub device: Mutex<Device>,
+    pub tuns: Vec<Tun>,
+    pub sockets: RwLock<Arc<Sockets>>,
+    /// Bumped whenever `sockets` is replaced, so workers notice without taking the lock.
+    pub sockets_generation: AtomicU64,
+    pub wakers: Vec<EventFd>,
+    pub shutdown: AtomicBool,
+    pub fwmark: AtomicU32,
+    /// Set by a worker that lost its TUN (the interface was deleted): the process should exit.
+    pub tun_gone: AtomicBool,
+}
+
+impl Shared {
+    pub fn device(&self) -> MutexGuard<'_, Device> {
+        // A worker that panicked while holding the lock leaves a consistent `Device` behind
+        // (every method finishes its own bookkeeping), so keep going rather than cascade.
+        self.device.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake_all(&self) {
+        for w in &self.wakers {
+            let _ = w.notify();
+        }
+    }
+}
+
+/// The running data plane, and the handle to change it.
+pub struct DataPlane {
+    shared: Arc<Shared>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    interface: String,
+}
+
+impl DataPlane {
+    /// Creates the interface and sockets and starts the workers.
+    pub fn start(config: Config, seed: u64) -> Result<DataPlane, StartError> {
+        let workers = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.workers
+        };
+        let tun_err = |source| StartError::Tun {
+            name: config.interface.clone(),
+            source,
+        };
+        let mut tuns = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let tun = Tun::open(&config.interface, true).map_err(tun_err)?;
+            tun.set_nonblocking(true).map_err(tun_err)?;
+            tuns.push(tun);
+        }
+        let name = tuns[0].name().to_string();
+        let if_err = |source| StartError::Interface {
+            name: name.clone(),
+            source,
+        };
+        heimweg_sys::iface::set_mtu(&name, config.mtu).map_err(if_err)?;
+        for a in &config.addresses {
+            heimweg_sys::iface::add_address(&name, a.addr, a.prefix_len).map_err(if_err)?;
+        }
+        if config.set_up {
+            heimweg_sys::iface::set_up(&name, true).map_err(if_err)?;
+        }
+        let sockets =
+            bind_sockets(config.listen_port, workers).map_err(|source| StartError::Bind {
+                port: config.listen_port,
+                source,
+            })?;
+        let wakers = (0..workers)
+            .map(|_| EventFd::new())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(StartError::Worker)?;
+        let shared = Arc::new(Shared {
+            device: Mutex::new(Device::new(config.private_key, seed, config.admission)),
+            tuns,
+            sockets: RwLock::new(Arc::new(sockets)),
+            sockets_generation: AtomicU64::new(0),
+            wakers,
+            shutdown: AtomicBool::new(false),
+            fwmark: AtomicU32::new(0),
+            tun_gone: AtomicBool::new(false),
+        });
+        let mut handles = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let s = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("hw-worker-{i}"))
+                .spawn(move || worker::run(s, i))
+                .map_err(StartError::Worker)?;
+            handles.push(h);
+        }
+        tracing::info!(interface = %name, workers, port = shared.sockets.read().map(|s| s.port).unwrap_or(0), "data plane up");
+        Ok(DataPlane {
+            shared,
+            workers: Mutex::new(handles),
+            interface: name,
+        })
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    pub fn listen_port(&self) -> u16 {
+        self.shared.sockets.read().map(|s| s.port).unwrap_or(0)
+    }
+
+    /// True once a worker found its TUN gone (someone deleted the interface).
+    pub fn tun_gone(&self) -> bool {
+        self.shared.tun_gone.load(Ordering::Relaxed)
+    }
+
+    /// Aggregate counters: drops by reason, handshakes, bytes.
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let d = self.shared.device();
+        let c = d.counters();
+        let mut v: Vec<(String, u64)> = c
+            .drop_counts()
+            .map(|(r, n)| (format!("drop_{}", r.as_str()), n))
+            .collect();
+        v.push(("drops_total".into(), c.total_drops()));
+        v.push(("handshakes_ok".into(), c.handshakes_ok));
+        v.push(("cookies_sent".into(), c.cookies_sent));
+        v.push(("rx_datagrams".into(), c.rx_datagrams));
+        v.push(("rx_packets".into(), c.rx_packets));
+        v.push(("rx_bytes".into(), c.rx_bytes));
+        v.push(("tx_packets".into(), c.tx_packets));
+        v.push(("tx_bytes".into(), c.tx_bytes));
+        v.push((
+            "handshake_queue_depth".into(),
+            d.handshake_queue_depth() as u64,
+        ));
+        v.push(("peers".into(), d.peer_count() as u64));
+        v.push(("peers_scheduled".into(), d.scheduled_peers() as u64));
+        v
+    }
+
+    /// How often a packet was dropped for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.shared.device().counters().drops(reason)
+    }
+
+    /// Rebinds every worker socket to `port`. On failure the old sockets stay in place.
+    fn set_listen_port(&self, port: u16) -> io::Result<()> {
+        let current = self.listen_port();
+        if port == current && port != 0 {
+            return Ok(());
+        }
+        let workers = self.shared.tuns.len();
+        let fresh = bind_sockets(port, workers)?;
+        {
+            let mut guard = self
+                .shared
+                .sockets
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            *guard = Arc::new(fresh);
+        }
+        self.shared
+            .sockets_generation
+            .fetch_add(1, Ordering::Release);
+        self.shared.wake_all();
+        Ok(())
+    }
+
+    /// Stops the workers and waits for them; idempotent. The TUN disappears when the last
+    /// queue closes, i.e. when this handle is dropped.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.wake_all();
+        let handles: Vec<_> = self
+            .workers
+            .lock()
+            .map(|mut w| w.drain(..).collect())
+            .unwrap_or_default();
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds `workers` sockets on one port, dual-stack where the host has IPv6. Port 0 picks a
+/// free port with the first socket and binds the others to the same one.
+fn bind_sockets(port: u16, workers: usize) -> io::Result<Sockets> {
+    let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+    let any4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+    // Hosts booted with ipv6.disable=1 have no AF_INET6 at all.
+    let unspecified = match UdpSocket::bind(SocketAddr::new(any6.ip(), 0), false, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => any4,
+        _ => any6,
+    };
+    let mut base = unspecified;
+    if port == 0 {
+        // The kernel's port-0 autobind lets an SO_REUSEPORT socket land on a port that another
+        // process of the same user holds with SO_REUSEPORT, and the two would then share its
+        // traffic. A probe without SO_REUSEPORT only gets a port nobody holds; we take that.
+        let probe = UdpSocket::bind(unspecified, false, 0)?;
+        base.set_port(probe.local_addr()?.port());
+    }
+    let first = UdpSocket::bind(base, true, SOCKET_BUFFER_BYTES)?;
+    let local = first.local_addr()?;
+    let mut list = vec![first];
+    for _ in 1..workers {
+        list.push(UdpSocket::bind(local, true, SOCKET_BUFFER_BYTES)?);
+    }
+    Ok(Sockets {
+        port: local.port(),
+        list,
+    })
+}
+
+impl UapiHandler for DataPlane {
+    fn get(&self) -> DeviceSnapshot {
+        let now = SystemTime::now();
+        let d = self.shared.device();
+        DeviceSnapshot {
+            private_key: d.private_key(),
+            listen_port: self.listen_port(),
+            fwmark: self.shared.fwmark.load(Ordering::Relaxed),
+            peers: d
+                .peers()
+                .map(|p| PeerSnapshot {
+                    public_key: p.public_key,
+                    preshared_key: p.preshared_key,
+                    endpoint: p.endpoint,
+                    persistent_keepalive: p.persistent_keepalive,
+                    allowed_ips: p.allowed_ips,
+                    // UAPI wants wall-clock epoch time; the core only knows "how long ago".
+                    last_handshake: p.last_handshake_ago.and_then(|ago| now.checked_sub(ago)),
+                    rx_bytes: p.rx_bytes,
+                    tx_bytes: p.tx_bytes,
+                })
+                .collect(),
+        }
+    }
+
+    fn set(&self, req: SetRequest) -> Result<(), UapiError> {
+        // The only step that can fail comes first, so a failed request changes nothing.
+        if let Some(port) = req.listen_port {
+            self.set_listen_port(port).map_err(|e| {
+                if e.kind() == io::ErrorKind::AddrInUse {
+                    UapiError::AddrInUse
+                } else {
+                    UapiError::Io(e.to_string())
+                }
+            })?;
+        }
+        if let Some(mark) = req.fwmark {
+            self.shared.fwmark.store(mark, Ordering::Relaxed);
+        }
+        {
+            let mut d = self.shared.device();
+            if let Some(key) = req.private_key {
+                d.set_private_key(key);
+            }
+            if req.replace_peers {
+                d.clear_peers();
+            }
+            for change in &req.peers {
+                apply_peer_change(&mut d, change);
+            }
+        }
+        // New endpoints or keepalives may have moved a deadline earlier than a worker sleeps.
+        self.shared.wake_all();
+        Ok(())
+    }
+
+    fn stats(&self) -> Vec<(String, u64)> {
+        DataPlane::stats(self)
+    }
+}
+
+fn apply_peer_change(d: &mut Device, c: &PeerChange) {
+    if d.public_key() == Some(c.public_key) {
+        // wireguard-go ignores a peer that is the device itself; so do we.
+        return;
+    }
+    let existing = d.peer_id(&c.public_key);
+    if c.remove {
+        if let Some(id) = existing {
+            d.remove_peer(id);
+            tracing::info!(peer = %short(&c.public_key), "peer removed");
+        }
+        return;
+    }
+    let id = match existing {
+        Some(id) => id,
+        None if c.update_only => return,
+        None => {
+            tracing::info!(peer = %short(&c.public_key), "peer added");
+            d.add_peer(c.public_key)
+        }
+    };
+    if let Some(psk) = c.preshared_key {
+        d.set_preshared_key(id, psk);
+    }
+    if let Some(ep) = c.endpoint {
+        d.set_endpoint(id, ep);
+    }
+    if let Some(ka) = c.persistent_keepalive {
+        d.set_persistent_keepalive(id, ka);
+    }
+    if c.replace_allowed_ips {
+        d.clear_allowed_ips(id);
+    }
+    for net in &c.allowed_ips_remove {
+        d.remove_allowed_ip(id, *net);
+    }
+    for net in &c.allowed_ips_add {
+        d.add_allowed_ip(id, *net);
+    }
+}
+
+/// A public key shortened for logs (public keys are not secret, but long).
+fn short(k: &Key) -> String {
+    let mut s = String::with_capacity(8);
+    for b in &k[..4] {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_addresses_keep_the_host_part_and_reject_nonsense() {
+        let a: InterfaceAddress = "10.77.0.1/24".parse().unwrap();
+        assert_eq!(a.addr, "10.77.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(a.prefix_len, 24);
+        let b: InterfaceAddress = "fd77::1/64".parse().unwrap();
+        assert_eq!(b.prefix_len, 64);
+        for bad in [
+            "10.77.0.1",
+            "10.77.0.1/33",
+            "fd77::1/129",
+            "x/24",
+            "10.0.0.1/-1",
+            "",
+        ] {
+            assert!(bad.parse::<InterfaceAddress>().is_err(), "{bad}");
+        }
+    }
+}
