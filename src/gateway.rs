@@ -1,0 +1,113 @@
+//! Runs one data plane with its UAPI socket until a signal, the loss of the socket file or the
+//! loss of the TUN interface says to stop.
+
+use anyhow::{bail, Context, Result};
+use heimweg_dataplane::uapi::{UapiHandler, UapiServer};
+use heimweg_dataplane::{Config, DataPlane};
+use rand_core::{OsRng, RngCore};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the stock `wg` tool looks for userspace implementations' sockets.
+pub const UAPI_DIR: &str = "/var/run/wireguard";
+
+/// Interface names as the kernel and wg-quick accept them: 1 to 15 of `[a-zA-Z0-9_=+.-]`.
+pub fn validate_interface_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_=+.-".contains(&b));
+    if name.is_empty() || name.len() > 15 || !ok_chars || name == "." || name == ".." {
+        bail!("invalid interface name {name:?}: use 1 to 15 characters of [a-zA-Z0-9_=+.-]");
+    }
+    Ok(())
+}
+
+enum Stop {
+    Signal(i32),
+    SocketGone,
+}
+
+/// Starts the data plane and the UAPI socket, then blocks until told to stop.
+pub fn run(config: Config, uapi_dir: &Path) -> Result<()> {
+    validate_interface_name(&config.interface)?;
+    let name = config.interface.clone();
+    let dataplane = Arc::new(
+        DataPlane::start(config, OsRng.next_u64())
+            .with_context(|| format!("starting the data plane on {name}"))?,
+    );
+    let (tx, rx) = mpsc::channel::<Stop>();
+    let gone_tx = tx.clone();
+    let handler: Arc<dyn UapiHandler> = dataplane.clone();
+    let uapi = UapiServer::start(
+        uapi_dir,
+        dataplane.interface(),
+        handler,
+        Box::new(move || {
+            let _ = gone_tx.send(Stop::SocketGone);
+        }),
+    )
+    .with_context(|| format!("creating the UAPI socket in {}", uapi_dir.display()))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("hw-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let _ = tx.send(Stop::Signal(sig));
+            }
+        })
+        .context("starting the signal thread")?;
+    tracing::info!(interface = dataplane.interface(), socket = %uapi.path().display(), "ready");
+
+    // The TUN can vanish under us (`ip link del`); like wireguard-go we then exit.
+    let reason = loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(Stop::Signal(sig)) => break format!("signal {sig}"),
+            Ok(Stop::SocketGone) => break "UAPI socket removed".to_string(),
+            Err(mpsc::RecvTimeoutError::Timeout) if dataplane.tun_gone() => {
+                break "interface removed".to_string()
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break "internal channel closed".into(),
+        }
+    };
+    tracing::info!(%reason, "shutting down");
+    drop(uapi);
+    dataplane.shutdown();
+    Ok(())
+}
+
+/// Logging: `RUST_LOG` if set, else wireguard-go's `LOG_LEVEL` (verbose, error, silent).
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(match std::env::var("LOG_LEVEL").as_deref() {
+            Ok("verbose") | Ok("debug") => "debug",
+            Ok("error") => "error",
+            Ok("silent") => "off",
+            _ => "info",
+        })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_follow_wg_quick_rules() {
+        for ok in ["wg0", "hw-gw_1", "a.b=c+d", "fifteen-chars15"] {
+            assert!(validate_interface_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "sixteen-chars-16", "wg 0", "wg/0", "wg\0", "..", "ä"] {
+            assert!(validate_interface_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

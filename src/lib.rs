@@ -1,0 +1,6 @@
+//! The `heimweg` and `heimweg-wg` binaries: argument handling, wiring, signals and shutdown.
+//!
+//! Library crates do the work; this crate only resolves what the operator asked for, starts the
+//! data plane and its UAPI socket, and stops them cleanly.
+
+pub mod gateway;
