@@ -728,6 +728,26 @@ test_dump_parity() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# 9. wg-quick with heimweg-wg as its userspace implementation (the client side of heimweg)
+
+test_wg_quick_heimweg_client() {
+  if [[ $IS_HEIMWEG != 1 ]]; then skip "wg-quick with WG_QUICK_USERSPACE_IMPLEMENTATION=heimweg-wg"; return; fi
+  log "wg-quick: bringing c2 up with heimweg-wg (daemon mode) instead of wireguard-go"
+  if ! nsx "$NS_C2" env WG_QUICK_USERSPACE_IMPLEMENTATION="$GW_BIN" LOG_LEVEL=error \
+      wg-quick up "$C2_CONF" >>"$TMPD/wg-quick.log" 2>&1; then
+    fail "wg-quick: up with heimweg-wg"; tail -n 20 "$TMPD/wg-quick.log" >&2; return
+  fi
+  pass "wg-quick: up with heimweg-wg"
+  check "wg-quick: heimweg-wg client pings lan v4" wait_until 20 ping_ok "$NS_C2" "$LAN4"
+  check "wg-quick: heimweg-wg client pings lan v6" wait_until 5 ping_ok "$NS_C2" "$LAN6"
+  tcp_transfer "wg-quick: heimweg-wg client -> lan" "$NS_C2" "$NS_LAN" "$LAN4" "$TMPD/big.bin" 90
+  tcp_transfer "wg-quick: lan -> heimweg-wg client" "$NS_LAN" "$NS_C2" "$C2_TUN4" "$TMPD/big.bin" 90
+  check "wg-quick: down stops heimweg-wg and removes its socket" \
+    nsx "$NS_C2" wg-quick down "$C2_CONF"
+  check "wg-quick: heimweg-wg socket gone after down" wait_until 5 test ! -e "$WG_RUN/$C2IF.sock"
+}
+
+# ---------------------------------------------------------------------------------------------
 
 test_ping
 test_transfers
@@ -737,6 +757,7 @@ test_junk
 test_remove
 test_restart
 test_dump_parity
+test_wg_quick_heimweg_client
 
 summary
 [[ $FAILED -eq 0 ]]

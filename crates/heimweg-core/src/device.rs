@@ -454,8 +454,15 @@ impl Device {
         if msg_type == MSG_INIT {
             return self.admit_initiation(now, src, datagram, out);
         }
-        // Response, cookie reply and data all carry our receiver index at bytes 4..8.
-        let receiver = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+        // Our receiver index: a response carries the responder's sender index first (4..8) and
+        // ours at 8..12; a cookie reply and data carry ours at 4..8.
+        let at = if msg_type == MSG_RESPONSE { 8 } else { 4 };
+        let receiver = u32::from_le_bytes([
+            datagram[at],
+            datagram[at + 1],
+            datagram[at + 2],
+            datagram[at + 3],
+        ]);
         let Some(id) = self.by_index.get(&(receiver >> 8)).copied() else {
             return self.dropped(DropReason::UnknownIndex);
         };

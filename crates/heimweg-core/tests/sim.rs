@@ -352,6 +352,31 @@ fn clients_handshake_and_exchange_data_both_ways() {
 }
 
 #[test]
+fn gateway_initiates_to_a_known_endpoint_and_delivers_the_waiting_packet() {
+    // The other role: heimweg-wg used as a client (wg-quick) starts the handshake itself when a
+    // packet for a peer with a configured endpoint arrives before any session exists.
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client();
+    let (peer, addr) = (sim.clients[0].peer, sim.clients[0].addr);
+    sim.server.set_endpoint(peer, addr);
+    let p = ipv4_packet(LAN_HOST, sim.clients[0].inner, b"first");
+    let o = sim.server_send_ip(&p);
+    assert!(
+        matches!(o, Output::Network(t) if t.dst == addr),
+        "a handshake initiation goes out: {o:?}"
+    );
+    assert_eq!(sim.server_sent[0].1[0], 1, "it is an initiation");
+    sim.run(Duration::from_secs(1));
+    assert_eq!(
+        sim.clients[0].received.len(),
+        1,
+        "the queued packet followed the handshake"
+    );
+    assert!(sim.clients[0].received[0].ends_with(b"first"));
+    assert_eq!(sim.server.counters().total_drops(), 0);
+}
+
+#[test]
 fn survives_loss_reordering_and_duplicates_without_delivering_twice() {
     let mut sim = Sim::new(AdmissionConfig::default());
     sim.add_client();
