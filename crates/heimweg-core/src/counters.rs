@@ -30,6 +30,8 @@ pub enum DropReason {
     Replay,
     /// A decrypted packet whose inner source address is not one of the sender's allowed IPs.
     SourceNotAllowed,
+    /// A packet to or from a peer that its access policy does not allow.
+    PolicyDenied,
     /// A decrypted payload that is not a well-formed IPv4 or IPv6 packet.
     InnerMalformed,
     /// A packet from the TUN whose destination matches no peer's allowed IPs.
@@ -44,7 +46,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::InvalidMac,
         DropReason::HandshakeInvalid,
@@ -56,6 +58,7 @@ impl DropReason {
         DropReason::DecryptFailed,
         DropReason::Replay,
         DropReason::SourceNotAllowed,
+        DropReason::PolicyDenied,
         DropReason::InnerMalformed,
         DropReason::NoRoute,
         DropReason::NoEndpoint,
@@ -77,6 +80,7 @@ impl DropReason {
             DropReason::DecryptFailed => "decrypt_failed",
             DropReason::Replay => "replay",
             DropReason::SourceNotAllowed => "source_not_allowed",
+            DropReason::PolicyDenied => "policy_denied",
             DropReason::InnerMalformed => "inner_malformed",
             DropReason::NoRoute => "no_route",
             DropReason::NoEndpoint => "no_endpoint",

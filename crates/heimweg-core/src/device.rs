@@ -4,6 +4,7 @@ use crate::admission::{Admission, AdmissionConfig, INIT_LEN};
 use crate::allowed_ips::AllowedIps;
 use crate::counters::{Counters, DropReason};
 use crate::packet;
+use crate::policy::Policy;
 use crate::timers::Timers;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
@@ -118,6 +119,8 @@ struct Peer {
     tx_bytes: u64,
     /// Set when boringtun may hold packets queued before a session existed.
     needs_flush: bool,
+    /// What this peer may reach; `None` = only crypto-key routing applies.
+    policy: Option<Arc<Policy>>,
 }
 
 /// The private key and what is derived from it.
@@ -255,6 +258,7 @@ impl Device {
             rx_bytes: 0,
             tx_bytes: 0,
             needs_flush: false,
+            policy: None,
         };
         let id = match self.free_slots.pop() {
             Some(slot) => {
@@ -313,6 +317,14 @@ impl Device {
                 p.persistent_keepalive = seconds;
                 self.rebuild_tunn(id);
             }
+        }
+    }
+
+    /// Sets the peer's access policy (usually its group's, shared). Takes effect with the next
+    /// packet; the session is untouched.
+    pub fn set_policy(&mut self, id: PeerId, policy: Option<Arc<Policy>>) {
+        if let Some(p) = self.peer_mut(id) {
+            p.policy = policy;
         }
     }
 
@@ -589,11 +601,14 @@ impl Device {
     /// Crypto-key routing on the way in: the decrypted packet's source must be one of the
     /// sender's allowed IPs, or the packet is dropped.
     fn check_source(&mut self, id: PeerId, packet: &[u8], len: usize) -> Output {
-        let Some((src, _dst)) = packet::addresses(packet) else {
+        let Some((src, dst)) = packet::addresses(packet) else {
             return self.dropped(DropReason::InnerMalformed);
         };
         if self.allowed_ips.lookup(src) != Some(id) {
             return self.dropped(DropReason::SourceNotAllowed);
+        }
+        if !self.policy_allows(id, dst) {
+            return self.dropped(DropReason::PolicyDenied);
         }
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += len as u64;
@@ -602,12 +617,17 @@ impl Device {
 
     /// Handles one IP packet read from the TUN.
     pub fn handle_tun(&mut self, now: Instant, ip_packet: &[u8], out: &mut [u8]) -> Output {
-        let Some((_src, dst)) = packet::addresses(ip_packet) else {
+        let Some((src, dst)) = packet::addresses(ip_packet) else {
             return self.dropped(DropReason::InnerMalformed);
         };
         let Some(id) = self.allowed_ips.lookup(dst) else {
             return self.dropped(DropReason::NoRoute);
         };
+        // The return direction is filtered too, so a host the peer may not reach cannot open
+        // a conversation with it either.
+        if !self.policy_allows(id, src) {
+            return self.dropped(DropReason::PolicyDenied);
+        }
         if out.len() < MIN_OUT_LEN.max(ip_packet.len() + DATA_OVERHEAD) {
             return self.dropped(DropReason::TooLarge);
         }
@@ -703,6 +723,16 @@ impl Device {
     /// Number of peers with a pending timer (active peers).
     pub fn scheduled_peers(&self) -> usize {
         self.timers.len()
+    }
+
+    fn policy_allows(&self, id: PeerId, addr: std::net::IpAddr) -> bool {
+        match self.peers.get(id.slot()).and_then(Option::as_ref) {
+            Some(Peer {
+                policy: Some(policy),
+                ..
+            }) => policy.allows(addr),
+            _ => true,
+        }
     }
 
     fn dropped(&mut self, reason: DropReason) -> Output {

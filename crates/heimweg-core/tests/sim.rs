@@ -8,9 +8,10 @@
 
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Output, PeerId};
+use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Output, PeerId, Policy};
 use rand_core::{OsRng, RngCore};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SERVER: &str = "203.0.113.1:51820";
@@ -474,6 +475,57 @@ fn drops_inner_source_outside_allowed_ips() {
     sim.run(Duration::from_secs(1));
     assert!(sim.server_tun.is_empty());
     assert_eq!(sim.server.counters().drops(DropReason::SourceNotAllowed), 2);
+}
+
+#[test]
+fn group_policy_is_enforced_in_both_directions_without_touching_the_session() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client();
+    sim.add_client();
+    sim.connect_all();
+    let mail = Ipv4Addr::new(192, 0, 2, 25);
+    let council = Ipv4Addr::new(198, 18, 0, 80);
+    // Client 0's group may reach only the mail network; client 1 has no policy.
+    let mail_only = Arc::new(Policy::new([
+        IpNetwork::new_truncate(IpAddr::V4(mail), 24).unwrap()
+    ]));
+    sim.server.set_policy(sim.clients[0].peer, Some(mail_only));
+    for dst in [mail, council] {
+        for i in 0..2 {
+            let p = ipv4_packet(sim.clients[i].inner, dst, b"out");
+            sim.client_send_ip(i, &p);
+        }
+    }
+    sim.run(Duration::from_secs(1));
+    let reached: Vec<(PeerId, [u8; 4])> = sim
+        .server_tun
+        .iter()
+        .map(|(p, pkt)| (*p, pkt[16..20].try_into().unwrap()))
+        .collect();
+    let (c0, c1) = (sim.clients[0].peer, sim.clients[1].peer);
+    assert!(reached.contains(&(c0, mail.octets())));
+    assert!(
+        !reached.contains(&(c0, council.octets())),
+        "denied destination reached the LAN"
+    );
+    assert!(reached.contains(&(c1, council.octets())));
+    assert_eq!(sim.server.counters().drops(DropReason::PolicyDenied), 1);
+
+    // The other direction: a host outside the policy cannot send to the client.
+    let from_council = ipv4_packet(council, sim.clients[0].inner, b"in");
+    assert_eq!(sim.server_send_ip(&from_council), Output::Nothing);
+    let from_mail = ipv4_packet(mail, sim.clients[0].inner, b"in");
+    assert!(matches!(sim.server_send_ip(&from_mail), Output::Network(_)));
+    assert_eq!(sim.server.counters().drops(DropReason::PolicyDenied), 2);
+
+    // Lifting the policy takes effect at once, on the same session (no new handshake).
+    let handshakes = sim.server.counters().handshakes_ok;
+    sim.server.set_policy(c0, None);
+    let p = ipv4_packet(sim.clients[0].inner, council, b"now allowed");
+    sim.client_send_ip(0, &p);
+    sim.run(Duration::from_secs(1));
+    assert!(sim.server_tun.last().unwrap().1.ends_with(b"now allowed"));
+    assert_eq!(sim.server.counters().handshakes_ok, handshakes);
 }
 
 #[test]
