@@ -1,9 +1,11 @@
-//! End-to-end tests with real WireGuard peers (wireguard-go brought up by wg-quick) in network
-//! namespaces, against the `heimweg-wg` binary built with this package. They need root and the
-//! packages `tests/run.sh` installs, so they run only when `HEIMWEG_E2E=1` (CI sets it).
+//! System tests with the real WireGuard tools: wireguard-go peers brought up by wg-quick in
+//! network namespaces, `wg-quick strip` and `wg setconf` on the configs heimweg renders, all
+//! against the `heimweg-wg` binary built with this package. They need root and the packages
+//! `tests/run.sh` installs, so they run only when `HEIMWEG_E2E=1` (CI sets it).
 
+use heimweg_control::{ClientConfig, PresharedKey, PrivateKey};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 fn enabled() -> bool {
     std::env::var("HEIMWEG_E2E").as_deref() == Ok("1")
@@ -28,4 +30,225 @@ fn stock_clients_reach_a_host_behind_the_gateway() {
         return;
     }
     run_script("tests/netns/dataplane.sh");
+}
+
+/// A `heimweg-wg -f` process, killed (by PID) when dropped.
+struct Gateway {
+    child: Child,
+    name: String,
+}
+
+impl Gateway {
+    fn start(name: &str) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_heimweg-wg"))
+            .args(["-f", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("heimweg-wg starts");
+        // `wg` needs the socket; the process creates it right after the TUN.
+        let sock = Path::new("/var/run/wireguard").join(format!("{name}.sock"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no UAPI socket after 10 s"
+            );
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("heimweg-wg exited early: {status}");
+            }
+            std::thread::yield_now();
+        }
+        Gateway {
+            child,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sample_configs() -> Vec<(&'static str, ClientConfig)> {
+    let gateway = PrivateKey::generate().public_key();
+    let base = ClientConfig {
+        private_key: Some(PrivateKey::generate()),
+        addresses: vec![
+            "10.77.0.2/32".parse().unwrap(),
+            "fd77::2/128".parse().unwrap(),
+        ],
+        dns: vec!["10.1.0.53".parse().unwrap(), "fd00:1::53".parse().unwrap()],
+        dns_search: vec!["verwaltung.example.de".into()],
+        mtu: 1280,
+        gateway_public_key: gateway,
+        preshared_key: None,
+        allowed_ips: vec![
+            "10.20.0.0/16".parse().unwrap(),
+            "fd00:20::/48".parse().unwrap(),
+        ],
+        endpoint: "192.0.2.1:51820".parse().unwrap(),
+        persistent_keepalive: Some(25),
+    };
+    let mut full = base.clone();
+    full.allowed_ips = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+    full.preshared_key = Some(PresharedKey::generate());
+    full.persistent_keepalive = None;
+    full.endpoint = "[2001:db8::1]:443".parse().unwrap();
+    let mut minimal = base.clone();
+    minimal.dns.clear();
+    minimal.dns_search.clear();
+    minimal.addresses.truncate(1);
+    vec![("split", base), ("full", full), ("minimal", minimal)]
+}
+
+#[test]
+fn rendered_configs_pass_wg_quick_strip_and_wg_setconf() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the system tests");
+        return;
+    }
+    let name = format!("hwcfg{}", std::process::id() % 100_000);
+    let gw = Gateway::start(&name);
+    let dir = std::env::temp_dir().join(format!("heimweg-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (label, cfg) in sample_configs() {
+        let text = cfg.render().unwrap();
+        // wg-quick takes the interface name from the file name and insists on a valid one.
+        let file = dir.join(format!("{name}.conf"));
+        std::fs::write(&file, &text).unwrap();
+        let strip = Command::new("wg-quick")
+            .arg("strip")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            strip.status.success(),
+            "{label}: wg-quick strip failed: {}",
+            String::from_utf8_lossy(&strip.stderr)
+        );
+        let stripped = dir.join("stripped.conf");
+        std::fs::write(&stripped, &strip.stdout).unwrap();
+        let set = Command::new("wg")
+            .args(["setconf", &gw.name])
+            .arg(&stripped)
+            .output()
+            .unwrap();
+        assert!(
+            set.status.success(),
+            "{label}: wg setconf failed: {}\n{text}",
+            String::from_utf8_lossy(&set.stderr)
+        );
+        let shown = Command::new("wg")
+            .args(["showconf", &gw.name])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        let key = cfg.private_key.as_ref().unwrap().expose_base64();
+        assert!(
+            shown.contains(&format!("PrivateKey = {key}")),
+            "{label}: {shown}"
+        );
+        assert!(
+            shown.contains(&format!("PublicKey = {}", cfg.gateway_public_key)),
+            "{label}: {shown}"
+        );
+        assert!(
+            shown.contains(&format!("Endpoint = {}", cfg.endpoint)),
+            "{label}: {shown}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs a command, returning stdout; panics with stderr on failure.
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace deleted on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn heimweg_up_configures_its_interface_and_keeps_its_key() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the system tests");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let ns = Netns(format!("hwup-{id}"));
+    sh("ip", &["netns", "add", &ns.0]);
+    let ifname = format!("hwup{id}");
+    let state = std::env::temp_dir().join(format!("heimweg-up-{id}"));
+    let _ = std::fs::remove_dir_all(&state);
+    let state_arg = state.to_str().unwrap().to_string();
+
+    let public_key = |run: u32| -> String {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_heimweg")])
+            .args(["up", "--interface", &ifname, "--listen-port", "0"])
+            .args(["--address", "10.88.0.1/24", "--address", "fd88::1/64"])
+            .args(["--mtu", "1380", "--state-dir", &state_arg])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("heimweg starts");
+        let sock = Path::new("/var/run/wireguard").join(format!("{ifname}.sock"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run}: no UAPI socket"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "run {run}: heimweg exited"
+            );
+            std::thread::yield_now();
+        }
+        let link = sh("ip", &["-n", &ns.0, "-o", "link", "show", "dev", &ifname]);
+        assert!(link.contains("mtu 1380"), "run {run}: {link}");
+        assert!(link.contains(",UP"), "run {run}: link not up: {link}");
+        let addrs = sh("ip", &["-n", &ns.0, "-o", "addr", "show", "dev", &ifname]);
+        assert!(addrs.contains("inet 10.88.0.1/24"), "run {run}: {addrs}");
+        assert!(addrs.contains("inet6 fd88::1/64"), "run {run}: {addrs}");
+        let key = sh(
+            "ip",
+            &["netns", "exec", &ns.0, "wg", "show", &ifname, "public-key"],
+        );
+        // SIGTERM (not SIGKILL) so the clean shutdown path is what we test.
+        sh("kill", &["-TERM", &child.id().to_string()]);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "run {run}: exit status {status}");
+        assert!(!sock.exists(), "run {run}: socket left behind");
+        key.trim().to_string()
+    };
+    let first = public_key(1);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(state.join("server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the gateway key is private");
+    assert_eq!(first.len(), 44);
+    assert_eq!(
+        public_key(2),
+        first,
+        "a restart keeps the gateway's identity"
+    );
+    let _ = std::fs::remove_dir_all(&state);
 }
