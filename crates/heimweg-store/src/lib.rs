@@ -1,0 +1,669 @@
+//! heimweg-store: the source of truth for peers — devices, groups, address pools, the audit log.
+//!
+//! An embedded SQLite file by default (WAL, foreign keys on). Every write runs in a
+//! `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so it either waits (busy
+//! timeout) or fails before doing anything, never halfway through as "busy". A failed request
+//! rolls back whole: nothing half-written, no address lost. Every write bumps a revision
+//! number, which the reconciler watches to push changes into the running data plane.
+//!
+//! Queries are plain SQL in one place per operation so that the PostgreSQL backend can reuse
+//! them; it deliberately knows nothing of HTTP or the data plane.
+
+mod pool;
+
+use heimweg_control::{PresharedKey, PublicKey};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use pool::Family;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how far a file is.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/0001_init.sql")];
+
+/// How long a released address rests before another device may get it, so that a revoked
+/// device's lingering traffic or cached DNS never reaches its successor.
+pub const DEFAULT_ADDRESS_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the IPv{0} address pool is exhausted; enlarge it in the settings")]
+    PoolExhausted(u8),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Gateway-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// host:port clients dial; `None` until an admin sets it.
+    pub endpoint: Option<String>,
+    pub pool_v4: Ipv4Net,
+    pub pool_v6: Ipv6Net,
+    pub mtu: u16,
+    pub address_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    pub allowed_prefixes: Vec<IpNet>,
+    pub full_tunnel: bool,
+    pub dns: Vec<String>,
+}
+
+/// What an admin asks for when creating a group.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub name: String,
+    pub allowed_prefixes: Vec<IpNet>,
+    pub full_tunnel: bool,
+    pub dns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub id: i64,
+    pub name: String,
+    pub public_key: PublicKey,
+    pub group: String,
+    pub owner: Option<String>,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_handshake_at: Option<i64>,
+}
+
+/// What an admin asks for when enrolling a device.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub name: String,
+    pub group: String,
+    pub public_key: PublicKey,
+    pub preshared_key: Option<PresharedKey>,
+    pub owner: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// A device the data plane should have as a peer right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivePeer {
+    pub public_key: PublicKey,
+    pub preshared_key: Option<[u8; 32]>,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    pub group_id: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceQuery {
+    /// Substring of the name, owner or public key.
+    pub search: Option<String>,
+    pub group: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+/// Names are what admins type and search for: 1 to 64 characters, no control characters.
+fn validate_name(kind: &str, name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "{kind} name {name:?} must be 1 to 64 printable characters"
+        )));
+    }
+    Ok(())
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn split_nets(s: &str) -> Vec<IpNet> {
+    s.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+}
+
+fn split_strings(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database file and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version = i + 1, "database schema migrated");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// First-run defaults: address pools (a random ULA /64, as RFC 4193 asks), MTU, and a
+    /// group `default` that reaches the pools only. Returns false if already initialised.
+    pub async fn init_defaults(&self, ula_global_id: [u8; 5], now: i64) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'pool_v4'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        let g = ula_global_id;
+        let pool_v6 = Ipv6Net::new(
+            Ipv6Addr::new(
+                0xfd00 | u16::from(g[0]),
+                u16::from_be_bytes([g[1], g[2]]),
+                u16::from_be_bytes([g[3], g[4]]),
+                0,
+                0,
+                0,
+                0,
+                0,
+            ),
+            64,
+        )
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let pool_v4: Ipv4Net = "10.77.0.0/16".parse().expect("literal");
+        for (k, v) in [
+            ("pool_v4", pool_v4.to_string()),
+            ("pool_v6", pool_v6.to_string()),
+            ("mtu", "1280".to_string()),
+            (
+                "address_grace_s",
+                DEFAULT_ADDRESS_GRACE.as_secs().to_string(),
+            ),
+            ("revision", "0".to_string()),
+        ] {
+            sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?)")
+                .bind(k)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO groups (name, allowed_prefixes, full_tunnel, dns, created_at)
+             VALUES ('default', ?, 0, '', ?)",
+        )
+        .bind(join(&[IpNet::V4(pool_v4), IpNet::V6(pool_v6)]))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, now, "system", "init", "gateway", "").await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn settings(&self) -> Result<Settings> {
+        let rows = sqlx::query("SELECT key, value FROM settings")
+            .fetch_all(&self.pool)
+            .await?;
+        let get = |k: &str| {
+            rows.iter()
+                .find(|r| r.get::<String, _>(0) == k)
+                .map(|r| r.get::<String, _>(1))
+        };
+        let missing = || StoreError::NotFound("the gateway is not initialised".into());
+        Ok(Settings {
+            endpoint: get("endpoint"),
+            pool_v4: get("pool_v4")
+                .ok_or_else(missing)?
+                .parse()
+                .map_err(|_| missing())?,
+            pool_v6: get("pool_v6")
+                .ok_or_else(missing)?
+                .parse()
+                .map_err(|_| missing())?,
+            mtu: get("mtu").and_then(|v| v.parse().ok()).unwrap_or(1280),
+            address_grace: Duration::from_secs(
+                get("address_grace_s")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(DEFAULT_ADDRESS_GRACE.as_secs()),
+            ),
+        })
+    }
+
+    /// Sets the endpoint clients dial (`host:port`).
+    pub async fn set_endpoint(&self, actor: &str, endpoint: &str, now: i64) -> Result<()> {
+        endpoint
+            .parse::<heimweg_control::Endpoint>()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('endpoint', ?)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(endpoint)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, now, actor, "settings.endpoint", endpoint, "").await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets the grace period before released addresses are reused.
+    pub async fn set_address_grace(&self, grace: Duration) -> Result<()> {
+        sqlx::query("UPDATE settings SET value = ? WHERE key = 'address_grace_s'")
+            .bind(grace.as_secs().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn create_group(&self, actor: &str, g: NewGroup, now: i64) -> Result<Group> {
+        validate_name("group", &g.name)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE name = ?")
+            .bind(&g.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "a group named {:?} already exists",
+                g.name
+            )));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO groups (name, allowed_prefixes, full_tunnel, dns, created_at)
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&g.name)
+        .bind(join(&g.allowed_prefixes))
+        .bind(g.full_tunnel)
+        .bind(join(&g.dns))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "group.create",
+            &g.name,
+            &join(&g.allowed_prefixes),
+        )
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Group {
+            id,
+            name: g.name,
+            allowed_prefixes: g.allowed_prefixes,
+            full_tunnel: g.full_tunnel,
+            dns: g.dns,
+        })
+    }
+
+    /// Overwrites a raw setting; only for tests that need, say, a tiny pool.
+    #[doc(hidden)]
+    pub async fn set_setting_for_tests(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("UPDATE settings SET value = ? WHERE key = ?")
+            .bind(value)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn groups(&self) -> Result<Vec<Group>> {
+        let rows = sqlx::query(
+            "SELECT id, name, allowed_prefixes, full_tunnel, dns FROM groups ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(group_from_row).collect())
+    }
+
+    pub async fn group(&self, name: &str) -> Result<Group> {
+        sqlx::query(
+            "SELECT id, name, allowed_prefixes, full_tunnel, dns FROM groups WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| group_from_row(&r))
+        .ok_or_else(|| StoreError::NotFound(format!("there is no group named {name:?}")))
+    }
+
+    /// Enrolls a device: checks the name, key and group, gives it one IPv4 and one IPv6
+    /// address, and records it, all in one transaction.
+    pub async fn add_device(&self, actor: &str, d: NewDevice, now: i64) -> Result<Device> {
+        validate_name("device", &d.name)?;
+        let settings = self.settings().await?;
+        let key = d.public_key.to_base64();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = ?")
+            .bind(&d.group)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("there is no group named {:?}", d.group))
+            })?;
+        let clash: Option<(String, bool)> = sqlx::query_as(
+            "SELECT CASE WHEN name = ? THEN 'name' ELSE 'key' END, revoked_at IS NOT NULL
+             FROM devices WHERE name = ? OR public_key = ? LIMIT 1",
+        )
+        .bind(&d.name)
+        .bind(&d.name)
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((what, _)) = clash {
+            return Err(StoreError::Conflict(if what == "name" {
+                format!("a device named {:?} already exists", d.name)
+            } else {
+                "a device with this public key already exists; every device needs its own key"
+                    .to_string()
+            }));
+        }
+        let owner_id = match &d.owner {
+            None => None,
+            Some(owner) => Some(upsert_user(&mut tx, owner, now).await?),
+        };
+        let grace_cutoff = now - settings.address_grace.as_secs() as i64;
+        let v4 = pool::allocate(
+            &mut tx,
+            Family::V4,
+            pool::capacity_v4(&settings.pool_v4),
+            grace_cutoff,
+        )
+        .await?;
+        let v6 = pool::allocate(
+            &mut tx,
+            Family::V6,
+            pool::capacity_v6(&settings.pool_v6),
+            grace_cutoff,
+        )
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO devices (name, public_key, preshared_key, group_id, owner_id,
+                                  ipv4_offset, ipv6_offset, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&d.name)
+        .bind(&key)
+        .bind(d.preshared_key.as_ref().map(|p| p.expose_base64()))
+        .bind(group_id)
+        .bind(owner_id)
+        .bind(v4)
+        .bind(v6)
+        .bind(now)
+        .bind(d.expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        pool::claim(&mut tx, Family::V4, v4, id).await?;
+        pool::claim(&mut tx, Family::V6, v6, id).await?;
+        audit(&mut tx, now, actor, "device.create", &d.name, &key).await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        tracing::info!(device = %d.name, group = %d.group, "device enrolled");
+        Ok(Device {
+            id,
+            name: d.name,
+            public_key: d.public_key,
+            group: d.group,
+            owner: d.owner,
+            ipv4: pool::v4_at(&settings.pool_v4, v4),
+            ipv6: pool::v6_at(&settings.pool_v6, v6),
+            created_at: now,
+            expires_at: d.expires_at,
+            revoked_at: None,
+            last_handshake_at: None,
+        })
+    }
+
+    /// Revokes a device by name: it leaves the data plane at the next reconcile, and its
+    /// addresses start their grace period.
+    pub async fn revoke_device(&self, actor: &str, name: &str, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM devices WHERE name = ? AND revoked_at IS NULL")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let id = id.ok_or_else(|| {
+            StoreError::NotFound(format!("there is no active device named {name:?}"))
+        })?;
+        sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        pool::release(&mut tx, id, now).await?;
+        audit(&mut tx, now, actor, "device.revoke", name, "").await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        tracing::info!(device = %name, "device revoked");
+        Ok(())
+    }
+
+    /// Devices, newest first, filtered and paginated on the server.
+    pub async fn devices(&self, q: &DeviceQuery) -> Result<Page<Device>> {
+        let settings = self.settings().await?;
+        let pattern = q.search.as_ref().map(|s| format!("%{}%", escape_like(s)));
+        let filter = "FROM devices d JOIN groups g ON g.id = d.group_id
+                      LEFT JOIN users u ON u.id = d.owner_id
+                      WHERE (?1 IS NULL OR d.name LIKE ?1 ESCAPE '\\' OR u.name LIKE ?1 ESCAPE '\\'
+                             OR d.public_key LIKE ?1 ESCAPE '\\')
+                        AND (?2 IS NULL OR g.name = ?2)";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {filter}"))
+            .bind(&pattern)
+            .bind(&q.group)
+            .fetch_one(&self.pool)
+            .await?;
+        let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
+        let rows = sqlx::query(&format!(
+            "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
+                    d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at
+             {filter} ORDER BY d.id DESC LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(&pattern)
+        .bind(&q.group)
+        .bind(i64::from(limit))
+        .bind(i64::from(q.offset))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .filter_map(|r| {
+                Some(Device {
+                    id: r.get(0),
+                    name: r.get(1),
+                    public_key: PublicKey::from_str(&r.get::<String, _>(2)).ok()?,
+                    group: r.get(3),
+                    owner: r.get(4),
+                    ipv4: pool::v4_at(&settings.pool_v4, r.get(5)),
+                    ipv6: pool::v6_at(&settings.pool_v6, r.get(6)),
+                    created_at: r.get(7),
+                    expires_at: r.get(8),
+                    revoked_at: r.get(9),
+                    last_handshake_at: r.get(10),
+                })
+            })
+            .collect();
+        Ok(Page {
+            items,
+            total: total as u64,
+        })
+    }
+
+    /// Every device that should be a peer at `now`: not revoked, not expired.
+    pub async fn active_peers(&self, now: i64) -> Result<Vec<ActivePeer>> {
+        let settings = self.settings().await?;
+        let rows = sqlx::query(
+            "SELECT public_key, preshared_key, ipv4_offset, ipv6_offset, group_id FROM devices
+             WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(ActivePeer {
+                    public_key: PublicKey::from_str(&r.get::<String, _>(0)).ok()?,
+                    preshared_key: r
+                        .get::<Option<String>, _>(1)
+                        .and_then(|p| PresharedKey::from_str(&p).ok())
+                        .map(|p| p.expose_bytes()),
+                    ipv4: pool::v4_at(&settings.pool_v4, r.get(2)),
+                    ipv6: pool::v6_at(&settings.pool_v6, r.get(3)),
+                    group_id: r.get(4),
+                })
+            })
+            .collect())
+    }
+
+    /// Increases with every change; the reconciler compares it to what it applied last.
+    pub async fn revision(&self) -> Result<i64> {
+        let v: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'revision'")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                at: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                subject: r.get(3),
+                detail: r.get(4),
+            })
+            .collect())
+    }
+}
+
+fn group_from_row(r: &sqlx::sqlite::SqliteRow) -> Group {
+    Group {
+        id: r.get(0),
+        name: r.get(1),
+        allowed_prefixes: split_nets(&r.get::<String, _>(2)),
+        full_tunnel: r.get(3),
+        dns: split_strings(&r.get::<String, _>(4)),
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+async fn audit(
+    tx: &mut Tx<'_>,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn bump_revision(tx: &mut Tx<'_>) -> Result<()> {
+    sqlx::query("UPDATE settings SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_user(tx: &mut Tx<'_>, name: &str, now: i64) -> Result<i64> {
+    validate_name("user", name)?;
+    sqlx::query("INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
+        .bind(name)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+        .bind(name)
+        .fetch_one(&mut **tx)
+        .await?)
+}

@@ -1,0 +1,275 @@
+//! The store on real SQLite files.
+
+use heimweg_control::PrivateKey;
+use heimweg_store::{DeviceQuery, NewDevice, NewGroup, Store, StoreError};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const NOW: i64 = 1_795_000_000;
+
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new(tag: &str) -> TempDb {
+        let dir = std::env::temp_dir().join(format!(
+            "heimweg-store-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDb(dir)
+    }
+    fn path(&self) -> PathBuf {
+        self.0.join("heimweg.db")
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn fresh(tag: &str) -> (TempDb, Store) {
+    let db = TempDb::new(tag);
+    let store = Store::open(&db.path()).await.unwrap();
+    assert!(store
+        .init_defaults([0x12, 0x34, 0x56, 0x78, 0x9a], NOW)
+        .await
+        .unwrap());
+    (db, store)
+}
+
+fn device(name: &str) -> NewDevice {
+    NewDevice {
+        name: name.into(),
+        group: "default".into(),
+        public_key: PrivateKey::generate().public_key(),
+        preshared_key: None,
+        owner: Some("m.muster".into()),
+        expires_at: None,
+    }
+}
+
+#[tokio::test]
+async fn first_run_creates_defaults_once_and_reopens() {
+    let (db, store) = fresh("init").await;
+    assert!(
+        !store.init_defaults([9; 5], NOW).await.unwrap(),
+        "second init is a no-op"
+    );
+    let s = store.settings().await.unwrap();
+    assert_eq!(s.pool_v4.to_string(), "10.77.0.0/16");
+    assert_eq!(s.pool_v6.to_string(), "fd12:3456:789a::/64");
+    assert_eq!(store.groups().await.unwrap()[0].name, "default");
+    store
+        .add_device("admin", device("laptop-1"), NOW)
+        .await
+        .unwrap();
+    drop(store);
+    let again = Store::open(&db.path()).await.unwrap();
+    let page = again.devices(&DeviceQuery::default()).await.unwrap();
+    assert_eq!(page.total, 1, "enrolled devices survive a reopen");
+}
+
+#[tokio::test]
+async fn enrollment_gives_unique_addresses_and_audits() {
+    let (_db, store) = fresh("enroll").await;
+    let a = store
+        .add_device("admin", device("ipad-a"), NOW)
+        .await
+        .unwrap();
+    let b = store
+        .add_device("admin", device("ipad-b"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(a.ipv4.to_string(), "10.77.0.2");
+    assert_eq!(b.ipv4.to_string(), "10.77.0.3");
+    assert_eq!(a.ipv6.to_string(), "fd12:3456:789a::2");
+    assert_ne!(a.ipv6, b.ipv6);
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!(log[0].action, "device.create");
+    assert_eq!(log[0].subject, "ipad-b");
+    assert_eq!(store.active_peers(NOW).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_requests_change_nothing() {
+    let (_db, store) = fresh("bad").await;
+    let first = store
+        .add_device("admin", device("laptop"), NOW)
+        .await
+        .unwrap();
+    let rev = store.revision().await.unwrap();
+    let dup_name = store.add_device("admin", device("laptop"), NOW).await;
+    assert!(matches!(dup_name, Err(StoreError::Conflict(ref m)) if m.contains("laptop")));
+    let mut dup_key = device("other");
+    dup_key.public_key = first.public_key;
+    assert!(matches!(
+        store.add_device("admin", dup_key, NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut no_group = device("x");
+    no_group.group = "nope".into();
+    assert!(matches!(
+        store.add_device("admin", no_group, NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.add_device("admin", device(""), NOW).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.add_device("admin", device("bad\u{7}name"), NOW).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        store.revision().await.unwrap(),
+        rev,
+        "no revision bump for failures"
+    );
+    assert_eq!(
+        store.devices(&DeviceQuery::default()).await.unwrap().total,
+        1
+    );
+    // The failed attempts consumed no addresses.
+    let next = store
+        .add_device("admin", device("next"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(next.ipv4.to_string(), "10.77.0.3");
+}
+
+#[tokio::test]
+async fn revoked_addresses_wait_out_the_grace_period() {
+    let (_db, store) = fresh("grace").await;
+    store
+        .set_address_grace(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let a = store.add_device("admin", device("old"), NOW).await.unwrap();
+    store.revoke_device("admin", "old", NOW).await.unwrap();
+    assert!(store.active_peers(NOW).await.unwrap().is_empty());
+    assert!(matches!(
+        store.revoke_device("admin", "old", NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let soon = store
+        .add_device("admin", device("soon"), NOW + 60)
+        .await
+        .unwrap();
+    assert_ne!(soon.ipv4, a.ipv4, "not reused within the grace period");
+    let later = store
+        .add_device("admin", device("later"), NOW + 3601)
+        .await
+        .unwrap();
+    assert_eq!(later.ipv4, a.ipv4, "reused after it");
+    assert_eq!(later.ipv6, a.ipv6);
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_is_a_clear_error() {
+    let (_db, store) = fresh("exhaust").await;
+    // Shrink the IPv4 pool to a /29: offsets 2..=6 are usable.
+    sqlx_set(&store, "pool_v4", "10.9.9.0/29").await;
+    for i in 0..5 {
+        store
+            .add_device("admin", device(&format!("d{i}")), NOW)
+            .await
+            .unwrap();
+    }
+    let err = store
+        .add_device("admin", device("one-too-many"), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PoolExhausted(4)), "{err}");
+    assert!(err.to_string().contains("exhausted"));
+}
+
+/// Test-only backdoor to shrink a pool without an admin API for it yet.
+async fn sqlx_set(store: &Store, key: &str, value: &str) {
+    store.set_setting_for_tests(key, value).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enrollment_never_hands_out_an_address_twice() {
+    let (_db, store) = fresh("concurrent").await;
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { s.add_device("admin", device(&format!("c{i}")), NOW).await })
+        })
+        .collect();
+    let mut v4 = HashSet::new();
+    let mut v6 = HashSet::new();
+    for t in tasks {
+        let d = t.await.unwrap().unwrap();
+        assert!(v4.insert(d.ipv4), "duplicate {}", d.ipv4);
+        assert!(v6.insert(d.ipv6), "duplicate {}", d.ipv6);
+    }
+    assert_eq!(v4.len(), 40);
+}
+
+#[tokio::test]
+async fn listing_is_paginated_and_searchable() {
+    let (_db, store) = fresh("list").await;
+    for i in 0..30 {
+        let mut d = device(&format!("dev-{i:02}"));
+        d.owner = Some(if i % 2 == 0 { "anna" } else { "bernd" }.into());
+        store.add_device("admin", d, NOW).await.unwrap();
+    }
+    let page = store
+        .devices(&DeviceQuery {
+            limit: 10,
+            offset: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 30);
+    assert_eq!(page.items.len(), 10);
+    assert_eq!(page.items[0].name, "dev-29", "newest first");
+    let anna = store
+        .devices(&DeviceQuery {
+            search: Some("anna".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(anna.total, 15);
+    let pct = store
+        .devices(&DeviceQuery {
+            search: Some("%".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pct.total, 0, "LIKE wildcards in the search are literal");
+    let g = store
+        .create_group(
+            "admin",
+            NewGroup {
+                name: "rathaus".into(),
+                allowed_prefixes: vec!["10.20.0.0/16".parse().unwrap()],
+                full_tunnel: false,
+                dns: vec!["10.20.0.53".into()],
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.group("rathaus").await.unwrap(), g);
+    let none = store
+        .devices(&DeviceQuery {
+            group: Some("rathaus".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(none.total, 0);
+}
