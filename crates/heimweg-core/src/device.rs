@@ -328,6 +328,21 @@ impl Device {
         }
     }
 
+    /// Like [`Device::set_policy`], but reports whether the allowed prefixes actually changed
+    /// (a reconciler resends every peer's policy on each pass).
+    pub fn set_policy_if_changed(&mut self, id: PeerId, policy: Option<Arc<Policy>>) -> bool {
+        let Some(p) = self.peer_mut(id) else {
+            return false;
+        };
+        let same = match (&p.policy, &policy) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.prefixes() == b.prefixes(),
+            _ => false,
+        };
+        p.policy = policy;
+        !same
+    }
+
     pub fn set_endpoint(&mut self, id: PeerId, endpoint: SocketAddr) {
         if let Some(p) = self.peer_mut(id) {
             p.endpoint = Some(endpoint);

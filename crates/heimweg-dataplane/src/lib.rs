@@ -13,7 +13,7 @@
 pub mod uapi;
 mod worker;
 
-use heimweg_core::{AdmissionConfig, Device, DropReason, Key};
+use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Key, Policy};
 use heimweg_sys::poll::EventFd;
 use heimweg_sys::tun::Tun;
 use heimweg_sys::udp::UdpSocket;
@@ -114,6 +114,24 @@ pub enum StartError {
     },
     #[error("creating worker wake-up eventfd or thread")]
     Worker(#[source] io::Error),
+}
+
+/// A peer as the control plane wants it.
+#[derive(Clone, Debug)]
+pub struct PeerSpec {
+    pub public_key: Key,
+    pub preshared_key: Option<Key>,
+    pub allowed_ips: Vec<IpNetwork>,
+    /// The group's access policy; shared between the group's peers.
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// What [`DataPlane::sync_peers`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub added: usize,
+    pub removed: usize,
+    pub updated: usize,
 }
 
 /// The UDP sockets of one listen port, one per worker.
@@ -264,6 +282,62 @@ impl DataPlane {
     /// How often a packet was dropped for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.shared.device().counters().drops(reason)
+    }
+
+    /// Makes the peer set equal to `desired` under one lock: missing peers are added, extra
+    /// ones removed, changed ones updated in place. A peer whose settings did not change is not
+    /// touched at all, so its session carries on (invariant: one peer's change never disturbs
+    /// another).
+    pub fn sync_peers(&self, desired: &[PeerSpec]) -> SyncReport {
+        let mut report = SyncReport::default();
+        let mut d = self.shared.device();
+        let wanted: std::collections::HashSet<Key> = desired.iter().map(|p| p.public_key).collect();
+        let stale: Vec<_> = d
+            .peers()
+            .filter(|p| !wanted.contains(&p.public_key))
+            .map(|p| p.id)
+            .collect();
+        for id in stale {
+            d.remove_peer(id);
+            report.removed += 1;
+        }
+        for spec in desired {
+            let existing = d.peer_id(&spec.public_key).and_then(|id| d.peer(id));
+            let id = match &existing {
+                Some(info) => info.id,
+                None => {
+                    report.added += 1;
+                    d.add_peer(spec.public_key)
+                }
+            };
+            let mut changed = false;
+            if existing.as_ref().map(|i| i.preshared_key) != Some(spec.preshared_key) {
+                d.set_preshared_key(id, spec.preshared_key);
+                changed = true;
+            }
+            let same_ips = existing.as_ref().is_some_and(|i| {
+                i.allowed_ips.len() == spec.allowed_ips.len()
+                    && spec.allowed_ips.iter().all(|n| i.allowed_ips.contains(n))
+            });
+            if !same_ips {
+                d.clear_allowed_ips(id);
+                for net in &spec.allowed_ips {
+                    d.add_allowed_ip(id, *net);
+                }
+                changed = true;
+            }
+            if d.set_policy_if_changed(id, spec.policy.clone()) {
+                changed = true;
+            }
+            if changed && existing.is_some() {
+                report.updated += 1;
+            }
+        }
+        drop(d);
+        if report != SyncReport::default() {
+            self.shared.wake_all();
+        }
+        report
     }
 
     /// Rebinds every worker socket to `port`. On failure the old sockets stay in place.
@@ -455,6 +529,67 @@ fn short(k: &Key) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn net(s: &str) -> IpNetwork {
+        let (a, l) = s.split_once('/').unwrap();
+        IpNetwork::new_truncate(a.parse::<IpAddr>().unwrap(), l.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sync_peers_touches_only_what_changed() {
+        // Needs root for the TUN, as every data-plane test on this project's machines has.
+        let mut config = Config::new(format!("hwsync{}", std::process::id() % 100_000));
+        config.workers = 1;
+        config.private_key = Some([7; 32]);
+        let dp = DataPlane::start(config, 1).expect("root is needed for a TUN");
+        let policy = Arc::new(Policy::new([net("10.20.0.0/16")]));
+        let spec = |k: u8, ip: &str| PeerSpec {
+            public_key: [k; 32],
+            preshared_key: None,
+            allowed_ips: vec![net(ip)],
+            policy: Some(policy.clone()),
+        };
+        let mut desired = vec![spec(1, "10.77.0.2/32"), spec(2, "10.77.0.3/32")];
+        assert_eq!(
+            dp.sync_peers(&desired),
+            SyncReport {
+                added: 2,
+                removed: 0,
+                updated: 0
+            }
+        );
+        assert_eq!(
+            dp.sync_peers(&desired),
+            SyncReport::default(),
+            "a no-op pass changes nothing"
+        );
+        // An equal policy in a new Arc (as a reconciler builds each pass) is not a change.
+        desired[0].policy = Some(Arc::new(Policy::new([net("10.20.0.0/16")])));
+        assert_eq!(dp.sync_peers(&desired), SyncReport::default());
+        desired[1].allowed_ips = vec![net("10.77.0.9/32")];
+        desired[0].policy = Some(Arc::new(Policy::new([net("10.21.0.0/16")])));
+        assert_eq!(
+            dp.sync_peers(&desired),
+            SyncReport {
+                added: 0,
+                removed: 0,
+                updated: 2
+            }
+        );
+        desired.remove(0);
+        assert_eq!(
+            dp.sync_peers(&desired),
+            SyncReport {
+                added: 0,
+                removed: 1,
+                updated: 0
+            }
+        );
+        let snapshot = UapiHandler::get(&dp);
+        assert_eq!(snapshot.peers.len(), 1);
+        assert_eq!(snapshot.peers[0].allowed_ips, vec![net("10.77.0.9/32")]);
+        dp.shutdown();
+    }
 
     #[test]
     fn interface_addresses_keep_the_host_part_and_reject_nonsense() {
