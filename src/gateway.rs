@@ -30,8 +30,15 @@ enum Stop {
     SocketGone,
 }
 
-/// Starts the data plane and the UAPI socket, then blocks until told to stop.
-pub fn run(config: Config, uapi_dir: &Path) -> Result<()> {
+/// A running data plane with its UAPI socket and signal handling.
+pub struct Running {
+    pub dataplane: Arc<DataPlane>,
+    uapi: UapiServer,
+    stop: mpsc::Receiver<Stop>,
+}
+
+/// Starts the data plane and the UAPI socket; [`Running::wait`] then blocks until told to stop.
+pub fn start(config: Config, uapi_dir: &Path) -> Result<Running> {
     validate_interface_name(&config.interface)?;
     let name = config.interface.clone();
     let dataplane = Arc::new(
@@ -61,22 +68,40 @@ pub fn run(config: Config, uapi_dir: &Path) -> Result<()> {
         })
         .context("starting the signal thread")?;
     tracing::info!(interface = dataplane.interface(), socket = %uapi.path().display(), "ready");
+    Ok(Running {
+        dataplane,
+        uapi,
+        stop: rx,
+    })
+}
 
-    // The TUN can vanish under us (`ip link del`); like wireguard-go we then exit.
-    let reason = loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(Stop::Signal(sig)) => break format!("signal {sig}"),
-            Ok(Stop::SocketGone) => break "UAPI socket removed".to_string(),
-            Err(mpsc::RecvTimeoutError::Timeout) if dataplane.tun_gone() => {
-                break "interface removed".to_string()
+impl Running {
+    /// Blocks until a signal, the loss of the socket file or of the interface, then shuts the
+    /// data plane down.
+    pub fn wait(self) {
+        // The TUN can vanish under us (`ip link del`); like wireguard-go we then exit.
+        let reason = loop {
+            match self.stop.recv_timeout(Duration::from_millis(500)) {
+                Ok(Stop::Signal(sig)) => break format!("signal {sig}"),
+                Ok(Stop::SocketGone) => break "UAPI socket removed".to_string(),
+                Err(mpsc::RecvTimeoutError::Timeout) if self.dataplane.tun_gone() => {
+                    break "interface removed".to_string()
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break "internal channel closed".into()
+                }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break "internal channel closed".into(),
-        }
-    };
-    tracing::info!(%reason, "shutting down");
-    drop(uapi);
-    dataplane.shutdown();
+        };
+        tracing::info!(%reason, "shutting down");
+        drop(self.uapi);
+        self.dataplane.shutdown();
+    }
+}
+
+/// Starts the data plane and blocks until told to stop.
+pub fn run(config: Config, uapi_dir: &Path) -> Result<()> {
+    start(config, uapi_dir)?.wait();
     Ok(())
 }
 

@@ -4,3 +4,4 @@
 //! data plane and its UAPI socket, and stops them cleanly.
 
 pub mod gateway;
+pub mod reconcile;

@@ -1,13 +1,20 @@
 //! `heimweg`: the WireGuard remote-access concentrator.
 //!
-//! Today it runs the data plane as a gateway that configures its own interface (`heimweg up`);
-//! provisioning, the API and the panel join this binary in later steps.
+//! `heimweg serve` runs the gateway from its store (SQLite in the state directory); the
+//! `device`, `group` and `settings` subcommands change that store and the running gateway
+//! follows within a second. `heimweg up` runs the data plane alone, configured over UAPI.
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
 use heimweg::gateway;
+use heimweg::reconcile::{self, unix_now};
+use heimweg_control::{config_file_name, qr::Qr, ClientConfig, PrivateKey, PublicKey};
 use heimweg_dataplane::InterfaceAddress;
-use std::path::PathBuf;
+use heimweg_store::{DeviceQuery, NewDevice, NewGroup, Store};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -16,41 +23,127 @@ use std::path::PathBuf;
     about = "WireGuard remote-access concentrator"
 )]
 struct Cli {
+    /// Directory for the gateway's state: the database and the gateway key.
+    #[arg(long, global = true, default_value = "/var/lib/heimweg")]
+    state_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway data plane: create the interface, set its addresses, MTU and link state,
-    /// listen on UDP, and accept peer configuration over the UAPI socket (`wg set`, `wg syncconf`).
+    /// Run the gateway: data plane, UAPI socket, and the reconciler that keeps the peers equal
+    /// to the enrolled devices. Creates the state directory, database and key on first run.
+    Serve {
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Run only the data plane, configured over the UAPI socket (`wg set`, `wg syncconf`).
     Up {
-        /// Interface name.
-        #[arg(long, default_value = "heimweg0")]
-        interface: String,
-        /// UDP listen port.
-        #[arg(long, default_value_t = 51820)]
-        listen_port: u16,
+        #[command(flatten)]
+        net: NetArgs,
+        /// Address of the gateway inside the tunnel, with prefix (repeatable), e.g. 10.77.0.1/24.
+        #[arg(long = "address")]
+        addresses: Vec<InterfaceAddress>,
         /// File holding the gateway's private key in base64 (as `wg genkey` writes it).
         /// Default: `STATE_DIR/server.key`, generated (mode 0600) on first start.
         #[arg(long)]
         private_key_file: Option<PathBuf>,
-        /// Directory for the gateway's state.
-        #[arg(long, default_value = "/var/lib/heimweg")]
-        state_dir: PathBuf,
-        /// Address of the gateway inside the tunnel, with prefix (repeatable), e.g. 10.77.0.1/24.
-        #[arg(long = "address")]
-        addresses: Vec<InterfaceAddress>,
-        /// Interface MTU.
-        #[arg(long, default_value_t = 1420)]
-        mtu: u32,
-        /// Worker threads; 0 = one per core.
-        #[arg(long, default_value_t = 0)]
-        workers: usize,
-        /// Directory of the UAPI socket.
-        #[arg(long, default_value = gateway::UAPI_DIR)]
-        uapi_dir: PathBuf,
     },
+    /// Enroll, list and revoke devices.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Create and list groups (each with its access policy).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Gateway settings.
+    #[command(subcommand)]
+    Settings(SettingsCmd),
+}
+
+#[derive(Args)]
+struct NetArgs {
+    /// Interface name.
+    #[arg(long, default_value = "heimweg0")]
+    interface: String,
+    /// UDP listen port.
+    #[arg(long, default_value_t = 51820)]
+    listen_port: u16,
+    /// Interface MTU.
+    #[arg(long, default_value_t = 1420)]
+    mtu: u32,
+    /// Worker threads; 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Directory of the UAPI socket.
+    #[arg(long, default_value = gateway::UAPI_DIR)]
+    uapi_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Enroll a device. Prints its config (and a QR code for phones and tablets) once: the
+    /// private key is not stored anywhere.
+    Add {
+        name: String,
+        #[arg(long, default_value = "default")]
+        group: String,
+        /// The staff member the device belongs to.
+        #[arg(long)]
+        owner: Option<String>,
+        /// The device's own public key, if it generated its key itself.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Days until the device stops working.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        /// Write the config to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Do not print the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// List devices, newest first.
+    List {
+        /// Filter by name, owner or public key.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Revoke a device: the gateway drops it within a second.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// Create a group that may reach the given networks.
+    Add {
+        name: String,
+        /// A network the group's devices may reach (repeatable), e.g. 10.20.0.0/16.
+        #[arg(long = "allow", required = true)]
+        allow: Vec<IpNet>,
+        /// Resolver IPs or search domains for the devices (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// Route all of the device's traffic through the tunnel.
+        #[arg(long)]
+        full_tunnel: bool,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum SettingsCmd {
+    /// Set the host:port clients dial, e.g. vpn.stadt.example:51820.
+    Endpoint { endpoint: String },
+    /// Show the settings and the gateway's public key.
+    Show,
 }
 
 fn main() -> Result<()> {
@@ -58,62 +151,320 @@ fn main() -> Result<()> {
     gateway::init_logging();
     match cli.command {
         Command::Up {
-            interface,
-            listen_port,
-            private_key_file,
-            state_dir,
+            net,
             addresses,
-            mtu,
-            workers,
-            uapi_dir,
+            private_key_file,
         } => {
-            let private_key = match private_key_file {
+            let key = match private_key_file {
                 Some(p) => read_key(&p).with_context(|| format!("reading {}", p.display()))?,
-                None => load_or_create_key(&state_dir)?,
+                None => load_or_create_key(&cli.state_dir)?,
             };
-            let mut config = heimweg_dataplane::Config::new(interface);
-            config.listen_port = listen_port;
-            config.private_key = Some(private_key);
+            let mut config = net.config(key);
             config.addresses = addresses;
-            config.mtu = mtu;
-            config.workers = workers;
-            config.set_up = true;
-            gateway::run(config, &uapi_dir)
+            gateway::run(config, &net.uapi_dir)
+        }
+        Command::Serve { net } => serve(&cli.state_dir, net),
+        Command::Device(cmd) => runtime()?.block_on(device(&cli.state_dir, cmd)),
+        Command::Group(cmd) => runtime()?.block_on(group(&cli.state_dir, cmd)),
+        Command::Settings(cmd) => runtime()?.block_on(settings(&cli.state_dir, cmd)),
+    }
+}
+
+impl NetArgs {
+    fn config(&self, key: [u8; 32]) -> heimweg_dataplane::Config {
+        let mut config = heimweg_dataplane::Config::new(self.interface.clone());
+        config.listen_port = self.listen_port;
+        config.private_key = Some(key);
+        config.mtu = self.mtu;
+        config.workers = self.workers;
+        config.set_up = true;
+        config
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Opens the store in the state directory, creating directory, database and defaults on the
+/// first run.
+async fn open_store(state_dir: &Path) -> Result<Store> {
+    create_state_dir(state_dir)?;
+    let path = state_dir.join("heimweg.db");
+    let store = Store::open(&path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut ula = [0u8; 5];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ula);
+    if store.init_defaults(ula, unix_now()).await? {
+        tracing::info!(path = %path.display(), "created the database with a default group and pools");
+    }
+    Ok(store)
+}
+
+fn serve(state_dir: &Path, net: NetArgs) -> Result<()> {
+    let rt = runtime()?;
+    let key = load_or_create_key(state_dir)?;
+    let store = Arc::new(rt.block_on(open_store(state_dir))?);
+    let settings = rt.block_on(store.settings())?;
+    let mut config = net.config(key);
+    // The gateway takes the first address of each pool; devices get the following ones.
+    config.addresses = vec![
+        InterfaceAddress {
+            addr: IpAddr::V4(nth(settings.pool_v4.network().into(), 1)),
+            prefix_len: settings.pool_v4.prefix_len(),
+        },
+        InterfaceAddress {
+            addr: IpAddr::V6(nth6(settings.pool_v6.network().into(), 1)),
+            prefix_len: settings.pool_v6.prefix_len(),
+        },
+    ];
+    let running = gateway::start(config, &net.uapi_dir)?;
+    let public = PrivateKey::from_bytes(key).public_key();
+    eprintln!(
+        "heimweg is running on {} (UDP {}), gateway public key {public}.\n\
+         Enroll a device with:  heimweg --state-dir {} device add NAME\n\
+         (set the address clients dial first: heimweg settings endpoint HOST:PORT)",
+        running.dataplane.interface(),
+        running.dataplane.listen_port(),
+        state_dir.display(),
+    );
+    rt.spawn(reconcile::run(store, running.dataplane.clone()));
+    running.wait();
+    rt.shutdown_background();
+    Ok(())
+}
+
+fn nth(base: u32, n: u32) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(base.wrapping_add(n))
+}
+
+fn nth6(base: u128, n: u128) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::from(base.wrapping_add(n))
+}
+
+async fn device(state_dir: &Path, cmd: DeviceCmd) -> Result<()> {
+    let store = open_store(state_dir).await?;
+    let actor = actor();
+    match cmd {
+        DeviceCmd::Add {
+            name,
+            group,
+            owner,
+            public_key,
+            expires_in_days,
+            output,
+            no_qr,
+        } => {
+            let settings = store.settings().await?;
+            let endpoint = settings.endpoint.clone().context(
+                "set the address clients dial first: heimweg settings endpoint HOST:PORT",
+            )?;
+            let g = store.group(&group).await?;
+            let (private_key, public_key) = match public_key {
+                Some(k) => (None, k.parse::<PublicKey>().context("--public-key")?),
+                None => {
+                    let k = PrivateKey::generate();
+                    let p = k.public_key();
+                    (Some(k), p)
+                }
+            };
+            let now = unix_now();
+            let dev = store
+                .add_device(
+                    &actor,
+                    NewDevice {
+                        name: name.clone(),
+                        group: group.clone(),
+                        public_key,
+                        preshared_key: None,
+                        owner,
+                        expires_at: expires_in_days.map(|d| now + i64::from(d) * 86_400),
+                    },
+                    now,
+                )
+                .await?;
+            let gateway_key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
+            let (dns, search): (Vec<String>, Vec<String>) = g
+                .dns
+                .iter()
+                .cloned()
+                .partition(|d| d.parse::<IpAddr>().is_ok());
+            let conf = ClientConfig {
+                private_key,
+                addresses: vec![
+                    IpNet::from(IpAddr::V4(dev.ipv4)),
+                    IpNet::from(IpAddr::V6(dev.ipv6)),
+                ],
+                dns: dns.iter().filter_map(|d| d.parse().ok()).collect(),
+                dns_search: search,
+                mtu: settings.mtu,
+                gateway_public_key: gateway_key,
+                preshared_key: None,
+                allowed_ips: if g.full_tunnel {
+                    vec!["0.0.0.0/0".parse()?, "::/0".parse()?]
+                } else {
+                    g.allowed_prefixes.clone()
+                },
+                endpoint: endpoint.parse()?,
+                persistent_keepalive: Some(25),
+            }
+            .render()?;
+            match output {
+                Some(path) => {
+                    write_private(&path, conf.as_bytes())?;
+                    eprintln!("wrote {} ({})", path.display(), config_file_name(&name));
+                }
+                None => {
+                    println!("# {} — {}", config_file_name(&name), dev.ipv4);
+                    print!("{conf}");
+                    if !no_qr {
+                        println!("{}", Qr::encode(&conf)?.to_terminal());
+                    }
+                    eprintln!("This is the only time this config is shown; it is not stored.");
+                }
+            }
+        }
+        DeviceCmd::List {
+            search,
+            group,
+            limit,
+            offset,
+        } => {
+            let page = store
+                .devices(&DeviceQuery {
+                    search,
+                    group,
+                    limit,
+                    offset,
+                })
+                .await?;
+            println!(
+                "{:<24} {:<12} {:<16} {:<10} public key",
+                "name", "group", "ipv4", "state"
+            );
+            for d in &page.items {
+                let state = if d.revoked_at.is_some() {
+                    "revoked"
+                } else if d.expires_at.is_some_and(|e| e <= unix_now()) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<24} {:<12} {:<16} {:<10} {}",
+                    d.name, d.group, d.ipv4, state, d.public_key
+                );
+            }
+            println!("({} of {} shown)", page.items.len(), page.total);
+        }
+        DeviceCmd::Revoke { name } => {
+            store.revoke_device(&actor, &name, unix_now()).await?;
+            println!("revoked {name}; a running gateway drops it within a second");
         }
     }
+    Ok(())
 }
 
-/// Reads a WireGuard key in base64, as `wg genkey` writes it.
-fn read_key(path: &std::path::Path) -> Result<[u8; 32]> {
-    use base64::Engine;
-    let text = std::fs::read_to_string(path)?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .context("the key is not base64")?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| anyhow::anyhow!("the key is {} bytes, not 32", bytes.len()))
-}
-
-/// The gateway key lives in the state directory; the first start creates it with mode 0600 so
-/// that a restart keeps the identity every client config refers to.
-fn load_or_create_key(state_dir: &std::path::Path) -> Result<[u8; 32]> {
-    use base64::Engine;
-    use rand_core::{OsRng, RngCore};
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let path = state_dir.join("server.key");
-    if path.exists() {
-        return read_key(&path).with_context(|| format!("reading {}", path.display()));
+async fn group(state_dir: &Path, cmd: GroupCmd) -> Result<()> {
+    let store = open_store(state_dir).await?;
+    match cmd {
+        GroupCmd::Add {
+            name,
+            allow,
+            dns,
+            full_tunnel,
+        } => {
+            for d in &dns {
+                if d.parse::<IpAddr>().is_err() && !heimweg_control::clientconf::is_hostname(d) {
+                    bail!("--dns {d:?} is neither an IP address nor a domain name");
+                }
+            }
+            let g = store
+                .create_group(
+                    &actor(),
+                    NewGroup {
+                        name,
+                        allowed_prefixes: allow,
+                        full_tunnel,
+                        dns,
+                    },
+                    unix_now(),
+                )
+                .await?;
+            println!("created group {}", g.name);
+        }
+        GroupCmd::List => {
+            for g in store.groups().await? {
+                let nets: Vec<String> = g.allowed_prefixes.iter().map(|n| n.to_string()).collect();
+                println!(
+                    "{:<16} {} {}{}",
+                    g.name,
+                    if g.full_tunnel { "full" } else { "split" },
+                    nets.join(","),
+                    if g.dns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" dns={}", g.dns.join(","))
+                    }
+                );
+            }
+        }
     }
+    Ok(())
+}
+
+async fn settings(state_dir: &Path, cmd: SettingsCmd) -> Result<()> {
+    let store = open_store(state_dir).await?;
+    match cmd {
+        SettingsCmd::Endpoint { endpoint } => {
+            store.set_endpoint(&actor(), &endpoint, unix_now()).await?;
+            println!("clients will dial {endpoint}");
+        }
+        SettingsCmd::Show => {
+            let s = store.settings().await?;
+            let key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
+            println!(
+                "endpoint:   {}",
+                s.endpoint.as_deref().unwrap_or("(not set)")
+            );
+            println!("public key: {key}");
+            println!("pools:      {} {}", s.pool_v4, s.pool_v6);
+            println!("client MTU: {}", s.mtu);
+        }
+    }
+    Ok(())
+}
+
+/// Who the audit log names for CLI changes: the local operator.
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "root".into())
+    )
+}
+
+fn create_state_dir(state_dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(state_dir)
-        .with_context(|| format!("creating {}", state_dir.display()))?;
-    let mut key = [0u8; 32];
-    OsRng.fill_bytes(&mut key);
-    // Written to a temporary name and renamed, so a crash never leaves a half-written key.
-    let tmp = state_dir.join(".server.key.tmp");
+        .with_context(|| format!("creating {}", state_dir.display()))
+}
+
+/// Writes a file that holds a secret: mode 0600 from the start, via a temporary name, so a
+/// crash never leaves a half-written or world-readable file.
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -121,13 +472,32 @@ fn load_or_create_key(state_dir: &std::path::Path) -> Result<[u8; 32]> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
-    writeln!(
-        f,
-        "{}",
-        base64::engine::general_purpose::STANDARD.encode(key)
-    )?;
+    f.write_all(data)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("creating {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a WireGuard key in base64, as `wg genkey` writes it.
+fn read_key(path: &Path) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)?;
+    let key: PrivateKey = text
+        .trim()
+        .parse()
+        .context("the file holds no WireGuard key")?;
+    Ok(key.expose_bytes())
+}
+
+/// The gateway key lives in the state directory; the first start creates it with mode 0600 so
+/// that a restart keeps the identity every client config refers to.
+fn load_or_create_key(state_dir: &Path) -> Result<[u8; 32]> {
+    let path = state_dir.join("server.key");
+    if path.exists() {
+        return read_key(&path).with_context(|| format!("reading {}", path.display()));
+    }
+    create_state_dir(state_dir)?;
+    let key = PrivateKey::generate();
+    write_private(&path, format!("{}\n", key.expose_base64()).as_bytes())?;
     tracing::info!(path = %path.display(), "generated the gateway key");
-    Ok(key)
+    Ok(key.expose_bytes())
 }

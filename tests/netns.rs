@@ -17,6 +17,7 @@ fn run_script(script: &str) {
         .arg(root.join(script))
         .current_dir(root)
         .env("HEIMWEG_WG", env!("CARGO_BIN_EXE_heimweg-wg"))
+        .env("HEIMWEG", env!("CARGO_BIN_EXE_heimweg"))
         .env("GATEWAY_IS_HEIMWEG", "1")
         .status()
         .expect("bash runs");
@@ -30,6 +31,15 @@ fn stock_clients_reach_a_host_behind_the_gateway() {
         return;
     }
     run_script("tests/netns/dataplane.sh");
+}
+
+#[test]
+fn enrolled_devices_connect_and_revocation_cuts_them_off_within_a_second() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    run_script("tests/netns/provisioning.sh");
 }
 
 /// A `heimweg-wg -f` process, killed (by PID) when dropped.

@@ -82,7 +82,7 @@ impl std::fmt::Display for Endpoint {
 }
 
 /// RFC 1123 host name: labels of letters, digits and inner hyphens, at most 253 characters.
-fn is_hostname(s: &str) -> bool {
+pub fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {

@@ -580,6 +580,17 @@ impl Store {
             .collect())
     }
 
+    /// The earliest expiry after `now` of a device still active, so the reconciler can
+    /// remove it on time without polling the whole table.
+    pub async fn next_expiry(&self, now: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(expires_at) FROM devices WHERE revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Increases with every change; the reconciler compares it to what it applied last.
     pub async fn revision(&self) -> Result<i64> {
         let v: Option<String> =

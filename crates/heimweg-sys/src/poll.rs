@@ -6,8 +6,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// Most descriptors one call waits on; workers use three.
-const MAX_FDS: usize = 8;
+/// Most descriptors one call waits on: one per bit of the returned mask. Workers use three.
+const MAX_FDS: usize = 64;
 
 /// Waits until one of `fds` is readable (or has an error/hangup, which a read then reports), or
 /// the timeout passes (`None` = forever). Returns a bitmask: bit `i` set = `fds[i]` is ready.
@@ -118,7 +118,7 @@ mod tests {
         e2.notify().unwrap();
         assert_eq!(h.join().unwrap(), 1);
         assert!(
-            wait_readable(&[0; 9], None).is_err(),
+            wait_readable(&[0; 65], None).is_err(),
             "too many fds is an error"
         );
     }

@@ -97,7 +97,8 @@ mod tests {
 
     #[test]
     fn creates_configures_and_removes_a_multi_queue_tun() {
-        let name = format!("hwsys{}", std::process::id() % 100_000);
+        // "hwsys-" + at most 7 pid digits (pid_max <= 4194304) fits the 15-byte limit.
+        let name = format!("hwsys-{}", std::process::id());
         let q1 = Tun::open(&name, true).expect("root and /dev/net/tun are needed");
         assert_eq!(q1.name(), name);
         let q2 = Tun::open(&name, true).unwrap();

@@ -3,7 +3,7 @@
 //! The batch interface (`recv_batch`/`send_batch`) is where UDP GRO/GSO will slot in: callers
 //! already hand over many datagrams per call.
 
-use crate::{cvt, tun::set_nonblocking};
+use crate::{cvt, cvt_size, tun::set_nonblocking};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -292,9 +292,20 @@ impl UdpSocket {
         Ok(done)
     }
 
+    /// Sends one datagram, reporting the kernel's error (unlike `send_batch`, which skips it).
     pub fn send_to(&self, data: &[u8], dst: SocketAddr) -> io::Result<usize> {
-        self.send_batch(&[Transmit { dst, data }])?;
-        Ok(data.len())
+        let (ss, len) = to_sockaddr(dst, self.v6);
+        // SAFETY: `data` is readable for its length; `ss` holds a sockaddr of length `len`.
+        cvt_size(unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                0,
+                (&ss as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        })
     }
 
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
@@ -313,6 +324,8 @@ impl AsRawFd for UdpSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::poll::wait_readable;
+    use std::time::Duration;
 
     #[test]
     fn dual_stack_socket_batches_and_reports_plain_ipv4_sources() {
@@ -342,6 +355,9 @@ mod tests {
         while got.len() < 3 {
             let mut bufs: Vec<&mut [u8]> = storage.iter_mut().map(|b| &mut b[..]).collect();
             let mut meta = [RecvMeta::default(); 8];
+            // Bounded wait so that a lost datagram fails the test instead of hanging it.
+            let ready = wait_readable(&[server.as_raw_fd()], Some(Duration::from_secs(5)));
+            assert_eq!(ready.unwrap(), 1, "datagrams did not arrive");
             let n = server.recv_batch(&mut bufs, &mut meta).unwrap();
             assert!(n >= 1);
             for i in 0..n {
@@ -359,6 +375,8 @@ mod tests {
 
         // Replies to an IPv4 peer from the dual-stack socket go out v4-mapped and arrive.
         server.send_to(b"back", v4_addr).unwrap();
+        let ready = wait_readable(&[v4.as_raw_fd()], Some(Duration::from_secs(5)));
+        assert_eq!(ready.unwrap(), 1, "reply did not arrive");
         let mut buf = [0u8; 16];
         let (n, from) = v4.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"back");
@@ -398,6 +416,7 @@ mod tests {
         let mut b = [0u8; 8];
         let (len, _) = rx.recv_from(&mut b).unwrap();
         assert_eq!(&b[..len], b"ok");
+        assert!(tx.send_to(&big, to).is_err(), "send_to reports what send_batch skips");
     }
 
     #[test]

@@ -1,0 +1,73 @@
+# Helpers shared by the netns suites: logging, polling with deadlines, PASS/FAIL accounting
+# and a cleanup that kills only what runs in this suite's own namespaces.
+#
+# The sourcing script defines: T_START, ALL_NS (its namespaces), BG_PIDS, GW_PID, PASSED,
+# FAILED, TMPD, WG_RUN and SOCKETS (UAPI socket names to remove); optionally a `diag` function
+# printed after every failure.
+
+log() { printf '[%4ss] %s\n' "$(($(date +%s) - T_START))" "$*"; }
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# wait_until TIMEOUT_SECONDS CMD...: poll CMD every 0.2 s until it succeeds; 1 on timeout.
+wait_until() {
+  local timeout=$1; shift
+  local deadline=$(($(date +%s%N) + timeout * 1000000000))
+  while true; do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    (($(date +%s%N) < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+pass() { PASSED=$((PASSED + 1)); log "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); log "FAIL: $*"; if declare -F diag >/dev/null; then diag; fi; }
+# check DESCRIPTION CMD...: PASS if CMD succeeds, else FAIL.
+check() { local d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+
+SUMMARY_DONE=0
+ABORT_AT=""
+summary() {
+  log "done in $(($(date +%s) - T_START)) s"
+  echo "$PASSED passed, $FAILED failed"
+  SUMMARY_DONE=1
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM ERR
+  if [[ $SUMMARY_DONE -ne 1 ]]; then
+    # aborted by set -e, a signal or a setup failure: count it and still print the summary
+    [[ $rc -ne 0 && -n $ABORT_AT ]] && { FAILED=$((FAILED + 1)); log "FAIL: aborted: $ABORT_AT"; }
+    [[ $FAILED -eq 0 ]] && FAILED=1
+    summary
+    [[ $rc -ne 0 ]] || rc=1
+  fi
+  local p ns pids
+  for p in "${BG_PIDS[@]}" $GW_PID; do kill "$p" 2>/dev/null; done
+  # Every process left in our uniquely named namespaces was started by this script
+  # (gateway, wireguard-go daemons of wg-quick, socat, iperf3, tcpdump, python).
+  for ns in "${ALL_NS[@]}"; do
+    [[ -e /var/run/netns/$ns ]] || continue
+    pids=$(ip netns pids "$ns" 2>/dev/null)
+    [[ -n $pids ]] && kill $pids 2>/dev/null
+  done
+  for _ in $(seq 1 25); do
+    pids=""
+    for ns in "${ALL_NS[@]}"; do
+      [[ -e /var/run/netns/$ns ]] && pids+=" $(ip netns pids "$ns" 2>/dev/null)"
+    done
+    [[ -z ${pids// /} ]] && break
+    sleep 0.2
+  done
+  [[ -n ${pids// /} ]] && kill -9 $pids 2>/dev/null
+  for ns in "${ALL_NS[@]}"; do
+    [[ -e /var/run/netns/$ns ]] && ip netns del "$ns" 2>/dev/null
+  done
+  for p in "${SOCKETS[@]}"; do rm -f "$WG_RUN/$p.sock"; done
+  rm -rf "$TMPD"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'ABORT_AT="$BASH_COMMAND (exit $?) at line $LINENO in ${FUNCNAME[*]:-main}, called from lines ${BASH_LINENO[*]}"' ERR
+trap 'exit 130' INT TERM

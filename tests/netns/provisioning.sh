@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# End-to-end provisioning test: `heimweg serve` as the gateway, devices enrolled with the
+# `heimweg` CLI, their configs brought up by wg-quick (wireguard-go) in client namespaces.
+#
+# Usage (as root, from the repo root):
+#   HEIMWEG=/path/to/heimweg bash tests/netns/provisioning.sh
+#
+# Topology (every address exists only inside the namespaces created here):
+#   c1, c2 --veth-- br0 in gw (198.51.100.1)      gw: heimweg serve, UDP 51820, pool 10.77.0.0/16
+#   lan: 192.0.2.2 (inside the group's policy 192.0.2.0/25) and 192.0.2.130 (outside it)
+#
+# Asserts: enrolled devices reach the allowed host; a host outside the group's policy stays
+# unreachable even when the client routes it into the tunnel (the gateway is the boundary);
+# revoking one device stops its traffic within a second while the other's transfer goes on;
+# after a gateway restart the remaining device recovers and the revoked one stays out.
+# Prints PASS/FAIL lines and finally "N passed, M failed"; exits 1 if any failed.
+set -eEuo pipefail
+
+[[ $(id -u) -eq 0 ]] || { echo "provisioning.sh: must run as root" >&2; exit 2; }
+HW=${HEIMWEG:?set HEIMWEG to the heimweg binary}
+for tool in wg wg-quick wireguard-go ip ping iperf3 python3 socat; do
+  command -v "$tool" >/dev/null || { echo "provisioning.sh: missing tool: $tool" >&2; exit 2; }
+done
+
+T_START=$(date +%s)
+ID=$$
+PFX="hwpv-$ID"
+NS_GW="$PFX-gw"
+NS_LAN="$PFX-lan"
+NS_C1="$PFX-c1"
+NS_C2="$PFX-c2"
+ALL_NS=("$NS_GW" "$NS_LAN" "$NS_C1" "$NS_C2")
+GWIF="hw${ID}p"
+C1IF="hw${ID}q1"
+C2IF="hw${ID}q2"
+SOCKETS=("$GWIF" "$C1IF" "$C2IF")
+WG_RUN=/var/run/wireguard
+TMPD=$(mktemp -d /tmp/hwpv.XXXXXX)
+STATE="$TMPD/state"
+GW_LOG="$TMPD/gateway.log"
+GW_PID=""
+BG_PIDS=()
+PASSED=0
+FAILED=0
+ALLOWED=192.0.2.2
+DENIED=192.0.2.130
+
+# shellcheck source=tests/netns/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+diag() {
+  echo "  -- wg show $GWIF:"; nsx "$NS_GW" wg show "$GWIF" 2>&1 | sed 's/^/    /' || true
+  echo "  -- gateway log:"; tail -n 15 "$GW_LOG" 2>/dev/null | sed 's/^/    /' || true
+}
+
+hw() { "$HW" --state-dir "$STATE" "$@"; }
+
+# ---- topology ----
+for ns in "${ALL_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+nsx "$NS_GW" sysctl -qw net.ipv4.ip_forward=1
+ip link add lan0 netns "$NS_GW" type veth peer name eth0 netns "$NS_LAN"
+ip -n "$NS_GW" addr add 192.0.2.1/24 dev lan0; ip -n "$NS_GW" link set lan0 up
+ip -n "$NS_LAN" addr add "$ALLOWED/24" dev eth0
+ip -n "$NS_LAN" addr add "$DENIED/24" dev eth0
+ip -n "$NS_LAN" link set eth0 up
+ip -n "$NS_LAN" route add 10.77.0.0/16 via 192.0.2.1
+ip -n "$NS_GW" link add br0 type bridge; ip -n "$NS_GW" addr add 198.51.100.1/24 dev br0
+ip -n "$NS_GW" link set br0 up
+n=0
+for ns in "$NS_C1" "$NS_C2"; do
+  n=$((n + 1))
+  ip link add "up$n" netns "$NS_GW" type veth peer name eth0 netns "$ns"
+  ip -n "$NS_GW" link set "up$n" master br0 up
+  ip -n "$ns" addr add "198.51.100.1$n/24" dev eth0; ip -n "$ns" link set eth0 up
+done
+
+start_gateway() {
+  # `ip netns exec` itself (not a shell function) so that $! is the gateway: a function would
+  # run in a forked subshell, and SIGTERM would hit the subshell instead.
+  ip netns exec "$NS_GW" "$HW" --state-dir "$STATE" serve --interface "$GWIF" --workers 2 \
+    >>"$GW_LOG" 2>&1 &
+  GW_PID=$!
+  wait_until 15 test -S "$WG_RUN/$GWIF.sock"
+}
+stop_gateway() {
+  kill -TERM "$GW_PID" 2>/dev/null || true
+  wait "$GW_PID" 2>/dev/null || true
+  GW_PID=""
+  wait_until 5 eval "! ip -n '$NS_GW' link show '$GWIF'"
+}
+gw_stat() {
+  printf 'stats=1\n\n' | timeout 5 socat - "UNIX-CONNECT:$WG_RUN/$GWIF.sock" 2>/dev/null |
+    awk -F= -v k="$1" '$1 == k {print $2; f=1} END {if (!f) print -1}'
+}
+ping_ok() { nsx "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; }
+
+# ---- provisioning through the CLI, against the live gateway ----
+check "serve: first start creates the state and comes up" start_gateway
+check "serve: the gateway key is private (0600)" test "$(stat -c %a "$STATE/server.key")" = 600
+check "serve: the gateway has the first pool address" \
+  eval "ip -n '$NS_GW' -o addr show dev '$GWIF' | grep -q 'inet 10.77.0.1/16'"
+hw settings endpoint 198.51.100.1:51820 >/dev/null
+hw group add staff --allow 192.0.2.0/25 >/dev/null
+check "cli: a bad CIDR is refused" eval "! hw group add bad --allow 10.0.0.300/8 2>/dev/null"
+check "cli: an unknown group is refused" \
+  eval "! hw device add x --group nope --output '$TMPD/x.conf' 2>/dev/null"
+hw device add laptop-1 --group staff --owner anna --output "$TMPD/$C1IF.conf" 2>/dev/null
+hw device add ipad-2 --group staff --owner bernd --output "$TMPD/$C2IF.conf" 2>/dev/null
+check "cli: configs are written 0600" test "$(stat -c %a "$TMPD/$C1IF.conf")" = 600
+check "cli: the config has an explicit MTU and no keys the iOS app rejects" \
+  eval "grep -q '^MTU = 1280$' '$TMPD/$C1IF.conf' && ! grep -qiE '^(Table|FwMark|PreUp|PostUp|SaveConfig)' '$TMPD/$C1IF.conf'"
+check "cli: device list shows both" eval "hw device list | grep -q '(2 of 2 shown)'"
+
+for i in 1 2; do
+  ns_var="NS_C$i"; if_var="C${i}IF"
+  nsx "${!ns_var}" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
+    wg-quick up "$TMPD/${!if_var}.conf" >>"$TMPD/wg-quick.log" 2>&1
+done
+check "reconcile: the gateway picked up both devices without a restart" \
+  wait_until 2 eval "[[ \$(nsx '$NS_GW' wg show '$GWIF' peers | wc -l) -eq 2 ]]"
+check "traffic: laptop-1 reaches the allowed host" wait_until 15 ping_ok "$NS_C1" "$ALLOWED"
+check "traffic: ipad-2 reaches the allowed host" wait_until 15 ping_ok "$NS_C2" "$ALLOWED"
+
+# The client's own AllowedIPs are only a convenience: route the denied host into the tunnel
+# on the client anyway, and the gateway must still refuse it.
+GWPUB=$(nsx "$NS_GW" wg show "$GWIF" public-key)
+nsx "$NS_C1" wg set "$C1IF" peer "$GWPUB" allowed-ips 192.0.2.0/24
+nsx "$NS_C1" ip route replace 192.0.2.128/25 dev "$C1IF"
+before=$(gw_stat drop_policy_denied)
+check "policy: a host outside the group's networks is unreachable" \
+  eval "! nsx '$NS_C1' ping -c 3 -i 0.2 -W 1 -q '$DENIED' >/dev/null 2>&1"
+after=$(gw_stat drop_policy_denied)
+check "policy: the gateway counted the denied packets ($before -> $after)" test "$after" -ge $((before + 3))
+
+# ---- revoke while the other device transfers ----
+nsx "$NS_LAN" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+BG_PIDS+=("$!")
+wait_until 5 eval "nsx '$NS_LAN' ss -Hltn 'sport = :5201' | grep -q ."
+nsx "$NS_C2" iperf3 -c "$ALLOWED" -p 5201 -t 6 -i 1 -b 100M -J >"$TMPD/iperf.json" 2>&1 &
+IPERF=$!
+# -O reports every unanswered probe too, so the log's timestamps show time passing.
+nsx "$NS_C1" ping -D -O -i 0.05 -W 1 "$ALLOWED" >"$TMPD/ping-c1.log" 2>&1 &
+PING=$!
+BG_PIDS+=("$PING")
+wait_until 5 eval "grep -q 'bytes from' '$TMPD/ping-c1.log'"
+t_revoke=$(date +%s.%N)
+hw device revoke laptop-1 >/dev/null
+check "revoke: the gateway dropped laptop-1 and kept ipad-2" \
+  wait_until 1 eval "[[ \$(nsx '$NS_GW' wg show '$GWIF' peers | wc -l) -eq 1 ]]"
+log_past() { # true once the ping log has a line stamped later than $1
+  python3 - "$TMPD/ping-c1.log" "$1" <<'EOF'
+import re, sys
+stamps = [float(m) for m in re.findall(r"^\[([0-9.]+)\]", open(sys.argv[1]).read(), re.M)]
+sys.exit(0 if stamps and stamps[-1] > float(sys.argv[2]) else 1)
+EOF
+}
+wait_until 5 log_past "$(python3 -c "print($t_revoke + 1.5)")"
+kill "$PING" 2>/dev/null || true
+last_reply=$(grep 'bytes from' "$TMPD/ping-c1.log" | tail -n 1 | sed 's/^\[\([0-9.]*\)\].*/\1/')
+check "revoke: laptop-1's last reply came within 1 s of the revocation (revoked $t_revoke, last $last_reply)" \
+  python3 -c "import sys; sys.exit(0 if float('$last_reply') <= float('$t_revoke') + 1.0 else 1)"
+wait "$IPERF" || true
+check "revoke: ipad-2's transfer ran on without a break" python3 - "$TMPD/iperf.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+iv = [i["sum"]["bytes"] for i in j["intervals"] if i["sum"]["seconds"] >= 0.5]
+sys.exit(0 if iv and all(b > 0 for b in iv) else 1)
+EOF
+check "revoke: ipad-2 still reaches the allowed host" ping_ok "$NS_C2" "$ALLOWED"
+
+# ---- restart: the store is the source of truth ----
+check "restart: the gateway stops on SIGTERM" stop_gateway
+check "restart: the gateway starts again" start_gateway
+check "restart: only the enrolled device is a peer again" \
+  wait_until 2 eval "[[ \$(nsx '$NS_GW' wg show '$GWIF' peers | wc -l) -eq 1 ]]"
+check "restart: ipad-2 recovers by itself" wait_until 40 ping_ok "$NS_C2" "$ALLOWED"
+check "restart: the revoked laptop-1 stays out" eval "! ping_ok '$NS_C1' '$ALLOWED'"
+audit_actions() {
+  python3 -c "import sqlite3, sys; print('\n'.join(r[0] for r in sqlite3.connect(sys.argv[1]).execute('select action from audit_log')))" "$STATE/heimweg.db"
+}
+check "audit: both enrollments and the revocation are logged" \
+  eval "[[ \$(audit_actions | grep -c '^device.create$') -eq 2 && \$(audit_actions | grep -c '^device.revoke$') -eq 1 ]]"
+
+summary
+[[ $FAILED -eq 0 ]]
