@@ -146,9 +146,20 @@ enum SettingsCmd {
     Show,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     gateway::init_logging();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain: an operator reads this, not a developer.
+            eprintln!("heimweg: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up {
             net,
@@ -195,6 +206,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 async fn open_store(state_dir: &Path) -> Result<Store> {
     create_state_dir(state_dir)?;
     let path = state_dir.join("heimweg.db");
+    if !path.exists() {
+        // The database holds preshared keys and staff names: create it private, and SQLite
+        // gives its -wal and -shm files the same mode.
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
     let store = Store::open(&path)
         .await
         .with_context(|| format!("opening {}", path.display()))?;
@@ -273,6 +295,32 @@ async fn device(state_dir: &Path, cmd: DeviceCmd) -> Result<()> {
                     (Some(k), p)
                 }
             };
+            let gateway_key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
+            let (dns, search): (Vec<String>, Vec<String>) = g
+                .dns
+                .iter()
+                .cloned()
+                .partition(|d| d.parse::<IpAddr>().is_ok());
+            let mut conf = ClientConfig {
+                private_key,
+                addresses: Vec::new(),
+                dns: dns.iter().filter_map(|d| d.parse().ok()).collect(),
+                dns_search: search,
+                mtu: settings.mtu,
+                gateway_public_key: gateway_key,
+                preshared_key: None,
+                allowed_ips: if g.full_tunnel {
+                    vec!["0.0.0.0/0".parse()?, "::/0".parse()?]
+                } else {
+                    g.allowed_prefixes.clone()
+                },
+                endpoint: endpoint.parse()?,
+                persistent_keepalive: Some(25),
+            };
+            // Render once with the pools' first addresses before enrolling, so that a config
+            // we could not produce never leaves an enrolled device behind.
+            conf.addresses = vec![IpNet::from(settings.pool_v4), IpNet::from(settings.pool_v6)];
+            conf.render()?;
             let now = unix_now();
             let dev = store
                 .add_device(
@@ -288,32 +336,11 @@ async fn device(state_dir: &Path, cmd: DeviceCmd) -> Result<()> {
                     now,
                 )
                 .await?;
-            let gateway_key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
-            let (dns, search): (Vec<String>, Vec<String>) = g
-                .dns
-                .iter()
-                .cloned()
-                .partition(|d| d.parse::<IpAddr>().is_ok());
-            let conf = ClientConfig {
-                private_key,
-                addresses: vec![
-                    IpNet::from(IpAddr::V4(dev.ipv4)),
-                    IpNet::from(IpAddr::V6(dev.ipv6)),
-                ],
-                dns: dns.iter().filter_map(|d| d.parse().ok()).collect(),
-                dns_search: search,
-                mtu: settings.mtu,
-                gateway_public_key: gateway_key,
-                preshared_key: None,
-                allowed_ips: if g.full_tunnel {
-                    vec!["0.0.0.0/0".parse()?, "::/0".parse()?]
-                } else {
-                    g.allowed_prefixes.clone()
-                },
-                endpoint: endpoint.parse()?,
-                persistent_keepalive: Some(25),
-            }
-            .render()?;
+            conf.addresses = vec![
+                IpNet::from(IpAddr::V4(dev.ipv4)),
+                IpNet::from(IpAddr::V6(dev.ipv6)),
+            ];
+            let conf = conf.render()?;
             match output {
                 Some(path) => {
                     write_private(&path, conf.as_bytes())?;

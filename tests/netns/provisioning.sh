@@ -96,7 +96,7 @@ ping_ok() { nsx "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; }
 
 # ---- provisioning through the CLI, against the live gateway ----
 check "serve: first start creates the state and comes up" start_gateway
-check "serve: the gateway key is private (0600)" test "$(stat -c %a "$STATE/server.key")" = 600
+check "serve: the gateway key and the database are private (0600)" eval "[[ \$(stat -c %a '$STATE/server.key') == 600 && \$(stat -c %a '$STATE/heimweg.db') == 600 ]]"
 check "serve: the gateway has the first pool address" \
   eval "ip -n '$NS_GW' -o addr show dev '$GWIF' | grep -q 'inet 10.77.0.1/16'"
 hw settings endpoint 198.51.100.1:51820 >/dev/null

@@ -416,7 +416,10 @@ mod tests {
         let mut b = [0u8; 8];
         let (len, _) = rx.recv_from(&mut b).unwrap();
         assert_eq!(&b[..len], b"ok");
-        assert!(tx.send_to(&big, to).is_err(), "send_to reports what send_batch skips");
+        assert!(
+            tx.send_to(&big, to).is_err(),
+            "send_to reports what send_batch skips"
+        );
     }
 
     #[test]
