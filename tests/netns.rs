@@ -56,19 +56,7 @@ impl Gateway {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("heimweg-wg starts");
-        // `wg` needs the socket; the process creates it right after the TUN.
-        let sock = Path::new("/var/run/wireguard").join(format!("{name}.sock"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no UAPI socket after 10 s"
-            );
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("heimweg-wg exited early: {status}");
-            }
-            std::thread::yield_now();
-        }
+        wait_for_socket(&mut child, name);
         Gateway {
             child,
             name: name.to_string(),
@@ -174,6 +162,24 @@ fn rendered_configs_pass_wg_quick_strip_and_wg_setconf() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Waits until `child` has created the UAPI socket of `ifname` (it does so right after the
+/// TUN), failing if it exits first or takes more than 10 s.
+fn wait_for_socket(child: &mut Child, ifname: &str) -> std::path::PathBuf {
+    let sock = Path::new("/var/run/wireguard").join(format!("{ifname}.sock"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no UAPI socket for {ifname} after 10 s"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the gateway for {ifname} exited early: {status}");
+        }
+        std::thread::yield_now();
+    }
+    sock
+}
+
 /// Runs a command, returning stdout; panics with stderr on failure.
 fn sh(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().expect("command runs");
@@ -217,19 +223,7 @@ fn heimweg_up_configures_its_interface_and_keeps_its_key() {
             .stdout(Stdio::null())
             .spawn()
             .expect("heimweg starts");
-        let sock = Path::new("/var/run/wireguard").join(format!("{ifname}.sock"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "run {run}: no UAPI socket"
-            );
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "run {run}: heimweg exited"
-            );
-            std::thread::yield_now();
-        }
+        let sock = wait_for_socket(&mut child, &ifname);
         let link = sh("ip", &["-n", &ns.0, "-o", "link", "show", "dev", &ifname]);
         assert!(link.contains("mtu 1380"), "run {run}: {link}");
         assert!(link.contains(",UP"), "run {run}: link not up: {link}");

@@ -10,6 +10,12 @@ use ip_network::IpNetwork;
 use ip_network_table::IpNetworkTable;
 use std::net::IpAddr;
 
+/// Parses `address/prefix` into a network, masking host bits as WireGuard does.
+pub fn parse_network(s: &str) -> Option<IpNetwork> {
+    let (addr, len) = s.split_once('/')?;
+    IpNetwork::new_truncate(addr.parse::<IpAddr>().ok()?, len.parse().ok()?).ok()
+}
+
 /// Longest-prefix table from networks to owners of type `T`.
 pub struct AllowedIps<T> {
     table: IpNetworkTable<T>,
@@ -69,8 +75,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn net(s: &str) -> IpNetwork {
-        let (a, l) = s.split_once('/').unwrap();
-        IpNetwork::new_truncate(a.parse::<IpAddr>().unwrap(), l.parse().unwrap()).unwrap()
+        parse_network(s).unwrap()
+    }
+
+    #[test]
+    fn parses_networks_and_masks_host_bits() {
+        assert_eq!(parse_network("10.1.2.3/16"), parse_network("10.1.0.0/16"));
+        assert!(parse_network("fd00::1/64").is_some());
+        for bad in ["10.0.0.0", "10.0.0.0/33", "x/8", "10.0.0.0/-1", ""] {
+            assert_eq!(parse_network(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -531,8 +531,7 @@ mod tests {
     use super::*;
 
     fn net(s: &str) -> IpNetwork {
-        let (a, l) = s.split_once('/').unwrap();
-        IpNetwork::new_truncate(a.parse::<IpAddr>().unwrap(), l.parse().unwrap()).unwrap()
+        heimweg_core::allowed_ips::parse_network(s).unwrap()
     }
 
     #[test]
