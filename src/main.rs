@@ -8,11 +8,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use heimweg::gateway;
 use heimweg::reconcile::{self, unix_now};
-use heimweg_control::{config_file_name, qr::Qr, ClientConfig, PrivateKey, PublicKey};
+use heimweg_api::service::{self, EnrollRequest};
+use heimweg_control::{qr::Qr, PrivateKey, PublicKey};
 use heimweg_dataplane::InterfaceAddress;
-use heimweg_store::{DeviceQuery, NewDevice, NewGroup, Store};
+use heimweg_store::{DeviceQuery, NewGroup, Store};
 use ipnet::IpNet;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +39,9 @@ enum Command {
     Serve {
         #[command(flatten)]
         net: NetArgs,
+        /// Where the JSON API listens. Plain HTTP: keep it on localhost or behind a TLS proxy.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api_listen: SocketAddr,
     },
     /// Run only the data plane, configured over the UAPI socket (`wg set`, `wg syncconf`).
     Up {
@@ -59,6 +64,21 @@ enum Command {
     /// Gateway settings.
     #[command(subcommand)]
     Settings(SettingsCmd),
+    /// API tokens for automation.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a bearer token for the JSON API; it is printed once and only its hash is stored.
+    Create {
+        name: String,
+        /// A scope the token holds (repeatable): devices:read, devices:write, groups:read,
+        /// groups:write, audit:read.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -174,10 +194,11 @@ fn run(cli: Cli) -> Result<()> {
             config.addresses = addresses;
             gateway::run(config, &net.uapi_dir)
         }
-        Command::Serve { net } => serve(&cli.state_dir, net),
+        Command::Serve { net, api_listen } => serve(&cli.state_dir, net, api_listen),
         Command::Device(cmd) => runtime()?.block_on(device(&cli.state_dir, cmd)),
         Command::Group(cmd) => runtime()?.block_on(group(&cli.state_dir, cmd)),
         Command::Settings(cmd) => runtime()?.block_on(settings(&cli.state_dir, cmd)),
+        Command::Token(cmd) => runtime()?.block_on(token(&cli.state_dir, cmd)),
     }
 }
 
@@ -228,7 +249,7 @@ async fn open_store(state_dir: &Path) -> Result<Store> {
     Ok(store)
 }
 
-fn serve(state_dir: &Path, net: NetArgs) -> Result<()> {
+fn serve(state_dir: &Path, net: NetArgs, api_listen: SocketAddr) -> Result<()> {
     let rt = runtime()?;
     let key = load_or_create_key(state_dir)?;
     let store = Arc::new(rt.block_on(open_store(state_dir))?);
@@ -247,10 +268,23 @@ fn serve(state_dir: &Path, net: NetArgs) -> Result<()> {
     ];
     let running = gateway::start(config, &net.uapi_dir)?;
     let public = PrivateKey::from_bytes(key).public_key();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(api_listen))
+        .with_context(|| format!("binding the API to {api_listen}"))?;
+    let app = heimweg_api::router(heimweg_api::AppState {
+        store: store.clone(),
+        gateway_key: public,
+    });
+    rt.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the API server stopped");
+        }
+    });
     eprintln!(
         "heimweg is running on {} (UDP {}), gateway public key {public}.\n\
          Enroll a device with:  heimweg --state-dir {} device add NAME\n\
-         (set the address clients dial first: heimweg settings endpoint HOST:PORT)",
+         (set the address clients dial first: heimweg settings endpoint HOST:PORT)\n\
+         JSON API on http://{api_listen}/api/v1; create a token with: heimweg token create NAME --scope devices:write",
         running.dataplane.interface(),
         running.dataplane.listen_port(),
         state_dir.display(),
@@ -282,72 +316,32 @@ async fn device(state_dir: &Path, cmd: DeviceCmd) -> Result<()> {
             output,
             no_qr,
         } => {
-            let settings = store.settings().await?;
-            let endpoint = settings.endpoint.clone().context(
-                "set the address clients dial first: heimweg settings endpoint HOST:PORT",
-            )?;
-            let g = store.group(&group).await?;
-            let (private_key, public_key) = match public_key {
-                Some(k) => (None, k.parse::<PublicKey>().context("--public-key")?),
-                None => {
-                    let k = PrivateKey::generate();
-                    let p = k.public_key();
-                    (Some(k), p)
-                }
-            };
             let gateway_key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
-            let (dns, search): (Vec<String>, Vec<String>) = g
-                .dns
-                .iter()
-                .cloned()
-                .partition(|d| d.parse::<IpAddr>().is_ok());
-            let mut conf = ClientConfig {
-                private_key,
-                addresses: Vec::new(),
-                dns: dns.iter().filter_map(|d| d.parse().ok()).collect(),
-                dns_search: search,
-                mtu: settings.mtu,
-                gateway_public_key: gateway_key,
-                preshared_key: None,
-                allowed_ips: if g.full_tunnel {
-                    vec!["0.0.0.0/0".parse()?, "::/0".parse()?]
-                } else {
-                    g.allowed_prefixes.clone()
+            let public_key = public_key
+                .map(|k| k.parse::<PublicKey>().context("--public-key"))
+                .transpose()?;
+            let enrolled = service::enroll(
+                &store,
+                gateway_key,
+                &actor,
+                EnrollRequest {
+                    name: name.clone(),
+                    group,
+                    owner,
+                    public_key,
+                    expires_in_days,
                 },
-                endpoint: endpoint.parse()?,
-                persistent_keepalive: Some(25),
-            };
-            // Render once with the pools' first addresses before enrolling, so that a config
-            // we could not produce never leaves an enrolled device behind.
-            conf.addresses = vec![IpNet::from(settings.pool_v4), IpNet::from(settings.pool_v6)];
-            conf.render()?;
-            let now = unix_now();
-            let dev = store
-                .add_device(
-                    &actor,
-                    NewDevice {
-                        name: name.clone(),
-                        group: group.clone(),
-                        public_key,
-                        preshared_key: None,
-                        owner,
-                        expires_at: expires_in_days.map(|d| now + i64::from(d) * 86_400),
-                    },
-                    now,
-                )
-                .await?;
-            conf.addresses = vec![
-                IpNet::from(IpAddr::V4(dev.ipv4)),
-                IpNet::from(IpAddr::V6(dev.ipv6)),
-            ];
-            let conf = conf.render()?;
+                unix_now(),
+            )
+            .await?;
+            let (dev, conf) = (enrolled.device, enrolled.config);
             match output {
                 Some(path) => {
                     write_private(&path, conf.as_bytes())?;
-                    eprintln!("wrote {} ({})", path.display(), config_file_name(&name));
+                    eprintln!("wrote {} ({})", path.display(), enrolled.file_name);
                 }
                 None => {
-                    println!("# {} — {}", config_file_name(&name), dev.ipv4);
+                    println!("# {} — {}", enrolled.file_name, dev.ipv4);
                     print!("{conf}");
                     if !no_qr {
                         println!("{}", Qr::encode(&conf)?.to_terminal());
@@ -462,6 +456,36 @@ async fn settings(state_dir: &Path, cmd: SettingsCmd) -> Result<()> {
             println!("public key: {key}");
             println!("pools:      {} {}", s.pool_v4, s.pool_v6);
             println!("client MTU: {}", s.mtu);
+        }
+    }
+    Ok(())
+}
+
+async fn token(state_dir: &Path, cmd: TokenCmd) -> Result<()> {
+    let store = open_store(state_dir).await?;
+    match cmd {
+        TokenCmd::Create { name, scopes } => {
+            if let Some(bad) = scopes
+                .iter()
+                .find(|s| !heimweg_api::SCOPES.contains(&s.as_str()))
+            {
+                bail!(
+                    "unknown scope {bad:?}; use {}",
+                    heimweg_api::SCOPES.join(", ")
+                );
+            }
+            let token = heimweg_api::generate_token();
+            store
+                .create_api_token(
+                    &actor(),
+                    &name,
+                    &heimweg_api::token_hash(&token),
+                    &scopes,
+                    unix_now(),
+                )
+                .await?;
+            println!("{token}");
+            eprintln!("This is the only time the token is shown; only its hash is stored.");
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end provisioning test: `heimweg serve` as the gateway, devices enrolled with the
-# `heimweg` CLI, their configs brought up by wg-quick (wireguard-go) in client namespaces.
+# `heimweg` CLI and the JSON API, their configs brought up by wg-quick (wireguard-go) in client
+# namespaces.
 #
 # Usage (as root, from the repo root):
 #   HEIMWEG=/path/to/heimweg bash tests/netns/provisioning.sh
@@ -9,6 +10,7 @@
 #   c1, c2 --veth-- br0 in gw (198.51.100.1)      gw: heimweg serve, UDP 51820, pool 10.77.0.0/16
 #   lan: 192.0.2.2 (inside the group's policy 192.0.2.0/25) and 192.0.2.130 (outside it)
 #
+# Devices are enrolled with the CLI (laptop-1) and the JSON API (ipad-2), which also revokes.
 # Asserts: enrolled devices reach the allowed host; a host outside the group's policy stays
 # unreachable even when the client routes it into the tunnel (the gateway is the boundary);
 # revoking one device stops its traffic within a second while the other's transfer goes on;
@@ -105,7 +107,36 @@ check "cli: a bad CIDR is refused" eval "! hw group add bad --allow 10.0.0.300/8
 check "cli: an unknown group is refused" \
   eval "! hw device add x --group nope --output '$TMPD/x.conf' 2>/dev/null"
 hw device add laptop-1 --group staff --owner anna --output "$TMPD/$C1IF.conf" 2>/dev/null
-hw device add ipad-2 --group staff --owner bernd --output "$TMPD/$C2IF.conf" 2>/dev/null
+# ipad-2 comes through the JSON API, with a token made by the CLI.
+TOKEN=$(hw token create e2e --scope devices:write --scope devices:read 2>/dev/null)
+api() { # METHOD PATH [JSON]: prints "STATUS BODY"; the API listens on the gateway's loopback
+  nsx "$NS_GW" python3 - "$TOKEN" "$@" <<'EOF'
+import json, sys, urllib.request, urllib.error
+token, method, path = sys.argv[1:4]
+data = sys.argv[4].encode() if len(sys.argv) > 4 else None
+req = urllib.request.Request("http://127.0.0.1:8080" + path, data=data, method=method,
+                             headers={"Authorization": "Bearer " + token,
+                                      "Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(req, timeout=5) as r:
+        print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+EOF
+}
+wait_until 5 eval "api GET /api/v1/devices | grep -q '^200 '"
+out=$(api POST /api/v1/devices '{"name": "ipad-2", "group": "staff", "owner": "bernd"}')
+check "api: POST /api/v1/devices enrolls ipad-2 (201)" test "${out%% *}" = 201
+( umask 077; python3 -c "import json,sys; print(json.loads(sys.argv[1].split(' ',1)[1])['config'], end='')" "$out" \
+    >"$TMPD/$C2IF.conf" )
+out=$(api POST /api/v1/devices '{"name": "ipad-2", "group": "staff"}')
+check "api: a duplicate name is a 409 with a JSON error" \
+  eval "[[ '${out%% *}' == 409 ]] && grep -q 'already exists' <<<'$out'"
+check "api: a request without a token is refused (401)" \
+  eval "nsx '$NS_GW' python3 -c \"import urllib.request as u, sys
+try: u.urlopen('http://127.0.0.1:8080/api/v1/devices', timeout=5)
+except u.HTTPError as e: sys.exit(0 if e.code == 401 else 1)
+sys.exit(1)\""
 check "cli: configs are written 0600" test "$(stat -c %a "$TMPD/$C1IF.conf")" = 600
 check "cli: the config has an explicit MTU and no keys the iOS app rejects" \
   eval "grep -q '^MTU = 1280$' '$TMPD/$C1IF.conf' && ! grep -qiE '^(Table|FwMark|PreUp|PostUp|SaveConfig)' '$TMPD/$C1IF.conf'"
@@ -144,7 +175,8 @@ PING=$!
 BG_PIDS+=("$PING")
 wait_until 5 eval "grep -q 'bytes from' '$TMPD/ping-c1.log'"
 t_revoke=$(date +%s.%N)
-hw device revoke laptop-1 >/dev/null
+out=$(api POST /api/v1/devices/laptop-1/revoke)
+[[ ${out%% *} == 204 ]] || fail "revoke: POST /api/v1/devices/laptop-1/revoke answered: $out"
 check "revoke: the gateway dropped laptop-1 and kept ipad-2" \
   wait_until 1 eval "[[ \$(nsx '$NS_GW' wg show '$GWIF' peers | wc -l) -eq 1 ]]"
 log_past() { # true once the ping log has a line stamped later than $1

@@ -23,7 +23,10 @@ use std::time::Duration;
 pub use pool::Family;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how far a file is.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/0001_init.sql"),
+    include_str!("../../../migrations/0002_api_tokens.sql"),
+];
 
 /// How long a released address rests before another device may get it, so that a revoked
 /// device's lingering traffic or cached DNS never reaches its successor.
@@ -505,28 +508,48 @@ impl Store {
 
     /// Devices, newest first, filtered and paginated on the server.
     pub async fn devices(&self, q: &DeviceQuery) -> Result<Page<Device>> {
-        let settings = self.settings().await?;
         let pattern = q.search.as_ref().map(|s| format!("%{}%", escape_like(s)));
-        let filter = "FROM devices d JOIN groups g ON g.id = d.group_id
-                      LEFT JOIN users u ON u.id = d.owner_id
-                      WHERE (?1 IS NULL OR d.name LIKE ?1 ESCAPE '\\' OR u.name LIKE ?1 ESCAPE '\\'
-                             OR d.public_key LIKE ?1 ESCAPE '\\')
-                        AND (?2 IS NULL OR g.name = ?2)";
+        let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
+        self.devices_where(
+            "(?1 IS NULL OR d.name LIKE ?1 ESCAPE '\\' OR u.name LIKE ?1 ESCAPE '\\'
+              OR d.public_key LIKE ?1 ESCAPE '\\')",
+            pattern,
+            q.group.clone(),
+            limit,
+            q.offset,
+        )
+        .await
+    }
+
+    /// The one device query: `condition` may use `?1`; `?2` filters by group name.
+    async fn devices_where(
+        &self,
+        condition: &str,
+        arg: Option<String>,
+        group: Option<String>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Page<Device>> {
+        let settings = self.settings().await?;
+        let filter = format!(
+            "FROM devices d JOIN groups g ON g.id = d.group_id
+             LEFT JOIN users u ON u.id = d.owner_id
+             WHERE {condition} AND (?2 IS NULL OR g.name = ?2)"
+        );
         let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {filter}"))
-            .bind(&pattern)
-            .bind(&q.group)
+            .bind(&arg)
+            .bind(&group)
             .fetch_one(&self.pool)
             .await?;
-        let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
         let rows = sqlx::query(&format!(
             "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
                     d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at
              {filter} ORDER BY d.id DESC LIMIT ?3 OFFSET ?4"
         ))
-        .bind(&pattern)
-        .bind(&q.group)
+        .bind(&arg)
+        .bind(&group)
         .bind(i64::from(limit))
-        .bind(i64::from(q.offset))
+        .bind(i64::from(offset))
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -551,6 +574,17 @@ impl Store {
             items,
             total: total as u64,
         })
+    }
+
+    /// One device by its exact name.
+    pub async fn device_by_name(&self, name: &str) -> Result<Device> {
+        let page = self
+            .devices_where("d.name = ?1", Some(name.to_string()), None, 1, 0)
+            .await?;
+        page.items
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::NotFound(format!("there is no device named {name:?}")))
     }
 
     /// Every device that should be a peer at `now`: not revoked, not expired.
@@ -617,6 +651,70 @@ impl Store {
                 detail: r.get(4),
             })
             .collect())
+    }
+}
+
+/// An API token as stored: its hash, never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+impl Store {
+    /// Records a token by the hash of its secret.
+    pub async fn create_api_token(
+        &self,
+        actor: &str,
+        name: &str,
+        token_hash: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<ApiToken> {
+        validate_name("token", name)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "a token named {name:?} already exists"
+            )));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES (?, ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(name)
+        .bind(token_hash)
+        .bind(scopes.join(" "))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(&mut tx, now, actor, "token.create", name, &scopes.join(" ")).await?;
+        tx.commit().await?;
+        Ok(ApiToken {
+            id,
+            name: name.to_string(),
+            scopes: scopes.to_vec(),
+        })
+    }
+
+    /// The live token with this hash, if any.
+    pub async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query(
+            "SELECT id, name, scopes FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| ApiToken {
+            id: r.get(0),
+            name: r.get(1),
+            scopes: split_strings(&r.get::<String, _>(2).replace(' ', ",")),
+        }))
     }
 }
 

@@ -1,0 +1,118 @@
+//! The service layer: operations that need more than one store call or a rendering step, shared
+//! by the API and the CLI so that neither holds business logic of its own.
+
+use heimweg_control::{config_file_name, ClientConfig, ConfigError, PrivateKey, PublicKey};
+use heimweg_store::{Device, NewDevice, Store, StoreError};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    NotReady(String),
+}
+
+/// What an admin asks for when enrolling a device.
+#[derive(Debug, Clone)]
+pub struct EnrollRequest {
+    pub name: String,
+    pub group: String,
+    pub owner: Option<String>,
+    /// The device's own public key; without it the server generates the key pair and puts the
+    /// private half into the config, which is shown once and stored nowhere.
+    pub public_key: Option<PublicKey>,
+    pub expires_in_days: Option<u32>,
+}
+
+/// The result of an enrollment: the stored device and its config, shown once.
+#[derive(Debug)]
+pub struct Enrollment {
+    pub device: Device,
+    /// The wg-quick text; without a PrivateKey line when the device brought its own key.
+    pub config: String,
+    pub has_private_key: bool,
+    pub file_name: String,
+}
+
+/// Enrolls a device and renders its config. The config is rendered once before anything is
+/// written, so a config we could not produce never leaves an enrolled device behind.
+pub async fn enroll(
+    store: &Store,
+    gateway_key: PublicKey,
+    actor: &str,
+    req: EnrollRequest,
+    now: i64,
+) -> Result<Enrollment, ServiceError> {
+    let settings = store.settings().await?;
+    let endpoint = settings.endpoint.clone().ok_or_else(|| {
+        ServiceError::NotReady(
+            "set the gateway's public endpoint (host:port) before enrolling devices".into(),
+        )
+    })?;
+    let group = store.group(&req.group).await?;
+    let (private_key, public_key) = match req.public_key {
+        Some(k) => (None, k),
+        None => {
+            let k = PrivateKey::generate();
+            let p = k.public_key();
+            (Some(k), p)
+        }
+    };
+    let (resolvers, search): (Vec<String>, Vec<String>) = group
+        .dns
+        .iter()
+        .cloned()
+        .partition(|d| d.parse::<IpAddr>().is_ok());
+    let has_private_key = private_key.is_some();
+    let mut conf = ClientConfig {
+        private_key,
+        addresses: vec![IpNet::from(settings.pool_v4), IpNet::from(settings.pool_v6)],
+        dns: resolvers.iter().filter_map(|d| d.parse().ok()).collect(),
+        dns_search: search,
+        mtu: settings.mtu,
+        gateway_public_key: gateway_key,
+        preshared_key: None,
+        allowed_ips: if group.full_tunnel {
+            vec![
+                "0.0.0.0/0".parse().expect("literal network"),
+                "::/0".parse().expect("literal network"),
+            ]
+        } else {
+            group.allowed_prefixes.clone()
+        },
+        endpoint: endpoint.parse().map_err(|_| {
+            ServiceError::NotReady(format!("the stored endpoint {endpoint:?} is invalid"))
+        })?,
+        persistent_keepalive: Some(25),
+    };
+    conf.render()?;
+    let device = store
+        .add_device(
+            actor,
+            NewDevice {
+                name: req.name.clone(),
+                group: req.group,
+                public_key,
+                preshared_key: None,
+                owner: req.owner,
+                expires_at: req.expires_in_days.map(|d| now + i64::from(d) * 86_400),
+            },
+            now,
+        )
+        .await?;
+    conf.addresses = vec![
+        IpNet::from(IpAddr::V4(device.ipv4)),
+        IpNet::from(IpAddr::V6(device.ipv6)),
+    ];
+    let config = conf.render()?;
+    Ok(Enrollment {
+        file_name: config_file_name(&req.name),
+        device,
+        config,
+        has_private_key,
+    })
+}
