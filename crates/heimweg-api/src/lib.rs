@@ -14,7 +14,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use heimweg_control::{qr::Qr, PublicKey};
@@ -74,6 +74,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{name}/revoke", post(revoke_device))
         .route("/api/v1/groups", get(list_groups).post(create_group))
         .route("/api/v1/audit", get(audit_log))
+        .route(
+            "/api/v1/enrollment-links",
+            get(list_links).post(create_link),
+        )
+        .route("/api/v1/enrollment-links/{id}/revoke", post(revoke_link))
+        // Public: the link's secret is the authorisation.
+        .route("/enroll/{token}", get(redeem_link))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
 }
@@ -454,6 +461,171 @@ async fn create_group(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(g.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateLink {
+    device_name: String,
+    #[serde(default = "default_group")]
+    group: String,
+    owner: Option<String>,
+    /// Hours until the link stops working; 72 by default, at most 30 days.
+    expires_in_hours: Option<u32>,
+}
+
+async fn create_link(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateLink>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require("devices:write")?;
+    let Json(req) = body?;
+    let hours = req.expires_in_hours.unwrap_or(72);
+    if hours == 0 || hours > 720 {
+        return Err(ApiError::BadRequest(
+            "expires_in_hours must be 1 to 720 (30 days)".into(),
+        ));
+    }
+    let token = generate_token();
+    let now = now();
+    let link = st
+        .store
+        .create_enrollment_link(
+            &caller.actor(),
+            &req.device_name,
+            &req.group,
+            req.owner.as_deref(),
+            &token_hash(&token),
+            now + i64::from(hours) * 3600,
+            now,
+        )
+        .await?;
+    let body = json!({
+        "id": link.id,
+        "device_name": link.device_name,
+        "path": format!("/enroll/{token}"),
+        "expires_at": link.expires_at,
+    });
+    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+async fn list_links(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require("devices:read")?;
+    let now = now();
+    let items: Vec<serde_json::Value> = st
+        .store
+        .enrollment_links(500)
+        .await?
+        .into_iter()
+        .map(|l| {
+            let status = if l.used_at.is_some() {
+                "used"
+            } else if l.revoked_at.is_some() {
+                "revoked"
+            } else if l.expires_at <= now {
+                "expired"
+            } else {
+                "open"
+            };
+            json!({"id": l.id, "device_name": l.device_name, "group": l.group,
+                   "owner": l.owner, "created_by": l.created_by, "created_at": l.created_at,
+                   "expires_at": l.expires_at, "used_at": l.used_at, "status": status})
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn revoke_link(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    caller.require("devices:write")?;
+    st.store
+        .revoke_enrollment_link(&caller.actor(), id, now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The page a staff member opens on the device: the config once, as a QR code for the iPad's
+/// camera and as a download for a laptop. Nothing on it is cached or sent as a referrer.
+async fn redeem_link(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    let gone = || {
+        let mut r = (
+            StatusCode::GONE,
+            Html(page(
+                "Link not valid",
+                "<p>This enrollment link has been used, has expired or was withdrawn. \
+                 Ask your IT department for a new one.</p>",
+            )),
+        )
+            .into_response();
+        secret_headers(&mut r);
+        r
+    };
+    if token.len() > 128 {
+        return gone();
+    }
+    let enrolled =
+        match service::redeem_link(&st.store, st.gateway_key, &token_hash(&token), now()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return gone(),
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+    let qr = Qr::encode(&enrolled.config)
+        .map(|q| q.to_svg())
+        .unwrap_or_default();
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(&enrolled.config);
+    let body = format!(
+        "<p>Scan this code with the WireGuard app (+ → Create from QR code), or download the \
+         file and import it. This page is shown only once.</p>\
+         <div class=\"qr\">{qr}</div>\
+         <p><a download=\"{file}\" href=\"data:application/octet-stream;base64,{data}\">\
+         Download {file}</a></p>",
+        file = html_escape(&enrolled.file_name),
+    );
+    let mut r = Html(page("Your VPN access", &body)).into_response();
+    secret_headers(&mut r);
+    r
+}
+
+fn secret_headers(r: &mut Response) {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; img-src data:; style-src 'unsafe-inline'"),
+    );
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t}</title><style>body{{font-family:sans-serif;max-width:40em;margin:2em auto;\
+         padding:0 1em}}.qr svg{{width:100%;max-width:360px;height:auto}}</style></head>\
+         <body><h1>{t}</h1>{body}</body></html>",
+        t = html_escape(title)
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[derive(Deserialize)]

@@ -116,3 +116,38 @@ pub async fn enroll(
         has_private_key,
     })
 }
+
+/// Redeems a one-time enrollment link: claims it atomically, enrolls the device it was made
+/// for, and returns the config. `Ok(None)` when the link is unknown, used, revoked or expired.
+/// If enrolling fails after the claim, the claim is given back so the link stays usable.
+pub async fn redeem_link(
+    store: &Store,
+    gateway_key: PublicKey,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<Enrollment>, ServiceError> {
+    let Some(link) = store.claim_enrollment_link(token_hash, now).await? else {
+        return Ok(None);
+    };
+    let result = enroll(
+        store,
+        gateway_key,
+        &format!("link:{}:{}", link.id, link.created_by),
+        EnrollRequest {
+            name: link.device_name,
+            group: link.group,
+            owner: link.owner,
+            public_key: None,
+            expires_in_days: None,
+        },
+        now,
+    )
+    .await;
+    match result {
+        Ok(e) => Ok(Some(e)),
+        Err(e) => {
+            store.unclaim_enrollment_link(link.id).await?;
+            Err(e)
+        }
+    }
+}

@@ -379,3 +379,180 @@ async fn every_route_needs_a_token_with_the_right_scope() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["code"], "not_found");
 }
+
+async fn get_page(env: &Env, path: &str) -> (StatusCode, String, axum::http::HeaderMap) {
+    let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+    let resp = router(env.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        String::from_utf8_lossy(&bytes).into_owned(),
+        headers,
+    )
+}
+
+#[tokio::test]
+async fn an_enrollment_link_works_once_and_can_be_withdrawn() {
+    let env = env("links").await;
+    let (st, v, headers) = call(
+        &env,
+        Method::POST,
+        "/api/v1/enrollment-links",
+        Some(&env.admin),
+        Some(json!({"device_name": "carla-ipad", "owner": "carla", "expires_in_hours": 24})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let path = v["path"].as_str().unwrap().to_string();
+    assert!(path.starts_with("/enroll/hw_"));
+    assert_eq!(
+        device_count(&env).await,
+        0,
+        "nothing is enrolled before the link is opened"
+    );
+
+    // The staff member opens it, without any token: the config, once.
+    let (st, html, headers) = get_page(&env, &path).await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+    assert!(html.contains("<svg") && html.contains("download=\"carla-ipad.conf\""));
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/devices/carla-ipad",
+        Some(&env.reader),
+        None,
+    )
+    .await;
+    assert_eq!(v["owner"], "carla");
+    assert_eq!(v["status"], "active");
+    let (st, _, _) = get_page(&env, &path).await;
+    assert_eq!(st, StatusCode::GONE, "a second visit gets nothing");
+    let (st, _, _) = get_page(&env, "/enroll/hw_guessed").await;
+    assert_eq!(st, StatusCode::GONE);
+
+    // A withdrawn link is dead too, and the list says which link is which.
+    let (_, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/enrollment-links",
+        Some(&env.admin),
+        Some(json!({"device_name": "dieter-laptop"})),
+    )
+    .await;
+    let (id, path2) = (
+        v["id"].as_i64().unwrap(),
+        v["path"].as_str().unwrap().to_string(),
+    );
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        &format!("/api/v1/enrollment-links/{id}/revoke"),
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _, _) = get_page(&env, &path2).await;
+    assert_eq!(st, StatusCode::GONE);
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        &format!("/api/v1/enrollment-links/{id}/revoke"),
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/enrollment-links",
+        Some(&env.reader),
+        None,
+    )
+    .await;
+    let statuses: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["revoked", "used"]);
+    assert_eq!(device_count(&env).await, 1);
+}
+
+#[tokio::test]
+async fn enrollment_links_validate_their_input() {
+    let env = env("links-invalid").await;
+    let post = |b: Value| {
+        call(
+            &env,
+            Method::POST,
+            "/api/v1/enrollment-links",
+            Some(&env.admin),
+            Some(b),
+        )
+    };
+    assert_eq!(
+        post(json!({"device_name": "x", "expires_in_hours": 0}))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post(json!({"device_name": "x", "expires_in_hours": 10000}))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post(json!({"device_name": "x", "group": "nope"})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        post(json!({"device_name": ""})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/enrollment-links",
+        Some(&env.reader),
+        Some(json!({"device_name": "x"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // A link for a name that gets taken in the meantime fails on use and stays usable.
+    let (_, v, _) = post(json!({"device_name": "race"})).await;
+    let path = v["path"].as_str().unwrap().to_string();
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/devices",
+        Some(&env.admin),
+        Some(json!({"name": "race"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _, _) = get_page(&env, &path).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/enrollment-links",
+        Some(&env.reader),
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["items"][0]["status"], "open",
+        "the failed use gave the claim back"
+    );
+}

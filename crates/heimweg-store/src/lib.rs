@@ -26,6 +26,7 @@ pub use pool::Family;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_api_tokens.sql"),
+    include_str!("../../../migrations/0003_enrollment_links.sql"),
 ];
 
 /// How long a released address rests before another device may get it, so that a revoked
@@ -715,6 +716,186 @@ impl Store {
             name: r.get(1),
             scopes: split_strings(&r.get::<String, _>(2).replace(' ', ",")),
         }))
+    }
+}
+
+/// An enrollment link as stored (its secret only as a hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrollmentLink {
+    pub id: i64,
+    pub device_name: String,
+    pub group: String,
+    pub owner: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// What a redeemed link entitles its holder to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedLink {
+    pub id: i64,
+    pub device_name: String,
+    pub group: String,
+    pub owner: Option<String>,
+    pub created_by: String,
+}
+
+impl Store {
+    /// Prepares a link for a device that does not exist yet.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_enrollment_link(
+        &self,
+        actor: &str,
+        device_name: &str,
+        group: &str,
+        owner: Option<&str>,
+        token_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<EnrollmentLink> {
+        validate_name("device", device_name)?;
+        if let Some(o) = owner {
+            validate_name("user", o)?;
+        }
+        if expires_at <= now {
+            return Err(StoreError::Invalid(
+                "the link must expire in the future".into(),
+            ));
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = ?")
+            .bind(group)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("there is no group named {group:?}")))?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE name = ?")
+            .bind(device_name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "a device named {device_name:?} already exists"
+            )));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO enrollment_links (token_hash, device_name, group_id, owner, created_by,
+                                           created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(token_hash)
+        .bind(device_name)
+        .bind(group_id)
+        .bind(owner)
+        .bind(actor)
+        .bind(now)
+        .bind(expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(&mut tx, now, actor, "link.create", device_name, "").await?;
+        tx.commit().await?;
+        Ok(EnrollmentLink {
+            id,
+            device_name: device_name.to_string(),
+            group: group.to_string(),
+            owner: owner.map(String::from),
+            created_by: actor.to_string(),
+            created_at: now,
+            expires_at,
+            used_at: None,
+            revoked_at: None,
+        })
+    }
+
+    /// Marks a valid link as used and returns what it grants; `None` if it is unknown, used,
+    /// revoked or expired (deliberately indistinguishable to the holder). Claiming is atomic,
+    /// so two devices racing on one link cannot both get a config.
+    pub async fn claim_enrollment_link(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<ClaimedLink>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "UPDATE enrollment_links SET used_at = ?1
+             WHERE token_hash = ?2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?1
+             RETURNING id, device_name, group_id, owner, created_by",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let group: String = sqlx::query_scalar("SELECT name FROM groups WHERE id = ?")
+            .bind(r.get::<i64, _>(2))
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(ClaimedLink {
+            id: r.get(0),
+            device_name: r.get(1),
+            group,
+            owner: r.get(3),
+            created_by: r.get(4),
+        }))
+    }
+
+    /// Gives a claimed link back when enrolling failed, so the holder can try again.
+    pub async fn unclaim_enrollment_link(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE enrollment_links SET used_at = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_enrollment_link(&self, actor: &str, id: i64, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let name: Option<String> = sqlx::query_scalar(
+            "UPDATE enrollment_links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL
+             AND used_at IS NULL RETURNING device_name",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let name = name.ok_or_else(|| {
+            StoreError::NotFound(format!("there is no open enrollment link with id {id}"))
+        })?;
+        audit(&mut tx, now, actor, "link.revoke", &name, "").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Links, newest first.
+    pub async fn enrollment_links(&self, limit: u32) -> Result<Vec<EnrollmentLink>> {
+        let rows = sqlx::query(
+            "SELECT l.id, l.device_name, g.name, l.owner, l.created_by, l.created_at,
+                    l.expires_at, l.used_at, l.revoked_at
+             FROM enrollment_links l JOIN groups g ON g.id = l.group_id
+             ORDER BY l.id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EnrollmentLink {
+                id: r.get(0),
+                device_name: r.get(1),
+                group: r.get(2),
+                owner: r.get(3),
+                created_by: r.get(4),
+                created_at: r.get(5),
+                expires_at: r.get(6),
+                used_at: r.get(7),
+                revoked_at: r.get(8),
+            })
+            .collect())
     }
 }
 

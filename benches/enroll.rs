@@ -1,0 +1,146 @@
+//! 10,000 devices enrolled through the JSON API (the router in-process, without a socket, so
+//! the figures are the server's own time), then p50/p99 of listing and searching at that size.
+//! Prints a Markdown table for BENCHMARKS.md. Run: `cargo bench --bench enroll`.
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use heimweg_api::{generate_token, router, token_hash, AppState, SCOPES};
+use heimweg_control::PrivateKey;
+use heimweg_store::Store;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const DEVICES: usize = 10_000;
+const QUERIES: usize = 300;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn request(
+    app: &axum::Router,
+    token: &str,
+    method: Method,
+    uri: &str,
+    body: Option<String>,
+) -> StatusCode {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let _ = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    status
+}
+
+async fn timed(app: &axum::Router, token: &str, uris: &[String]) -> Vec<Duration> {
+    let mut t = Vec::with_capacity(uris.len());
+    for uri in uris {
+        let start = Instant::now();
+        assert_eq!(
+            request(app, token, Method::GET, uri, None).await,
+            StatusCode::OK
+        );
+        t.push(start.elapsed());
+    }
+    t.sort();
+    t
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = std::env::temp_dir().join(format!("heimweg-bench-enroll-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("heimweg.db");
+        let store = Store::open(&db).await.unwrap();
+        store.init_defaults([1, 2, 3, 4, 5], 0).await.unwrap();
+        store
+            .set_endpoint("bench", "vpn.stadt.example:51820", 0)
+            .await
+            .unwrap();
+        let token = generate_token();
+        let scopes: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
+        store
+            .create_api_token("bench", "bench", &token_hash(&token), &scopes, 0)
+            .await
+            .unwrap();
+        let app = router(AppState {
+            store: Arc::new(store),
+            gateway_key: PrivateKey::generate().public_key(),
+        });
+
+        let start = Instant::now();
+        let mut per = Vec::with_capacity(DEVICES);
+        for i in 0..DEVICES {
+            let body = format!(
+                r#"{{"name": "device-{i:05}", "owner": "staff-{:04}"}}"#,
+                i % 3000
+            );
+            let t = Instant::now();
+            let st = request(&app, &token, Method::POST, "/api/v1/devices", Some(body)).await;
+            assert_eq!(st, StatusCode::CREATED);
+            per.push(t.elapsed());
+        }
+        let total = start.elapsed();
+        per.sort();
+        let size: u64 = ["heimweg.db", "heimweg.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+
+        let lists: Vec<String> = (0..QUERIES)
+            .map(|i| format!("/api/v1/devices?limit=50&offset={}", (i * 37) % DEVICES))
+            .collect();
+        let searches: Vec<String> = (0..QUERIES)
+            .map(|i| {
+                format!(
+                    "/api/v1/devices?limit=50&search=staff-{:04}",
+                    (i * 7) % 3000
+                )
+            })
+            .collect();
+        let list_t = timed(&app, &token, &lists).await;
+        let search_t = timed(&app, &token, &searches).await;
+
+        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!(
+            "| enroll {DEVICES} devices, total | {:.1} s ({:.0} per second) |",
+            total.as_secs_f64(),
+            DEVICES as f64 / total.as_secs_f64()
+        );
+        println!(
+            "| enroll, p50 / p99 per request | {} / {} |",
+            ms(percentile(&per, 0.5)),
+            ms(percentile(&per, 0.99))
+        );
+        println!("| database size (with WAL) | {:.1} MB |", size as f64 / 1e6);
+        println!(
+            "| list 50 (page through {DEVICES}), p50 / p99 | {} / {} |",
+            ms(percentile(&list_t, 0.5)),
+            ms(percentile(&list_t, 0.99))
+        );
+        println!(
+            "| search by owner, p50 / p99 | {} / {} |",
+            ms(percentile(&search_t, 0.5)),
+            ms(percentile(&search_t, 0.99))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
