@@ -376,9 +376,12 @@ async fn device(state_dir: &Path, cmd: DeviceCmd) -> Result<()> {
                 } else {
                     "active"
                 };
+                let seen = d.last_handshake_at.map_or("never".to_string(), |t| {
+                    format!("{} s ago", (unix_now() - t).max(0))
+                });
                 println!(
-                    "{:<24} {:<12} {:<16} {:<10} {}",
-                    d.name, d.group, d.ipv4, state, d.public_key
+                    "{:<24} {:<12} {:<16} {:<10} {:<16} {}",
+                    d.name, d.group, d.ipv4, state, seen, d.public_key
                 );
             }
             println!("({} of {} shown)", page.items.len(), page.total);

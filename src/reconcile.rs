@@ -7,9 +7,10 @@
 //! the one second the operators were promised, at the cost of one tiny query.
 
 use anyhow::Result;
+use heimweg_control::PublicKey;
 use heimweg_core::{IpNetwork, Policy};
 use heimweg_dataplane::{DataPlane, PeerSpec};
-use heimweg_store::Store;
+use heimweg_store::{PeerStatus, Store};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const POLL: Duration = Duration::from_millis(200);
+/// How often handshake times and endpoints are written back to the store for the panel and
+/// `heimweg device list`.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
 
 pub fn unix_now() -> i64 {
     SystemTime::now()
@@ -71,11 +75,53 @@ pub async fn desired_peers(store: &Store, now: i64) -> Result<Vec<PeerSpec>> {
         .collect())
 }
 
+/// What the data plane observed of each peer since the last write, as store rows. Only
+/// entries that differ from `written` are returned, so an idle gateway writes nothing.
+fn changed_status(
+    dataplane: &DataPlane,
+    written: &mut HashMap<[u8; 32], (Option<i64>, Option<String>)>,
+) -> Vec<PeerStatus> {
+    use heimweg_dataplane::uapi::UapiHandler;
+    let snapshot = UapiHandler::get(dataplane);
+    let mut out = Vec::new();
+    for p in snapshot.peers {
+        let at = p
+            .last_handshake
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        let endpoint = p.endpoint.map(|e| e.to_string());
+        let value = (at, endpoint.clone());
+        if written.get(&p.public_key) == Some(&value) || (at.is_none() && endpoint.is_none()) {
+            continue;
+        }
+        let Ok(public_key) = PublicKey::from_bytes(p.public_key) else {
+            continue;
+        };
+        written.insert(p.public_key, value);
+        out.push(PeerStatus {
+            public_key,
+            last_handshake_at: at,
+            last_endpoint: endpoint,
+        });
+    }
+    out
+}
+
 /// Runs until the task is dropped.
 pub async fn run(store: Arc<Store>, dataplane: Arc<DataPlane>) {
     let mut applied_revision = None;
     let mut next_expiry: Option<i64> = None;
+    let mut written = HashMap::new();
+    let mut last_status = tokio::time::Instant::now();
     loop {
+        if last_status.elapsed() >= STATUS_EVERY {
+            last_status = tokio::time::Instant::now();
+            let seen = changed_status(&dataplane, &mut written);
+            if let Err(e) = store.record_status(&seen).await {
+                tracing::warn!(error = %e, "recording peer status failed");
+                written.clear();
+            }
+        }
         let now = unix_now();
         let revision = store.revision().await.ok();
         let due = next_expiry.is_some_and(|t| t <= now);

@@ -152,6 +152,9 @@ check "reconcile: the gateway picked up both devices without a restart" \
 check "traffic: laptop-1 reaches the allowed host" wait_until 15 ping_ok "$NS_C1" "$ALLOWED"
 check "traffic: ipad-2 reaches the allowed host" wait_until 15 ping_ok "$NS_C2" "$ALLOWED"
 
+check "status: the store learns ipad-2's last handshake from the data plane" \
+  wait_until 15 eval "hw device list --search ipad-2 | grep -q ' s ago '"
+
 # The client's own AllowedIPs are only a convenience: route the denied host into the tunnel
 # on the client anyway, and the gateway must still refuse it.
 GWPUB=$(nsx "$NS_GW" wg show "$GWIF" public-key)

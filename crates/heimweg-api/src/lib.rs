@@ -227,6 +227,7 @@ struct DeviceJson {
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
     last_handshake_at: Option<i64>,
+    last_endpoint: Option<String>,
 }
 
 impl From<Device> for DeviceJson {
@@ -251,6 +252,7 @@ impl From<Device> for DeviceJson {
             expires_at: d.expires_at,
             revoked_at: d.revoked_at,
             last_handshake_at: d.last_handshake_at,
+            last_endpoint: d.last_endpoint,
         }
     }
 }

@@ -91,6 +91,7 @@ pub struct Device {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_handshake_at: Option<i64>,
+    pub last_endpoint: Option<String>,
 }
 
 /// What an admin asks for when enrolling a device.
@@ -102,6 +103,14 @@ pub struct NewDevice {
     pub preshared_key: Option<PresharedKey>,
     pub owner: Option<String>,
     pub expires_at: Option<i64>,
+}
+
+/// What the data plane observed of one peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStatus {
+    pub public_key: PublicKey,
+    pub last_handshake_at: Option<i64>,
+    pub last_endpoint: Option<String>,
 }
 
 /// A device the data plane should have as a peer right now.
@@ -479,6 +488,7 @@ impl Store {
             expires_at: d.expires_at,
             revoked_at: None,
             last_handshake_at: None,
+            last_endpoint: None,
         })
     }
 
@@ -544,7 +554,7 @@ impl Store {
             .await?;
         let rows = sqlx::query(&format!(
             "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
-                    d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at
+                    d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at, d.last_endpoint
              {filter} ORDER BY d.id DESC LIMIT ?3 OFFSET ?4"
         ))
         .bind(&arg)
@@ -568,6 +578,7 @@ impl Store {
                     expires_at: r.get(8),
                     revoked_at: r.get(9),
                     last_handshake_at: r.get(10),
+                    last_endpoint: r.get(11),
                 })
             })
             .collect();
@@ -575,6 +586,28 @@ impl Store {
             items,
             total: total as u64,
         })
+    }
+
+    /// Records what the data plane saw of each device: when it last completed a handshake and
+    /// from where. This is observed state, not desired state: it bumps no revision and writes no
+    /// audit entry. Keys of devices that no longer exist are ignored.
+    pub async fn record_status(&self, seen: &[PeerStatus]) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for s in seen {
+            sqlx::query(
+                "UPDATE devices SET last_handshake_at = ?, last_endpoint = ? WHERE public_key = ?",
+            )
+            .bind(s.last_handshake_at)
+            .bind(&s.last_endpoint)
+            .bind(s.public_key.to_base64())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One device by its exact name.

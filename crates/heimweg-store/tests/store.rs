@@ -1,7 +1,7 @@
 //! The store on real SQLite files.
 
 use heimweg_control::PrivateKey;
-use heimweg_store::{DeviceQuery, NewDevice, NewGroup, Store, StoreError};
+use heimweg_store::{DeviceQuery, NewDevice, NewGroup, PeerStatus, Store, StoreError};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -272,4 +272,37 @@ async fn listing_is_paginated_and_searchable() {
         .await
         .unwrap();
     assert_eq!(none.total, 0);
+}
+
+#[tokio::test]
+async fn observed_status_is_recorded_without_a_revision() {
+    let (_db, store) = fresh("status").await;
+    let d = store
+        .add_device("admin", device("seen"), NOW)
+        .await
+        .unwrap();
+    let rev = store.revision().await.unwrap();
+    store
+        .record_status(&[
+            PeerStatus {
+                public_key: d.public_key,
+                last_handshake_at: Some(NOW + 5),
+                last_endpoint: Some("198.51.100.7:41000".into()),
+            },
+            PeerStatus {
+                public_key: PrivateKey::generate().public_key(),
+                last_handshake_at: Some(NOW),
+                last_endpoint: None,
+            },
+        ])
+        .await
+        .unwrap();
+    let got = store.device_by_name("seen").await.unwrap();
+    assert_eq!(got.last_handshake_at, Some(NOW + 5));
+    assert_eq!(got.last_endpoint.as_deref(), Some("198.51.100.7:41000"));
+    assert_eq!(
+        store.revision().await.unwrap(),
+        rev,
+        "observations are not changes"
+    );
 }
