@@ -256,3 +256,48 @@ fn heimweg_up_configures_its_interface_and_keeps_its_key() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn mobileconfig_parses_as_a_plist_carrying_the_config() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 to run the system tests (needs python3)");
+        return;
+    }
+    use heimweg_control::mobileconfig::{render, ApplePlatform};
+    let (_, cfg) = sample_configs().remove(0);
+    let text = cfg.render().unwrap();
+    let profile = render(
+        "Anna's iPad & more",
+        &text,
+        "vpn.stadt.example:51820",
+        "Stadt <Beispiel>",
+        ApplePlatform::Ios,
+    );
+    let dir = std::env::temp_dir().join(format!("heimweg-plist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.mobileconfig");
+    std::fs::write(&file, &profile).unwrap();
+    // Python's plistlib is an independent, strict parser of Apple's format.
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import plistlib, sys\n\
+             p = plistlib.load(open(sys.argv[1], 'rb'))\n\
+             v = p['PayloadContent'][0]\n\
+             assert p['PayloadType'] == 'Configuration'\n\
+             assert v['PayloadType'] == 'com.apple.vpn.managed'\n\
+             assert v['VPNSubType'] == 'com.wireguard.ios'\n\
+             assert v['UserDefinedName'] == \"Anna's iPad & more\"\n\
+             sys.stdout.write(v['VendorConfig']['WgQuickConfig'])",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+}

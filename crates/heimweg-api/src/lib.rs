@@ -348,18 +348,35 @@ async fn create_device(
     )
     .await?;
     let qr_svg = Qr::encode(&enrolled.config).ok().map(|q| q.to_svg());
+    let mobileconfig = mobileconfig_for(&st, &enrolled).await;
     let body = json!({
         "device": DeviceJson::from(enrolled.device),
         "config": enrolled.config,
         "config_contains_private_key": enrolled.has_private_key,
         "file_name": enrolled.file_name,
         "qr_svg": qr_svg,
+        "mobileconfig": mobileconfig,
     });
     let mut resp = (StatusCode::CREATED, Json(body)).into_response();
     // The config may hold the device's private key: never cache it anywhere.
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// An iOS profile for the new device, when its config is complete (has a private key).
+async fn mobileconfig_for(st: &AppState, e: &service::Enrollment) -> Option<String> {
+    if !e.has_private_key {
+        return None;
+    }
+    let endpoint = st.store.settings().await.ok()?.endpoint?;
+    Some(heimweg_control::mobileconfig::render(
+        &e.device.name,
+        &e.config,
+        &endpoint,
+        "heimweg",
+        heimweg_control::mobileconfig::ApplePlatform::Ios,
+    ))
 }
 
 async fn revoke_device(
@@ -585,14 +602,22 @@ async fn redeem_link(State(st): State<AppState>, Path(token): Path<String>) -> R
         .map(|q| q.to_svg())
         .unwrap_or_default();
     use base64::Engine;
-    let data = base64::engine::general_purpose::STANDARD.encode(&enrolled.config);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let profile = mobileconfig_for(&st, &enrolled).await.unwrap_or_default();
+    let stem = enrolled.file_name.trim_end_matches(".conf");
     let body = format!(
         "<p>Scan this code with the WireGuard app (+ → Create from QR code), or download the \
          file and import it. This page is shown only once.</p>\
          <div class=\"qr\">{qr}</div>\
-         <p><a download=\"{file}\" href=\"data:application/octet-stream;base64,{data}\">\
-         Download {file}</a></p>",
+         <p><a download=\"{file}\" href=\"data:application/octet-stream;base64,{conf}\">\
+         Download {file}</a></p>\
+         <p><a download=\"{stem}.mobileconfig\" \
+         href=\"data:application/x-apple-aspen-config;base64,{profile}\">\
+         Download the iPad profile ({stem}.mobileconfig)</a></p>",
         file = html_escape(&enrolled.file_name),
+        stem = html_escape(stem),
+        conf = b64(&enrolled.config),
+        profile = b64(&profile),
     );
     let mut r = Html(page("Your VPN access", &body)).into_response();
     secret_headers(&mut r);

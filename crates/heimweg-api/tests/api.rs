@@ -122,6 +122,8 @@ async fn create_list_show_and_revoke_a_device() {
     assert_eq!(v["file_name"], "anna-ipad.conf");
     assert!(v["qr_svg"].as_str().unwrap().contains("<svg"));
     assert_eq!(v["device"]["status"], "active");
+    let profile = v["mobileconfig"].as_str().unwrap();
+    assert!(profile.contains("com.wireguard.ios") && profile.contains("PrivateKey = "));
 
     // A device that brings its own key gets a template without a private key.
     let own = PrivateKey::generate().public_key().to_base64();
@@ -136,6 +138,10 @@ async fn create_list_show_and_revoke_a_device() {
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert!(!v["config"].as_str().unwrap().contains("PrivateKey"));
     assert_eq!(v["config_contains_private_key"], false);
+    assert!(
+        v["mobileconfig"].is_null(),
+        "no profile without a complete config"
+    );
 
     let (st, v, _) = call(
         &env,
@@ -422,6 +428,7 @@ async fn an_enrollment_link_works_once_and_can_be_withdrawn() {
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
     assert!(html.contains("<svg") && html.contains("download=\"carla-ipad.conf\""));
+    assert!(html.contains("download=\"carla-ipad.mobileconfig\""));
     let (_, v, _) = call(
         &env,
         Method::GET,

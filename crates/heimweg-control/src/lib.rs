@@ -2,14 +2,15 @@
 //!
 //! WireGuard keys with strict parsing and secrets that never print, client configs in the
 //! subset every stock WireGuard app accepts (iOS, Android, Windows, wg-quick), download file
-//! names valid everywhere, and QR codes (SVG, PNG, terminal) with the error correction chosen
-//! to fit.
+//! names valid everywhere, QR codes (SVG, PNG, terminal) with the error correction chosen
+//! to fit, and Apple `.mobileconfig` profiles for MDM-managed iPads.
 //!
 //! It deliberately does no I/O and knows nothing of the data plane: the store, the API and the
 //! reconciler build on it.
 
 pub mod clientconf;
 pub mod keys;
+pub mod mobileconfig;
 pub mod qr;
 
 pub use clientconf::{config_file_name, ClientConfig, ConfigError, Endpoint};
