@@ -365,17 +365,11 @@ async fn device(state_dir: &Path, cmd: DeviceCmd) -> Result<()> {
                 })
                 .await?;
             println!(
-                "{:<24} {:<12} {:<16} {:<10} public key",
-                "name", "group", "ipv4", "state"
+                "{:<24} {:<12} {:<16} {:<10} {:<16} public key",
+                "name", "group", "ipv4", "state", "last handshake"
             );
             for d in &page.items {
-                let state = if d.revoked_at.is_some() {
-                    "revoked"
-                } else if d.expires_at.is_some_and(|e| e <= unix_now()) {
-                    "expired"
-                } else {
-                    "active"
-                };
+                let state = d.status(unix_now());
                 let seen = d.last_handshake_at.map_or("never".to_string(), |t| {
                     format!("{} s ago", (unix_now() - t).max(0))
                 });

@@ -232,13 +232,7 @@ struct DeviceJson {
 
 impl From<Device> for DeviceJson {
     fn from(d: Device) -> Self {
-        let status = if d.revoked_at.is_some() {
-            "revoked"
-        } else if d.expires_at.is_some_and(|e| e <= now()) {
-            "expired"
-        } else {
-            "active"
-        };
+        let status = d.status(now());
         DeviceJson {
             id: d.id,
             name: d.name,

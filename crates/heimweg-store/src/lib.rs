@@ -94,6 +94,19 @@ pub struct Device {
     pub last_endpoint: Option<String>,
 }
 
+impl Device {
+    /// `revoked`, `expired` or `active` at `now`: the one definition the API, panel and CLI use.
+    pub fn status(&self, now: i64) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
 /// What an admin asks for when enrolling a device.
 #[derive(Debug, Clone)]
 pub struct NewDevice {
