@@ -631,12 +631,14 @@ fn secret_headers(r: &mut Response) {
     );
 }
 
+/// The shared stylesheet from `web/`, compiled into the binary.
+const PAGE_CSS: &str = include_str!("../../../web/page.css");
+
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t}</title><style>body{{font-family:sans-serif;max-width:40em;margin:2em auto;\
-         padding:0 1em}}.qr svg{{width:100%;max-width:360px;height:auto}}</style></head>\
+         <title>{t}</title><style>{PAGE_CSS}</style></head>\
          <body><h1>{t}</h1>{body}</body></html>",
         t = html_escape(title)
     )
