@@ -17,7 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use heimweg_control::{qr::Qr, PublicKey};
+use heimweg_control::{escape_markup, qr::Qr, PublicKey};
 use heimweg_store::{Device, DeviceQuery, Group, NewGroup, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -608,8 +608,8 @@ async fn redeem_link(State(st): State<AppState>, Path(token): Path<String>) -> R
          <p><a download=\"{stem}.mobileconfig\" \
          href=\"data:application/x-apple-aspen-config;base64,{profile}\">\
          Download the iPad profile ({stem}.mobileconfig)</a></p>",
-        file = html_escape(&enrolled.file_name),
-        stem = html_escape(stem),
+        file = escape_markup(&enrolled.file_name),
+        stem = escape_markup(stem),
         conf = b64(&enrolled.config),
         profile = b64(&profile),
     );
@@ -640,15 +640,8 @@ fn page(title: &str, body: &str) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{t}</title><style>{PAGE_CSS}</style></head>\
          <body><h1>{t}</h1>{body}</body></html>",
-        t = html_escape(title)
+        t = escape_markup(title)
     )
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[derive(Deserialize)]

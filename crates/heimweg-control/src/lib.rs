@@ -13,5 +13,15 @@ pub mod keys;
 pub mod mobileconfig;
 pub mod qr;
 
+/// Escapes text for HTML and XML (element content and quoted attributes alike): the one
+/// escaper for the pages and profiles heimweg renders.
+pub fn escape_markup(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
 pub use clientconf::{config_file_name, ClientConfig, ConfigError, Endpoint};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey};

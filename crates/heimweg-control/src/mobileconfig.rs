@@ -5,6 +5,7 @@
 //! text under `WgQuickConfig`, the key the app migrates into its own keychain storage. The
 //! profile holds the device's private key, so it is handed out exactly like the config: once.
 
+use crate::escape_markup;
 use rand_core::{OsRng, RngCore};
 
 /// Which Apple platform's WireGuard app the profile is for.
@@ -30,14 +31,6 @@ fn uuid_v4() -> String {
     )
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
 /// Renders a profile installing one tunnel named `tunnel_name` with the wg-quick `config`.
 /// `organisation` appears as the profile's publisher, `endpoint` as the server address.
 pub fn render(
@@ -52,8 +45,8 @@ pub fn render(
         ApplePlatform::MacOs => "com.wireguard.macos",
     };
     let (outer, inner) = (uuid_v4(), uuid_v4());
-    let name = xml_escape(tunnel_name);
-    let org = xml_escape(organisation);
+    let name = escape_markup(tunnel_name);
+    let org = escape_markup(organisation);
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
@@ -107,8 +100,8 @@ pub fn render(
 </dict>
 </plist>
 "#,
-        config = xml_escape(config),
-        endpoint = xml_escape(endpoint),
+        config = escape_markup(config),
+        endpoint = escape_markup(endpoint),
     )
 }
 

@@ -89,7 +89,7 @@ impl fmt::Debug for PeerInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerInfo")
             .field("id", &self.id)
-            .field("public_key", &hex_short(&self.public_key))
+            .field("public_key", &short_key(&self.public_key))
             .field("preshared_key", &self.preshared_key.map(|_| "[redacted]"))
             .field("endpoint", &self.endpoint)
             .field("allowed_ips", &self.allowed_ips)
@@ -97,7 +97,8 @@ impl fmt::Debug for PeerInfo {
     }
 }
 
-fn hex_short(k: &Key) -> String {
+/// The first four bytes of a key in hex: enough to tell peers apart in logs.
+pub fn short_key(k: &Key) -> String {
     k[..4]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -321,16 +322,9 @@ impl Device {
     }
 
     /// Sets the peer's access policy (usually its group's, shared). Takes effect with the next
-    /// packet; the session is untouched.
-    pub fn set_policy(&mut self, id: PeerId, policy: Option<Arc<Policy>>) {
-        if let Some(p) = self.peer_mut(id) {
-            p.policy = policy;
-        }
-    }
-
-    /// Like [`Device::set_policy`], but reports whether the allowed prefixes actually changed
-    /// (a reconciler resends every peer's policy on each pass).
-    pub fn set_policy_if_changed(&mut self, id: PeerId, policy: Option<Arc<Policy>>) -> bool {
+    /// packet; the session is untouched. Returns whether the allowed prefixes changed, since a
+    /// reconciler resends every peer's policy on each pass.
+    pub fn set_policy(&mut self, id: PeerId, policy: Option<Arc<Policy>>) -> bool {
         let Some(p) = self.peer_mut(id) else {
             return false;
         };

@@ -22,6 +22,8 @@ mod timers;
 
 pub use admission::AdmissionConfig;
 pub use counters::{Counters, DropReason};
-pub use device::{Device, Key, Output, PeerId, PeerInfo, Transmit, DATA_OVERHEAD, MIN_OUT_LEN};
+pub use device::{
+    short_key, Device, Key, Output, PeerId, PeerInfo, Transmit, DATA_OVERHEAD, MIN_OUT_LEN,
+};
 pub use ip_network::IpNetwork;
 pub use policy::Policy;

@@ -489,7 +489,7 @@ fn group_policy_is_enforced_in_both_directions_without_touching_the_session() {
     let mail_only = Arc::new(Policy::new([
         IpNetwork::new_truncate(IpAddr::V4(mail), 24).unwrap()
     ]));
-    sim.server.set_policy(sim.clients[0].peer, Some(mail_only));
+    assert!(sim.server.set_policy(sim.clients[0].peer, Some(mail_only)));
     for dst in [mail, council] {
         for i in 0..2 {
             let p = ipv4_packet(sim.clients[i].inner, dst, b"out");
@@ -520,7 +520,10 @@ fn group_policy_is_enforced_in_both_directions_without_touching_the_session() {
 
     // Lifting the policy takes effect at once, on the same session (no new handshake).
     let handshakes = sim.server.counters().handshakes_ok;
-    sim.server.set_policy(c0, None);
+    assert!(
+        sim.server.set_policy(c0, None),
+        "lifting the policy is a change"
+    );
     let p = ipv4_packet(sim.clients[0].inner, council, b"now allowed");
     sim.client_send_ip(0, &p);
     sim.run(Duration::from_secs(1));

@@ -326,7 +326,7 @@ impl DataPlane {
                 }
                 changed = true;
             }
-            if d.set_policy_if_changed(id, spec.policy.clone()) {
+            if d.set_policy(id, spec.policy.clone()) {
                 changed = true;
             }
             if changed && existing.is_some() {
@@ -485,7 +485,7 @@ fn apply_peer_change(d: &mut Device, c: &PeerChange) {
     if c.remove {
         if let Some(id) = existing {
             d.remove_peer(id);
-            tracing::info!(peer = %short(&c.public_key), "peer removed");
+            tracing::info!(peer = %heimweg_core::short_key(&c.public_key), "peer removed");
         }
         return;
     }
@@ -493,7 +493,7 @@ fn apply_peer_change(d: &mut Device, c: &PeerChange) {
         Some(id) => id,
         None if c.update_only => return,
         None => {
-            tracing::info!(peer = %short(&c.public_key), "peer added");
+            tracing::info!(peer = %heimweg_core::short_key(&c.public_key), "peer added");
             d.add_peer(c.public_key)
         }
     };
@@ -515,15 +515,6 @@ fn apply_peer_change(d: &mut Device, c: &PeerChange) {
     for net in &c.allowed_ips_add {
         d.add_allowed_ip(id, *net);
     }
-}
-
-/// A public key shortened for logs (public keys are not secret, but long).
-fn short(k: &Key) -> String {
-    let mut s = String::with_capacity(8);
-    for b in &k[..4] {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
 }
 
 #[cfg(test)]
