@@ -1,8 +1,8 @@
 //! `heimweg`: the WireGuard remote-access concentrator.
 //!
-//! `heimweg serve` runs the gateway from its store (SQLite in the state directory); the
-//! `device`, `group` and `settings` subcommands change that store and the running gateway
-//! follows within a second. `heimweg up` runs the data plane alone, configured over UAPI.
+//! `heimweg serve` runs the gateway from its store (SQLite in the state directory, or a
+//! PostgreSQL database several gateways share); the `device`, `group` and `settings`
+//! subcommands change that store and the running gateway follows within a second. `heimweg up` runs the data plane alone, configured over UAPI.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +28,11 @@ struct Cli {
     /// Directory for the gateway's state: the database and the gateway key.
     #[arg(long, global = true, default_value = "/var/lib/heimweg")]
     state_dir: PathBuf,
+    /// The database: by default the SQLite file `STATE_DIR/heimweg.db`. Several gateways share
+    /// one PostgreSQL database: postgres://USER:PASSWORD@HOST/DB. Pass it through the
+    /// environment, not the command line, so the password stays out of `ps`.
+    #[arg(long, global = true, env = "HEIMWEG_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -194,11 +199,11 @@ fn run(cli: Cli) -> Result<()> {
             config.addresses = addresses;
             gateway::run(config, &net.uapi_dir)
         }
-        Command::Serve { net, api_listen } => serve(&cli.state_dir, net, api_listen),
-        Command::Device(cmd) => runtime()?.block_on(device(&cli.state_dir, cmd)),
-        Command::Group(cmd) => runtime()?.block_on(group(&cli.state_dir, cmd)),
-        Command::Settings(cmd) => runtime()?.block_on(settings(&cli.state_dir, cmd)),
-        Command::Token(cmd) => runtime()?.block_on(token(&cli.state_dir, cmd)),
+        Command::Serve { net, api_listen } => serve(&cli.state_dir, cli.database.as_deref(), net, api_listen),
+        Command::Device(cmd) => runtime()?.block_on(device(&cli.state_dir, cli.database.as_deref(), cmd)),
+        Command::Group(cmd) => runtime()?.block_on(group(&cli.state_dir, cli.database.as_deref(), cmd)),
+        Command::Settings(cmd) => runtime()?.block_on(settings(&cli.state_dir, cli.database.as_deref(), cmd)),
+        Command::Token(cmd) => runtime()?.block_on(token(&cli.state_dir, cli.database.as_deref(), cmd)),
     }
 }
 
@@ -222,37 +227,50 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Opens the store in the state directory, creating directory, database and defaults on the
-/// first run.
-async fn open_store(state_dir: &Path) -> Result<Store> {
+/// Opens the store: the configured database, or the SQLite file in the state directory
+/// (creating directory and file on the first run). A new database gets its defaults.
+async fn open_store(state_dir: &Path, database: Option<&str>) -> Result<Store> {
     create_state_dir(state_dir)?;
-    let path = state_dir.join("heimweg.db");
-    if !path.exists() {
-        // The database holds preshared keys and staff names: create it private, and SQLite
-        // gives its -wal and -shm files the same mode.
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-    }
-    let store = Store::open(&path)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
+    let store = match database {
+        // The URL may carry a password: errors name the backend, never the URL.
+        Some(url) => Store::connect(url)
+            .await
+            .context("opening the database given by --database / HEIMWEG_DATABASE_URL")?,
+        None => {
+            let path = state_dir.join("heimweg.db");
+            if !path.exists() {
+                // The database holds preshared keys and staff names: create it private, and
+                // SQLite gives its -wal and -shm files the same mode.
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+            }
+            Store::open(&path)
+                .await
+                .with_context(|| format!("opening {}", path.display()))?
+        }
+    };
     let mut ula = [0u8; 5];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut ula);
     if store.init_defaults(ula, unix_now()).await? {
-        tracing::info!(path = %path.display(), "created the database with a default group and pools");
+        tracing::info!("created the database with a default group and pools");
     }
     Ok(store)
 }
 
-fn serve(state_dir: &Path, net: NetArgs, api_listen: SocketAddr) -> Result<()> {
+fn serve(
+    state_dir: &Path,
+    database: Option<&str>,
+    net: NetArgs,
+    api_listen: SocketAddr,
+) -> Result<()> {
     let rt = runtime()?;
     let key = load_or_create_key(state_dir)?;
-    let store = Arc::new(rt.block_on(open_store(state_dir))?);
+    let store = Arc::new(rt.block_on(open_store(state_dir, database))?);
     let settings = rt.block_on(store.settings())?;
     let mut config = net.config(key);
     // The gateway takes the first address of each pool; devices get the following ones.
@@ -303,8 +321,8 @@ fn nth6(base: u128, n: u128) -> std::net::Ipv6Addr {
     std::net::Ipv6Addr::from(base.wrapping_add(n))
 }
 
-async fn device(state_dir: &Path, cmd: DeviceCmd) -> Result<()> {
-    let store = open_store(state_dir).await?;
+async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Result<()> {
+    let store = open_store(state_dir, database).await?;
     let actor = actor();
     match cmd {
         DeviceCmd::Add {
@@ -388,8 +406,8 @@ async fn device(state_dir: &Path, cmd: DeviceCmd) -> Result<()> {
     Ok(())
 }
 
-async fn group(state_dir: &Path, cmd: GroupCmd) -> Result<()> {
-    let store = open_store(state_dir).await?;
+async fn group(state_dir: &Path, database: Option<&str>, cmd: GroupCmd) -> Result<()> {
+    let store = open_store(state_dir, database).await?;
     match cmd {
         GroupCmd::Add {
             name,
@@ -436,8 +454,8 @@ async fn group(state_dir: &Path, cmd: GroupCmd) -> Result<()> {
     Ok(())
 }
 
-async fn settings(state_dir: &Path, cmd: SettingsCmd) -> Result<()> {
-    let store = open_store(state_dir).await?;
+async fn settings(state_dir: &Path, database: Option<&str>, cmd: SettingsCmd) -> Result<()> {
+    let store = open_store(state_dir, database).await?;
     match cmd {
         SettingsCmd::Endpoint { endpoint } => {
             store.set_endpoint(&actor(), &endpoint, unix_now()).await?;
@@ -458,8 +476,8 @@ async fn settings(state_dir: &Path, cmd: SettingsCmd) -> Result<()> {
     Ok(())
 }
 
-async fn token(state_dir: &Path, cmd: TokenCmd) -> Result<()> {
-    let store = open_store(state_dir).await?;
+async fn token(state_dir: &Path, database: Option<&str>, cmd: TokenCmd) -> Result<()> {
+    let store = open_store(state_dir, database).await?;
     match cmd {
         TokenCmd::Create { name, scopes } => {
             if let Some(bad) = scopes

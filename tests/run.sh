@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: real WireGuard peers (wireguard-go, wg, wg-quick), namespaces
-# and traffic tools, and tcpdump to capture packets for the replay test.
+# and traffic tools, tcpdump to capture packets for the replay test, and a PostgreSQL server
+# for the second store backend.
 PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 tcpdump openresolv
-      procps ca-certificates)
+      procps ca-certificates postgresql)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,4 +28,18 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 cargo build --workspace --all-targets --locked
+
+# A throwaway PostgreSQL server for the store and API tests: its own data directory, reachable
+# only through a Unix socket in that directory, stopped and deleted when the tests end. The tests
+# create one database each on it. Skipped (the PostgreSQL cases say so) when not root.
+if [ "$(id -u)" = 0 ] && [ -z "${HEIMWEG_TEST_POSTGRES:-}" ]; then
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  pg_dir=$(mktemp -d /tmp/heimweg-pg.XXXXXX)
+  chown postgres: "$pg_dir"
+  runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -s \
+    -o "-k $pg_dir -c listen_addresses= -p 5433 -c max_connections=300" start
+  trap 'runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w -s stop; rm -rf "$pg_dir"' EXIT
+  export HEIMWEG_TEST_POSTGRES="postgres://postgres@localhost/postgres?host=$pg_dir&port=5433"
+fi
 cargo nextest run --workspace --locked --no-fail-fast

@@ -1,20 +1,28 @@
 //! heimweg-store: the source of truth for peers — devices, groups, address pools, the audit log.
 //!
-//! An embedded SQLite file by default (WAL, foreign keys on). Every write runs in a
-//! `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so it either waits (busy
-//! timeout) or fails before doing anything, never halfway through as "busy". A failed request
-//! rolls back whole: nothing half-written, no address lost. Every write bumps a revision
-//! number, which the reconciler watches to push changes into the running data plane.
+//! Two backends behind one set of queries (sqlx's `Any` driver, `$n` placeholders, types both
+//! understand):
 //!
-//! Queries are plain SQL in one place per operation so that the PostgreSQL backend can reuse
-//! them; it deliberately knows nothing of HTTP or the data plane.
+//! - **SQLite**, the embedded default: a file with WAL and foreign keys on. Every write runs
+//!   in `BEGIN IMMEDIATE`, which takes the write lock up front, so a write waits (busy
+//!   timeout) or fails before doing anything, never halfway through as "busy".
+//! - **PostgreSQL**, when several gateways share one database. Every write first takes one
+//!   transaction-scoped advisory lock, which gives the same one-writer-at-a-time semantics
+//!   (no serialization failures to retry) across all gateways.
+//!
+//! A failed request rolls back whole: nothing half-written, no address lost. Every write bumps
+//! a revision number, which each gateway's reconciler watches to push changes into its data
+//! plane. The store knows nothing of HTTP or the data plane.
 
 mod pool;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 use heimweg_control::{PresharedKey, PublicKey};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::str::FromStr;
@@ -22,12 +30,30 @@ use std::time::Duration;
 
 pub use pool::Family;
 
-/// Schema migrations, applied in order; `PRAGMA user_version` records how far a file is.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../../migrations/0001_init.sql"),
-    include_str!("../../../migrations/0002_api_tokens.sql"),
-    include_str!("../../../migrations/0003_enrollment_links.sql"),
+/// Schema migrations per backend, applied in order. The two lists always have the same
+/// length: version n means the same schema on either.
+const SQLITE_MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
+    include_str!("../../../migrations/sqlite/0003_enrollment_links.sql"),
+    include_str!("../../../migrations/sqlite/0004_rotation_and_requests.sql"),
 ];
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_api_tokens.sql"),
+    include_str!("../../../migrations/postgres/0003_enrollment_links.sql"),
+    include_str!("../../../migrations/postgres/0004_rotation_and_requests.sql"),
+];
+
+/// The PostgreSQL advisory lock every write takes ("heimweg" in ASCII, truncated to 64 bits).
+const PG_WRITE_LOCK: i64 = 0x6865_696d_7765_67;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 /// How long a released address rests before another device may get it, so that a revoked
 /// device's lingering traffic or cached DNS never reaches its successor.
@@ -191,38 +217,115 @@ fn split_strings(s: &str) -> Vec<String> {
 }
 
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Opens (creating if missing) the database file and brings its schema up to date.
+    /// Opens (creating if missing) an SQLite database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Store> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let path = path.to_str().ok_or_else(|| {
+            StoreError::Invalid(format!("the database path {path:?} is not valid UTF-8"))
+        })?;
+        // The path goes into a URL: escape what a URL would read as syntax.
+        let escaped = path
+            .replace('%', "%25")
+            .replace('?', "%3F")
+            .replace('#', "%23");
+        Store::connect(&format!("sqlite://{escaped}?mode=rwc")).await
+    }
+
+    /// Connects to `sqlite://PATH` or `postgres://USER@HOST/DB` and brings the schema up to
+    /// date. Several gateways may connect to one PostgreSQL database at once.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Invalid(
+                "the database URL must start with sqlite:// or postgres://".into(),
+            ));
+        };
+        sqlx::any::install_drivers(&[sqlx::sqlite::any::DRIVER, sqlx::postgres::any::DRIVER])
+            .ok();
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Per connection: WAL lets the reconciler read while the API writes;
+                        // NORMAL sync is durable in WAL mode except against power loss in the
+                        // last commit; the busy timeout turns lock waits into waits, not errors.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
             .await?;
-        let store = Store { pool };
+        let store = Store { pool, backend };
         store.migrate().await?;
         Ok(store)
     }
 
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction that holds the store's one write lock from its first
+    /// statement on (see the module documentation).
+    async fn write(&self) -> Result<Tx<'static>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
     async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut *tx)
-            .await?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let mut tx = self.write().await?;
+        let (migrations, version) = match self.backend {
+            Backend::Sqlite => {
+                let v: i64 = sqlx::query_scalar("PRAGMA user_version")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                (SQLITE_MIGRATIONS, v)
+            }
+            Backend::Postgres => {
+                sqlx::raw_sql("CREATE TABLE IF NOT EXISTS heimweg_schema (version BIGINT NOT NULL)")
+                    .execute(&mut *tx)
+                    .await?;
+                let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM heimweg_schema")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                (POSTGRES_MIGRATIONS, v.unwrap_or(0))
+            }
+        };
+        if version as usize > migrations.len() {
+            return Err(StoreError::Invalid(format!(
+                "the database has schema version {version}, newer than this heimweg knows \
+                 ({}); upgrade heimweg",
+                migrations.len()
+            )));
+        }
+        for (i, sql) in migrations.iter().enumerate().skip(version as usize) {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))
-                .execute(&mut *tx)
-                .await?;
+            let record = match self.backend {
+                Backend::Sqlite => format!("PRAGMA user_version = {}", i + 1),
+                Backend::Postgres => format!("INSERT INTO heimweg_schema VALUES ({})", i + 1),
+            };
+            sqlx::raw_sql(&record).execute(&mut *tx).await?;
             tracing::info!(version = i + 1, "database schema migrated");
         }
         tx.commit().await?;
@@ -232,7 +335,7 @@ impl Store {
     /// First-run defaults: address pools (a random ULA /64, as RFC 4193 asks), MTU, and a
     /// group `default` that reaches the pools only. Returns false if already initialised.
     pub async fn init_defaults(&self, ula_global_id: [u8; 5], now: i64) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT value FROM settings WHERE key = 'pool_v4'")
                 .fetch_optional(&mut *tx)
@@ -266,7 +369,7 @@ impl Store {
             ),
             ("revision", "0".to_string()),
         ] {
-            sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?)")
+            sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2)")
                 .bind(k)
                 .bind(v)
                 .execute(&mut *tx)
@@ -274,7 +377,7 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO groups (name, allowed_prefixes, full_tunnel, dns, created_at)
-             VALUES ('default', ?, 0, '', ?)",
+             VALUES ('default', $1, 0, '', $2)",
         )
         .bind(join(&[IpNet::V4(pool_v4), IpNet::V6(pool_v6)]))
         .bind(now)
@@ -319,9 +422,9 @@ impl Store {
         endpoint
             .parse::<heimweg_control::Endpoint>()
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ('endpoint', ?)
+            "INSERT INTO settings (key, value) VALUES ('endpoint', $1)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         )
         .bind(endpoint)
@@ -335,7 +438,7 @@ impl Store {
 
     /// Sets the grace period before released addresses are reused.
     pub async fn set_address_grace(&self, grace: Duration) -> Result<()> {
-        sqlx::query("UPDATE settings SET value = ? WHERE key = 'address_grace_s'")
+        sqlx::query("UPDATE settings SET value = $1 WHERE key = 'address_grace_s'")
             .bind(grace.as_secs().to_string())
             .execute(&self.pool)
             .await?;
@@ -344,8 +447,8 @@ impl Store {
 
     pub async fn create_group(&self, actor: &str, g: NewGroup, now: i64) -> Result<Group> {
         validate_name("group", &g.name)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE name = ?")
+        let mut tx = self.write().await?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE name = $1")
             .bind(&g.name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -357,11 +460,11 @@ impl Store {
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO groups (name, allowed_prefixes, full_tunnel, dns, created_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(&g.name)
         .bind(join(&g.allowed_prefixes))
-        .bind(g.full_tunnel)
+        .bind(i64::from(g.full_tunnel))
         .bind(join(&g.dns))
         .bind(now)
         .fetch_one(&mut *tx)
@@ -389,7 +492,7 @@ impl Store {
     /// Overwrites a raw setting; only for tests that need, say, a tiny pool.
     #[doc(hidden)]
     pub async fn set_setting_for_tests(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query("UPDATE settings SET value = ? WHERE key = ?")
+        sqlx::query("UPDATE settings SET value = $1 WHERE key = $2")
             .bind(value)
             .bind(key)
             .execute(&self.pool)
@@ -408,7 +511,7 @@ impl Store {
 
     pub async fn group(&self, name: &str) -> Result<Group> {
         sqlx::query(
-            "SELECT id, name, allowed_prefixes, full_tunnel, dns FROM groups WHERE name = ?",
+            "SELECT id, name, allowed_prefixes, full_tunnel, dns FROM groups WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -423,24 +526,24 @@ impl Store {
         validate_name("device", &d.name)?;
         let settings = self.settings().await?;
         let key = d.public_key.to_base64();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = ?")
+        let mut tx = self.write().await?;
+        let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = $1")
             .bind(&d.group)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| {
                 StoreError::NotFound(format!("there is no group named {:?}", d.group))
             })?;
-        let clash: Option<(String, bool)> = sqlx::query_as(
-            "SELECT CASE WHEN name = ? THEN 'name' ELSE 'key' END, revoked_at IS NOT NULL
-             FROM devices WHERE name = ? OR public_key = ? LIMIT 1",
+        let clash: Option<String> = sqlx::query_scalar(
+            "SELECT CASE WHEN name = $1 THEN 'name' ELSE 'key' END
+             FROM devices WHERE name = $2 OR public_key = $3 LIMIT 1",
         )
         .bind(&d.name)
         .bind(&d.name)
         .bind(&key)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((what, _)) = clash {
+        if let Some(what) = clash {
             return Err(StoreError::Conflict(if what == "name" {
                 format!("a device named {:?} already exists", d.name)
             } else {
@@ -470,7 +573,7 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO devices (name, public_key, preshared_key, group_id, owner_id,
                                   ipv4_offset, ipv6_offset, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(&d.name)
         .bind(&key)
@@ -508,16 +611,16 @@ impl Store {
     /// Revokes a device by name: it leaves the data plane at the next reconcile, and its
     /// addresses start their grace period.
     pub async fn revoke_device(&self, actor: &str, name: &str, now: i64) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM devices WHERE name = ? AND revoked_at IS NULL")
+            sqlx::query_scalar("SELECT id FROM devices WHERE name = $1 AND revoked_at IS NULL")
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;
         let id = id.ok_or_else(|| {
             StoreError::NotFound(format!("there is no active device named {name:?}"))
         })?;
-        sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ?")
+        sqlx::query("UPDATE devices SET revoked_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -532,11 +635,15 @@ impl Store {
 
     /// Devices, newest first, filtered and paginated on the server.
     pub async fn devices(&self, q: &DeviceQuery) -> Result<Page<Device>> {
-        let pattern = q.search.as_ref().map(|s| format!("%{}%", escape_like(s)));
+        // Case-insensitive on both backends (SQLite's LIKE is, PostgreSQL's is not).
+        let pattern = q
+            .search
+            .as_ref()
+            .map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
         let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
         self.devices_where(
-            "(?1 IS NULL OR d.name LIKE ?1 ESCAPE '\\' OR u.name LIKE ?1 ESCAPE '\\'
-              OR d.public_key LIKE ?1 ESCAPE '\\')",
+            "($1 IS NULL OR LOWER(d.name) LIKE $1 ESCAPE '\\' OR LOWER(u.name) LIKE $1 ESCAPE '\\'
+              OR LOWER(d.public_key) LIKE $1 ESCAPE '\\')",
             pattern,
             q.group.clone(),
             limit,
@@ -545,7 +652,7 @@ impl Store {
         .await
     }
 
-    /// The one device query: `condition` may use `?1`; `?2` filters by group name.
+    /// The one device query: `condition` may use `$1`; `$2` filters by group name.
     async fn devices_where(
         &self,
         condition: &str,
@@ -558,7 +665,7 @@ impl Store {
         let filter = format!(
             "FROM devices d JOIN groups g ON g.id = d.group_id
              LEFT JOIN users u ON u.id = d.owner_id
-             WHERE {condition} AND (?2 IS NULL OR g.name = ?2)"
+             WHERE {condition} AND ($2 IS NULL OR g.name = $2)"
         );
         let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {filter}"))
             .bind(&arg)
@@ -568,7 +675,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
                     d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at, d.last_endpoint
-             {filter} ORDER BY d.id DESC LIMIT ?3 OFFSET ?4"
+             {filter} ORDER BY d.id DESC LIMIT $3 OFFSET $4"
         ))
         .bind(&arg)
         .bind(&group)
@@ -603,15 +710,18 @@ impl Store {
 
     /// Records what the data plane saw of each device: when it last completed a handshake and
     /// from where. This is observed state, not desired state: it bumps no revision and writes no
-    /// audit entry. Keys of devices that no longer exist are ignored.
+    /// audit entry. Keys of devices that no longer exist are ignored. With several gateways on
+    /// one database, the newest handshake wins: a gateway that saw an older one (or none)
+    /// never overwrites the gateway the device is actually connected to.
     pub async fn record_status(&self, seen: &[PeerStatus]) -> Result<()> {
         if seen.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for s in seen {
+        let mut tx = self.write().await?;
+        for s in seen.iter().filter(|s| s.last_handshake_at.is_some()) {
             sqlx::query(
-                "UPDATE devices SET last_handshake_at = ?, last_endpoint = ? WHERE public_key = ?",
+                "UPDATE devices SET last_handshake_at = $1, last_endpoint = $2
+                 WHERE public_key = $3 AND (last_handshake_at IS NULL OR last_handshake_at <= $1)",
             )
             .bind(s.last_handshake_at)
             .bind(&s.last_endpoint)
@@ -626,7 +736,7 @@ impl Store {
     /// One device by its exact name.
     pub async fn device_by_name(&self, name: &str) -> Result<Device> {
         let page = self
-            .devices_where("d.name = ?1", Some(name.to_string()), None, 1, 0)
+            .devices_where("d.name = $1", Some(name.to_string()), None, 1, 0)
             .await?;
         page.items
             .into_iter()
@@ -639,7 +749,7 @@ impl Store {
         let settings = self.settings().await?;
         let rows = sqlx::query(
             "SELECT public_key, preshared_key, ipv4_offset, ipv6_offset, group_id FROM devices
-             WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+             WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -665,7 +775,7 @@ impl Store {
     /// remove it on time without polling the whole table.
     pub async fn next_expiry(&self, now: i64) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(expires_at) FROM devices WHERE revoked_at IS NULL AND expires_at > ?",
+            "SELECT MIN(expires_at) FROM devices WHERE revoked_at IS NULL AND expires_at > $1",
         )
         .bind(now)
         .fetch_one(&self.pool)
@@ -683,7 +793,7 @@ impl Store {
 
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT at, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT ?",
+            "SELECT at, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -720,8 +830,8 @@ impl Store {
         now: i64,
     ) -> Result<ApiToken> {
         validate_name("token", name)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE name = ?")
+        let mut tx = self.write().await?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -731,7 +841,7 @@ impl Store {
             )));
         }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4)
              RETURNING id",
         )
         .bind(name)
@@ -752,7 +862,7 @@ impl Store {
     /// The live token with this hash, if any.
     pub async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         let row = sqlx::query(
-            "SELECT id, name, scopes FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+            "SELECT id, name, scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -811,13 +921,13 @@ impl Store {
                 "the link must expire in the future".into(),
             ));
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = ?")
+        let mut tx = self.write().await?;
+        let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = $1")
             .bind(group)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("there is no group named {group:?}")))?;
-        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE name = ?")
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE name = $1")
             .bind(device_name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -829,7 +939,7 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO enrollment_links (token_hash, device_name, group_id, owner, created_by,
                                            created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(token_hash)
         .bind(device_name)
@@ -863,10 +973,10 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<ClaimedLink>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(
-            "UPDATE enrollment_links SET used_at = ?1
-             WHERE token_hash = ?2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?1
+            "UPDATE enrollment_links SET used_at = $1
+             WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1
              RETURNING id, device_name, group_id, owner, created_by",
         )
         .bind(now)
@@ -876,7 +986,7 @@ impl Store {
         let Some(r) = row else {
             return Ok(None);
         };
-        let group: String = sqlx::query_scalar("SELECT name FROM groups WHERE id = ?")
+        let group: String = sqlx::query_scalar("SELECT name FROM groups WHERE id = $1")
             .bind(r.get::<i64, _>(2))
             .fetch_one(&mut *tx)
             .await?;
@@ -892,7 +1002,7 @@ impl Store {
 
     /// Gives a claimed link back when enrolling failed, so the holder can try again.
     pub async fn unclaim_enrollment_link(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE enrollment_links SET used_at = NULL WHERE id = ?")
+        sqlx::query("UPDATE enrollment_links SET used_at = NULL WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -900,9 +1010,9 @@ impl Store {
     }
 
     pub async fn revoke_enrollment_link(&self, actor: &str, id: i64, now: i64) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write().await?;
         let name: Option<String> = sqlx::query_scalar(
-            "UPDATE enrollment_links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL
+            "UPDATE enrollment_links SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL
              AND used_at IS NULL RETURNING device_name",
         )
         .bind(now)
@@ -923,7 +1033,7 @@ impl Store {
             "SELECT l.id, l.device_name, g.name, l.owner, l.created_by, l.created_at,
                     l.expires_at, l.used_at, l.revoked_at
              FROM enrollment_links l JOIN groups g ON g.id = l.group_id
-             ORDER BY l.id DESC LIMIT ?",
+             ORDER BY l.id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -945,12 +1055,12 @@ impl Store {
     }
 }
 
-fn group_from_row(r: &sqlx::sqlite::SqliteRow) -> Group {
+fn group_from_row(r: &AnyRow) -> Group {
     Group {
         id: r.get(0),
         name: r.get(1),
         allowed_prefixes: split_nets(&r.get::<String, _>(2)),
-        full_tunnel: r.get(3),
+        full_tunnel: r.get::<i64, _>(3) != 0,
         dns: split_strings(&r.get::<String, _>(4)),
     }
 }
@@ -961,7 +1071,7 @@ fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 async fn audit(
     tx: &mut Tx<'_>,
@@ -972,7 +1082,7 @@ async fn audit(
     detail: &str,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(at)
     .bind(actor)
@@ -985,7 +1095,7 @@ async fn audit(
 }
 
 async fn bump_revision(tx: &mut Tx<'_>) -> Result<()> {
-    sqlx::query("UPDATE settings SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
+    sqlx::query("UPDATE settings SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'revision'")
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -993,12 +1103,12 @@ async fn bump_revision(tx: &mut Tx<'_>) -> Result<()> {
 
 async fn upsert_user(tx: &mut Tx<'_>, name: &str, now: i64) -> Result<i64> {
     validate_name("user", name)?;
-    sqlx::query("INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
+    sqlx::query("INSERT INTO users (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING")
         .bind(name)
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+    Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
         .bind(name)
         .fetch_one(&mut **tx)
         .await?)

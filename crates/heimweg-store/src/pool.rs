@@ -47,7 +47,7 @@ pub(crate) async fn allocate(
 ) -> Result<i64> {
     let reusable: Option<i64> = sqlx::query_scalar(
         "SELECT pool_offset FROM addresses
-         WHERE family = ? AND device_id IS NULL AND released_at <= ? AND pool_offset <= ?
+         WHERE family = $1 AND device_id IS NULL AND released_at <= $2 AND pool_offset <= $3
          ORDER BY released_at, pool_offset LIMIT 1",
     )
     .bind(family as i64)
@@ -59,7 +59,7 @@ pub(crate) async fn allocate(
         return Ok(offset);
     }
     let key = cursor_key(family);
-    let next: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+    let next: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
         .bind(key)
         .fetch_optional(&mut **tx)
         .await?;
@@ -68,7 +68,7 @@ pub(crate) async fn allocate(
         return Err(StoreError::PoolExhausted(family as u8));
     }
     sqlx::query(
-        "INSERT INTO settings (key, value) VALUES (?, ?)
+        "INSERT INTO settings (key, value) VALUES ($1, $2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     )
     .bind(key)
@@ -86,7 +86,7 @@ pub(crate) async fn claim(
     device_id: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO addresses (family, pool_offset, device_id, released_at) VALUES (?, ?, ?, NULL)
+        "INSERT INTO addresses (family, pool_offset, device_id, released_at) VALUES ($1, $2, $3, NULL)
          ON CONFLICT(family, pool_offset) DO UPDATE SET device_id = excluded.device_id,
              released_at = NULL
          WHERE addresses.device_id IS NULL",
@@ -97,7 +97,7 @@ pub(crate) async fn claim(
     .execute(&mut **tx)
     .await?;
     let owner: Option<i64> =
-        sqlx::query_scalar("SELECT device_id FROM addresses WHERE family = ? AND pool_offset = ?")
+        sqlx::query_scalar("SELECT device_id FROM addresses WHERE family = $1 AND pool_offset = $2")
             .bind(family as i64)
             .bind(offset)
             .fetch_one(&mut **tx)
@@ -113,7 +113,7 @@ pub(crate) async fn claim(
 
 /// Starts the grace period of a device's addresses.
 pub(crate) async fn release(tx: &mut Tx<'_>, device_id: i64, now: i64) -> Result<()> {
-    sqlx::query("UPDATE addresses SET device_id = NULL, released_at = ? WHERE device_id = ?")
+    sqlx::query("UPDATE addresses SET device_id = NULL, released_at = $1 WHERE device_id = $2")
         .bind(now)
         .bind(device_id)
         .execute(&mut **tx)

@@ -1,46 +1,33 @@
-//! The store on real SQLite files.
+//! The store on real SQLite files and a real PostgreSQL server: every test runs on both.
+
+backend_tests!(
+    first_run_creates_defaults_once_and_reopens,
+    enrollment_gives_unique_addresses_and_audits,
+    bad_requests_change_nothing,
+    revoked_addresses_wait_out_the_grace_period,
+    an_exhausted_pool_is_a_clear_error,
+    concurrent_enrollment_never_hands_out_an_address_twice,
+    listing_is_paginated_and_searchable,
+    observed_status_is_recorded_without_a_revision,
+);
 
 use heimweg_control::PrivateKey;
-use heimweg_store::{DeviceQuery, NewDevice, NewGroup, PeerStatus, Store, StoreError};
+use heimweg_store::testing::Scratch;
+use heimweg_store::{backend_tests, Backend, DeviceQuery, NewDevice, NewGroup, PeerStatus, Store, StoreError};
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 const NOW: i64 = 1_795_000_000;
 
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new(tag: &str) -> TempDb {
-        let dir = std::env::temp_dir().join(format!(
-            "heimweg-store-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDb(dir)
-    }
-    fn path(&self) -> PathBuf {
-        self.0.join("heimweg.db")
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn fresh(tag: &str) -> (TempDb, Store) {
-    let db = TempDb::new(tag);
-    let store = Store::open(&db.path()).await.unwrap();
+async fn fresh(backend: Backend, tag: &str) -> Option<(Scratch, Store)> {
+    let db = Scratch::new(backend, tag).await?;
+    let store = db.open().await;
     assert!(store
         .init_defaults([0x12, 0x34, 0x56, 0x78, 0x9a], NOW)
         .await
         .unwrap());
-    (db, store)
+    Some((db, store))
 }
 
 fn device(name: &str) -> NewDevice {
@@ -54,9 +41,10 @@ fn device(name: &str) -> NewDevice {
     }
 }
 
-#[tokio::test]
-async fn first_run_creates_defaults_once_and_reopens() {
-    let (db, store) = fresh("init").await;
+async fn first_run_creates_defaults_once_and_reopens(backend: Backend) {
+    let Some((db, store)) = fresh(backend, "init").await else {
+        return;
+    };
     assert!(
         !store.init_defaults([9; 5], NOW).await.unwrap(),
         "second init is a no-op"
@@ -70,14 +58,15 @@ async fn first_run_creates_defaults_once_and_reopens() {
         .await
         .unwrap();
     drop(store);
-    let again = Store::open(&db.path()).await.unwrap();
+    let again = Store::connect(db.url()).await.unwrap();
     let page = again.devices(&DeviceQuery::default()).await.unwrap();
     assert_eq!(page.total, 1, "enrolled devices survive a reopen");
 }
 
-#[tokio::test]
-async fn enrollment_gives_unique_addresses_and_audits() {
-    let (_db, store) = fresh("enroll").await;
+async fn enrollment_gives_unique_addresses_and_audits(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "enroll").await else {
+        return;
+    };
     let a = store
         .add_device("admin", device("ipad-a"), NOW)
         .await
@@ -96,9 +85,10 @@ async fn enrollment_gives_unique_addresses_and_audits() {
     assert_eq!(store.active_peers(NOW).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn bad_requests_change_nothing() {
-    let (_db, store) = fresh("bad").await;
+async fn bad_requests_change_nothing(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "bad").await else {
+        return;
+    };
     let first = store
         .add_device("admin", device("laptop"), NOW)
         .await
@@ -143,9 +133,10 @@ async fn bad_requests_change_nothing() {
     assert_eq!(next.ipv4.to_string(), "10.77.0.3");
 }
 
-#[tokio::test]
-async fn revoked_addresses_wait_out_the_grace_period() {
-    let (_db, store) = fresh("grace").await;
+async fn revoked_addresses_wait_out_the_grace_period(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "grace").await else {
+        return;
+    };
     store
         .set_address_grace(Duration::from_secs(3600))
         .await
@@ -170,9 +161,10 @@ async fn revoked_addresses_wait_out_the_grace_period() {
     assert_eq!(later.ipv6, a.ipv6);
 }
 
-#[tokio::test]
-async fn an_exhausted_pool_is_a_clear_error() {
-    let (_db, store) = fresh("exhaust").await;
+async fn an_exhausted_pool_is_a_clear_error(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "exhaust").await else {
+        return;
+    };
     // Shrink the IPv4 pool to a /29: offsets 2..=6 are usable.
     sqlx_set(&store, "pool_v4", "10.9.9.0/29").await;
     for i in 0..5 {
@@ -194,9 +186,10 @@ async fn sqlx_set(store: &Store, key: &str, value: &str) {
     store.set_setting_for_tests(key, value).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_enrollment_never_hands_out_an_address_twice() {
-    let (_db, store) = fresh("concurrent").await;
+async fn concurrent_enrollment_never_hands_out_an_address_twice(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "concurrent").await else {
+        return;
+    };
     let store = Arc::new(store);
     let tasks: Vec<_> = (0..40)
         .map(|i| {
@@ -214,9 +207,10 @@ async fn concurrent_enrollment_never_hands_out_an_address_twice() {
     assert_eq!(v4.len(), 40);
 }
 
-#[tokio::test]
-async fn listing_is_paginated_and_searchable() {
-    let (_db, store) = fresh("list").await;
+async fn listing_is_paginated_and_searchable(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "list").await else {
+        return;
+    };
     for i in 0..30 {
         let mut d = device(&format!("dev-{i:02}"));
         d.owner = Some(if i % 2 == 0 { "anna" } else { "bernd" }.into());
@@ -274,9 +268,10 @@ async fn listing_is_paginated_and_searchable() {
     assert_eq!(none.total, 0);
 }
 
-#[tokio::test]
-async fn observed_status_is_recorded_without_a_revision() {
-    let (_db, store) = fresh("status").await;
+async fn observed_status_is_recorded_without_a_revision(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "status").await else {
+        return;
+    };
     let d = store
         .add_device("admin", device("seen"), NOW)
         .await

@@ -1,0 +1,98 @@
+//! Scratch databases for tests, on both backends (feature `testing`).
+//!
+//! SQLite gets a fresh file in a temporary directory. PostgreSQL gets a fresh database on the
+//! server named by `HEIMWEG_TEST_POSTGRES` (an admin URL; `tests/run.sh` starts a throwaway
+//! server and sets it). Without that variable the PostgreSQL cases are skipped, except in CI
+//! (`HEIMWEG_E2E=1`), where a missing server is a failure rather than a silent pass.
+
+use crate::{Backend, Store};
+use sqlx::{Connection, Executor};
+use std::path::PathBuf;
+
+pub struct Scratch {
+    url: String,
+    dir: Option<PathBuf>,
+}
+
+impl Scratch {
+    /// A new empty database; `None` if the backend is not available here.
+    pub async fn new(backend: Backend, tag: &str) -> Option<Scratch> {
+        let unique = format!("{tag}_{}", std::process::id());
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!(
+                    "heimweg-{unique}-{:?}",
+                    std::thread::current().id()
+                ));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                Some(Scratch {
+                    url: format!("sqlite://{}/heimweg.db?mode=rwc", dir.display()),
+                    dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let Ok(admin) = std::env::var("HEIMWEG_TEST_POSTGRES") else {
+                    assert!(
+                        std::env::var_os("HEIMWEG_E2E").is_none(),
+                        "HEIMWEG_E2E is set but HEIMWEG_TEST_POSTGRES is not: \
+                         run the tests through tests/run.sh"
+                    );
+                    eprintln!("skipped: HEIMWEG_TEST_POSTGRES is not set");
+                    return None;
+                };
+                let name = format!("t_{}", unique.to_lowercase().replace('-', "_"));
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("connect to HEIMWEG_TEST_POSTGRES");
+                conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+                    .await
+                    .expect("drop old scratch database");
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create scratch database");
+                let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+                let (server, _) = base.rsplit_once('/').expect("URL with a database");
+                Some(Scratch {
+                    url: format!("{server}/{name}?{query}"),
+                    dir: None,
+                })
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn open(&self) -> Store {
+        Store::connect(&self.url).await.expect("open scratch store")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Scratch PostgreSQL databases go with the throwaway server at the end of the run.
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Declares one test per backend around `async fn NAME(backend: Backend)`:
+/// `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    )*};
+}
