@@ -11,7 +11,7 @@ use heimweg::reconcile::{self, unix_now};
 use heimweg_api::service::{self, EnrollRequest};
 use heimweg_control::{qr::Qr, PrivateKey, PublicKey};
 use heimweg_dataplane::InterfaceAddress;
-use heimweg_store::{DeviceQuery, NewGroup, Store};
+use heimweg_store::{DeviceQuery, DeviceUpdate, GroupUpdate, NewGroup, Store};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -72,6 +72,46 @@ enum Command {
     /// API tokens for automation.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Staff members who own devices.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Access requests staff filed through the public form.
+    #[command(subcommand)]
+    Request(RequestCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    Add {
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Disable a user who left: every device of theirs is revoked at once.
+    Disable { name: String },
+}
+
+#[derive(Subcommand)]
+enum RequestCmd {
+    /// List requests (pending ones by default).
+    List {
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+    /// Approve: the requester's status page then offers the enrollment.
+    Approve {
+        id: i64,
+        #[arg(long, default_value = "default")]
+        group: String,
+        /// Hours the requester has to use it.
+        #[arg(long, default_value_t = 72)]
+        expires_in_hours: u32,
+    },
+    Reject { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -79,11 +119,14 @@ enum TokenCmd {
     /// Create a bearer token for the JSON API; it is printed once and only its hash is stored.
     Create {
         name: String,
-        /// A scope the token holds (repeatable): devices:read, devices:write, groups:read,
-        /// groups:write, audit:read.
+        /// A scope the token holds (repeatable): devices:read|write, groups:read|write,
+        /// users:read|write, tokens:read|write, audit:read.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
     },
+    /// List tokens (never their secrets).
+    List,
+    Revoke { name: String },
 }
 
 #[derive(Args)]
@@ -143,6 +186,34 @@ enum DeviceCmd {
     },
     /// Revoke a device: the gateway drops it within a second.
     Revoke { name: String },
+    /// Give a device a new key and print its new config once; the old key stops working
+    /// within a second. Name, addresses and history stay.
+    Rotate {
+        name: String,
+        /// The device's own new public key, if it generated the key itself.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Write the config to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Change a device's group, owner or expiry.
+    Set {
+        name: String,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, conflicts_with = "no_owner")]
+        owner: Option<String>,
+        #[arg(long)]
+        no_owner: bool,
+        /// Days from now until the device stops working.
+        #[arg(long, conflicts_with = "never_expires")]
+        expires_in_days: Option<u32>,
+        #[arg(long)]
+        never_expires: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +232,19 @@ enum GroupCmd {
         full_tunnel: bool,
     },
     List,
+    /// Change a group's access policy; its devices follow within a second.
+    Set {
+        name: String,
+        /// Replaces the networks the group may reach (repeatable).
+        #[arg(long = "allow")]
+        allow: Vec<IpNet>,
+        /// Replaces the resolvers and search domains (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// true: all traffic through the tunnel; false: only the allowed networks.
+        #[arg(long)]
+        full_tunnel: Option<bool>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,6 +288,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Group(cmd) => runtime()?.block_on(group(&cli.state_dir, cli.database.as_deref(), cmd)),
         Command::Settings(cmd) => runtime()?.block_on(settings(&cli.state_dir, cli.database.as_deref(), cmd)),
         Command::Token(cmd) => runtime()?.block_on(token(&cli.state_dir, cli.database.as_deref(), cmd)),
+        Command::User(cmd) => runtime()?.block_on(user(&cli.state_dir, cli.database.as_deref(), cmd)),
+        Command::Request(cmd) => runtime()?.block_on(request(&cli.state_dir, cli.database.as_deref(), cmd)),
     }
 }
 
@@ -352,21 +438,7 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
                 unix_now(),
             )
             .await?;
-            let (dev, conf) = (enrolled.device, enrolled.config);
-            match output {
-                Some(path) => {
-                    write_private(&path, conf.as_bytes())?;
-                    eprintln!("wrote {} ({})", path.display(), enrolled.file_name);
-                }
-                None => {
-                    println!("# {} — {}", enrolled.file_name, dev.ipv4);
-                    print!("{conf}");
-                    if !no_qr {
-                        println!("{}", Qr::encode(&conf)?.to_terminal());
-                    }
-                    eprintln!("This is the only time this config is shown; it is not stored.");
-                }
-            }
+            print_config(&enrolled, output.as_deref(), no_qr)?;
         }
         DeviceCmd::List {
             search,
@@ -375,12 +447,16 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
             offset,
         } => {
             let page = store
-                .devices(&DeviceQuery {
-                    search,
-                    group,
-                    limit,
-                    offset,
-                })
+                .devices(
+                    &DeviceQuery {
+                        search,
+                        group,
+                        limit,
+                        offset,
+                        ..Default::default()
+                    },
+                    unix_now(),
+                )
                 .await?;
             println!(
                 "{:<24} {:<12} {:<16} {:<10} {:<16} public key",
@@ -402,6 +478,147 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
             store.revoke_device(&actor, &name, unix_now()).await?;
             println!("revoked {name}; a running gateway drops it within a second");
         }
+        DeviceCmd::Rotate {
+            name,
+            public_key,
+            output,
+            no_qr,
+        } => {
+            let gateway_key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
+            let public_key = public_key
+                .map(|k| k.parse::<PublicKey>().context("--public-key"))
+                .transpose()?;
+            let rotated =
+                service::rotate(&store, gateway_key, &actor, &name, public_key, unix_now())
+                    .await?;
+            print_config(&rotated, output.as_deref(), no_qr)?;
+            eprintln!("The old key of {name} stops working within a second.");
+        }
+        DeviceCmd::Set {
+            name,
+            group,
+            owner,
+            no_owner,
+            expires_in_days,
+            never_expires,
+        } => {
+            let now = unix_now();
+            let d = store
+                .update_device(
+                    &actor,
+                    &name,
+                    DeviceUpdate {
+                        group,
+                        owner: if no_owner { Some(None) } else { owner.map(Some) },
+                        expires_at: if never_expires {
+                            Some(None)
+                        } else {
+                            expires_in_days.map(|days| Some(now + i64::from(days) * 86_400))
+                        },
+                    },
+                    now,
+                )
+                .await?;
+            println!(
+                "{}: group {}, owner {}, expires {}",
+                d.name,
+                d.group,
+                d.owner.as_deref().unwrap_or("-"),
+                d.expires_at
+                    .map_or("never".to_string(), |t| format!("in {} days", (t - now) / 86_400))
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints (or writes, mode 0600) a config that is shown once, with its QR code.
+fn print_config(enrolled: &service::Enrollment, output: Option<&Path>, no_qr: bool) -> Result<()> {
+    let conf = &enrolled.config;
+    match output {
+        Some(path) => {
+            write_private(path, conf.as_bytes())?;
+            eprintln!("wrote {} ({})", path.display(), enrolled.file_name);
+        }
+        None => {
+            println!("# {} — {}", enrolled.file_name, enrolled.device.ipv4);
+            print!("{conf}");
+            if !no_qr {
+                println!("{}", Qr::encode(conf)?.to_terminal());
+            }
+            eprintln!("This is the only time this config is shown; it is not stored.");
+        }
+    }
+    Ok(())
+}
+
+async fn user(state_dir: &Path, database: Option<&str>, cmd: UserCmd) -> Result<()> {
+    let store = open_store(state_dir, database).await?;
+    match cmd {
+        UserCmd::Add { name, email } => {
+            store
+                .create_user(&actor(), &name, email.as_deref(), unix_now())
+                .await?;
+            println!("created user {name}");
+        }
+        UserCmd::List { search } => {
+            let page = store.users(search.as_deref(), 500, 0, unix_now()).await?;
+            println!("{:<24} {:<32} {:>8} state", "name", "e-mail", "devices");
+            for u in &page.items {
+                println!(
+                    "{:<24} {:<32} {:>8} {}",
+                    u.name,
+                    u.email.as_deref().unwrap_or("-"),
+                    u.active_devices,
+                    if u.disabled_at.is_some() { "disabled" } else { "enabled" }
+                );
+            }
+            println!("({} of {} shown)", page.items.len(), page.total);
+        }
+        UserCmd::Disable { name } => {
+            let n = store.disable_user(&actor(), &name, unix_now()).await?;
+            println!("disabled {name}; {n} devices revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn request(state_dir: &Path, database: Option<&str>, cmd: RequestCmd) -> Result<()> {
+    let store = open_store(state_dir, database).await?;
+    let now = unix_now();
+    match cmd {
+        RequestCmd::List { status } => {
+            let status = (status != "all").then_some(status);
+            for r in store.access_requests(status.as_deref(), 500, now).await? {
+                println!(
+                    "{:>5} {:<9} {:<24} {:<24} {} {}",
+                    r.id, r.status, r.device_name, r.requester, r.contact, r.reason
+                );
+            }
+        }
+        RequestCmd::Approve {
+            id,
+            group,
+            expires_in_hours,
+        } => {
+            let r = store
+                .approve_access_request(
+                    &actor(),
+                    id,
+                    &group,
+                    now + i64::from(expires_in_hours) * 3600,
+                    now,
+                )
+                .await?;
+            println!(
+                "approved {} for {}; their status page now offers the setup",
+                r.device_name, r.requester
+            );
+        }
+        RequestCmd::Reject { id } => {
+            let r = store.reject_access_request(&actor(), id, now).await?;
+            println!("rejected {} for {}", r.device_name, r.requester);
+        }
     }
     Ok(())
 }
@@ -415,11 +632,7 @@ async fn group(state_dir: &Path, database: Option<&str>, cmd: GroupCmd) -> Resul
             dns,
             full_tunnel,
         } => {
-            for d in &dns {
-                if d.parse::<IpAddr>().is_err() && !heimweg_control::clientconf::is_hostname(d) {
-                    bail!("--dns {d:?} is neither an IP address nor a domain name");
-                }
-            }
+            check_dns(&dns)?;
             let g = store
                 .create_group(
                     &actor(),
@@ -433,6 +646,27 @@ async fn group(state_dir: &Path, database: Option<&str>, cmd: GroupCmd) -> Resul
                 )
                 .await?;
             println!("created group {}", g.name);
+        }
+        GroupCmd::Set {
+            name,
+            allow,
+            dns,
+            full_tunnel,
+        } => {
+            check_dns(&dns)?;
+            let g = store
+                .update_group(
+                    &actor(),
+                    &name,
+                    GroupUpdate {
+                        allowed_prefixes: (!allow.is_empty()).then_some(allow),
+                        full_tunnel,
+                        dns: (!dns.is_empty()).then_some(dns),
+                    },
+                    unix_now(),
+                )
+                .await?;
+            println!("changed group {}; its devices follow within a second", g.name);
         }
         GroupCmd::List => {
             for g in store.groups().await? {
@@ -449,6 +683,15 @@ async fn group(state_dir: &Path, database: Option<&str>, cmd: GroupCmd) -> Resul
                     }
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+fn check_dns(dns: &[String]) -> Result<()> {
+    for d in dns {
+        if d.parse::<IpAddr>().is_err() && !heimweg_control::clientconf::is_hostname(d) {
+            bail!("--dns {d:?} is neither an IP address nor a domain name");
         }
     }
     Ok(())
@@ -501,6 +744,20 @@ async fn token(state_dir: &Path, database: Option<&str>, cmd: TokenCmd) -> Resul
                 .await?;
             println!("{token}");
             eprintln!("This is the only time the token is shown; only its hash is stored.");
+        }
+        TokenCmd::List => {
+            for t in store.api_tokens().await? {
+                println!(
+                    "{:<24} {:<8} {}",
+                    t.name,
+                    if t.revoked_at.is_some() { "revoked" } else { "live" },
+                    t.scopes.join(" ")
+                );
+            }
+        }
+        TokenCmd::Revoke { name } => {
+            store.revoke_api_token(&actor(), &name, unix_now()).await?;
+            println!("revoked token {name}");
         }
     }
     Ok(())

@@ -1,27 +1,37 @@
 //! heimweg-api: the service layer and the JSON API under `/api/v1`.
 //!
-//! Every route requires a bearer token whose scopes cover it (`devices:read`, `devices:write`,
-//! `groups:read`, `groups:write`, `audit:read`). Errors are JSON, `{"error": {"code", "message"}}`:
-//! 4xx say what to fix; 5xx carry only a reference, and the full cause goes to the log once.
-//! A created device's config is in the response exactly once, with `Cache-Control: no-store`.
+//! Every route requires a bearer token whose scopes cover it (see [`SCOPES`]), except three
+//! public ones whose secret or purpose is the authorisation: the OpenAPI document, the
+//! staff access-request form (`POST /api/v1/access-requests`), and the pages behind an
+//! enrollment link or a request's status link. Errors are JSON,
+//! `{"error": {"code", "message"}}`: 4xx say what to fix; 5xx carry only a reference, and the
+//! full cause goes to the log once. A config is in a response exactly once, with
+//! `Cache-Control: no-store`.
 //!
 //! It deliberately holds no business logic beyond request handling (that is in [`service`] and
 //! the store) and never touches the data plane: the reconciler picks changes up from the store.
 
+mod devices;
+mod groups;
+mod links;
+pub mod openapi;
+mod requests;
 pub mod service;
+mod tokens;
+mod users;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use heimweg_control::{escape_markup, qr::Qr, PublicKey};
-use heimweg_store::{Device, DeviceQuery, Group, NewGroup, Store, StoreError};
-use serde::{Deserialize, Serialize};
+use heimweg_control::{escape_markup, PublicKey};
+use heimweg_store::{Store, StoreError};
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
-use service::{EnrollRequest, ServiceError};
+use service::ServiceError;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,11 +44,15 @@ pub struct AppState {
 }
 
 /// Every scope a token can hold.
-pub const SCOPES: [&str; 5] = [
+pub const SCOPES: [&str; 9] = [
     "devices:read",
     "devices:write",
     "groups:read",
     "groups:write",
+    "users:read",
+    "users:write",
+    "tokens:read",
+    "tokens:write",
     "audit:read",
 ];
 
@@ -67,22 +81,85 @@ pub fn generate_token() -> String {
     )
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/devices", get(list_devices).post(create_device))
-        .route("/api/v1/devices/{name}", get(show_device))
-        .route("/api/v1/devices/{name}/revoke", post(revoke_device))
-        .route("/api/v1/groups", get(list_groups).post(create_group))
-        .route("/api/v1/audit", get(audit_log))
-        .route(
+/// Every route: path and handlers. The router and the OpenAPI document are both checked
+/// against this one list (see `tests/api.rs`).
+pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/api/v1/openapi.json", get(openapi::serve)),
+        (
+            "/api/v1/devices",
+            get(devices::list).post(devices::create),
+        ),
+        (
+            "/api/v1/devices/{name}",
+            get(devices::show).patch(devices::update),
+        ),
+        ("/api/v1/devices/{name}/rotate", post(devices::rotate)),
+        ("/api/v1/devices/{name}/revoke", post(devices::revoke)),
+        ("/api/v1/groups", get(groups::list).post(groups::create)),
+        (
+            "/api/v1/groups/{name}",
+            get(groups::show).patch(groups::update),
+        ),
+        ("/api/v1/users", get(users::list).post(users::create)),
+        ("/api/v1/users/{name}", get(users::show)),
+        ("/api/v1/users/{name}/disable", post(users::disable)),
+        ("/api/v1/tokens", get(tokens::list).post(tokens::create)),
+        ("/api/v1/tokens/{name}/revoke", post(tokens::revoke)),
+        ("/api/v1/audit", get(links::audit_log)),
+        (
             "/api/v1/enrollment-links",
-            get(list_links).post(create_link),
-        )
-        .route("/api/v1/enrollment-links/{id}/revoke", post(revoke_link))
-        // Public: the link's secret is the authorisation.
-        .route("/enroll/{token}", get(redeem_link))
+            get(links::list).post(links::create),
+        ),
+        ("/api/v1/enrollment-links/{id}/revoke", post(links::revoke)),
+        (
+            "/api/v1/access-requests",
+            get(requests::list).post(requests::create),
+        ),
+        ("/api/v1/access-requests/{id}/approve", post(requests::approve)),
+        ("/api/v1/access-requests/{id}/reject", post(requests::reject)),
+        // Public pages: the secret in the path is the authorisation.
+        ("/enroll/{token}", get(links::redeem)),
+        ("/request/{secret}", get(requests::status_page)),
+    ]
+}
+
+pub fn router(state: AppState) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, handlers)| r.route(path, handlers))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
+}
+
+/// The link secret an approved access request activates, derived from the requester's
+/// secret so that only the requester can compute it and the store keeps neither.
+pub fn request_link_secret(request_secret: &str) -> String {
+    use base64::Engine;
+    let mut h = Sha256::new();
+    h.update(b"heimweg access request link\0");
+    h.update(request_secret.as_bytes());
+    format!(
+        "hw_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+    )
+}
+
+/// For PATCH bodies: tells "absent" (`None`) from "null" (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Answers 201 with a body that holds a secret (a config or a token): never cached.
+fn created_secret(body: serde_json::Value) -> Response {
+    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// The one error type of the API.
@@ -178,13 +255,25 @@ pub struct Caller {
     scopes: Vec<String>,
 }
 
+/// Limits of a list request.
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(50) {
+        l @ 1..=500 => Ok(l),
+        _ => Err(ApiError::BadRequest("limit must be 1 to 500".into())),
+    }
+}
+
 impl Caller {
     fn require(&self, scope: &'static str) -> Result<(), ApiError> {
-        if self.scopes.iter().any(|s| s == scope) {
+        if self.has(scope) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(scope))
         }
+    }
+
+    fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 
     fn actor(&self) -> String {
@@ -213,411 +302,6 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-#[derive(Serialize)]
-struct DeviceJson {
-    id: i64,
-    name: String,
-    public_key: String,
-    group: String,
-    owner: Option<String>,
-    ipv4: String,
-    ipv6: String,
-    status: &'static str,
-    created_at: i64,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-    last_handshake_at: Option<i64>,
-    last_endpoint: Option<String>,
-}
-
-impl From<Device> for DeviceJson {
-    fn from(d: Device) -> Self {
-        let status = d.status(now());
-        DeviceJson {
-            id: d.id,
-            name: d.name,
-            public_key: d.public_key.to_base64(),
-            group: d.group,
-            owner: d.owner,
-            ipv4: d.ipv4.to_string(),
-            ipv6: d.ipv6.to_string(),
-            status,
-            created_at: d.created_at,
-            expires_at: d.expires_at,
-            revoked_at: d.revoked_at,
-            last_handshake_at: d.last_handshake_at,
-            last_endpoint: d.last_endpoint,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    search: Option<String>,
-    group: Option<String>,
-    limit: Option<u32>,
-    offset: Option<u32>,
-}
-
-async fn list_devices(
-    State(st): State<AppState>,
-    caller: Caller,
-    params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("devices:read")?;
-    let Query(p) = params?;
-    let limit = p.limit.unwrap_or(50);
-    if limit == 0 || limit > 500 {
-        return Err(ApiError::BadRequest("limit must be 1 to 500".into()));
-    }
-    let page = st
-        .store
-        .devices(&DeviceQuery {
-            search: p.search,
-            group: p.group,
-            limit,
-            offset: p.offset.unwrap_or(0),
-        })
-        .await?;
-    let items: Vec<DeviceJson> = page.items.into_iter().map(DeviceJson::from).collect();
-    Ok(Json(json!({
-        "items": items,
-        "total": page.total,
-        "limit": limit,
-        "offset": p.offset.unwrap_or(0),
-    })))
-}
-
-async fn show_device(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<Json<DeviceJson>, ApiError> {
-    caller.require("devices:read")?;
-    let d = st.store.device_by_name(&name).await?;
-    Ok(Json(d.into()))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateDevice {
-    name: String,
-    #[serde(default = "default_group")]
-    group: String,
-    owner: Option<String>,
-    public_key: Option<String>,
-    expires_in_days: Option<u32>,
-}
-
-fn default_group() -> String {
-    "default".into()
-}
-
-async fn create_device(
-    State(st): State<AppState>,
-    caller: Caller,
-    body: Result<Json<CreateDevice>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    caller.require("devices:write")?;
-    let Json(req) = body?;
-    let public_key = req
-        .public_key
-        .as_deref()
-        .map(str::parse::<PublicKey>)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(format!("public_key: {e}")))?;
-    let enrolled = service::enroll(
-        &st.store,
-        st.gateway_key,
-        &caller.actor(),
-        EnrollRequest {
-            name: req.name,
-            group: req.group,
-            owner: req.owner,
-            public_key,
-            expires_in_days: req.expires_in_days,
-        },
-        now(),
-    )
-    .await?;
-    let qr_svg = Qr::encode(&enrolled.config).ok().map(|q| q.to_svg());
-    let mobileconfig = mobileconfig_for(&st, &enrolled).await;
-    let body = json!({
-        "device": DeviceJson::from(enrolled.device),
-        "config": enrolled.config,
-        "config_contains_private_key": enrolled.has_private_key,
-        "file_name": enrolled.file_name,
-        "qr_svg": qr_svg,
-        "mobileconfig": mobileconfig,
-    });
-    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
-    // The config may hold the device's private key: never cache it anywhere.
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
-}
-
-/// An iOS profile for the new device, when its config is complete (has a private key).
-async fn mobileconfig_for(st: &AppState, e: &service::Enrollment) -> Option<String> {
-    if !e.has_private_key {
-        return None;
-    }
-    let endpoint = st.store.settings().await.ok()?.endpoint?;
-    Some(heimweg_control::mobileconfig::render(
-        &e.device.name,
-        &e.config,
-        &endpoint,
-        "heimweg",
-        heimweg_control::mobileconfig::ApplePlatform::Ios,
-    ))
-}
-
-async fn revoke_device(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    caller.require("devices:write")?;
-    st.store
-        .revoke_device(&caller.actor(), &name, now())
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Serialize)]
-struct GroupJson {
-    id: i64,
-    name: String,
-    allowed_prefixes: Vec<String>,
-    full_tunnel: bool,
-    dns: Vec<String>,
-}
-
-impl From<Group> for GroupJson {
-    fn from(g: Group) -> Self {
-        GroupJson {
-            id: g.id,
-            name: g.name,
-            allowed_prefixes: g.allowed_prefixes.iter().map(|n| n.to_string()).collect(),
-            full_tunnel: g.full_tunnel,
-            dns: g.dns,
-        }
-    }
-}
-
-async fn list_groups(
-    State(st): State<AppState>,
-    caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("groups:read")?;
-    let items: Vec<GroupJson> = st
-        .store
-        .groups()
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    Ok(Json(json!({ "items": items, "total": items.len() })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateGroup {
-    name: String,
-    allowed_prefixes: Vec<String>,
-    #[serde(default)]
-    full_tunnel: bool,
-    #[serde(default)]
-    dns: Vec<String>,
-}
-
-async fn create_group(
-    State(st): State<AppState>,
-    caller: Caller,
-    body: Result<Json<CreateGroup>, JsonRejection>,
-) -> Result<(StatusCode, Json<GroupJson>), ApiError> {
-    caller.require("groups:write")?;
-    let Json(req) = body?;
-    let prefixes = req
-        .allowed_prefixes
-        .iter()
-        .map(|p| {
-            p.parse::<ipnet::IpNet>().map(|n| n.trunc()).map_err(|_| {
-                ApiError::BadRequest(format!("{p:?} is not a CIDR such as 10.20.0.0/16"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if prefixes.is_empty() {
-        return Err(ApiError::BadRequest(
-            "allowed_prefixes must name at least one network".into(),
-        ));
-    }
-    for d in &req.dns {
-        if d.parse::<std::net::IpAddr>().is_err() && !heimweg_control::clientconf::is_hostname(d) {
-            return Err(ApiError::BadRequest(format!(
-                "dns entry {d:?} is neither an IP address nor a domain name"
-            )));
-        }
-    }
-    let g = st
-        .store
-        .create_group(
-            &caller.actor(),
-            NewGroup {
-                name: req.name,
-                allowed_prefixes: prefixes,
-                full_tunnel: req.full_tunnel,
-                dns: req.dns,
-            },
-            now(),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(g.into())))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateLink {
-    device_name: String,
-    #[serde(default = "default_group")]
-    group: String,
-    owner: Option<String>,
-    /// Hours until the link stops working; 72 by default, at most 30 days.
-    expires_in_hours: Option<u32>,
-}
-
-async fn create_link(
-    State(st): State<AppState>,
-    caller: Caller,
-    body: Result<Json<CreateLink>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    caller.require("devices:write")?;
-    let Json(req) = body?;
-    let hours = req.expires_in_hours.unwrap_or(72);
-    if hours == 0 || hours > 720 {
-        return Err(ApiError::BadRequest(
-            "expires_in_hours must be 1 to 720 (30 days)".into(),
-        ));
-    }
-    let token = generate_token();
-    let now = now();
-    let link = st
-        .store
-        .create_enrollment_link(
-            &caller.actor(),
-            &req.device_name,
-            &req.group,
-            req.owner.as_deref(),
-            &token_hash(&token),
-            now + i64::from(hours) * 3600,
-            now,
-        )
-        .await?;
-    let body = json!({
-        "id": link.id,
-        "device_name": link.device_name,
-        "path": format!("/enroll/{token}"),
-        "expires_at": link.expires_at,
-    });
-    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
-}
-
-async fn list_links(
-    State(st): State<AppState>,
-    caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("devices:read")?;
-    let now = now();
-    let items: Vec<serde_json::Value> = st
-        .store
-        .enrollment_links(500)
-        .await?
-        .into_iter()
-        .map(|l| {
-            let status = if l.used_at.is_some() {
-                "used"
-            } else if l.revoked_at.is_some() {
-                "revoked"
-            } else if l.expires_at <= now {
-                "expired"
-            } else {
-                "open"
-            };
-            json!({"id": l.id, "device_name": l.device_name, "group": l.group,
-                   "owner": l.owner, "created_by": l.created_by, "created_at": l.created_at,
-                   "expires_at": l.expires_at, "used_at": l.used_at, "status": status})
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
-}
-
-async fn revoke_link(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(id): Path<i64>,
-) -> Result<StatusCode, ApiError> {
-    caller.require("devices:write")?;
-    st.store
-        .revoke_enrollment_link(&caller.actor(), id, now())
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// The page a staff member opens on the device: the config once, as a QR code for the iPad's
-/// camera and as a download for a laptop. Nothing on it is cached or sent as a referrer.
-async fn redeem_link(State(st): State<AppState>, Path(token): Path<String>) -> Response {
-    let gone = || {
-        let mut r = (
-            StatusCode::GONE,
-            Html(page(
-                "Link not valid",
-                "<p>This enrollment link has been used, has expired or was withdrawn. \
-                 Ask your IT department for a new one.</p>",
-            )),
-        )
-            .into_response();
-        secret_headers(&mut r);
-        r
-    };
-    if token.len() > 128 {
-        return gone();
-    }
-    let enrolled =
-        match service::redeem_link(&st.store, st.gateway_key, &token_hash(&token), now()).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return gone(),
-            Err(e) => return ApiError::from(e).into_response(),
-        };
-    let qr = Qr::encode(&enrolled.config)
-        .map(|q| q.to_svg())
-        .unwrap_or_default();
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let profile = mobileconfig_for(&st, &enrolled).await.unwrap_or_default();
-    let stem = enrolled.file_name.trim_end_matches(".conf");
-    let body = format!(
-        "<p>Scan this code with the WireGuard app (+ → Create from QR code), or download the \
-         file and import it. This page is shown only once.</p>\
-         <div class=\"qr\">{qr}</div>\
-         <p><a download=\"{file}\" href=\"data:application/octet-stream;base64,{conf}\">\
-         Download {file}</a></p>\
-         <p><a download=\"{stem}.mobileconfig\" \
-         href=\"data:application/x-apple-aspen-config;base64,{profile}\">\
-         Download the iPad profile ({stem}.mobileconfig)</a></p>",
-        file = escape_markup(&enrolled.file_name),
-        stem = escape_markup(stem),
-        conf = b64(&enrolled.config),
-        profile = b64(&profile),
-    );
-    let mut r = Html(page("Your VPN access", &body)).into_response();
-    secret_headers(&mut r);
-    r
-}
-
 fn secret_headers(r: &mut Response) {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -644,26 +328,3 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditParams {
-    limit: Option<u32>,
-}
-
-async fn audit_log(
-    State(st): State<AppState>,
-    caller: Caller,
-    params: Result<Query<AuditParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("audit:read")?;
-    let Query(p) = params?;
-    let entries = st.store.audit_log(p.limit.unwrap_or(100).min(1000)).await?;
-    let items: Vec<serde_json::Value> = entries
-        .into_iter()
-        .map(|e| {
-            json!({"at": e.at, "actor": e.actor, "action": e.action,
-                   "subject": e.subject, "detail": e.detail})
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
-}

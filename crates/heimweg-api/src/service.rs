@@ -38,37 +38,28 @@ pub struct Enrollment {
     pub file_name: String,
 }
 
-/// Enrolls a device and renders its config. The config is rendered once before anything is
-/// written, so a config we could not produce never leaves an enrolled device behind.
-pub async fn enroll(
+/// The client config for a device of `group`, before its addresses are known (they are the
+/// pools until [`with_addresses`] sets them). Built and rendered before anything is written,
+/// so a config we could not produce never leaves a change behind.
+async fn client_config(
     store: &Store,
     gateway_key: PublicKey,
-    actor: &str,
-    req: EnrollRequest,
-    now: i64,
-) -> Result<Enrollment, ServiceError> {
+    group: &str,
+    private_key: Option<PrivateKey>,
+) -> Result<ClientConfig, ServiceError> {
     let settings = store.settings().await?;
     let endpoint = settings.endpoint.clone().ok_or_else(|| {
         ServiceError::NotReady(
             "set the gateway's public endpoint (host:port) before enrolling devices".into(),
         )
     })?;
-    let group = store.group(&req.group).await?;
-    let (private_key, public_key) = match req.public_key {
-        Some(k) => (None, k),
-        None => {
-            let k = PrivateKey::generate();
-            let p = k.public_key();
-            (Some(k), p)
-        }
-    };
+    let group = store.group(group).await?;
     let (resolvers, search): (Vec<String>, Vec<String>) = group
         .dns
         .iter()
         .cloned()
         .partition(|d| d.parse::<IpAddr>().is_ok());
-    let has_private_key = private_key.is_some();
-    let mut conf = ClientConfig {
+    let conf = ClientConfig {
         private_key,
         addresses: vec![IpNet::from(settings.pool_v4), IpNet::from(settings.pool_v6)],
         dns: resolvers.iter().filter_map(|d| d.parse().ok()).collect(),
@@ -90,11 +81,52 @@ pub async fn enroll(
         persistent_keepalive: Some(25),
     };
     conf.render()?;
+    Ok(conf)
+}
+
+/// Renders `conf` for `device`'s own addresses: the config shown once.
+fn finish(mut conf: ClientConfig, device: Device) -> Result<Enrollment, ServiceError> {
+    conf.addresses = vec![
+        IpNet::from(IpAddr::V4(device.ipv4)),
+        IpNet::from(IpAddr::V6(device.ipv6)),
+    ];
+    let config = conf.render()?;
+    Ok(Enrollment {
+        file_name: config_file_name(&device.name),
+        has_private_key: conf.private_key.is_some(),
+        device,
+        config,
+    })
+}
+
+/// The device's key pair: its own public key, or a fresh pair whose private half goes only
+/// into the config.
+fn key_pair(public_key: Option<PublicKey>) -> (Option<PrivateKey>, PublicKey) {
+    match public_key {
+        Some(k) => (None, k),
+        None => {
+            let k = PrivateKey::generate();
+            let p = k.public_key();
+            (Some(k), p)
+        }
+    }
+}
+
+/// Enrolls a device and renders its config.
+pub async fn enroll(
+    store: &Store,
+    gateway_key: PublicKey,
+    actor: &str,
+    req: EnrollRequest,
+    now: i64,
+) -> Result<Enrollment, ServiceError> {
+    let (private_key, public_key) = key_pair(req.public_key);
+    let conf = client_config(store, gateway_key, &req.group, private_key).await?;
     let device = store
         .add_device(
             actor,
             NewDevice {
-                name: req.name.clone(),
+                name: req.name,
                 group: req.group,
                 public_key,
                 preshared_key: None,
@@ -104,17 +136,26 @@ pub async fn enroll(
             now,
         )
         .await?;
-    conf.addresses = vec![
-        IpNet::from(IpAddr::V4(device.ipv4)),
-        IpNet::from(IpAddr::V6(device.ipv6)),
-    ];
-    let config = conf.render()?;
-    Ok(Enrollment {
-        file_name: config_file_name(&req.name),
-        device,
-        config,
-        has_private_key,
-    })
+    finish(conf, device)
+}
+
+/// Gives a device a new key pair (or the public key it brings) and renders its new config;
+/// name, addresses, group and history stay. The old key stops working within a second.
+pub async fn rotate(
+    store: &Store,
+    gateway_key: PublicKey,
+    actor: &str,
+    name: &str,
+    public_key: Option<PublicKey>,
+    now: i64,
+) -> Result<Enrollment, ServiceError> {
+    let current = store.device_by_name(name).await?;
+    let (private_key, public_key) = key_pair(public_key);
+    let conf = client_config(store, gateway_key, &current.group, private_key).await?;
+    let device = store
+        .rotate_device_key(actor, name, public_key, now)
+        .await?;
+    finish(conf, device)
 }
 
 /// Redeems a one-time enrollment link: claims it atomically, enrolls the device it was made

@@ -14,7 +14,9 @@
 //! a revision number, which each gateway's reconciler watches to push changes into its data
 //! plane. The store knows nothing of HTTP or the data plane.
 
+mod admin;
 mod pool;
+mod requests;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
@@ -28,7 +30,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use admin::{DeviceUpdate, GroupUpdate, User};
 pub use pool::Family;
+pub use requests::{AccessRequest, NewAccessRequest};
 
 /// Schema migrations per backend, applied in order. The two lists always have the same
 /// length: version n means the same schema on either.
@@ -36,13 +40,13 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_enrollment_links.sql"),
-    include_str!("../../../migrations/sqlite/0004_rotation_and_requests.sql"),
+    include_str!("../../../migrations/sqlite/0004_rotation_users_requests.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_api_tokens.sql"),
     include_str!("../../../migrations/postgres/0003_enrollment_links.sql"),
-    include_str!("../../../migrations/postgres/0004_rotation_and_requests.sql"),
+    include_str!("../../../migrations/postgres/0004_rotation_users_requests.sql"),
 ];
 
 /// The PostgreSQL advisory lock every write takes ("heimweg" in ASCII, truncated to 64 bits).
@@ -118,6 +122,8 @@ pub struct Device {
     pub revoked_at: Option<i64>,
     pub last_handshake_at: Option<i64>,
     pub last_endpoint: Option<String>,
+    /// When the device's key was last replaced (`None`: the key it was enrolled with).
+    pub key_rotated_at: Option<i64>,
 }
 
 impl Device {
@@ -167,8 +173,33 @@ pub struct DeviceQuery {
     /// Substring of the name, owner or public key.
     pub search: Option<String>,
     pub group: Option<String>,
+    /// Exact owner name.
+    pub owner: Option<String>,
+    pub status: Option<DeviceStatus>,
     pub limit: u32,
     pub offset: u32,
+}
+
+/// A device's state, as [`Device::status`] computes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl FromStr for DeviceStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "active" => Ok(DeviceStatus::Active),
+            "expired" => Ok(DeviceStatus::Expired),
+            "revoked" => Ok(DeviceStatus::Revoked),
+            _ => Err(StoreError::Invalid(format!(
+                "status {s:?} is not one of active, expired, revoked"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -605,6 +636,7 @@ impl Store {
             revoked_at: None,
             last_handshake_at: None,
             last_endpoint: None,
+            key_rotated_at: None,
         })
     }
 
@@ -634,53 +666,77 @@ impl Store {
     }
 
     /// Devices, newest first, filtered and paginated on the server.
-    pub async fn devices(&self, q: &DeviceQuery) -> Result<Page<Device>> {
+    pub async fn devices(&self, q: &DeviceQuery, now: i64) -> Result<Page<Device>> {
         // Case-insensitive on both backends (SQLite's LIKE is, PostgreSQL's is not).
         let pattern = q
             .search
             .as_ref()
             .map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
         let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
+        // The status conditions mirror Device::status; $6 is `now`.
+        let status = match q.status {
+            None => "",
+            Some(DeviceStatus::Active) => {
+                " AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > $6)"
+            }
+            Some(DeviceStatus::Expired) => " AND d.revoked_at IS NULL AND d.expires_at <= $6",
+            Some(DeviceStatus::Revoked) => " AND d.revoked_at IS NOT NULL",
+        };
         self.devices_where(
-            "($1 IS NULL OR LOWER(d.name) LIKE $1 ESCAPE '\\' OR LOWER(u.name) LIKE $1 ESCAPE '\\'
-              OR LOWER(d.public_key) LIKE $1 ESCAPE '\\')",
+            &format!(
+                "($1 IS NULL OR LOWER(d.name) LIKE $1 ESCAPE '\\' \
+                 OR LOWER(u.name) LIKE $1 ESCAPE '\\' \
+                 OR LOWER(d.public_key) LIKE $1 ESCAPE '\\'){status}"
+            ),
             pattern,
-            q.group.clone(),
+            q,
             limit,
-            q.offset,
+            now,
         )
         .await
     }
 
-    /// The one device query: `condition` may use `$1`; `$2` filters by group name.
+    /// The one device query: `condition` may use `$1` (its argument) and `$6` (`now`); `$2`
+    /// and `$3` filter by group and owner name.
     async fn devices_where(
         &self,
         condition: &str,
         arg: Option<String>,
-        group: Option<String>,
+        q: &DeviceQuery,
         limit: u32,
-        offset: u32,
+        now: i64,
     ) -> Result<Page<Device>> {
         let settings = self.settings().await?;
         let filter = format!(
             "FROM devices d JOIN groups g ON g.id = d.group_id
              LEFT JOIN users u ON u.id = d.owner_id
-             WHERE {condition} AND ($2 IS NULL OR g.name = $2)"
+             WHERE {condition} AND ($2 IS NULL OR g.name = $2) AND ($3 IS NULL OR u.name = $3)"
         );
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {filter}"))
-            .bind(&arg)
-            .bind(&group)
-            .fetch_one(&self.pool)
-            .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
-                    d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at, d.last_endpoint
-             {filter} ORDER BY d.id DESC LIMIT $3 OFFSET $4"
+        // Both statements bind all six parameters so the numbering is the same; PostgreSQL
+        // needs every bound parameter used, hence the no-op `$4 + $5 + $6` in the count.
+        let total: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) {filter} AND $4 + $5 + $6 IS NOT NULL"
         ))
         .bind(&arg)
-        .bind(&group)
+        .bind(&q.group)
+        .bind(&q.owner)
         .bind(i64::from(limit))
-        .bind(i64::from(offset))
+        .bind(i64::from(q.offset))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
+                    d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at, d.last_endpoint,
+                    d.key_rotated_at
+             {filter} AND $6 IS NOT NULL ORDER BY d.id DESC LIMIT $4 OFFSET $5"
+        ))
+        .bind(&arg)
+        .bind(&q.group)
+        .bind(&q.owner)
+        .bind(i64::from(limit))
+        .bind(i64::from(q.offset))
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
@@ -699,6 +755,7 @@ impl Store {
                     revoked_at: r.get(9),
                     last_handshake_at: r.get(10),
                     last_endpoint: r.get(11),
+                    key_rotated_at: r.get(12),
                 })
             })
             .collect();
@@ -736,7 +793,13 @@ impl Store {
     /// One device by its exact name.
     pub async fn device_by_name(&self, name: &str) -> Result<Device> {
         let page = self
-            .devices_where("d.name = $1", Some(name.to_string()), None, 1, 0)
+            .devices_where(
+                "d.name = $1",
+                Some(name.to_string()),
+                &DeviceQuery::default(),
+                1,
+                0,
+            )
             .await?;
         page.items
             .into_iter()
@@ -817,6 +880,18 @@ pub struct ApiToken {
     pub id: i64,
     pub name: String,
     pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+fn token_from_row(r: &AnyRow) -> ApiToken {
+    ApiToken {
+        id: r.get(0),
+        name: r.get(1),
+        scopes: split_strings(&r.get::<String, _>(2).replace(' ', ",")),
+        created_at: r.get(3),
+        revoked_at: r.get(4),
+    }
 }
 
 impl Store {
@@ -856,22 +931,21 @@ impl Store {
             id,
             name: name.to_string(),
             scopes: scopes.to_vec(),
+            created_at: now,
+            revoked_at: None,
         })
     }
 
     /// The live token with this hash, if any.
     pub async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         let row = sqlx::query(
-            "SELECT id, name, scopes FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, name, scopes, created_at, revoked_at FROM api_tokens
+             WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| ApiToken {
-            id: r.get(0),
-            name: r.get(1),
-            scopes: split_strings(&r.get::<String, _>(2).replace(' ', ",")),
-        }))
+        Ok(row.as_ref().map(token_from_row))
     }
 }
 
@@ -922,35 +996,17 @@ impl Store {
             ));
         }
         let mut tx = self.write().await?;
-        let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = $1")
-            .bind(group)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("there is no group named {group:?}")))?;
-        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE name = $1")
-            .bind(device_name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if taken.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "a device named {device_name:?} already exists"
-            )));
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO enrollment_links (token_hash, device_name, group_id, owner, created_by,
-                                           created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        let id = insert_link(
+            &mut tx,
+            actor,
+            device_name,
+            group,
+            owner,
+            token_hash,
+            expires_at,
+            now,
         )
-        .bind(token_hash)
-        .bind(device_name)
-        .bind(group_id)
-        .bind(owner)
-        .bind(actor)
-        .bind(now)
-        .bind(expires_at)
-        .fetch_one(&mut *tx)
         .await?;
-        audit(&mut tx, now, actor, "link.create", device_name, "").await?;
         tx.commit().await?;
         Ok(EnrollmentLink {
             id,
@@ -1101,6 +1157,50 @@ async fn bump_revision(tx: &mut Tx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Records an enrollment link for a device name that is still free; audited.
+#[allow(clippy::too_many_arguments)]
+async fn insert_link(
+    tx: &mut Tx<'_>,
+    actor: &str,
+    device_name: &str,
+    group: &str,
+    owner: Option<&str>,
+    token_hash: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<i64> {
+    let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = $1")
+        .bind(group)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no group named {group:?}")))?;
+    let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE name = $1")
+        .bind(device_name)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "a device named {device_name:?} already exists"
+        )));
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO enrollment_links (token_hash, device_name, group_id, owner, created_by,
+                                       created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(token_hash)
+    .bind(device_name)
+    .bind(group_id)
+    .bind(owner)
+    .bind(actor)
+    .bind(now)
+    .bind(expires_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    audit(tx, now, actor, "link.create", device_name, "").await?;
+    Ok(id)
+}
+
 async fn upsert_user(tx: &mut Tx<'_>, name: &str, now: i64) -> Result<i64> {
     validate_name("user", name)?;
     sqlx::query("INSERT INTO users (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING")
@@ -1108,8 +1208,15 @@ async fn upsert_user(tx: &mut Tx<'_>, name: &str, now: i64) -> Result<i64> {
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
-        .bind(name)
-        .fetch_one(&mut **tx)
-        .await?)
+    let (id, disabled): (i64, Option<i64>) =
+        sqlx::query_as("SELECT id, disabled_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await?;
+    if disabled.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "the user {name:?} is disabled; their devices cannot be enrolled"
+        )));
+    }
+    Ok(id)
 }

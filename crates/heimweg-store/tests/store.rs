@@ -59,7 +59,7 @@ async fn first_run_creates_defaults_once_and_reopens(backend: Backend) {
         .unwrap();
     drop(store);
     let again = Store::connect(db.url()).await.unwrap();
-    let page = again.devices(&DeviceQuery::default()).await.unwrap();
+    let page = again.devices(&DeviceQuery::default(), NOW).await.unwrap();
     assert_eq!(page.total, 1, "enrolled devices survive a reopen");
 }
 
@@ -122,7 +122,7 @@ async fn bad_requests_change_nothing(backend: Backend) {
         "no revision bump for failures"
     );
     assert_eq!(
-        store.devices(&DeviceQuery::default()).await.unwrap().total,
+        store.devices(&DeviceQuery::default(), NOW).await.unwrap().total,
         1
     );
     // The failed attempts consumed no addresses.
@@ -217,30 +217,39 @@ async fn listing_is_paginated_and_searchable(backend: Backend) {
         store.add_device("admin", d, NOW).await.unwrap();
     }
     let page = store
-        .devices(&DeviceQuery {
+        .devices(
+            &DeviceQuery {
             limit: 10,
             offset: 0,
             ..Default::default()
-        })
+            },
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(page.total, 30);
     assert_eq!(page.items.len(), 10);
     assert_eq!(page.items[0].name, "dev-29", "newest first");
     let anna = store
-        .devices(&DeviceQuery {
+        .devices(
+            &DeviceQuery {
             search: Some("anna".into()),
             limit: 100,
             ..Default::default()
-        })
+            },
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(anna.total, 15);
     let pct = store
-        .devices(&DeviceQuery {
+        .devices(
+            &DeviceQuery {
             search: Some("%".into()),
             ..Default::default()
-        })
+            },
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(pct.total, 0, "LIKE wildcards in the search are literal");
@@ -259,10 +268,13 @@ async fn listing_is_paginated_and_searchable(backend: Backend) {
         .unwrap();
     assert_eq!(store.group("rathaus").await.unwrap(), g);
     let none = store
-        .devices(&DeviceQuery {
+        .devices(
+            &DeviceQuery {
             group: Some("rathaus".into()),
             ..Default::default()
-        })
+            },
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(none.total, 0);

@@ -1,6 +1,9 @@
 -- Key rotation keeps a device's addresses and history; this records when its key last changed.
 ALTER TABLE devices ADD COLUMN key_rotated_at INTEGER;
 
+-- A disabled user (a leaver) keeps their history; their devices are revoked with them.
+ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+
 -- Staff ask for access through a public form; an admin approves or rejects. Nothing secret is
 -- stored: the requester keeps a random secret, the store keeps its SHA-256 (request_hash) and
 -- the SHA-256 of the enrollment-link secret derived from it (link_hash), so an approval can

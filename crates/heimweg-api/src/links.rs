@@ -1,0 +1,180 @@
+//! `/api/v1/enrollment-links`, the public `/enroll/{token}` page they lead to, and the audit
+//! log.
+
+use crate::devices::mobileconfig_for;
+use crate::service;
+use crate::{
+    created_secret, generate_token, now, page, secret_headers, token_hash, ApiError, AppState,
+    Caller,
+};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use heimweg_control::{escape_markup, qr::Qr};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateLink {
+    device_name: String,
+    #[serde(default = "crate::devices::default_group")]
+    group: String,
+    owner: Option<String>,
+    /// Hours until the link stops working; 72 by default, at most 30 days.
+    expires_in_hours: Option<u32>,
+}
+
+pub(crate) async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateLink>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require("devices:write")?;
+    let Json(req) = body?;
+    let hours = req.expires_in_hours.unwrap_or(72);
+    if hours == 0 || hours > 720 {
+        return Err(ApiError::BadRequest(
+            "expires_in_hours must be 1 to 720 (30 days)".into(),
+        ));
+    }
+    let token = generate_token();
+    let now = now();
+    let link = st
+        .store
+        .create_enrollment_link(
+            &caller.actor(),
+            &req.device_name,
+            &req.group,
+            req.owner.as_deref(),
+            &token_hash(&token),
+            now + i64::from(hours) * 3600,
+            now,
+        )
+        .await?;
+    let body = json!({
+        "id": link.id,
+        "device_name": link.device_name,
+        "path": format!("/enroll/{token}"),
+        "expires_at": link.expires_at,
+    });
+    Ok(created_secret(body))
+}
+
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require("devices:read")?;
+    let now = now();
+    let items: Vec<serde_json::Value> = st
+        .store
+        .enrollment_links(500)
+        .await?
+        .into_iter()
+        .map(|l| {
+            let status = if l.used_at.is_some() {
+                "used"
+            } else if l.revoked_at.is_some() {
+                "revoked"
+            } else if l.expires_at <= now {
+                "expired"
+            } else {
+                "open"
+            };
+            json!({"id": l.id, "device_name": l.device_name, "group": l.group,
+                   "owner": l.owner, "created_by": l.created_by, "created_at": l.created_at,
+                   "expires_at": l.expires_at, "used_at": l.used_at, "status": status})
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub(crate) async fn revoke(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    caller.require("devices:write")?;
+    st.store
+        .revoke_enrollment_link(&caller.actor(), id, now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The page a staff member opens on the device: the config once, as a QR code for the iPad's
+/// camera and as a download for a laptop. Nothing on it is cached or sent as a referrer.
+pub(crate) async fn redeem(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    let gone = || {
+        let mut r = (
+            StatusCode::GONE,
+            Html(page(
+                "Link not valid",
+                "<p>This enrollment link has been used, has expired or was withdrawn. \
+                 Ask your IT department for a new one.</p>",
+            )),
+        )
+            .into_response();
+        secret_headers(&mut r);
+        r
+    };
+    if token.len() > 128 {
+        return gone();
+    }
+    let enrolled =
+        match service::redeem_link(&st.store, st.gateway_key, &token_hash(&token), now()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return gone(),
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+    let qr = Qr::encode(&enrolled.config)
+        .map(|q| q.to_svg())
+        .unwrap_or_default();
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let profile = mobileconfig_for(&st, &enrolled).await.unwrap_or_default();
+    let stem = enrolled.file_name.trim_end_matches(".conf");
+    let body = format!(
+        "<p>Scan this code with the WireGuard app (+ → Create from QR code), or download the \
+         file and import it. This page is shown only once.</p>\
+         <div class=\"qr\">{qr}</div>\
+         <p><a download=\"{file}\" href=\"data:application/octet-stream;base64,{conf}\">\
+         Download {file}</a></p>\
+         <p><a download=\"{stem}.mobileconfig\" \
+         href=\"data:application/x-apple-aspen-config;base64,{profile}\">\
+         Download the iPad profile ({stem}.mobileconfig)</a></p>",
+        file = escape_markup(&enrolled.file_name),
+        stem = escape_markup(stem),
+        conf = b64(&enrolled.config),
+        profile = b64(&profile),
+    );
+    let mut r = Html(page("Your VPN access", &body)).into_response();
+    secret_headers(&mut r);
+    r
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditParams {
+    limit: Option<u32>,
+}
+
+pub(crate) async fn audit_log(
+    State(st): State<AppState>,
+    caller: Caller,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require("audit:read")?;
+    let Query(p) = params?;
+    let entries = st.store.audit_log(p.limit.unwrap_or(100).min(1000)).await?;
+    let items: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|e| {
+            json!({"at": e.at, "actor": e.actor, "action": e.action,
+                   "subject": e.subject, "detail": e.detail})
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}

@@ -1,0 +1,307 @@
+//! The OpenAPI 3.1 document of the API, served at `/api/v1/openapi.json`.
+//!
+//! Written out rather than generated: the handlers stay plain axum. `tests/api.rs` keeps it
+//! honest: its paths must equal [`crate::routes`], and every operation it lists must exist
+//! and answer as documented (401 without a token where it says a scope is needed).
+
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+pub(crate) async fn serve() -> Json<Value> {
+    Json(document())
+}
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn body(name: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema(name) } } })
+}
+
+fn reply(description: &str, name: Option<&str>) -> Value {
+    match name {
+        Some(n) => json!({ "description": description,
+                           "content": { "application/json": { "schema": schema(n) } } }),
+        None => json!({ "description": description }),
+    }
+}
+
+fn path_param(name: &str, kind: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": kind } })
+}
+
+fn query_param(name: &str, kind: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description,
+            "schema": { "type": kind } })
+}
+
+/// One operation. `scope` is the bearer-token scope it needs (`None`: public).
+fn op(
+    summary: &str,
+    scope: Option<&str>,
+    parameters: Vec<Value>,
+    request: Option<Value>,
+    responses: &[(&str, Value)],
+) -> Value {
+    let mut o = Map::new();
+    o.insert("summary".into(), summary.into());
+    if !parameters.is_empty() {
+        o.insert("parameters".into(), parameters.into());
+    }
+    if let Some(r) = request {
+        o.insert("requestBody".into(), r);
+    }
+    let mut rs: Map<String, Value> = responses
+        .iter()
+        .map(|(code, v)| (code.to_string(), v.clone()))
+        .collect();
+    rs.insert("4XX".into(), reply("The request was refused; the message says why.", Some("Error")));
+    match scope {
+        Some(s) => {
+            o.insert("security".into(), json!([{ "bearer": [] }]));
+            o.insert("x-required-scope".into(), s.into());
+            o.insert("description".into(), format!("Needs a token with the scope `{s}`.").into());
+        }
+        None => {
+            o.insert("security".into(), json!([]));
+        }
+    }
+    o.insert("responses".into(), rs.into());
+    o.into()
+}
+
+fn paging() -> Vec<Value> {
+    vec![
+        query_param("limit", "integer", "1 to 500, default 50"),
+        query_param("offset", "integer", "default 0"),
+    ]
+}
+
+pub fn document() -> Value {
+    let name = || path_param("name", "string");
+    let id = || path_param("id", "integer");
+    let no_content = || reply("Done.", None);
+    let device_list = {
+        let mut p = vec![
+            query_param("search", "string", "substring of name, owner or public key"),
+            query_param("group", "string", "exact group name"),
+            query_param("owner", "string", "exact owner name"),
+            query_param("status", "string", "active, expired or revoked"),
+        ];
+        p.extend(paging());
+        p
+    };
+    let user_list = {
+        let mut p = vec![query_param("search", "string", "substring of name or e-mail")];
+        p.extend(paging());
+        p
+    };
+    json!({
+      "openapi": "3.1.0",
+      "info": {
+        "title": "heimweg API",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "Enroll, change and revoke the devices of a heimweg WireGuard gateway. \
+          Changes reach the running gateway within a second. Configs and tokens appear in a \
+          response exactly once and are never stored."
+      },
+      "components": {
+        "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer",
+          "description": "An API token (hw_…) from `heimweg token create` or POST /api/v1/tokens." } },
+        "schemas": {
+          "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+            "type": "object", "required": ["code", "message"], "properties": {
+              "code": { "type": "string" }, "message": { "type": "string" } } } } },
+          "Device": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "name": { "type": "string" },
+            "public_key": { "type": "string" }, "group": { "type": "string" },
+            "owner": { "type": ["string", "null"] }, "ipv4": { "type": "string" },
+            "ipv6": { "type": "string" },
+            "status": { "enum": ["active", "expired", "revoked"] },
+            "created_at": { "type": "integer" }, "expires_at": { "type": ["integer", "null"] },
+            "revoked_at": { "type": ["integer", "null"] },
+            "last_handshake_at": { "type": ["integer", "null"] },
+            "last_endpoint": { "type": ["string", "null"] },
+            "key_rotated_at": { "type": ["integer", "null"] } } },
+          "DeviceList": { "type": "object", "properties": {
+            "items": { "type": "array", "items": schema("Device") },
+            "total": { "type": "integer" }, "limit": { "type": "integer" },
+            "offset": { "type": "integer" } } },
+          "NewDevice": { "type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": { "name": { "type": "string" },
+              "group": { "type": "string", "default": "default" },
+              "owner": { "type": "string" },
+              "public_key": { "type": "string", "description":
+                "the device's own key; without it the server generates a key pair and the \
+                 private key is only in this response" },
+              "expires_in_days": { "type": "integer" } } },
+          "DeviceUpdate": { "type": "object", "additionalProperties": false, "properties": {
+            "group": { "type": "string" }, "owner": { "type": ["string", "null"] },
+            "expires_at": { "type": ["integer", "null"],
+              "description": "Unix seconds; null: never" } } },
+          "Rotate": { "type": "object", "additionalProperties": false, "properties": {
+            "public_key": { "type": "string" } } },
+          "Config": { "type": "object", "description": "Shown once; not stored.", "properties": {
+            "device": schema("Device"), "config": { "type": "string" },
+            "config_contains_private_key": { "type": "boolean" },
+            "file_name": { "type": "string" }, "qr_svg": { "type": ["string", "null"] },
+            "mobileconfig": { "type": ["string", "null"] } } },
+          "Group": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "name": { "type": "string" },
+            "allowed_prefixes": { "type": "array", "items": { "type": "string" } },
+            "full_tunnel": { "type": "boolean" },
+            "dns": { "type": "array", "items": { "type": "string" } } } },
+          "NewGroup": { "type": "object", "required": ["name", "allowed_prefixes"],
+            "additionalProperties": false, "properties": {
+            "name": { "type": "string" },
+            "allowed_prefixes": { "type": "array", "items": { "type": "string" } },
+            "full_tunnel": { "type": "boolean" },
+            "dns": { "type": "array", "items": { "type": "string" } } } },
+          "GroupUpdate": { "type": "object", "additionalProperties": false, "properties": {
+            "allowed_prefixes": { "type": "array", "items": { "type": "string" } },
+            "full_tunnel": { "type": "boolean" },
+            "dns": { "type": "array", "items": { "type": "string" } } } },
+          "GroupList": { "type": "object", "properties": {
+            "items": { "type": "array", "items": schema("Group") },
+            "total": { "type": "integer" } } },
+          "User": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "name": { "type": "string" },
+            "email": { "type": ["string", "null"] }, "created_at": { "type": "integer" },
+            "disabled_at": { "type": ["integer", "null"] },
+            "active_devices": { "type": "integer" } } },
+          "UserList": { "type": "object", "properties": {
+            "items": { "type": "array", "items": schema("User") },
+            "total": { "type": "integer" } } },
+          "NewUser": { "type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": { "name": { "type": "string" }, "email": { "type": "string" } } },
+          "UserDetail": { "type": "object", "properties": { "user": schema("User"),
+            "devices": { "type": ["array", "null"], "items": schema("Device"),
+              "description": "null unless the token also holds devices:read" } } },
+          "Token": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "name": { "type": "string" },
+            "scopes": { "type": "array", "items": { "type": "string" } },
+            "created_at": { "type": "integer" }, "revoked_at": { "type": ["integer", "null"] },
+            "token": { "type": "string", "description": "only when created" } } },
+          "NewToken": { "type": "object", "required": ["name", "scopes"],
+            "additionalProperties": false, "properties": { "name": { "type": "string" },
+              "scopes": { "type": "array", "items": { "enum": crate::SCOPES } } } },
+          "Link": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "device_name": { "type": "string" },
+            "group": { "type": "string" }, "owner": { "type": ["string", "null"] },
+            "path": { "type": "string", "description": "only when created" },
+            "expires_at": { "type": "integer" },
+            "status": { "enum": ["open", "used", "revoked", "expired"] } } },
+          "NewLink": { "type": "object", "required": ["device_name"],
+            "additionalProperties": false, "properties": {
+            "device_name": { "type": "string" }, "group": { "type": "string" },
+            "owner": { "type": "string" }, "expires_in_hours": { "type": "integer" } } },
+          "AccessRequest": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "requester": { "type": "string" },
+            "contact": { "type": "string" }, "device_name": { "type": "string" },
+            "reason": { "type": "string" },
+            "status": { "enum": ["pending", "approved", "rejected"] },
+            "created_at": { "type": "integer" }, "decided_at": { "type": ["integer", "null"] },
+            "decided_by": { "type": ["string", "null"] }, "link_open": { "type": "boolean" },
+            "status_path": { "type": "string",
+              "description": "only when filed: the requester's page, shown once" } } },
+          "NewAccessRequest": { "type": "object", "required": ["requester", "device_name"],
+            "additionalProperties": false, "properties": {
+            "requester": { "type": "string" }, "contact": { "type": "string" },
+            "device_name": { "type": "string" }, "reason": { "type": "string" } } },
+          "Approve": { "type": "object", "additionalProperties": false, "properties": {
+            "group": { "type": "string", "default": "default" },
+            "expires_in_hours": { "type": "integer", "default": 72 } } },
+          "ListOf": { "type": "object", "properties": { "items": { "type": "array" } } }
+        }
+      },
+      "paths": {
+        "/api/v1/openapi.json": { "get": op("This document", None, vec![], None,
+          &[("200", reply("The OpenAPI document", None))]) },
+        "/api/v1/devices": {
+          "get": op("List devices, newest first", Some("devices:read"), device_list, None,
+            &[("200", reply("A page of devices", Some("DeviceList")))]),
+          "post": op("Enroll a device; the config is in the response once",
+            Some("devices:write"), vec![], Some(body("NewDevice")),
+            &[("201", reply("Enrolled", Some("Config")))]) },
+        "/api/v1/devices/{name}": {
+          "get": op("Show a device", Some("devices:read"), vec![name()], None,
+            &[("200", reply("The device", Some("Device")))]),
+          "patch": op("Change a device's group, owner or expiry", Some("devices:write"),
+            vec![name()], Some(body("DeviceUpdate")),
+            &[("200", reply("The changed device", Some("Device")))]) },
+        "/api/v1/devices/{name}/rotate": { "post": op(
+          "Give a device a new key; the old one stops working within a second",
+          Some("devices:write"), vec![name()], Some(body("Rotate")),
+          &[("201", reply("The new config, once", Some("Config")))]) },
+        "/api/v1/devices/{name}/revoke": { "post": op(
+          "Revoke a device; the gateway drops it within a second", Some("devices:write"),
+          vec![name()], None, &[("204", no_content())]) },
+        "/api/v1/groups": {
+          "get": op("List groups", Some("groups:read"), vec![], None,
+            &[("200", reply("All groups", Some("GroupList")))]),
+          "post": op("Create a group with its access policy", Some("groups:write"), vec![],
+            Some(body("NewGroup")), &[("201", reply("Created", Some("Group")))]) },
+        "/api/v1/groups/{name}": {
+          "get": op("Show a group", Some("groups:read"), vec![name()], None,
+            &[("200", reply("The group", Some("Group")))]),
+          "patch": op("Change a group's access policy; its devices follow within a second",
+            Some("groups:write"), vec![name()], Some(body("GroupUpdate")),
+            &[("200", reply("The changed group", Some("Group")))]) },
+        "/api/v1/users": {
+          "get": op("List users", Some("users:read"), user_list, None,
+            &[("200", reply("A page of users", Some("UserList")))]),
+          "post": op("Create a user", Some("users:write"), vec![], Some(body("NewUser")),
+            &[("201", reply("Created", Some("User")))]) },
+        "/api/v1/users/{name}": { "get": op("Show a user and their devices",
+          Some("users:read"), vec![name()], None,
+          &[("200", reply("The user", Some("UserDetail")))]) },
+        "/api/v1/users/{name}/disable": { "post": op(
+          "Disable a user who left and revoke all their devices (needs devices:write too)",
+          Some("users:write"), vec![name()], None,
+          &[("200", reply("How many devices were revoked", None))]) },
+        "/api/v1/tokens": {
+          "get": op("List API tokens (never their secrets)", Some("tokens:read"), vec![],
+            None, &[("200", reply("All tokens", Some("ListOf")))]),
+          "post": op("Create an API token with a subset of the caller's scopes",
+            Some("tokens:write"), vec![], Some(body("NewToken")),
+            &[("201", reply("The token, once", Some("Token")))]) },
+        "/api/v1/tokens/{name}/revoke": { "post": op("Revoke an API token",
+          Some("tokens:write"), vec![name()], None, &[("204", no_content())]) },
+        "/api/v1/audit": { "get": op("The audit log, newest first", Some("audit:read"),
+          vec![query_param("limit", "integer", "default 100, at most 1000")], None,
+          &[("200", reply("Entries", Some("ListOf")))]) },
+        "/api/v1/enrollment-links": {
+          "get": op("List enrollment links", Some("devices:read"), vec![], None,
+            &[("200", reply("Links", Some("ListOf")))]),
+          "post": op("Create a one-time enrollment link", Some("devices:write"), vec![],
+            Some(body("NewLink")), &[("201", reply("The link, once", Some("Link")))]) },
+        "/api/v1/enrollment-links/{id}/revoke": { "post": op("Withdraw an unused link",
+          Some("devices:write"), vec![id()], None, &[("204", no_content())]) },
+        "/api/v1/access-requests": {
+          "get": op("List staff access requests", Some("devices:read"),
+            vec![query_param("status", "string", "pending, approved or rejected"),
+                 query_param("limit", "integer", "default 100")], None,
+            &[("200", reply("Requests", Some("ListOf")))]),
+          "post": op("Public: a member of staff asks for access", None, vec![],
+            Some(body("NewAccessRequest")),
+            &[("201", reply("Filed; the status page is in the response once",
+              Some("AccessRequest")))]) },
+        "/api/v1/access-requests/{id}/approve": { "post": op(
+          "Approve a request: the requester's status page then offers the enrollment",
+          Some("devices:write"), vec![id()], Some(body("Approve")),
+          &[("200", reply("The request", Some("AccessRequest")))]) },
+        "/api/v1/access-requests/{id}/reject": { "post": op("Reject a request",
+          Some("devices:write"), vec![id()], None,
+          &[("200", reply("The request", Some("AccessRequest")))]) },
+        "/enroll/{token}": { "get": op(
+          "Public HTML page: the config behind a one-time link, shown once", None,
+          vec![path_param("token", "string")], None,
+          &[("200", reply("The page with QR code and downloads", None)),
+            ("410", reply("Used, expired or withdrawn", None))]) },
+        "/request/{secret}": { "get": op("Public HTML page: where a request stands", None,
+          vec![path_param("secret", "string")], None,
+          &[("200", reply("The status page", None)), ("404", reply("Unknown", None))]) }
+      }
+    })
+}
