@@ -31,7 +31,12 @@ struct Cli {
     /// The database: by default the SQLite file `STATE_DIR/heimweg.db`. Several gateways share
     /// one PostgreSQL database: postgres://USER:PASSWORD@HOST/DB. Pass it through the
     /// environment, not the command line, so the password stays out of `ps`.
-    #[arg(long, global = true, env = "HEIMWEG_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "HEIMWEG_DATABASE_URL",
+        hide_env_values = true
+    )]
     database: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -111,7 +116,9 @@ enum RequestCmd {
         #[arg(long, default_value_t = 72)]
         expires_in_hours: u32,
     },
-    Reject { id: i64 },
+    Reject {
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -126,7 +133,9 @@ enum TokenCmd {
     },
     /// List tokens (never their secrets).
     List,
-    Revoke { name: String },
+    Revoke {
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -283,13 +292,27 @@ fn run(cli: Cli) -> Result<()> {
             config.addresses = addresses;
             gateway::run(config, &net.uapi_dir)
         }
-        Command::Serve { net, api_listen } => serve(&cli.state_dir, cli.database.as_deref(), net, api_listen),
-        Command::Device(cmd) => runtime()?.block_on(device(&cli.state_dir, cli.database.as_deref(), cmd)),
-        Command::Group(cmd) => runtime()?.block_on(group(&cli.state_dir, cli.database.as_deref(), cmd)),
-        Command::Settings(cmd) => runtime()?.block_on(settings(&cli.state_dir, cli.database.as_deref(), cmd)),
-        Command::Token(cmd) => runtime()?.block_on(token(&cli.state_dir, cli.database.as_deref(), cmd)),
-        Command::User(cmd) => runtime()?.block_on(user(&cli.state_dir, cli.database.as_deref(), cmd)),
-        Command::Request(cmd) => runtime()?.block_on(request(&cli.state_dir, cli.database.as_deref(), cmd)),
+        Command::Serve { net, api_listen } => {
+            serve(&cli.state_dir, cli.database.as_deref(), net, api_listen)
+        }
+        Command::Device(cmd) => {
+            runtime()?.block_on(device(&cli.state_dir, cli.database.as_deref(), cmd))
+        }
+        Command::Group(cmd) => {
+            runtime()?.block_on(group(&cli.state_dir, cli.database.as_deref(), cmd))
+        }
+        Command::Settings(cmd) => {
+            runtime()?.block_on(settings(&cli.state_dir, cli.database.as_deref(), cmd))
+        }
+        Command::Token(cmd) => {
+            runtime()?.block_on(token(&cli.state_dir, cli.database.as_deref(), cmd))
+        }
+        Command::User(cmd) => {
+            runtime()?.block_on(user(&cli.state_dir, cli.database.as_deref(), cmd))
+        }
+        Command::Request(cmd) => {
+            runtime()?.block_on(request(&cli.state_dir, cli.database.as_deref(), cmd))
+        }
     }
 }
 
@@ -489,8 +512,7 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
                 .map(|k| k.parse::<PublicKey>().context("--public-key"))
                 .transpose()?;
             let rotated =
-                service::rotate(&store, gateway_key, &actor, &name, public_key, unix_now())
-                    .await?;
+                service::rotate(&store, gateway_key, &actor, &name, public_key, unix_now()).await?;
             print_config(&rotated, output.as_deref(), no_qr)?;
             eprintln!("The old key of {name} stops working within a second.");
         }
@@ -509,7 +531,11 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
                     &name,
                     DeviceUpdate {
                         group,
-                        owner: if no_owner { Some(None) } else { owner.map(Some) },
+                        owner: if no_owner {
+                            Some(None)
+                        } else {
+                            owner.map(Some)
+                        },
                         expires_at: if never_expires {
                             Some(None)
                         } else {
@@ -524,8 +550,10 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
                 d.name,
                 d.group,
                 d.owner.as_deref().unwrap_or("-"),
-                d.expires_at
-                    .map_or("never".to_string(), |t| format!("in {} days", (t - now) / 86_400))
+                d.expires_at.map_or("never".to_string(), |t| format!(
+                    "in {} days",
+                    (t - now) / 86_400
+                ))
             );
         }
     }
@@ -570,7 +598,11 @@ async fn user(state_dir: &Path, database: Option<&str>, cmd: UserCmd) -> Result<
                     u.name,
                     u.email.as_deref().unwrap_or("-"),
                     u.active_devices,
-                    if u.disabled_at.is_some() { "disabled" } else { "enabled" }
+                    if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "enabled"
+                    }
                 );
             }
             println!("({} of {} shown)", page.items.len(), page.total);
@@ -666,7 +698,10 @@ async fn group(state_dir: &Path, database: Option<&str>, cmd: GroupCmd) -> Resul
                     unix_now(),
                 )
                 .await?;
-            println!("changed group {}; its devices follow within a second", g.name);
+            println!(
+                "changed group {}; its devices follow within a second",
+                g.name
+            );
         }
         GroupCmd::List => {
             for g in store.groups().await? {
@@ -750,7 +785,11 @@ async fn token(state_dir: &Path, database: Option<&str>, cmd: TokenCmd) -> Resul
                 println!(
                     "{:<24} {:<8} {}",
                     t.name,
-                    if t.revoked_at.is_some() { "revoked" } else { "live" },
+                    if t.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "live"
+                    },
                     t.scopes.join(" ")
                 );
             }

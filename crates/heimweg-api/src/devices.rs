@@ -188,7 +188,6 @@ pub(crate) async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-
 fn parse_key(key: Option<&str>) -> Result<Option<PublicKey>, ApiError> {
     key.map(str::parse::<PublicKey>)
         .transpose()

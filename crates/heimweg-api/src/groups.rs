@@ -81,7 +81,6 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(g.into())))
 }
 
-
 fn parse_prefixes(prefixes: &[String]) -> Result<Vec<ipnet::IpNet>, ApiError> {
     let nets = prefixes
         .iter()

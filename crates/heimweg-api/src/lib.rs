@@ -86,10 +86,7 @@ pub fn generate_token() -> String {
 pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/api/v1/openapi.json", get(openapi::serve)),
-        (
-            "/api/v1/devices",
-            get(devices::list).post(devices::create),
-        ),
+        ("/api/v1/devices", get(devices::list).post(devices::create)),
         (
             "/api/v1/devices/{name}",
             get(devices::show).patch(devices::update),
@@ -116,8 +113,14 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/api/v1/access-requests",
             get(requests::list).post(requests::create),
         ),
-        ("/api/v1/access-requests/{id}/approve", post(requests::approve)),
-        ("/api/v1/access-requests/{id}/reject", post(requests::reject)),
+        (
+            "/api/v1/access-requests/{id}/approve",
+            post(requests::approve),
+        ),
+        (
+            "/api/v1/access-requests/{id}/reject",
+            post(requests::reject),
+        ),
         // Public pages: the secret in the path is the authorisation.
         ("/enroll/{token}", get(links::redeem)),
         ("/request/{secret}", get(requests::status_page)),
@@ -327,4 +330,3 @@ fn page(title: &str, body: &str) -> String {
         t = escape_markup(title)
     )
 }
-

@@ -56,12 +56,21 @@ fn op(
         .iter()
         .map(|(code, v)| (code.to_string(), v.clone()))
         .collect();
-    rs.insert("4XX".into(), reply("The request was refused; the message says why.", Some("Error")));
+    rs.insert(
+        "4XX".into(),
+        reply(
+            "The request was refused; the message says why.",
+            Some("Error"),
+        ),
+    );
     match scope {
         Some(s) => {
             o.insert("security".into(), json!([{ "bearer": [] }]));
             o.insert("x-required-scope".into(), s.into());
-            o.insert("description".into(), format!("Needs a token with the scope `{s}`.").into());
+            o.insert(
+                "description".into(),
+                format!("Needs a token with the scope `{s}`.").into(),
+            );
         }
         None => {
             o.insert("security".into(), json!([]));
@@ -93,7 +102,11 @@ pub fn document() -> Value {
         p
     };
     let user_list = {
-        let mut p = vec![query_param("search", "string", "substring of name or e-mail")];
+        let mut p = vec![query_param(
+            "search",
+            "string",
+            "substring of name or e-mail",
+        )];
         p.extend(paging());
         p
     };

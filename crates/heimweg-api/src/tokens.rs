@@ -44,7 +44,9 @@ pub(crate) async fn create(
     caller.require("tokens:write")?;
     let Json(req) = body?;
     if req.scopes.is_empty() {
-        return Err(ApiError::BadRequest("scopes must name at least one scope".into()));
+        return Err(ApiError::BadRequest(
+            "scopes must name at least one scope".into(),
+        ));
     }
     for s in &req.scopes {
         if !SCOPES.contains(&s.as_str()) {
@@ -62,7 +64,13 @@ pub(crate) async fn create(
     let token = generate_token();
     let t = st
         .store
-        .create_api_token(&caller.actor(), &req.name, &token_hash(&token), &req.scopes, now())
+        .create_api_token(
+            &caller.actor(),
+            &req.name,
+            &token_hash(&token),
+            &req.scopes,
+            now(),
+        )
         .await?;
     Ok(created_secret(
         json!({"id": t.id, "name": t.name, "scopes": t.scopes, "token": token}),

@@ -111,7 +111,9 @@ pub(crate) async fn show(
     } else {
         None
     };
-    Ok(Json(json!({ "user": UserJson::from(user), "devices": devices })))
+    Ok(Json(
+        json!({ "user": UserJson::from(user), "devices": devices }),
+    ))
 }
 
 /// Disables a user who left: all their devices are revoked at once.
@@ -122,9 +124,6 @@ pub(crate) async fn disable(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require("users:write")?;
     caller.require("devices:write")?;
-    let revoked = st
-        .store
-        .disable_user(&caller.actor(), &name, now())
-        .await?;
+    let revoked = st.store.disable_user(&caller.actor(), &name, now()).await?;
     Ok(Json(json!({ "devices_revoked": revoked })))
 }

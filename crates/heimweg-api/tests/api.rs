@@ -1,33 +1,40 @@
-//! The API on a real SQLite file, through the router without a server (tower `oneshot`).
+//! The API on a real SQLite file and a real PostgreSQL database, through the router without a
+//! server (tower `oneshot`). Every test runs on both backends.
+
+backend_tests!(
+    create_list_show_and_revoke_a_device,
+    validation_errors_are_clear_and_change_nothing,
+    an_exhausted_pool_is_a_conflict_with_a_clear_message,
+    every_route_needs_a_token_with_the_right_scope,
+    an_enrollment_link_works_once_and_can_be_withdrawn,
+    enrollment_links_validate_their_input,
+    a_rotated_key_replaces_the_old_one_and_keeps_the_addresses,
+    devices_and_groups_can_be_changed,
+    disabling_a_user_revokes_their_devices,
+    tokens_are_managed_over_the_api_without_escalation,
+    an_approved_access_request_becomes_the_requesters_enrollment,
+);
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use heimweg_api::{generate_token, router, token_hash, AppState, SCOPES};
 use heimweg_control::PrivateKey;
-use heimweg_store::Store;
+use heimweg_store::testing::Scratch;
+use heimweg_store::{backend_tests, Backend};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use tower::ServiceExt;
 
 struct Env {
-    dir: PathBuf,
+    _db: Scratch,
     state: AppState,
     admin: String,
     reader: String,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn env(tag: &str) -> Env {
-    let dir = std::env::temp_dir().join(format!("heimweg-api-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open(&dir.join("heimweg.db")).await.unwrap();
+async fn env(backend: Backend, tag: &str) -> Option<Env> {
+    let db = Scratch::new(backend, tag).await?;
+    let store = db.open().await;
     store
         .init_defaults([1, 2, 3, 4, 5], 1_795_000_000)
         .await
@@ -53,15 +60,15 @@ async fn env(tag: &str) -> Env {
         )
         .await
         .unwrap();
-    Env {
-        dir,
+    Some(Env {
+        _db: db,
         state: AppState {
             store: Arc::new(store),
             gateway_key: PrivateKey::generate().public_key(),
         },
         admin,
         reader,
-    }
+    })
 }
 
 async fn call(
@@ -102,9 +109,10 @@ async fn device_count(env: &Env) -> u64 {
     v["total"].as_u64().unwrap()
 }
 
-#[tokio::test]
-async fn create_list_show_and_revoke_a_device() {
-    let env = env("crud").await;
+async fn create_list_show_and_revoke_a_device(backend: Backend) {
+    let Some(env) = env(backend, "crud").await else {
+        return;
+    };
     let (st, v, headers) = call(
         &env,
         Method::POST,
@@ -213,9 +221,10 @@ async fn create_list_show_and_revoke_a_device() {
     assert_eq!(v["items"][0]["actor"], "token:admin");
 }
 
-#[tokio::test]
-async fn validation_errors_are_clear_and_change_nothing() {
-    let env = env("invalid").await;
+async fn validation_errors_are_clear_and_change_nothing(backend: Backend) {
+    let Some(env) = env(backend, "invalid").await else {
+        return;
+    };
     let post = |body: Value| {
         call(
             &env,
@@ -324,9 +333,10 @@ async fn validation_errors_are_clear_and_change_nothing() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn an_exhausted_pool_is_a_conflict_with_a_clear_message() {
-    let env = env("exhausted").await;
+async fn an_exhausted_pool_is_a_conflict_with_a_clear_message(backend: Backend) {
+    let Some(env) = env(backend, "exhausted").await else {
+        return;
+    };
     env.state
         .store
         .set_setting_for_tests("pool_v4", "10.9.9.0/30")
@@ -351,36 +361,61 @@ async fn an_exhausted_pool_is_a_conflict_with_a_clear_message() {
     assert_eq!(device_count(&env).await, 1);
 }
 
-#[tokio::test]
-async fn every_route_needs_a_token_with_the_right_scope() {
-    let env = env("auth").await;
-    let routes = [
-        (Method::GET, "/api/v1/devices", "devices:read"),
-        (Method::POST, "/api/v1/devices", "devices:write"),
-        (Method::GET, "/api/v1/devices/x", "devices:read"),
-        (Method::POST, "/api/v1/devices/x/revoke", "devices:write"),
-        (Method::GET, "/api/v1/groups", "groups:read"),
-        (Method::POST, "/api/v1/groups", "groups:write"),
-        (Method::GET, "/api/v1/audit", "audit:read"),
-    ];
-    for (method, uri, scope) in routes {
-        let body = (method == Method::POST).then(|| json!({}));
-        let (st, v, headers) = call(&env, method.clone(), uri, None, body.clone()).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {uri}");
-        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
-        assert_eq!(v["error"]["code"], "unauthorized");
-        let (st, _, _) = call(&env, method.clone(), uri, Some("hw_wrong"), body.clone()).await;
-        assert_eq!(
-            st,
-            StatusCode::UNAUTHORIZED,
-            "{method} {uri} with an unknown token"
-        );
-        if scope != "devices:read" {
-            let (st, v, _) = call(&env, method.clone(), uri, Some(&env.reader), body).await;
-            assert_eq!(st, StatusCode::FORBIDDEN, "{method} {uri}");
-            assert!(v["error"]["message"].as_str().unwrap().contains(scope));
+async fn every_route_needs_a_token_with_the_right_scope(backend: Backend) {
+    let Some(env) = env(backend, "auth").await else {
+        return;
+    };
+    // The OpenAPI document is the list of routes: it must name exactly the router's paths,
+    // and every operation in it must exist and be guarded as it says.
+    let (st, doc, _) = call(&env, Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: std::collections::BTreeSet<String> =
+        doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let routed: std::collections::BTreeSet<String> = heimweg_api::routes()
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    assert_eq!(documented, routed, "OpenAPI paths and router paths differ");
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let uri = path
+            .replace("{name}", "x")
+            .replace("{id}", "1")
+            .replace("{token}", "hw_x")
+            .replace("{secret}", "hw_x");
+        for (method, op) in ops.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = (method != Method::GET).then(|| json!({}));
+            let (st, v, headers) = call(&env, method.clone(), &uri, None, body.clone()).await;
+            assert_ne!(st, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            let Some(scope) = op["x-required-scope"].as_str() else {
+                assert_ne!(v["error"]["message"], "no such route", "{method} {uri}");
+                assert_ne!(st, StatusCode::UNAUTHORIZED, "{method} {uri} is public");
+                continue;
+            };
+            checked += 1;
+            assert!(SCOPES.contains(&scope), "{scope}");
+            assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {uri}");
+            assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+            assert_eq!(v["error"]["code"], "unauthorized");
+            let (st, _, _) = call(&env, method.clone(), &uri, Some("hw_wrong"), body.clone()).await;
+            assert_eq!(
+                st,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with an unknown token"
+            );
+            if scope != "devices:read" {
+                let (st, v, _) = call(&env, method.clone(), &uri, Some(&env.reader), body).await;
+                assert_eq!(st, StatusCode::FORBIDDEN, "{method} {uri}");
+                assert!(v["error"]["message"].as_str().unwrap().contains(scope));
+            }
         }
     }
+    assert!(
+        checked >= 20,
+        "only {checked} guarded operations documented"
+    );
     let (st, v, _) = call(&env, Method::GET, "/api/v1/nothing", Some(&env.admin), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["code"], "not_found");
@@ -401,9 +436,10 @@ async fn get_page(env: &Env, path: &str) -> (StatusCode, String, axum::http::Hea
     )
 }
 
-#[tokio::test]
-async fn an_enrollment_link_works_once_and_can_be_withdrawn() {
-    let env = env("links").await;
+async fn an_enrollment_link_works_once_and_can_be_withdrawn(backend: Backend) {
+    let Some(env) = env(backend, "links").await else {
+        return;
+    };
     let (st, v, headers) = call(
         &env,
         Method::POST,
@@ -495,9 +531,10 @@ async fn an_enrollment_link_works_once_and_can_be_withdrawn() {
     assert_eq!(device_count(&env).await, 1);
 }
 
-#[tokio::test]
-async fn enrollment_links_validate_their_input() {
-    let env = env("links-invalid").await;
+async fn enrollment_links_validate_their_input(backend: Backend) {
+    let Some(env) = env(backend, "links-invalid").await else {
+        return;
+    };
     let post = |b: Value| {
         call(
             &env,
@@ -562,4 +599,525 @@ async fn enrollment_links_validate_their_input() {
         v["items"][0]["status"], "open",
         "the failed use gave the claim back"
     );
+}
+
+async fn enroll(env: &Env, name: &str, owner: &str) -> Value {
+    let (st, v, _) = call(
+        env,
+        Method::POST,
+        "/api/v1/devices",
+        Some(&env.admin),
+        Some(json!({"name": name, "owner": owner})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v
+}
+
+async fn active_keys(env: &Env) -> Vec<String> {
+    env.state
+        .store
+        .active_peers(now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.public_key.to_base64())
+        .collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn a_rotated_key_replaces_the_old_one_and_keeps_the_addresses(backend: Backend) {
+    let Some(env) = env(backend, "rotate").await else {
+        return;
+    };
+    let before = enroll(&env, "laptop-7", "anna").await;
+    let old_key = before["device"]["public_key"].as_str().unwrap().to_string();
+    let (st, v, headers) = call(
+        &env,
+        Method::POST,
+        "/api/v1/devices/laptop-7/rotate",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let new_key = v["device"]["public_key"].as_str().unwrap();
+    assert_ne!(new_key, old_key);
+    assert_eq!(v["device"]["ipv4"], before["device"]["ipv4"]);
+    assert_eq!(v["device"]["ipv6"], before["device"]["ipv6"]);
+    assert!(v["device"]["key_rotated_at"].is_i64());
+    assert!(v["config"].as_str().unwrap().contains("PrivateKey = "));
+    let keys = active_keys(&env).await;
+    assert_eq!(
+        keys,
+        vec![new_key.to_string()],
+        "only the new key is a peer"
+    );
+    // Rotating to a key another device holds, or a malformed one, changes nothing.
+    let other = enroll(&env, "laptop-8", "bernd").await;
+    for (key, status) in [
+        (other["device"]["public_key"].clone(), StatusCode::CONFLICT),
+        (json!("not-a-key"), StatusCode::BAD_REQUEST),
+    ] {
+        let (st, _, _) = call(
+            &env,
+            Method::POST,
+            "/api/v1/devices/laptop-7/rotate",
+            Some(&env.admin),
+            Some(json!({ "public_key": key })),
+        )
+        .await;
+        assert_eq!(st, status);
+    }
+    assert!(active_keys(&env).await.contains(&new_key.to_string()));
+    // A device's own new public key: no private key in the config.
+    let own = PrivateKey::generate().public_key().to_base64();
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/devices/laptop-7/rotate",
+        Some(&env.admin),
+        Some(json!({ "public_key": own })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(v["config_contains_private_key"], false);
+    assert!(!v["config"].as_str().unwrap().contains("PrivateKey"));
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/devices/laptop-7/revoke",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/devices/laptop-7/rotate",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "a revoked device cannot be rotated"
+    );
+}
+
+async fn devices_and_groups_can_be_changed(backend: Backend) {
+    let Some(env) = env(backend, "patch").await else {
+        return;
+    };
+    enroll(&env, "tablet-1", "anna").await;
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/groups",
+        Some(&env.admin),
+        Some(json!({"name": "bauamt", "allowed_prefixes": ["10.30.0.0/16"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let rev = env.state.store.revision().await.unwrap();
+    let later = now() + 7 * 86_400;
+    let (st, v, _) = call(
+        &env,
+        Method::PATCH,
+        "/api/v1/devices/tablet-1",
+        Some(&env.admin),
+        Some(json!({"group": "bauamt", "expires_at": later, "owner": null})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["group"], "bauamt");
+    assert_eq!(v["expires_at"], later);
+    assert_eq!(v["owner"], Value::Null);
+    assert!(
+        env.state.store.revision().await.unwrap() > rev,
+        "the gateway follows"
+    );
+    // Bad changes are refused whole.
+    for (body, status) in [
+        (json!({"group": "nope"}), StatusCode::NOT_FOUND),
+        (json!({"expires_at": 5}), StatusCode::BAD_REQUEST),
+        (json!({}), StatusCode::BAD_REQUEST),
+        (json!({"colour": "red"}), StatusCode::BAD_REQUEST),
+    ] {
+        let (st, v, _) = call(
+            &env,
+            Method::PATCH,
+            "/api/v1/devices/tablet-1",
+            Some(&env.admin),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(st, status, "{body} -> {v}");
+    }
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/devices/tablet-1",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["group"], "bauamt");
+    assert_eq!(v["expires_at"], later);
+    // Permanent again.
+    let (_, v, _) = call(
+        &env,
+        Method::PATCH,
+        "/api/v1/devices/tablet-1",
+        Some(&env.admin),
+        Some(json!({"expires_at": null})),
+    )
+    .await;
+    assert_eq!(v["expires_at"], Value::Null);
+    // The group's policy.
+    let (st, v, _) = call(
+        &env,
+        Method::PATCH,
+        "/api/v1/groups/bauamt",
+        Some(&env.admin),
+        Some(json!({"allowed_prefixes": ["10.30.0.0/16", "10.31.0.9/16"], "dns": ["10.30.0.53"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["allowed_prefixes"],
+        json!(["10.30.0.0/16", "10.31.0.0/16"])
+    );
+    assert_eq!(v["dns"], json!(["10.30.0.53"]));
+    for body in [
+        json!({"allowed_prefixes": []}),
+        json!({"allowed_prefixes": ["10.30.0.0/33"]}),
+        json!({"dns": ["not a name!"]}),
+    ] {
+        let (st, _, _) = call(
+            &env,
+            Method::PATCH,
+            "/api/v1/groups/bauamt",
+            Some(&env.admin),
+            Some(body),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+    }
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/groups/bauamt",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["allowed_prefixes"],
+        json!(["10.30.0.0/16", "10.31.0.0/16"])
+    );
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/devices?group=bauamt&status=active",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["total"], 1);
+    let (st, _, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/devices?status=sleeping",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+}
+
+async fn disabling_a_user_revokes_their_devices(backend: Backend) {
+    let Some(env) = env(backend, "users").await else {
+        return;
+    };
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/users",
+        Some(&env.admin),
+        Some(json!({"name": "anna", "email": "anna@stadt.example"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    for (body, status) in [
+        (json!({"name": "anna"}), StatusCode::CONFLICT),
+        (
+            json!({"name": "x", "email": "nope"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"name": ""}), StatusCode::BAD_REQUEST),
+    ] {
+        let (st, _, _) = call(
+            &env,
+            Method::POST,
+            "/api/v1/users",
+            Some(&env.admin),
+            Some(body),
+        )
+        .await;
+        assert_eq!(st, status);
+    }
+    enroll(&env, "anna-laptop", "anna").await;
+    enroll(&env, "anna-ipad", "anna").await;
+    enroll(&env, "bernd-laptop", "bernd").await;
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/users?search=ANN",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["items"][0]["active_devices"], 2);
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/users/anna",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["devices"].as_array().unwrap().len(), 2);
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/users/anna/disable",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["devices_revoked"], 2);
+    assert_eq!(
+        active_keys(&env).await.len(),
+        1,
+        "only bernd's device is left"
+    );
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/devices",
+        Some(&env.admin),
+        Some(json!({"name": "anna-new", "owner": "anna"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("disabled"));
+}
+
+async fn tokens_are_managed_over_the_api_without_escalation(backend: Backend) {
+    let Some(env) = env(backend, "tokens").await else {
+        return;
+    };
+    let (st, v, headers) = call(
+        &env,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&env.admin),
+        Some(json!({"name": "monitoring", "scopes": ["devices:read"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let token = v["token"].as_str().unwrap().to_string();
+    let (st, _, _) = call(&env, Method::GET, "/api/v1/devices", Some(&token), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v, _) = call(&env, Method::GET, "/api/v1/tokens", Some(&env.admin), None).await;
+    let listed = v.to_string();
+    assert!(listed.contains("monitoring"));
+    assert!(!listed.contains(&token), "secrets are never listed");
+    // A token may only hand out what it holds.
+    let limited = generate_token();
+    env.state
+        .store
+        .create_api_token(
+            "test",
+            "limited",
+            &token_hash(&limited),
+            &["tokens:write".into(), "devices:read".into()],
+            0,
+        )
+        .await
+        .unwrap();
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&limited),
+        Some(json!({"name": "escalated", "scopes": ["devices:write"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("devices:write"));
+    for body in [
+        json!({"name": "x", "scopes": []}),
+        json!({"name": "x", "scopes": ["root"]}),
+        json!({"name": "monitoring", "scopes": ["devices:read"]}),
+    ] {
+        let (st, _, _) = call(
+            &env,
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&env.admin),
+            Some(body),
+        )
+        .await;
+        assert!(st == StatusCode::BAD_REQUEST || st == StatusCode::CONFLICT);
+    }
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/tokens/monitoring/revoke",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _, _) = call(&env, Method::GET, "/api/v1/devices", Some(&token), None).await;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token stops working at once"
+    );
+}
+
+async fn an_approved_access_request_becomes_the_requesters_enrollment(backend: Backend) {
+    let Some(env) = env(backend, "requests").await else {
+        return;
+    };
+    // Public: no token.
+    let (st, v, headers) = call(
+        &env,
+        Method::POST,
+        "/api/v1/access-requests",
+        None,
+        Some(
+            json!({"requester": "Carla Sommer", "contact": "c.sommer@stadt.example",
+                    "device_name": "carla-ipad", "reason": "Homeoffice ab Montag"}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let status_path = v["status_path"].as_str().unwrap().to_string();
+    let id = v["id"].as_i64().unwrap();
+    let (st, page, _) = get_page(&env, &status_path).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.contains("waiting"), "{page}");
+    assert!(!page.contains("/enroll/"));
+    // The same device name twice, a bad name, or an unknown page: refused, nothing filed.
+    for body in [
+        json!({"requester": "Mallory", "device_name": "carla-ipad"}),
+        json!({"requester": "", "device_name": "x"}),
+        json!({"requester": "M", "device_name": "x", "reason": "r".repeat(501)}),
+    ] {
+        let (st, _, _) = call(
+            &env,
+            Method::POST,
+            "/api/v1/access-requests",
+            None,
+            Some(body),
+        )
+        .await;
+        assert!(st == StatusCode::CONFLICT || st == StatusCode::BAD_REQUEST);
+    }
+    let (st, _, _) = get_page(&env, "/request/hw_guess").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/access-requests?status=pending",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert_eq!(v["items"][0]["requester"], "Carla Sommer");
+    assert!(
+        !v.to_string().contains(&status_path[9..]),
+        "the secret is not listed"
+    );
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        &format!("/api/v1/access-requests/{id}/approve"),
+        Some(&env.admin),
+        Some(json!({"group": "default", "expires_in_hours": 24})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "approved");
+    assert_eq!(v["link_open"], true);
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        &format!("/api/v1/access-requests/{id}/reject"),
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "a decided request stays decided");
+    // The requester's page now leads to the one-time enrollment.
+    let (_, page, _) = get_page(&env, &status_path).await;
+    let start = page.find("/enroll/").expect("link on the approved page");
+    let link: String = page[start..].chars().take_while(|c| *c != '"').collect();
+    let (st, enrolled, _) = get_page(&env, &link).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(enrolled.contains("carla-ipad.conf"));
+    let (st, _, _) = get_page(&env, &link).await;
+    assert_eq!(st, StatusCode::GONE, "once");
+    let (_, page, _) = get_page(&env, &status_path).await;
+    assert!(page.contains("has been used"), "{page}");
+    let (_, d, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/devices/carla-ipad",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(d["owner"], "Carla Sommer");
+    // A rejected request's page says so.
+    let (_, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/access-requests",
+        None,
+        Some(json!({"requester": "Dieter", "device_name": "dieter-pc"})),
+    )
+    .await;
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        &format!("/api/v1/access-requests/{}/reject", v["id"]),
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, page, _) = get_page(&env, v["status_path"].as_str().unwrap()).await;
+    assert!(page.contains("declined"));
 }

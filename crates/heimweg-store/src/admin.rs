@@ -150,7 +150,15 @@ impl Store {
         if changes.is_empty() {
             return Err(StoreError::Invalid("nothing to change".into()));
         }
-        audit(&mut tx, now, actor, "device.update", name, &changes.join(" ")).await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "device.update",
+            name,
+            &changes.join(" "),
+        )
+        .await?;
         bump_revision(&mut tx).await?;
         tx.commit().await?;
         self.device_by_name(name).await
@@ -239,7 +247,15 @@ impl Store {
                 "a user named {name:?} already exists"
             )));
         }
-        audit(&mut tx, now, actor, "user.create", name, email.unwrap_or("")).await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "user.create",
+            name,
+            email.unwrap_or(""),
+        )
+        .await?;
         tx.commit().await?;
         self.user(name, now).await
     }
@@ -309,7 +325,15 @@ impl Store {
         .await?;
         for (device_id, device) in &devices {
             pool::release(&mut tx, *device_id, now).await?;
-            audit(&mut tx, now, actor, "device.revoke", device, "user disabled").await?;
+            audit(
+                &mut tx,
+                now,
+                actor,
+                "device.revoke",
+                device,
+                "user disabled",
+            )
+            .await?;
         }
         // Open enrollment links for them would otherwise still create devices.
         sqlx::query(

@@ -49,8 +49,8 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0004_rotation_users_requests.sql"),
 ];
 
-/// The PostgreSQL advisory lock every write takes ("heimweg" in ASCII, truncated to 64 bits).
-const PG_WRITE_LOCK: i64 = 0x6865_696d_7765_67;
+/// The PostgreSQL advisory lock every write takes ("heimweg" in ASCII).
+const PG_WRITE_LOCK: i64 = 0x0068_6569_6d77_6567;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,8 +278,7 @@ impl Store {
                 "the database URL must start with sqlite:// or postgres://".into(),
             ));
         };
-        sqlx::any::install_drivers(&[sqlx::sqlite::any::DRIVER, sqlx::postgres::any::DRIVER])
-            .ok();
+        sqlx::any::install_drivers(&[sqlx::sqlite::any::DRIVER, sqlx::postgres::any::DRIVER]).ok();
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .after_connect(move |conn, _| {
@@ -334,9 +333,11 @@ impl Store {
                 (SQLITE_MIGRATIONS, v)
             }
             Backend::Postgres => {
-                sqlx::raw_sql("CREATE TABLE IF NOT EXISTS heimweg_schema (version BIGINT NOT NULL)")
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS heimweg_schema (version BIGINT NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await?;
                 let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM heimweg_schema")
                     .fetch_one(&mut *tx)
                     .await?;
@@ -1203,11 +1204,13 @@ async fn insert_link(
 
 async fn upsert_user(tx: &mut Tx<'_>, name: &str, now: i64) -> Result<i64> {
     validate_name("user", name)?;
-    sqlx::query("INSERT INTO users (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING")
-        .bind(name)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO users (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     let (id, disabled): (i64, Option<i64>) =
         sqlx::query_as("SELECT id, disabled_at FROM users WHERE name = $1")
             .bind(name)

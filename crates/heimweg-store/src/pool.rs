@@ -96,12 +96,13 @@ pub(crate) async fn claim(
     .bind(device_id)
     .execute(&mut **tx)
     .await?;
-    let owner: Option<i64> =
-        sqlx::query_scalar("SELECT device_id FROM addresses WHERE family = $1 AND pool_offset = $2")
-            .bind(family as i64)
-            .bind(offset)
-            .fetch_one(&mut **tx)
-            .await?;
+    let owner: Option<i64> = sqlx::query_scalar(
+        "SELECT device_id FROM addresses WHERE family = $1 AND pool_offset = $2",
+    )
+    .bind(family as i64)
+    .bind(offset)
+    .fetch_one(&mut **tx)
+    .await?;
     if owner != Some(device_id) {
         return Err(StoreError::Conflict(format!(
             "address offset {offset} (IPv{}) is already in use",

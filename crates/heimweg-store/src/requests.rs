@@ -73,7 +73,8 @@ impl Store {
                 "contact must be at most 254 printable characters".into(),
             ));
         }
-        if req.reason.chars().count() > 500 || req.reason.chars().any(|c| c.is_control() && c != '\n')
+        if req.reason.chars().count() > 500
+            || req.reason.chars().any(|c| c.is_control() && c != '\n')
         {
             return Err(StoreError::Invalid(
                 "reason must be at most 500 characters".into(),
@@ -206,9 +207,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("there is no pending access request {id}"))
-        })?;
+        .ok_or_else(|| StoreError::NotFound(format!("there is no pending access request {id}")))?;
         let (link_hash, device, requester): (String, String, String) =
             (row.get(0), row.get(1), row.get(2));
         let link_id = insert_link(
@@ -254,9 +253,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("there is no pending access request {id}"))
-        })?;
+        .ok_or_else(|| StoreError::NotFound(format!("there is no pending access request {id}")))?;
         audit(&mut tx, now, actor, "request.reject", &device, "").await?;
         tx.commit().await?;
         self.access_request(id, now).await

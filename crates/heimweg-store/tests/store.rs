@@ -9,11 +9,15 @@ backend_tests!(
     concurrent_enrollment_never_hands_out_an_address_twice,
     listing_is_paginated_and_searchable,
     observed_status_is_recorded_without_a_revision,
+    two_gateways_share_one_database,
+    users_tokens_and_requests_keep_their_invariants,
 );
 
 use heimweg_control::PrivateKey;
 use heimweg_store::testing::Scratch;
-use heimweg_store::{backend_tests, Backend, DeviceQuery, NewDevice, NewGroup, PeerStatus, Store, StoreError};
+use heimweg_store::{
+    backend_tests, Backend, DeviceQuery, NewDevice, NewGroup, PeerStatus, Store, StoreError,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,7 +126,11 @@ async fn bad_requests_change_nothing(backend: Backend) {
         "no revision bump for failures"
     );
     assert_eq!(
-        store.devices(&DeviceQuery::default(), NOW).await.unwrap().total,
+        store
+            .devices(&DeviceQuery::default(), NOW)
+            .await
+            .unwrap()
+            .total,
         1
     );
     // The failed attempts consumed no addresses.
@@ -219,9 +227,9 @@ async fn listing_is_paginated_and_searchable(backend: Backend) {
     let page = store
         .devices(
             &DeviceQuery {
-            limit: 10,
-            offset: 0,
-            ..Default::default()
+                limit: 10,
+                offset: 0,
+                ..Default::default()
             },
             NOW,
         )
@@ -233,9 +241,9 @@ async fn listing_is_paginated_and_searchable(backend: Backend) {
     let anna = store
         .devices(
             &DeviceQuery {
-            search: Some("anna".into()),
-            limit: 100,
-            ..Default::default()
+                search: Some("anna".into()),
+                limit: 100,
+                ..Default::default()
             },
             NOW,
         )
@@ -245,8 +253,8 @@ async fn listing_is_paginated_and_searchable(backend: Backend) {
     let pct = store
         .devices(
             &DeviceQuery {
-            search: Some("%".into()),
-            ..Default::default()
+                search: Some("%".into()),
+                ..Default::default()
             },
             NOW,
         )
@@ -270,8 +278,8 @@ async fn listing_is_paginated_and_searchable(backend: Backend) {
     let none = store
         .devices(
             &DeviceQuery {
-            group: Some("rathaus".into()),
-            ..Default::default()
+                group: Some("rathaus".into()),
+                ..Default::default()
             },
             NOW,
         )
@@ -312,4 +320,134 @@ async fn observed_status_is_recorded_without_a_revision(backend: Backend) {
         rev,
         "observations are not changes"
     );
+}
+
+/// Two gateways on one database (PostgreSQL in production; an SQLite file opened twice here
+/// is the same contract): writes from both never collide, and each sees the other's changes.
+async fn two_gateways_share_one_database(backend: Backend) {
+    let Some((db, first)) = fresh(backend, "twogw").await else {
+        return;
+    };
+    let second = Arc::new(Store::connect(db.url()).await.unwrap());
+    let first = Arc::new(first);
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let s = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            tokio::spawn(async move { s.add_device("admin", device(&format!("g{i}")), NOW).await })
+        })
+        .collect();
+    let mut v4 = HashSet::new();
+    for t in tasks {
+        assert!(v4.insert(t.await.unwrap().unwrap().ipv4));
+    }
+    assert_eq!(
+        first.revision().await.unwrap(),
+        second.revision().await.unwrap()
+    );
+    second.revoke_device("admin", "g0", NOW).await.unwrap();
+    assert_eq!(first.active_peers(NOW).await.unwrap().len(), 29);
+    // Status from a gateway that saw an older handshake does not overwrite a newer one.
+    let key = first.device_by_name("g1").await.unwrap().public_key;
+    let seen = |at: i64, from: &str| PeerStatus {
+        public_key: key,
+        last_handshake_at: Some(at),
+        last_endpoint: Some(from.into()),
+    };
+    first
+        .record_status(&[seen(NOW + 100, "198.51.100.1:1")])
+        .await
+        .unwrap();
+    second
+        .record_status(&[seen(NOW + 50, "203.0.113.9:2")])
+        .await
+        .unwrap();
+    let d = second.device_by_name("g1").await.unwrap();
+    assert_eq!(d.last_handshake_at, Some(NOW + 100));
+    assert_eq!(d.last_endpoint.as_deref(), Some("198.51.100.1:1"));
+}
+
+async fn users_tokens_and_requests_keep_their_invariants(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "admin").await else {
+        return;
+    };
+    store
+        .add_device("admin", device("m-laptop"), NOW)
+        .await
+        .unwrap();
+    store
+        .create_enrollment_link(
+            "admin",
+            "m-phone",
+            "default",
+            Some("m.muster"),
+            "h1",
+            NOW + 99,
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.disable_user("admin", "m.muster", NOW).await.unwrap(),
+        1
+    );
+    assert!(store.active_peers(NOW).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_enrollment_link("h1", NOW)
+            .await
+            .unwrap()
+            .is_none(),
+        "a leaver's open links die with the account"
+    );
+    assert!(matches!(
+        store.disable_user("admin", "m.muster", NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Tokens: revoked ones no longer authenticate.
+    store
+        .create_api_token("admin", "ci", "th", &["devices:read".into()], NOW)
+        .await
+        .unwrap();
+    assert!(store.api_token_by_hash("th").await.unwrap().is_some());
+    store.revoke_api_token("admin", "ci", NOW).await.unwrap();
+    assert!(store.api_token_by_hash("th").await.unwrap().is_none());
+    assert_eq!(store.api_tokens().await.unwrap()[0].revoked_at, Some(NOW));
+    // Requests: approving with a taken device name fails whole and leaves it pending.
+    let req = heimweg_store::NewAccessRequest {
+        requester: "Otto".into(),
+        contact: String::new(),
+        device_name: "otto-pc".into(),
+        reason: String::new(),
+    };
+    let r = store
+        .create_access_request(&req, "rq", "lk", NOW)
+        .await
+        .unwrap();
+    let mut taken = device("otto-pc");
+    taken.owner = None;
+    store.add_device("admin", taken, NOW).await.unwrap();
+    assert!(matches!(
+        store
+            .approve_access_request("admin", r.id, "default", NOW + 10, NOW)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.access_request(r.id, NOW).await.unwrap().status,
+        "pending"
+    );
+    let rejected = store
+        .reject_access_request("admin", r.id, NOW)
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, "rejected");
+    assert!(store
+        .claim_enrollment_link("lk", NOW)
+        .await
+        .unwrap()
+        .is_none());
 }
