@@ -12,10 +12,15 @@ fn enabled() -> bool {
 }
 
 fn run_script(script: &str) {
+    run_script_with(script, &[]);
+}
+
+fn run_script_with(script: &str, env: &[(&str, &str)]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new("bash")
         .arg(root.join(script))
         .current_dir(root)
+        .envs(env.iter().copied())
         .env("HEIMWEG_WG", env!("CARGO_BIN_EXE_heimweg-wg"))
         .env("HEIMWEG", env!("CARGO_BIN_EXE_heimweg"))
         .env("GATEWAY_IS_HEIMWEG", "1")
@@ -40,6 +45,28 @@ fn enrolled_devices_connect_and_revocation_cuts_them_off_within_a_second() {
         return;
     }
     run_script("tests/netns/provisioning.sh");
+}
+
+/// The same end-to-end run with the gateway and the CLI on a PostgreSQL database instead of
+/// the SQLite file: the second backend carries a real gateway, not just the store tests.
+#[tokio::test]
+async fn the_gateway_runs_on_postgresql_too() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    let db = heimweg_store::testing::Scratch::new(heimweg_store::Backend::Postgres, "e2e")
+        .await
+        .expect("HEIMWEG_E2E implies a PostgreSQL server");
+    let url = db.url().to_string();
+    tokio::task::spawn_blocking(move || {
+        run_script_with(
+            "tests/netns/provisioning.sh",
+            &[("HEIMWEG_DATABASE_URL", url.as_str())],
+        )
+    })
+    .await
+    .unwrap();
 }
 
 /// A `heimweg-wg -f` process, killed (by PID) when dropped.

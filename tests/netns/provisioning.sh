@@ -14,7 +14,10 @@
 # Asserts: enrolled devices reach the allowed host; a host outside the group's policy stays
 # unreachable even when the client routes it into the tunnel (the gateway is the boundary);
 # revoking one device stops its traffic within a second while the other's transfer goes on;
-# after a gateway restart the remaining device recovers and the revoked one stays out.
+# after a gateway restart the remaining device recovers and the revoked one stays out; a
+# rotated key replaces the old one at once, and the new config connects.
+# With HEIMWEG_DATABASE_URL set (a PostgreSQL database), gateway and CLI use it instead of the
+# SQLite file in the state directory.
 # Prints PASS/FAIL lines and finally "N passed, M failed"; exits 1 if any failed.
 set -eEuo pipefail
 
@@ -98,9 +101,14 @@ ping_ok() { nsx "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; }
 
 # ---- provisioning through the CLI, against the live gateway ----
 check "serve: first start creates the state and comes up" start_gateway
-check "serve: the gateway key and the database are private (0600)" eval "[[ \$(stat -c %a '$STATE/server.key') == 600 && \$(stat -c %a '$STATE/heimweg.db') == 600 ]]"
+if [[ -n ${HEIMWEG_DATABASE_URL:-} ]]; then
+  check "serve: the gateway key is private (0600) and no SQLite file was made" \
+    eval "[[ \$(stat -c %a '$STATE/server.key') == 600 && ! -e '$STATE/heimweg.db' ]]"
+else
+  check "serve: the gateway key and the database are private (0600)" eval "[[ \$(stat -c %a '$STATE/server.key') == 600 && \$(stat -c %a '$STATE/heimweg.db') == 600 ]]"
+fi
 check "serve: the gateway has the first pool address" \
-  eval "ip -n '$NS_GW' -o addr show dev '$GWIF' | grep -q 'inet 10.77.0.1/16'"
+  wait_until 2 eval "ip -n '$NS_GW' -o addr show dev '$GWIF' | grep -q 'inet 10.77.0.1/16'"
 hw settings endpoint 198.51.100.1:51820 >/dev/null
 hw group add staff --allow 192.0.2.0/25 >/dev/null
 check "cli: a bad CIDR is refused" eval "! hw group add bad --allow 10.0.0.300/8 2>/dev/null"
@@ -108,7 +116,7 @@ check "cli: an unknown group is refused" \
   eval "! hw device add x --group nope --output '$TMPD/x.conf' 2>/dev/null"
 hw device add laptop-1 --group staff --owner anna --output "$TMPD/$C1IF.conf" 2>/dev/null
 # ipad-2 comes through the JSON API, with a token made by the CLI.
-TOKEN=$(hw token create e2e --scope devices:write --scope devices:read 2>/dev/null)
+TOKEN=$(hw token create e2e --scope devices:write --scope devices:read --scope audit:read 2>/dev/null)
 api() { # METHOD PATH [JSON]: prints "STATUS BODY"; the API listens on the gateway's loopback
   nsx "$NS_GW" python3 - "$TOKEN" "$@" <<'EOF'
 import json, sys, urllib.request, urllib.error
@@ -210,11 +218,27 @@ check "restart: only the enrolled device is a peer again" \
   wait_until 2 eval "[[ \$(nsx '$NS_GW' wg show '$GWIF' peers | wc -l) -eq 1 ]]"
 check "restart: ipad-2 recovers by itself" wait_until 40 ping_ok "$NS_C2" "$ALLOWED"
 check "restart: the revoked laptop-1 stays out" eval "! ping_ok '$NS_C1' '$ALLOWED'"
+# ---- key rotation: the old key is cut off, the new config connects ----
+old_key=$(nsx "$NS_C2" wg show "$C2IF" public-key)
+out=$(api POST /api/v1/devices/ipad-2/rotate)
+check "rotate: POST /api/v1/devices/ipad-2/rotate returns a new config (201)" test "${out%% *}" = 201
+( umask 077; python3 -c "import json,sys; print(json.loads(sys.argv[1].split(' ',1)[1])['config'], end='')" "$out" \
+    >"$TMPD/rotated.conf" )
+check "rotate: the gateway swapped the key within a second" \
+  wait_until 1 eval "! nsx '$NS_GW' wg show '$GWIF' peers | grep -qF '$old_key' && [[ \$(nsx '$NS_GW' wg show '$GWIF' peers | wc -l) -eq 1 ]]"
+check "rotate: the old key no longer gets through" eval "! ping_ok '$NS_C2' '$ALLOWED'"
+nsx "$NS_C2" wg-quick down "$TMPD/$C2IF.conf" >>"$TMPD/wg-quick.log" 2>&1
+cp "$TMPD/rotated.conf" "$TMPD/$C2IF.conf"
+nsx "$NS_C2" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
+  wg-quick up "$TMPD/$C2IF.conf" >>"$TMPD/wg-quick.log" 2>&1
+check "rotate: the new config connects, with the same address" wait_until 15 ping_ok "$NS_C2" "$ALLOWED"
+
 audit_actions() {
-  python3 -c "import sqlite3, sys; print('\n'.join(r[0] for r in sqlite3.connect(sys.argv[1]).execute('select action from audit_log')))" "$STATE/heimweg.db"
+  api GET '/api/v1/audit?limit=1000' | python3 -c "import json, sys
+print('\n'.join(e['action'] for e in json.loads(sys.stdin.read().split(' ', 1)[1])['items']))"
 }
-check "audit: both enrollments and the revocation are logged" \
-  eval "[[ \$(audit_actions | grep -c '^device.create$') -eq 2 && \$(audit_actions | grep -c '^device.revoke$') -eq 1 ]]"
+check "audit: both enrollments, the revocation and the rotation are logged" \
+  eval "[[ \$(audit_actions | grep -c '^device.create$') -eq 2 && \$(audit_actions | grep -c '^device.revoke$') -eq 1 && \$(audit_actions | grep -c '^device.rotate$') -eq 1 ]]"
 
 summary
 [[ $FAILED -eq 0 ]]

@@ -205,10 +205,10 @@ pub(crate) async fn rotate(
     State(st): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Option<Json<Rotate>>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     caller.require("devices:write")?;
-    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let req: Rotate = crate::optional_body(&body)?;
     let public_key = parse_key(req.public_key.as_deref())?;
     let rotated = service::rotate(
         &st.store,

@@ -157,6 +157,18 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// A JSON body that may be left out entirely (empty, whatever the Content-Type says): then
+/// every field takes its default.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    bytes: &axum::body::Bytes,
+) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")))
+}
+
 /// Answers 201 with a body that holds a secret (a config or a token): never cached.
 fn created_secret(body: serde_json::Value) -> Response {
     let mut resp = (StatusCode::CREATED, Json(body)).into_response();

@@ -128,10 +128,10 @@ pub(crate) async fn approve(
     State(st): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-    body: Option<Json<Approve>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<RequestJson>, ApiError> {
     caller.require("devices:write")?;
-    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let req: Approve = crate::optional_body(&body)?;
     let hours = req.expires_in_hours.unwrap_or(72);
     if hours == 0 || hours > 720 {
         return Err(ApiError::BadRequest(
