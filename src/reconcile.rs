@@ -4,7 +4,8 @@
 //! either rebuilds the desired peer set — every device that is neither revoked nor expired,
 //! with its group's access policy — and hands it to [`DataPlane::sync_peers`], which touches
 //! only the peers that differ. Polling the revision every 200 ms keeps revocation well inside
-//! the one second the operators were promised, at the cost of one tiny query.
+//! the one second the operators were promised, at the cost of one tiny query; on PostgreSQL a
+//! LISTEN/NOTIFY watcher wakes it as soon as any gateway or CLI commits.
 
 use anyhow::Result;
 use heimweg_control::PublicKey;
@@ -109,6 +110,14 @@ fn changed_status(
 
 /// Runs until the task is dropped.
 pub async fn run(store: Arc<Store>, dataplane: Arc<DataPlane>) {
+    // On PostgreSQL, other gateways' and CLIs' commits wake the loop at once.
+    let mut watcher = match store.watch().await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "no change notifications; polling only");
+            None
+        }
+    };
     let mut applied_revision = None;
     let mut next_expiry: Option<i64> = None;
     let mut written = HashMap::new();
@@ -144,6 +153,14 @@ pub async fn run(store: Arc<Store>, dataplane: Arc<DataPlane>) {
                 Err(e) => tracing::warn!(error = %e, "reconcile failed; retrying"),
             }
         }
-        tokio::time::sleep(POLL).await;
+        match watcher.as_mut() {
+            Some(w) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = w.changed() => {}
+                }
+            }
+            None => tokio::time::sleep(POLL).await,
+        }
     }
 }

@@ -250,6 +250,8 @@ fn split_strings(s: &str) -> Vec<String> {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Kept for [`Store::watch`]; may hold a password, so never printed.
+    url: String,
 }
 
 impl Store {
@@ -298,13 +300,28 @@ impl Store {
             })
             .connect(url)
             .await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            url: url.to_string(),
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A [`Watcher`] for changes other writers commit: PostgreSQL only (SQLite has no
+    /// notifications; the reconciler's poll covers it).
+    pub async fn watch(&self) -> Result<Option<Watcher>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen("heimweg_revision").await?;
+        Ok(Some(Watcher { listener }))
     }
 
     /// Starts a write transaction that holds the store's one write lock from its first
@@ -1155,7 +1172,30 @@ async fn bump_revision(tx: &mut Tx<'_>) -> Result<()> {
     sqlx::query("UPDATE settings SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'revision'")
         .execute(&mut **tx)
         .await?;
+    if tx.backend_name() == "PostgreSQL" {
+        // Delivered at commit (and not at all on rollback) to every gateway's `Watcher`.
+        sqlx::query("SELECT pg_notify('heimweg_revision', '')")
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
+}
+
+/// Wakes a gateway as soon as another writer commits a change (PostgreSQL's LISTEN/NOTIFY).
+/// The reconciler still polls the revision: a notification only makes it look sooner, so a
+/// lost connection costs latency, never a change.
+pub struct Watcher {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl Watcher {
+    /// Returns when a change was committed; on a lost connection, after sqlx reconnected.
+    pub async fn changed(&mut self) {
+        if self.listener.try_recv().await.is_err() {
+            // Not connected and reconnecting failed: do not spin; the poll still runs.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
 }
 
 /// Records an enrollment link for a device name that is still free; audited.

@@ -329,6 +329,19 @@ async fn two_gateways_share_one_database(backend: Backend) {
         return;
     };
     let second = Arc::new(Store::connect(db.url()).await.unwrap());
+    // On PostgreSQL the first gateway hears of the second's commits; SQLite has no watcher.
+    let mut watcher = first.watch().await.unwrap();
+    assert_eq!(watcher.is_some(), backend == Backend::Postgres);
+    if let Some(w) = watcher.as_mut() {
+        second
+            .add_device("admin", device("notify"), NOW)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), w.changed())
+            .await
+            .expect("a commit on one gateway wakes the other");
+        second.revoke_device("admin", "notify", NOW).await.unwrap();
+    }
     let first = Arc::new(first);
     let tasks: Vec<_> = (0..30)
         .map(|i| {
