@@ -106,7 +106,15 @@ pub fn run(config: Config, uapi_dir: &Path) -> Result<()> {
 }
 
 /// Logging: `RUST_LOG` if set, else wireguard-go's `LOG_LEVEL` (verbose, error, silent).
-pub fn init_logging() {
+/// Log output: lines for people (the default) or one JSON object per line for journald
+/// with a JSON parser, Loki or similar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(match std::env::var("LOG_LEVEL").as_deref() {
@@ -116,10 +124,13 @@ pub fn init_logging() {
             _ => "info",
         })
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 #[cfg(test)]

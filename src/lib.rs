@@ -4,4 +4,5 @@
 //! data plane and its UAPI socket, and stops them cleanly.
 
 pub mod gateway;
+pub mod metrics;
 pub mod reconcile;

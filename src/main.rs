@@ -26,7 +26,12 @@ use std::sync::Arc;
 )]
 struct Cli {
     /// Directory for the gateway's state: the database and the gateway key.
-    #[arg(long, global = true, default_value = "/var/lib/heimweg")]
+    #[arg(
+        long,
+        global = true,
+        env = "HEIMWEG_STATE_DIR",
+        default_value = "/var/lib/heimweg"
+    )]
     state_dir: PathBuf,
     /// The database: by default the SQLite file `STATE_DIR/heimweg.db`. Several gateways share
     /// one PostgreSQL database: postgres://USER:PASSWORD@HOST/DB. Pass it through the
@@ -38,6 +43,15 @@ struct Cli {
         hide_env_values = true
     )]
     database: Option<String>,
+    /// Log lines for people (human) or one JSON object per line (json).
+    #[arg(
+        long,
+        global = true,
+        env = "HEIMWEG_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    log_format: gateway::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,8 +64,10 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
         /// Where the JSON API listens. Plain HTTP: keep it on localhost or behind a TLS proxy.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "HEIMWEG_API_LISTEN", default_value = "127.0.0.1:8080")]
         api_listen: SocketAddr,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
     /// Run only the data plane, configured over the UAPI socket (`wg set`, `wg syncconf`).
     Up {
@@ -139,21 +155,35 @@ enum TokenCmd {
 }
 
 #[derive(Args)]
+struct OpsArgs {
+    /// Where /metrics, /healthz and /readyz listen (plain HTTP; 9586 is the WireGuard
+    /// exporters' port). "off" disables them.
+    #[arg(long, env = "HEIMWEG_METRICS_LISTEN", default_value = "127.0.0.1:9586")]
+    metrics_listen: String,
+    /// Per-peer series for at most this many devices (0: aggregates only). Keyed by device id.
+    #[arg(long, env = "HEIMWEG_METRICS_PER_PEER", default_value_t = 0)]
+    metrics_per_peer: usize,
+    /// Put device names into heimweg_peer_info (personal data in Prometheus: opt-in).
+    #[arg(long, env = "HEIMWEG_METRICS_PEER_NAMES")]
+    metrics_peer_names: bool,
+}
+
+#[derive(Args)]
 struct NetArgs {
     /// Interface name.
-    #[arg(long, default_value = "heimweg0")]
+    #[arg(long, env = "HEIMWEG_INTERFACE", default_value = "heimweg0")]
     interface: String,
     /// UDP listen port.
-    #[arg(long, default_value_t = 51820)]
+    #[arg(long, env = "HEIMWEG_LISTEN_PORT", default_value_t = 51820)]
     listen_port: u16,
     /// Interface MTU.
-    #[arg(long, default_value_t = 1420)]
+    #[arg(long, env = "HEIMWEG_MTU", default_value_t = 1420)]
     mtu: u32,
     /// Worker threads; 0 = one per core.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "HEIMWEG_WORKERS", default_value_t = 0)]
     workers: usize,
     /// Directory of the UAPI socket.
-    #[arg(long, default_value = gateway::UAPI_DIR)]
+    #[arg(long, env = "HEIMWEG_UAPI_DIR", default_value = gateway::UAPI_DIR)]
     uapi_dir: PathBuf,
 }
 
@@ -266,7 +296,7 @@ enum SettingsCmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    gateway::init_logging();
+    gateway::init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -292,9 +322,17 @@ fn run(cli: Cli) -> Result<()> {
             config.addresses = addresses;
             gateway::run(config, &net.uapi_dir)
         }
-        Command::Serve { net, api_listen } => {
-            serve(&cli.state_dir, cli.database.as_deref(), net, api_listen)
-        }
+        Command::Serve {
+            net,
+            api_listen,
+            ops,
+        } => serve(
+            &cli.state_dir,
+            cli.database.as_deref(),
+            net,
+            api_listen,
+            ops,
+        ),
         Command::Device(cmd) => {
             runtime()?.block_on(device(&cli.state_dir, cli.database.as_deref(), cmd))
         }
@@ -376,6 +414,7 @@ fn serve(
     database: Option<&str>,
     net: NetArgs,
     api_listen: SocketAddr,
+    ops: OpsArgs,
 ) -> Result<()> {
     let rt = runtime()?;
     let key = load_or_create_key(state_dir)?;
@@ -395,28 +434,63 @@ fn serve(
     ];
     let running = gateway::start(config, &net.uapi_dir)?;
     let public = PrivateKey::from_bytes(key).public_key();
+    let directory = Arc::new(reconcile::Directory::default());
+    let registry = heimweg::metrics::registry(
+        running.dataplane.clone(),
+        directory.clone(),
+        heimweg::metrics::PerPeer {
+            max: ops.metrics_per_peer,
+            names: ops.metrics_peer_names,
+        },
+    )?;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(api_listen))
         .with_context(|| format!("binding the API to {api_listen}"))?;
-    let app = heimweg_api::router(heimweg_api::AppState {
-        store: store.clone(),
-        gateway_key: public,
-    });
+    let app = heimweg_api::metrics::track(
+        heimweg_api::router(heimweg_api::AppState {
+            store: store.clone(),
+            gateway_key: public,
+        }),
+        heimweg_api::metrics::ApiMetrics::register(&registry)?,
+    );
     rt.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the API server stopped");
         }
     });
+    if ops.metrics_listen != "off" {
+        let addr: SocketAddr = ops
+            .metrics_listen
+            .parse()
+            .context("--metrics-listen must be an address:port or \"off\"")?;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
+        let ops_app =
+            heimweg::metrics::router(registry.clone(), running.dataplane.clone(), store.clone());
+        rt.spawn(async move {
+            if let Err(e) = axum::serve(listener, ops_app).await {
+                tracing::error!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     eprintln!(
         "heimweg is running on {} (UDP {}), gateway public key {public}.\n\
          Enroll a device with:  heimweg --state-dir {} device add NAME\n\
          (set the address clients dial first: heimweg settings endpoint HOST:PORT)\n\
-         JSON API on http://{api_listen}/api/v1; create a token with: heimweg token create NAME --scope devices:write",
+         JSON API on http://{api_listen}/api/v1; create a token with: heimweg token create NAME --scope devices:write\n\
+         Metrics: http://{}/metrics",
         running.dataplane.interface(),
         running.dataplane.listen_port(),
         state_dir.display(),
+        ops.metrics_listen,
     );
-    rt.spawn(reconcile::run(store, running.dataplane.clone()));
+    rt.spawn(reconcile::run(
+        store,
+        running.dataplane.clone(),
+        directory,
+        reconcile::ReconcileMetrics::register(&registry)?,
+    ));
     running.wait();
     rt.shutdown_background();
     Ok(())

@@ -13,9 +13,10 @@ use heimweg_core::{IpNetwork, Policy};
 use heimweg_dataplane::{DataPlane, PeerSpec};
 use heimweg_store::{PeerStatus, Store};
 use ipnet::IpNet;
+use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -33,8 +34,25 @@ fn to_network(net: &IpNet) -> Option<IpNetwork> {
     IpNetwork::new_truncate(net.network(), net.prefix_len()).ok()
 }
 
+/// What the metrics need to know about a peer the data plane only knows by key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerMeta {
+    pub device_id: i64,
+    pub name: String,
+    pub group: String,
+}
+
+/// Public key → device, as of the last reconcile; read by the per-peer metrics.
+pub type Directory = RwLock<HashMap<[u8; 32], PeerMeta>>;
+
+/// The desired state at `now`: the peers the data plane should have, and who they are.
+pub struct Desired {
+    pub peers: Vec<PeerSpec>,
+    pub directory: HashMap<[u8; 32], PeerMeta>,
+}
+
 /// The peers the data plane should have at `now`.
-pub async fn desired_peers(store: &Store, now: i64) -> Result<Vec<PeerSpec>> {
+pub async fn desired_peers(store: &Store, now: i64) -> Result<Desired> {
     let groups = store.groups().await?;
     // One Policy per group, shared by its peers: the group's networks plus its DNS servers,
     // which the client config routes through the tunnel.
@@ -55,8 +73,22 @@ pub async fn desired_peers(store: &Store, now: i64) -> Result<Vec<PeerSpec>> {
             (g.id, Arc::new(Policy::new(nets)))
         })
         .collect();
-    let peers = store.active_peers(now).await?;
-    Ok(peers
+    let group_names: HashMap<i64, &str> = groups.iter().map(|g| (g.id, g.name.as_str())).collect();
+    let active = store.active_peers(now).await?;
+    let directory = active
+        .iter()
+        .map(|p| {
+            (
+                *p.public_key.as_bytes(),
+                PeerMeta {
+                    device_id: p.device_id,
+                    name: p.name.clone(),
+                    group: group_names.get(&p.group_id).unwrap_or(&"").to_string(),
+                },
+            )
+        })
+        .collect();
+    let peers = active
         .into_iter()
         .map(|p| PeerSpec {
             public_key: *p.public_key.as_bytes(),
@@ -73,7 +105,43 @@ pub async fn desired_peers(store: &Store, now: i64) -> Result<Vec<PeerSpec>> {
                     .unwrap_or_else(|| Arc::new(Policy::new([]))),
             ),
         })
-        .collect())
+        .collect();
+    Ok(Desired { peers, directory })
+}
+
+/// The reconciler's own health, for `/metrics`.
+pub struct ReconcileMetrics {
+    lag: Gauge,
+    applied_revision: IntGauge,
+    runs: IntCounterVec,
+}
+
+impl ReconcileMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<ReconcileMetrics> {
+        let lag = Gauge::new(
+            "heimweg_reconciler_lag_seconds",
+            "How long the store has held changes the data plane does not have yet (0: in sync).",
+        )?;
+        let applied_revision = IntGauge::new(
+            "heimweg_reconciler_applied_revision",
+            "The store revision the data plane was last made equal to.",
+        )?;
+        let runs = IntCounterVec::new(
+            Opts::new(
+                "heimweg_reconciler_runs_total",
+                "Reconcile attempts by result (ok, error).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(lag.clone()))?;
+        registry.register(Box::new(applied_revision.clone()))?;
+        registry.register(Box::new(runs.clone()))?;
+        Ok(ReconcileMetrics {
+            lag,
+            applied_revision,
+            runs,
+        })
+    }
 }
 
 /// What the data plane observed of each peer since the last write, as store rows. Only
@@ -109,7 +177,12 @@ fn changed_status(
 }
 
 /// Runs until the task is dropped.
-pub async fn run(store: Arc<Store>, dataplane: Arc<DataPlane>) {
+pub async fn run(
+    store: Arc<Store>,
+    dataplane: Arc<DataPlane>,
+    directory: Arc<Directory>,
+    metrics: ReconcileMetrics,
+) {
     // On PostgreSQL, other gateways' and CLIs' commits wake the loop at once.
     let mut watcher = match store.watch().await {
         Ok(w) => w,
@@ -122,6 +195,8 @@ pub async fn run(store: Arc<Store>, dataplane: Arc<DataPlane>) {
     let mut next_expiry: Option<i64> = None;
     let mut written = HashMap::new();
     let mut last_status = tokio::time::Instant::now();
+    // When the store was first seen ahead of the data plane; None while in sync.
+    let mut behind_since: Option<tokio::time::Instant> = None;
     loop {
         if last_status.elapsed() >= STATUS_EVERY {
             last_status = tokio::time::Instant::now();
@@ -135,24 +210,37 @@ pub async fn run(store: Arc<Store>, dataplane: Arc<DataPlane>) {
         let revision = store.revision().await.ok();
         let due = next_expiry.is_some_and(|t| t <= now);
         if revision.is_some() && (revision != applied_revision || due) {
+            behind_since.get_or_insert_with(tokio::time::Instant::now);
             match desired_peers(&store, now).await {
                 Ok(desired) => {
-                    let report = dataplane.sync_peers(&desired);
+                    let report = dataplane.sync_peers(&desired.peers);
                     if report != Default::default() {
                         tracing::info!(
                             added = report.added,
                             removed = report.removed,
                             updated = report.updated,
-                            peers = desired.len(),
+                            peers = desired.peers.len(),
                             "data plane reconciled"
                         );
                     }
+                    if let Ok(mut d) = directory.write() {
+                        *d = desired.directory;
+                    }
                     applied_revision = revision;
+                    behind_since = None;
+                    metrics.runs.with_label_values(&["ok"]).inc();
+                    metrics.applied_revision.set(revision.unwrap_or(0));
                     next_expiry = store.next_expiry(now).await.ok().flatten();
                 }
-                Err(e) => tracing::warn!(error = %e, "reconcile failed; retrying"),
+                Err(e) => {
+                    metrics.runs.with_label_values(&["error"]).inc();
+                    tracing::warn!(error = %e, "reconcile failed; retrying");
+                }
             }
         }
+        metrics
+            .lag
+            .set(behind_since.map_or(0.0, |t| t.elapsed().as_secs_f64()));
         match watcher.as_mut() {
             Some(w) => {
                 tokio::select! {

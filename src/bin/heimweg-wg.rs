@@ -49,7 +49,7 @@ fn real_main() -> Result<()> {
     if !foreground && std::env::var_os(DAEMON_ENV).is_none() {
         return daemonize(&name, uapi_dir);
     }
-    gateway::init_logging();
+    gateway::init_logging(gateway::LogFormat::Human);
     gateway::run(heimweg_dataplane::Config::new(name), uapi_dir)
 }
 

@@ -14,6 +14,7 @@
 mod devices;
 mod groups;
 mod links;
+pub mod metrics;
 pub mod openapi;
 mod requests;
 pub mod service;

@@ -152,7 +152,39 @@ pub(crate) struct Shared {
     pub fwmark: AtomicU32,
     /// Set by a worker that lost its TUN (the interface was deleted): the process should exit.
     pub tun_gone: AtomicBool,
+    /// One per worker, written only by that worker.
+    pub worker_stats: Vec<WorkerStats>,
 }
+
+/// What one worker counts outside the core: its busy time and the I/O errors that lose
+/// packets after the core has handled them.
+#[derive(Default)]
+pub(crate) struct WorkerStats {
+    pub busy_ns: AtomicU64,
+    pub udp_recv_errors: AtomicU64,
+    /// Datagrams the socket refused (a full send buffer), dropped as a router would.
+    pub udp_send_dropped: AtomicU64,
+    pub tun_write_errors: AtomicU64,
+}
+
+/// A point-in-time view of the data plane for metrics.
+#[derive(Clone, Debug)]
+pub struct MetricsSnapshot {
+    pub counters: heimweg_core::Counters,
+    pub handshake_queue_depth: usize,
+    pub peers: usize,
+    /// Peers with a handshake in the last [`ACTIVE_WINDOW`].
+    pub active_peers: usize,
+    /// Per worker: seconds spent processing (not waiting).
+    pub worker_busy_seconds: Vec<f64>,
+    pub udp_recv_errors: u64,
+    pub udp_send_dropped: u64,
+    pub tun_write_errors: u64,
+}
+
+/// A peer counts as active (connected) with a handshake this recent: WireGuard rekeys every
+/// two minutes while traffic flows, so 180 s covers a live session with margin.
+pub const ACTIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Shared {
     pub fn device(&self) -> MutexGuard<'_, Device> {
@@ -223,6 +255,7 @@ impl DataPlane {
             shutdown: AtomicBool::new(false),
             fwmark: AtomicU32::new(0),
             tun_gone: AtomicBool::new(false),
+            worker_stats: (0..workers).map(|_| WorkerStats::default()).collect(),
         });
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -277,6 +310,40 @@ impl DataPlane {
         v.push(("peers".into(), d.peer_count() as u64));
         v.push(("peers_scheduled".into(), d.scheduled_peers() as u64));
         v
+    }
+
+    /// Everything the metrics endpoint reports, taken under one lock.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let (counters, handshake_queue_depth, peers, active_peers) = {
+            let d = self.shared.device();
+            let active = d
+                .peers()
+                .filter(|p| p.last_handshake_ago.is_some_and(|a| a < ACTIVE_WINDOW))
+                .count();
+            (
+                d.counters().clone(),
+                d.handshake_queue_depth(),
+                d.peer_count(),
+                active,
+            )
+        };
+        let w = &self.shared.worker_stats;
+        let sum = |f: fn(&WorkerStats) -> &AtomicU64| {
+            w.iter().map(|s| f(s).load(Ordering::Relaxed)).sum::<u64>()
+        };
+        MetricsSnapshot {
+            counters,
+            handshake_queue_depth,
+            peers,
+            active_peers,
+            worker_busy_seconds: w
+                .iter()
+                .map(|s| s.busy_ns.load(Ordering::Relaxed) as f64 / 1e9)
+                .collect(),
+            udp_recv_errors: sum(|s| &s.udp_recv_errors),
+            udp_send_dropped: sum(|s| &s.udp_send_dropped),
+            tun_write_errors: sum(|s| &s.tun_write_errors),
+        }
     }
 
     /// How often a packet was dropped for `reason`.

@@ -5,7 +5,7 @@
 //! the core emit timer traffic and a bounded number of handshake responses; send everything
 //! with one batched syscall. Buffers are allocated once per worker, never per packet.
 
-use crate::{Shared, Sockets};
+use crate::{Shared, Sockets, WorkerStats};
 use heimweg_core::{Output, DATA_OVERHEAD};
 use heimweg_sys::poll::wait_readable;
 use heimweg_sys::udp::{RecvMeta, Transmit as UdpTransmit};
@@ -56,9 +56,58 @@ impl Buffers {
     }
 }
 
+/// Per-packet problems are counted always but logged at most once per this interval per
+/// worker, with how many happened since: a flood must not become a log flood.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs the growth of this worker's I/O error counters, at most once per [`WARN_EVERY`].
+struct ErrorLog {
+    last: Instant,
+    seen: (u64, u64, u64),
+}
+
+impl ErrorLog {
+    fn new() -> ErrorLog {
+        ErrorLog {
+            last: Instant::now(),
+            seen: (0, 0, 0),
+        }
+    }
+
+    fn maybe_warn(&mut self, index: usize, stats: &WorkerStats) {
+        if self.last.elapsed() < WARN_EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let now = (
+            stats.udp_recv_errors.load(Ordering::Relaxed),
+            stats.udp_send_dropped.load(Ordering::Relaxed),
+            stats.tun_write_errors.load(Ordering::Relaxed),
+        );
+        let new = (
+            now.0 - self.seen.0,
+            now.1 - self.seen.1,
+            now.2 - self.seen.2,
+        );
+        if new != (0, 0, 0) {
+            tracing::warn!(
+                worker = index,
+                udp_receive_errors = new.0,
+                udp_send_dropped = new.1,
+                tun_write_errors = new.2,
+                "packets lost to I/O errors in the last {} s",
+                WARN_EVERY.as_secs()
+            );
+        }
+        self.seen = now;
+    }
+}
+
 pub(crate) fn run(shared: Arc<Shared>, index: usize) {
     let tun = &shared.tuns[index];
     let waker = &shared.wakers[index];
+    let stats = &shared.worker_stats[index];
+    let mut error_log = ErrorLog::new();
     let mut bufs = Buffers::new();
     let mut generation = u64::MAX;
     let mut sockets: Option<Arc<Sockets>> = None;
@@ -99,18 +148,23 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize) {
                 return;
             }
         };
+        let busy_since = Instant::now();
         if ready & 0b100 != 0 {
             let _ = waker.drain();
         }
         if ready & 0b010 != 0 {
-            udp_batch(&shared, tun, sock, &mut bufs);
+            udp_batch(&shared, tun, sock, &mut bufs, stats);
         }
-        if ready & 0b001 != 0 && !tun_batch(&shared, tun, sock, &mut bufs) {
+        if ready & 0b001 != 0 && !tun_batch(&shared, tun, sock, &mut bufs, stats) {
             shared.tun_gone.store(true, Ordering::Release);
             return;
         }
-        housekeeping(&shared, sock, &mut bufs);
-        flush(sock, &mut bufs);
+        housekeeping(&shared, sock, &mut bufs, stats);
+        flush(sock, &mut bufs, stats);
+        stats
+            .busy_ns
+            .fetch_add(busy_since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        error_log.maybe_warn(index, stats);
     }
 }
 
@@ -120,6 +174,7 @@ fn udp_batch(
     tun: &heimweg_sys::tun::Tun,
     sock: &heimweg_sys::udp::UdpSocket,
     bufs: &mut Buffers,
+    stats: &WorkerStats,
 ) {
     let n = {
         let mut rx: [&mut [u8]; BATCH] = std::array::from_fn(|_| &mut [][..]);
@@ -130,6 +185,7 @@ fn udp_batch(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) => {
+                stats.udp_recv_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "udp receive failed");
                 return;
             }
@@ -140,7 +196,7 @@ fn udp_batch(
     for i in 0..n {
         if bufs.full() {
             drop(d);
-            flush(sock, bufs);
+            flush(sock, bufs, stats);
             d = shared.device();
         }
         let meta = bufs.meta[i];
@@ -151,7 +207,9 @@ fn udp_batch(
             Output::Tun { len, .. } => {
                 // A full TUN queue means the kernel side is slower than us; dropping here is
                 // what a router does, and TCP above will back off.
-                let _ = tun.write(&bufs.out[slot][..len]);
+                if tun.write(&bufs.out[slot][..len]).is_err() {
+                    stats.tun_write_errors.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Output::Nothing => {}
         }
@@ -165,6 +223,7 @@ fn tun_batch(
     tun: &heimweg_sys::tun::Tun,
     sock: &heimweg_sys::udp::UdpSocket,
     bufs: &mut Buffers,
+    stats: &WorkerStats,
 ) -> bool {
     for _ in 0..BATCH {
         let n = match tun.read(&mut bufs.tun_in) {
@@ -177,7 +236,7 @@ fn tun_batch(
             }
         };
         if bufs.full() {
-            flush(sock, bufs);
+            flush(sock, bufs, stats);
         }
         let slot = bufs.pending.len();
         let mut d = shared.device();
@@ -191,13 +250,18 @@ fn tun_batch(
 }
 
 /// Timer traffic, packets that waited for a session, and a bounded number of handshakes.
-fn housekeeping(shared: &Shared, sock: &heimweg_sys::udp::UdpSocket, bufs: &mut Buffers) {
+fn housekeeping(
+    shared: &Shared,
+    sock: &heimweg_sys::udp::UdpSocket,
+    bufs: &mut Buffers,
+    stats: &WorkerStats,
+) {
     let now = Instant::now();
     let mut d = shared.device();
     loop {
         if bufs.full() {
             drop(d);
-            flush(sock, bufs);
+            flush(sock, bufs, stats);
             d = shared.device();
         }
         let slot = bufs.pending.len();
@@ -212,7 +276,7 @@ fn housekeeping(shared: &Shared, sock: &heimweg_sys::udp::UdpSocket, bufs: &mut 
         }
         if bufs.full() {
             drop(d);
-            flush(sock, bufs);
+            flush(sock, bufs, stats);
             d = shared.device();
         }
         let slot = bufs.pending.len();
@@ -223,7 +287,7 @@ fn housekeeping(shared: &Shared, sock: &heimweg_sys::udp::UdpSocket, bufs: &mut 
 }
 
 /// Sends every pending datagram with batched syscalls.
-fn flush(sock: &heimweg_sys::udp::UdpSocket, bufs: &mut Buffers) {
+fn flush(sock: &heimweg_sys::udp::UdpSocket, bufs: &mut Buffers, stats: &WorkerStats) {
     if bufs.pending.is_empty() {
         return;
     }
@@ -246,6 +310,11 @@ fn flush(sock: &heimweg_sys::udp::UdpSocket, bufs: &mut Buffers) {
             Ok(0) | Err(_) => break,
             Ok(n) => sent += n,
         }
+    }
+    if sent < count {
+        stats
+            .udp_send_dropped
+            .fetch_add((count - sent) as u64, Ordering::Relaxed);
     }
     bufs.pending.clear();
 }

@@ -86,7 +86,6 @@ impl Store {
         audit(&mut tx, now, actor, "device.rotate", name, &key).await?;
         bump_revision(&mut tx).await?;
         tx.commit().await?;
-        tracing::info!(device = %name, "device key rotated");
         self.device_by_name(name).await
     }
 
@@ -355,7 +354,6 @@ impl Store {
         .await?;
         bump_revision(&mut tx).await?;
         tx.commit().await?;
-        tracing::info!(user = %name, devices = devices.len(), "user disabled");
         Ok(devices.len() as u64)
     }
 

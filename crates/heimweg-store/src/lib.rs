@@ -161,6 +161,8 @@ pub struct PeerStatus {
 /// A device the data plane should have as a peer right now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivePeer {
+    pub device_id: i64,
+    pub name: String,
     pub public_key: PublicKey,
     pub preshared_key: Option<[u8; 32]>,
     pub ipv4: Ipv4Addr,
@@ -640,7 +642,6 @@ impl Store {
         audit(&mut tx, now, actor, "device.create", &d.name, &key).await?;
         bump_revision(&mut tx).await?;
         tx.commit().await?;
-        tracing::info!(device = %d.name, group = %d.group, "device enrolled");
         Ok(Device {
             id,
             name: d.name,
@@ -679,7 +680,6 @@ impl Store {
         audit(&mut tx, now, actor, "device.revoke", name, "").await?;
         bump_revision(&mut tx).await?;
         tx.commit().await?;
-        tracing::info!(device = %name, "device revoked");
         Ok(())
     }
 
@@ -829,7 +829,8 @@ impl Store {
     pub async fn active_peers(&self, now: i64) -> Result<Vec<ActivePeer>> {
         let settings = self.settings().await?;
         let rows = sqlx::query(
-            "SELECT public_key, preshared_key, ipv4_offset, ipv6_offset, group_id FROM devices
+            "SELECT public_key, preshared_key, ipv4_offset, ipv6_offset, group_id, id, name
+             FROM devices
              WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",
         )
         .bind(now)
@@ -847,6 +848,8 @@ impl Store {
                     ipv4: pool::v4_at(&settings.pool_v4, r.get(2)),
                     ipv6: pool::v6_at(&settings.pool_v6, r.get(3)),
                     group_id: r.get(4),
+                    device_id: r.get(5),
+                    name: r.get(6),
                 })
             })
             .collect())
@@ -1165,6 +1168,10 @@ async fn audit(
     .bind(detail)
     .execute(&mut **tx)
     .await?;
+    // One log line per change, the same facts as the audit entry. Details never hold secrets:
+    // public keys, scopes, networks. Every caller audits after its last validation, so only a
+    // database failure (logged as an error itself) can still roll the change back.
+    tracing::info!(target: "heimweg::audit", %actor, %action, %subject, %detail, "change");
     Ok(())
 }
 
