@@ -6,3 +6,4 @@
 pub mod gateway;
 pub mod metrics;
 pub mod reconcile;
+pub mod status;

@@ -93,6 +93,16 @@ enum Command {
     /// API tokens for automation.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// A `wg show`-like summary of the running gateway: peers, traffic, drops, top talkers.
+    Status {
+        #[arg(long, env = "HEIMWEG_INTERFACE", default_value = "heimweg0")]
+        interface: String,
+        #[arg(long, env = "HEIMWEG_UAPI_DIR", default_value = gateway::UAPI_DIR)]
+        uapi_dir: PathBuf,
+        /// How many of the busiest devices to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
     /// Staff members who own devices.
     #[command(subcommand)]
     User(UserCmd),
@@ -345,6 +355,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Token(cmd) => {
             runtime()?.block_on(token(&cli.state_dir, cli.database.as_deref(), cmd))
         }
+        Command::Status {
+            interface,
+            uapi_dir,
+            top,
+        } => runtime()?.block_on(status(
+            &cli.state_dir,
+            cli.database.as_deref(),
+            &interface,
+            &uapi_dir,
+            top,
+        )),
         Command::User(cmd) => {
             runtime()?.block_on(user(&cli.state_dir, cli.database.as_deref(), cmd))
         }
@@ -631,6 +652,42 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
             );
         }
     }
+    Ok(())
+}
+
+async fn status(
+    state_dir: &Path,
+    database: Option<&str>,
+    interface: &str,
+    uapi_dir: &Path,
+    top: usize,
+) -> Result<()> {
+    let socket = uapi_dir.join(format!("{interface}.sock"));
+    let report = tokio::task::spawn_blocking(move || heimweg::status::query(&socket)).await??;
+    // Names come from the store; without it (a plain `heimweg up` gateway) keys are shown.
+    let mut names = std::collections::HashMap::new();
+    if let Ok(store) = open_store(state_dir, database).await {
+        let groups: std::collections::HashMap<i64, String> = store
+            .groups()
+            .await?
+            .into_iter()
+            .map(|g| (g.id, g.name))
+            .collect();
+        for p in store.active_peers(unix_now()).await? {
+            let hex: String = p
+                .public_key
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let group = groups.get(&p.group_id).map_or("", String::as_str);
+            names.insert(hex, format!("{} ({group})", p.name));
+        }
+    }
+    print!(
+        "{}",
+        heimweg::status::render(interface, &report, &names, top)
+    );
     Ok(())
 }
 

@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: real WireGuard peers (wireguard-go, wg, wg-quick), namespaces
 # and traffic tools, tcpdump to capture packets for the replay test, and a PostgreSQL server
-# for the second store backend.
+# for the second store backend; Prometheus (and promtool), nftables and systemd-analyze for the
+# operations checks.
 PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 tcpdump openresolv
-      procps ca-certificates postgresql)
+      procps ca-certificates postgresql prometheus nftables systemd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

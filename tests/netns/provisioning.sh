@@ -15,7 +15,10 @@
 # unreachable even when the client routes it into the tunnel (the gateway is the boundary);
 # revoking one device stops its traffic within a second while the other's transfer goes on;
 # after a gateway restart the remaining device recovers and the revoked one stays out; a
-# rotated key replaces the old one at once, and the new config connects.
+# rotated key replaces the old one at once, and the new config connects. A real Prometheus
+# scrapes the gateway throughout; its HTTP API must report the run's handshakes and bytes,
+# `promtool check metrics` must accept the scrape, `wg show all dump` must parse the way the
+# WireGuard exporters read it, and `heimweg status` must name the busiest device.
 # With HEIMWEG_DATABASE_URL set (a PostgreSQL database), gateway and CLI use it instead of the
 # SQLite file in the state directory.
 # Prints PASS/FAIL lines and finally "N passed, M failed"; exits 1 if any failed.
@@ -23,7 +26,7 @@ set -eEuo pipefail
 
 [[ $(id -u) -eq 0 ]] || { echo "provisioning.sh: must run as root" >&2; exit 2; }
 HW=${HEIMWEG:?set HEIMWEG to the heimweg binary}
-for tool in wg wg-quick wireguard-go ip ping iperf3 python3 socat; do
+for tool in wg wg-quick wireguard-go ip ping iperf3 python3 socat prometheus promtool; do
   command -v "$tool" >/dev/null || { echo "provisioning.sh: missing tool: $tool" >&2; exit 2; }
 done
 
@@ -109,6 +112,37 @@ else
 fi
 check "serve: the gateway has the first pool address" \
   wait_until 2 eval "ip -n '$NS_GW' -o addr show dev '$GWIF' | grep -q 'inet 10.77.0.1/16'"
+# ---- a real Prometheus scraping the gateway every second ----
+cat >"$TMPD/prometheus.yml" <<EOF
+global: { scrape_interval: 1s, evaluation_interval: 1s }
+scrape_configs:
+  - job_name: heimweg
+    static_configs: [ { targets: ["127.0.0.1:9586"] } ]
+EOF
+ip netns exec "$NS_GW" prometheus --config.file="$TMPD/prometheus.yml" \
+  --storage.tsdb.path="$TMPD/prometheus" --web.listen-address=127.0.0.1:9090 \
+  >"$TMPD/prometheus.log" 2>&1 &
+BG_PIDS+=("$!")
+promql() { # EXPR: prints the first sample's value, or nothing
+  nsx "$NS_GW" python3 - "$1" <<'EOF'
+import json, sys, urllib.parse, urllib.request
+url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": sys.argv[1]})
+try:
+    r = json.load(urllib.request.urlopen(url, timeout=5))
+except Exception:
+    sys.exit(0)
+res = r.get("data", {}).get("result", [])
+if res:
+    print(res[0]["value"][1])
+EOF
+}
+promql_ge() { # EXPR MIN: true once Prometheus reports at least MIN
+  local v; v=$(promql "$1"); [[ -n $v ]] && python3 -c "import sys; sys.exit(0 if float('$v') >= float('$2') else 1)"
+}
+metrics_scrape() { nsx "$NS_GW" python3 -c "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9586/$1', timeout=5).read().decode(), end='')"; }
+check "ops: /healthz and /readyz answer" eval "[[ \$(metrics_scrape healthz) == ok && \$(metrics_scrape readyz) == ready ]]"
+check "ops: Prometheus scrapes the gateway (up == 1)" wait_until 20 promql_ge 'up{job="heimweg"}' 1
+
 hw settings endpoint 198.51.100.1:51820 >/dev/null
 hw group add staff --allow 192.0.2.0/25 >/dev/null
 check "cli: a bad CIDR is refused" eval "! hw group add bad --allow 10.0.0.300/8 2>/dev/null"
@@ -210,6 +244,39 @@ iv = [i["sum"]["bytes"] for i in j["intervals"] if i["sum"]["seconds"] >= 0.5]
 sys.exit(0 if iv and all(b > 0 for b in iv) else 1)
 EOF
 check "revoke: ipad-2 still reaches the allowed host" ping_ok "$NS_C2" "$ALLOWED"
+
+# ---- operations: what Prometheus, promtool, the exporters and `heimweg status` see ----
+# iperf3 moved tens of megabytes from ipad-2 and both devices completed handshakes.
+check "ops: Prometheus has this run's handshakes (heimweg_handshakes_total{result=ok} >= 2)" \
+  wait_until 15 promql_ge 'heimweg_handshakes_total{result="ok"}' 2
+check "ops: Prometheus has this run's bytes (heimweg_bytes_total{direction=rx} >= 10 MB)" \
+  wait_until 15 promql_ge 'heimweg_bytes_total{direction="rx"}' 10000000
+check "ops: Prometheus counted the API enrollment (POST /api/v1/devices 201)" \
+  wait_until 15 promql_ge 'heimweg_api_requests_total{route="/api/v1/devices",method="POST",status="201"}' 1
+check "ops: Prometheus counted the policy drops" \
+  wait_until 15 promql_ge 'heimweg_dropped_packets_total{reason="policy_denied"}' 3
+check "ops: Prometheus sees one configured peer after the revocation, and no reconciler lag" \
+  wait_until 15 eval "promql_ge 'heimweg_peers{state=\"configured\"} == 1' 1 && [[ \$(promql heimweg_reconciler_lag_seconds) == 0 ]]"
+metrics_scrape metrics >"$TMPD/scrape.txt"
+check "ops: promtool check metrics accepts the scrape" eval "promtool check metrics <'$TMPD/scrape.txt'"
+check "ops: no endpoint address or device name appears in the metrics" \
+  eval "! grep -qE '198\\.51\\.100|ipad-2|laptop-1|anna|bernd' '$TMPD/scrape.txt'"
+# The WireGuard exporters (MindFlavor's parses `wg show all dump`) read: per peer 9 tab-separated
+# fields, latest handshake as Unix time, byte counters as integers.
+# (`all` also lists the clients' wireguard-go sockets, which share /var/run/wireguard.)
+check "ops: wg show all dump parses as the exporters expect" python3 - "$(nsx "$NS_GW" wg show all dump)" "$GWIF" <<'EOF'
+import sys, time
+lines = [l for l in sys.argv[1].splitlines() if l.split("\t")[0] == sys.argv[2]]
+iface = [l.split("\t") for l in lines if len(l.split("\t")) == 5]
+peers = [l.split("\t") for l in lines if len(l.split("\t")) == 9]
+assert len(iface) == 1 and len(peers) == 1 and len(lines) == 2, lines
+p = peers[0]
+hs, rx, tx = int(p[5]), int(p[6]), int(p[7])
+assert time.time() - 300 < hs <= time.time() + 1, hs
+assert rx > 10_000_000 and tx > 0, (rx, tx)
+EOF
+check "ops: heimweg status names the busiest device and the counts" \
+  eval "hw status --interface '$GWIF' | tee '$TMPD/status.txt' | grep -q '1 configured, 1 active' && grep -A2 'top talkers' '$TMPD/status.txt' | grep -q 'ipad-2 (staff)'"
 
 # ---- restart: the store is the source of truth ----
 check "restart: the gateway stops on SIGTERM" stop_gateway
