@@ -151,8 +151,8 @@ fn systemd_accepts_the_unit() {
     // The unit names the installed path; verify it against the binary built here.
     let dir = std::env::temp_dir().join(format!("heimweg-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let unit = read("deploy/heimweg.service")
-        .replace("/usr/local/bin/heimweg", env!("CARGO_BIN_EXE_heimweg"));
+    let unit =
+        read("deploy/heimweg.service").replace("/usr/bin/heimweg", env!("CARGO_BIN_EXE_heimweg"));
     let path = dir.join("heimweg.service");
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze")

@@ -48,7 +48,8 @@ fn enrolled_devices_connect_and_revocation_cuts_them_off_within_a_second() {
 }
 
 /// The same end-to-end run with the gateway and the CLI on a PostgreSQL database instead of
-/// the SQLite file: the second backend carries a real gateway, not just the store tests.
+/// the SQLite file: the second backend carries a real gateway, not just the store tests. It
+/// also runs with per-peer metrics switched on.
 #[tokio::test]
 async fn the_gateway_runs_on_postgresql_too() {
     if !enabled() {
@@ -62,7 +63,11 @@ async fn the_gateway_runs_on_postgresql_too() {
     tokio::task::spawn_blocking(move || {
         run_script_with(
             "tests/netns/provisioning.sh",
-            &[("HEIMWEG_DATABASE_URL", url.as_str())],
+            // This run also opts into per-peer metrics; the SQLite run checks they stay off.
+            &[
+                ("HEIMWEG_DATABASE_URL", url.as_str()),
+                ("HEIMWEG_METRICS_PER_PEER", "100"),
+            ],
         )
     })
     .await

@@ -259,6 +259,12 @@ check "ops: Prometheus sees one configured peer after the revocation, and no rec
   wait_until 15 eval "promql_ge 'heimweg_peers{state=\"configured\"} == 1' 1 && [[ \$(promql heimweg_reconciler_lag_seconds) == 0 ]]"
 metrics_scrape metrics >"$TMPD/scrape.txt"
 check "ops: promtool check metrics accepts the scrape" eval "promtool check metrics <'$TMPD/scrape.txt'"
+if [[ ${HEIMWEG_METRICS_PER_PEER:-0} -gt 0 ]]; then
+  check "ops: opted-in per-peer series are keyed by device id, without names" \
+    eval "grep -qE '^heimweg_peer_received_bytes_total\\{device_id=\"[0-9]+\"\\} [1-9]' '$TMPD/scrape.txt' && grep -qE '^heimweg_peer_info\\{device=\"\",device_id=\"[0-9]+\",group=\"staff\"\\} 1' '$TMPD/scrape.txt'"
+else
+  check "ops: no per-peer series unless opted in" eval "! grep -q '^heimweg_peer_' '$TMPD/scrape.txt'"
+fi
 check "ops: no endpoint address or device name appears in the metrics" \
   eval "! grep -qE '198\\.51\\.100|ipad-2|laptop-1|anna|bernd' '$TMPD/scrape.txt'"
 # The WireGuard exporters (MindFlavor's parses `wg show all dump`) read: per peer 9 tab-separated
