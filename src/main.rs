@@ -538,10 +538,8 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
             output,
             no_qr,
         } => {
-            let gateway_key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
-            let public_key = public_key
-                .map(|k| k.parse::<PublicKey>().context("--public-key"))
-                .transpose()?;
+            let gateway_key = gateway_public_key(state_dir)?;
+            let public_key = parse_public_key(public_key)?;
             let enrolled = service::enroll(
                 &store,
                 gateway_key,
@@ -602,10 +600,8 @@ async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Res
             output,
             no_qr,
         } => {
-            let gateway_key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
-            let public_key = public_key
-                .map(|k| k.parse::<PublicKey>().context("--public-key"))
-                .transpose()?;
+            let gateway_key = gateway_public_key(state_dir)?;
+            let public_key = parse_public_key(public_key)?;
             let rotated =
                 service::rotate(&store, gateway_key, &actor, &name, public_key, unix_now()).await?;
             print_config(&rotated, output.as_deref(), no_qr)?;
@@ -689,6 +685,15 @@ async fn status(
         heimweg::status::render(interface, &report, &names, top)
     );
     Ok(())
+}
+
+fn gateway_public_key(state_dir: &Path) -> Result<PublicKey> {
+    Ok(PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key())
+}
+
+fn parse_public_key(key: Option<String>) -> Result<Option<PublicKey>> {
+    key.map(|k| k.parse::<PublicKey>().context("--public-key"))
+        .transpose()
 }
 
 /// Prints (or writes, mode 0600) a config that is shown once, with its QR code.
@@ -872,7 +877,7 @@ async fn settings(state_dir: &Path, database: Option<&str>, cmd: SettingsCmd) ->
         }
         SettingsCmd::Show => {
             let s = store.settings().await?;
-            let key = PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key();
+            let key = gateway_public_key(state_dir)?;
             println!(
                 "endpoint:   {}",
                 s.endpoint.as_deref().unwrap_or("(not set)")

@@ -730,31 +730,30 @@ impl Store {
              LEFT JOIN users u ON u.id = d.owner_id
              WHERE {condition} AND ($2 IS NULL OR g.name = $2) AND ($3 IS NULL OR u.name = $3)"
         );
-        // Both statements bind all six parameters so the numbering is the same; PostgreSQL
-        // needs every bound parameter used, hence the no-op `$4 + $5 + $6` in the count.
-        let total: i64 = sqlx::query_scalar(&format!(
+        // Both statements bind the same six parameters, so one numbering serves both;
+        // PostgreSQL needs every bound parameter used, hence the no-op `$4 + $5 + $6`.
+        macro_rules! bind_all {
+            ($query:expr) => {
+                $query
+                    .bind(&arg)
+                    .bind(&q.group)
+                    .bind(&q.owner)
+                    .bind(i64::from(limit))
+                    .bind(i64::from(q.offset))
+                    .bind(now)
+            };
+        }
+        let total: i64 = bind_all!(sqlx::query_scalar(&format!(
             "SELECT COUNT(*) {filter} AND $4 + $5 + $6 IS NOT NULL"
-        ))
-        .bind(&arg)
-        .bind(&q.group)
-        .bind(&q.owner)
-        .bind(i64::from(limit))
-        .bind(i64::from(q.offset))
-        .bind(now)
+        )))
         .fetch_one(&self.pool)
         .await?;
-        let rows = sqlx::query(&format!(
+        let rows = bind_all!(sqlx::query(&format!(
             "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
                     d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at, d.last_endpoint,
                     d.key_rotated_at
              {filter} AND $6 IS NOT NULL ORDER BY d.id DESC LIMIT $4 OFFSET $5"
-        ))
-        .bind(&arg)
-        .bind(&q.group)
-        .bind(&q.owner)
-        .bind(i64::from(limit))
-        .bind(i64::from(q.offset))
-        .bind(now)
+        )))
         .fetch_all(&self.pool)
         .await?;
         let items = rows
