@@ -1,12 +1,15 @@
 //! 10,000 devices enrolled through the JSON API (the router in-process, without a socket, so
-//! the figures are the server's own time), then p50/p99 of listing and searching at that size.
-//! Prints a Markdown table for BENCHMARKS.md. Run: `cargo bench --bench enroll`.
+//! the figures are the server's own time), then p50/p99 of listing and searching at that size,
+//! on SQLite and, when `HEIMWEG_TEST_POSTGRES` names a server (as in `tests/run.sh`), on
+//! PostgreSQL. Prints a Markdown table per backend for BENCHMARKS.md.
+//! Run: `cargo bench --bench enroll`.
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use heimweg_api::{generate_token, router, token_hash, AppState, SCOPES};
 use heimweg_control::PrivateKey;
-use heimweg_store::Store;
+use heimweg_store::testing::Scratch;
+use heimweg_store::Backend;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
@@ -62,85 +65,85 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let dir = std::env::temp_dir().join(format!("heimweg-bench-enroll-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("heimweg.db");
-        let store = Store::open(&db).await.unwrap();
-        store.init_defaults([1, 2, 3, 4, 5], 0).await.unwrap();
-        store
-            .set_endpoint("bench", "vpn.stadt.example:51820", 0)
-            .await
-            .unwrap();
-        let token = generate_token();
-        let scopes: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
-        store
-            .create_api_token("bench", "bench", &token_hash(&token), &scopes, 0)
-            .await
-            .unwrap();
-        let app = router(AppState {
-            store: Arc::new(store),
-            gateway_key: PrivateKey::generate().public_key(),
-        });
-
-        let start = Instant::now();
-        let mut per = Vec::with_capacity(DEVICES);
-        for i in 0..DEVICES {
-            let body = format!(
-                r#"{{"name": "device-{i:05}", "owner": "staff-{:04}"}}"#,
-                i % 3000
-            );
-            let t = Instant::now();
-            let st = request(&app, &token, Method::POST, "/api/v1/devices", Some(body)).await;
-            assert_eq!(st, StatusCode::CREATED);
-            per.push(t.elapsed());
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            if let Some(db) = Scratch::new(backend, "bench_enroll").await {
+                println!("\n{backend:?}:\n");
+                run(&db).await;
+            }
         }
-        let total = start.elapsed();
-        per.sort();
-        let size: u64 = ["heimweg.db", "heimweg.db-wal"]
-            .iter()
-            .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
-            .map(|m| m.len())
-            .sum();
-
-        let lists: Vec<String> = (0..QUERIES)
-            .map(|i| format!("/api/v1/devices?limit=50&offset={}", (i * 37) % DEVICES))
-            .collect();
-        let searches: Vec<String> = (0..QUERIES)
-            .map(|i| {
-                format!(
-                    "/api/v1/devices?limit=50&search=staff-{:04}",
-                    (i * 7) % 3000
-                )
-            })
-            .collect();
-        let list_t = timed(&app, &token, &lists).await;
-        let search_t = timed(&app, &token, &searches).await;
-
-        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-        println!("| measure | value |");
-        println!("|---|---|");
-        println!(
-            "| enroll {DEVICES} devices, total | {:.1} s ({:.0} per second) |",
-            total.as_secs_f64(),
-            DEVICES as f64 / total.as_secs_f64()
-        );
-        println!(
-            "| enroll, p50 / p99 per request | {} / {} |",
-            ms(percentile(&per, 0.5)),
-            ms(percentile(&per, 0.99))
-        );
-        println!("| database size (with WAL) | {:.1} MB |", size as f64 / 1e6);
-        println!(
-            "| list 50 (page through {DEVICES}), p50 / p99 | {} / {} |",
-            ms(percentile(&list_t, 0.5)),
-            ms(percentile(&list_t, 0.99))
-        );
-        println!(
-            "| search by owner, p50 / p99 | {} / {} |",
-            ms(percentile(&search_t, 0.5)),
-            ms(percentile(&search_t, 0.99))
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     });
+}
+
+async fn run(db: &Scratch) {
+    let store = db.open().await;
+    store.init_defaults([1, 2, 3, 4, 5], 0).await.unwrap();
+    store
+        .set_endpoint("bench", "vpn.stadt.example:51820", 0)
+        .await
+        .unwrap();
+    let token = generate_token();
+    let scopes: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
+    store
+        .create_api_token("bench", "bench", &token_hash(&token), &scopes, 0)
+        .await
+        .unwrap();
+    let app = router(AppState {
+        store: Arc::new(store),
+        gateway_key: PrivateKey::generate().public_key(),
+    });
+
+    let start = Instant::now();
+    let mut per = Vec::with_capacity(DEVICES);
+    for i in 0..DEVICES {
+        let body = format!(
+            r#"{{"name": "device-{i:05}", "owner": "staff-{:04}"}}"#,
+            i % 3000
+        );
+        let t = Instant::now();
+        let st = request(&app, &token, Method::POST, "/api/v1/devices", Some(body)).await;
+        assert_eq!(st, StatusCode::CREATED);
+        per.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    per.sort();
+    let size = db.size_bytes().await;
+
+    let lists: Vec<String> = (0..QUERIES)
+        .map(|i| format!("/api/v1/devices?limit=50&offset={}", (i * 37) % DEVICES))
+        .collect();
+    let searches: Vec<String> = (0..QUERIES)
+        .map(|i| {
+            format!(
+                "/api/v1/devices?limit=50&search=staff-{:04}",
+                (i * 7) % 3000
+            )
+        })
+        .collect();
+    let list_t = timed(&app, &token, &lists).await;
+    let search_t = timed(&app, &token, &searches).await;
+
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| enroll {DEVICES} devices, total | {:.1} s ({:.0} per second) |",
+        total.as_secs_f64(),
+        DEVICES as f64 / total.as_secs_f64()
+    );
+    println!(
+        "| enroll, p50 / p99 per request | {} / {} |",
+        ms(percentile(&per, 0.5)),
+        ms(percentile(&per, 0.99))
+    );
+    println!("| database size | {:.1} MB |", size as f64 / 1e6);
+    println!(
+        "| list 50 (page through {DEVICES}), p50 / p99 | {} / {} |",
+        ms(percentile(&list_t, 0.5)),
+        ms(percentile(&list_t, 0.99))
+    );
+    println!(
+        "| search by owner, p50 / p99 | {} / {} |",
+        ms(percentile(&search_t, 0.5)),
+        ms(percentile(&search_t, 0.99))
+    );
 }

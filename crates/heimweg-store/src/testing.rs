@@ -65,6 +65,27 @@ impl Scratch {
         &self.url
     }
 
+    /// The database's size on disk: the SQLite file and its WAL, or what PostgreSQL reports.
+    pub async fn size_bytes(&self) -> u64 {
+        match &self.dir {
+            Some(dir) => ["heimweg.db", "heimweg.db-wal"]
+                .iter()
+                .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+                .map(|m| m.len())
+                .sum(),
+            None => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect to the scratch database");
+                let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("database size");
+                size as u64
+            }
+        }
+    }
+
     pub async fn open(&self) -> Store {
         Store::connect(&self.url).await.expect("open scratch store")
     }
