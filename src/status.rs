@@ -162,6 +162,9 @@ pub fn render(
     let mut talkers: Vec<&Peer> = report.peers.iter().collect();
     talkers.sort_by_key(|p| std::cmp::Reverse(p.rx_bytes + p.tx_bytes));
     talkers.retain(|p| p.rx_bytes + p.tx_bytes > 0);
+    if top == 0 {
+        return out;
+    }
     if talkers.is_empty() {
         out.push_str("\nno traffic yet\n");
         return out;
