@@ -685,77 +685,70 @@ impl Store {
 
     /// Devices, newest first, filtered and paginated on the server.
     pub async fn devices(&self, q: &DeviceQuery, now: i64) -> Result<Page<Device>> {
-        // Case-insensitive on both backends (SQLite's LIKE is, PostgreSQL's is not).
-        let pattern = q
-            .search
-            .as_ref()
-            .map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
-        let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
-        // The status conditions mirror Device::status; $6 is `now`.
-        let status = match q.status {
-            None => "",
+        let mut f = Filter::default();
+        if let Some(search) = &q.search {
+            // Case-insensitive on both backends (SQLite's LIKE is, PostgreSQL's is not).
+            let n = f.arg(Arg::Text(format!(
+                "%{}%",
+                escape_like(&search.to_lowercase())
+            )));
+            f.cond(format!(
+                "(LOWER(d.name) LIKE ${n} ESCAPE '\\' OR LOWER(u.name) LIKE ${n} ESCAPE '\\' \
+                 OR LOWER(d.public_key) LIKE ${n} ESCAPE '\\')"
+            ));
+        }
+        if let Some(group) = &q.group {
+            let n = f.arg(Arg::Text(group.clone()));
+            f.cond(format!("g.name = ${n}"));
+        }
+        if let Some(owner) = &q.owner {
+            let n = f.arg(Arg::Text(owner.clone()));
+            f.cond(format!("u.name = ${n}"));
+        }
+        // The status conditions mirror Device::status.
+        match q.status {
+            None => {}
             Some(DeviceStatus::Active) => {
-                " AND d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > $6)"
+                let n = f.arg(Arg::Int(now));
+                f.cond(format!(
+                    "d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > ${n})"
+                ));
             }
-            Some(DeviceStatus::Expired) => " AND d.revoked_at IS NULL AND d.expires_at <= $6",
-            Some(DeviceStatus::Revoked) => " AND d.revoked_at IS NOT NULL",
-        };
-        self.devices_where(
-            &format!(
-                "($1 IS NULL OR LOWER(d.name) LIKE $1 ESCAPE '\\' \
-                 OR LOWER(u.name) LIKE $1 ESCAPE '\\' \
-                 OR LOWER(d.public_key) LIKE $1 ESCAPE '\\'){status}"
-            ),
-            pattern,
-            q,
-            limit,
-            now,
-        )
-        .await
+            Some(DeviceStatus::Expired) => {
+                let n = f.arg(Arg::Int(now));
+                f.cond(format!("d.revoked_at IS NULL AND d.expires_at <= ${n}"));
+            }
+            Some(DeviceStatus::Revoked) => f.cond("d.revoked_at IS NOT NULL".into()),
+        }
+        let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
+        self.devices_where(f, limit, q.offset).await
     }
 
-    /// The one device query: `condition` may use `$1` (its argument) and `$6` (`now`); `$2`
-    /// and `$3` filter by group and owner name.
-    async fn devices_where(
-        &self,
-        condition: &str,
-        arg: Option<String>,
-        q: &DeviceQuery,
-        limit: u32,
-        now: i64,
-    ) -> Result<Page<Device>> {
+    /// The one device query. Only the conditions in use reach the SQL, so each backend plans
+    /// the plain "newest 50" listing as the index walk it is (PostgreSQL would otherwise plan
+    /// `$1 IS NULL OR …` generically: join everything, then sort).
+    async fn devices_where(&self, mut f: Filter, limit: u32, offset: u32) -> Result<Page<Device>> {
         let settings = self.settings().await?;
         let filter = format!(
             "FROM devices d JOIN groups g ON g.id = d.group_id
-             LEFT JOIN users u ON u.id = d.owner_id
-             WHERE {condition} AND ($2 IS NULL OR g.name = $2) AND ($3 IS NULL OR u.name = $3)"
+             LEFT JOIN users u ON u.id = d.owner_id {}",
+            f.where_clause()
         );
-        // Both statements bind the same six parameters, so one numbering serves both;
-        // PostgreSQL needs every bound parameter used, hence the no-op `$4 + $5 + $6`.
-        macro_rules! bind_all {
-            ($query:expr) => {
-                $query
-                    .bind(&arg)
-                    .bind(&q.group)
-                    .bind(&q.owner)
-                    .bind(i64::from(limit))
-                    .bind(i64::from(q.offset))
-                    .bind(now)
-            };
-        }
-        let total: i64 = bind_all!(sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) {filter} AND $4 + $5 + $6 IS NOT NULL"
-        )))
-        .fetch_one(&self.pool)
-        .await?;
-        let rows = bind_all!(sqlx::query(&format!(
-            "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
-                    d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at, d.last_endpoint,
-                    d.key_rotated_at
-             {filter} AND $6 IS NOT NULL ORDER BY d.id DESC LIMIT $4 OFFSET $5"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
+        let total: i64 = f
+            .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) {filter}")))
+            .fetch_one(&self.pool)
+            .await?;
+        let l = f.arg(Arg::Int(i64::from(limit)));
+        let o = f.arg(Arg::Int(i64::from(offset)));
+        let rows = f
+            .bind(sqlx::query(&format!(
+                "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
+                        d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at,
+                        d.last_endpoint, d.key_rotated_at
+                 {filter} ORDER BY d.id DESC LIMIT ${l} OFFSET ${o}"
+            )))
+            .fetch_all(&self.pool)
+            .await?;
         let items = rows
             .iter()
             .filter_map(|r| {
@@ -809,15 +802,10 @@ impl Store {
 
     /// One device by its exact name.
     pub async fn device_by_name(&self, name: &str) -> Result<Device> {
-        let page = self
-            .devices_where(
-                "d.name = $1",
-                Some(name.to_string()),
-                &DeviceQuery::default(),
-                1,
-                0,
-            )
-            .await?;
+        let mut f = Filter::default();
+        let n = f.arg(Arg::Text(name.to_string()));
+        f.cond(format!("d.name = ${n}"));
+        let page = self.devices_where(f, 1, 0).await?;
         page.items
             .into_iter()
             .next()
@@ -1138,6 +1126,63 @@ fn group_from_row(r: &AnyRow) -> Group {
         allowed_prefixes: split_nets(&r.get::<String, _>(2)),
         full_tunnel: r.get::<i64, _>(3) != 0,
         dns: split_strings(&r.get::<String, _>(4)),
+    }
+}
+
+/// A query argument: the types the device filters need.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// WHERE conditions and their arguments, numbered `$1, $2, …` in the order they are added.
+#[derive(Default)]
+struct Filter {
+    conditions: Vec<String>,
+    args: Vec<Arg>,
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+type AnyScalar<'q, T> = sqlx::query::QueryScalar<'q, sqlx::Any, T, sqlx::any::AnyArguments<'q>>;
+
+impl Filter {
+    /// Adds an argument; returns its placeholder number.
+    fn arg(&mut self, a: Arg) -> usize {
+        self.args.push(a);
+        self.args.len()
+    }
+
+    fn cond(&mut self, c: String) {
+        self.conditions.push(c);
+    }
+
+    fn where_clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+
+    fn bind<'q>(&'q self, mut q: AnyQuery<'q>) -> AnyQuery<'q> {
+        for a in &self.args {
+            q = match a {
+                Arg::Text(t) => q.bind(t.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+
+    /// The same for a scalar query (the count, bound before LIMIT and OFFSET are added).
+    fn bind_scalar<'q, T>(&'q self, mut q: AnyScalar<'q, T>) -> AnyScalar<'q, T> {
+        for a in &self.args {
+            q = match a {
+                Arg::Text(t) => q.bind(t.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
     }
 }
 
