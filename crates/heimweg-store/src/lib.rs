@@ -687,14 +687,16 @@ impl Store {
     pub async fn devices(&self, q: &DeviceQuery, now: i64) -> Result<Page<Device>> {
         let mut f = Filter::default();
         if let Some(search) = &q.search {
-            // Case-insensitive on both backends (SQLite's LIKE is, PostgreSQL's is not).
-            let n = f.arg(Arg::Text(format!(
-                "%{}%",
-                escape_like(&search.to_lowercase())
-            )));
+            // Case-insensitive on both: SQLite's LIKE is (for ASCII, as its LOWER is), and
+            // PostgreSQL's ILIKE is (for all of Unicode); no LOWER() around every column.
+            let like = match self.backend {
+                Backend::Sqlite => "LIKE",
+                Backend::Postgres => "ILIKE",
+            };
+            let n = f.arg(Arg::Text(format!("%{}%", escape_like(search))));
             f.cond(format!(
-                "(LOWER(d.name) LIKE ${n} ESCAPE '\\' OR LOWER(u.name) LIKE ${n} ESCAPE '\\' \
-                 OR LOWER(d.public_key) LIKE ${n} ESCAPE '\\')"
+                "(d.name {like} ${n} ESCAPE '\\' OR u.name {like} ${n} ESCAPE '\\' \
+                 OR d.public_key {like} ${n} ESCAPE '\\')"
             ));
         }
         if let Some(group) = &q.group {

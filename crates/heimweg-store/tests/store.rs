@@ -250,6 +250,17 @@ async fn listing_is_paginated_and_searchable(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(anna.total, 15);
+    let shouted = store
+        .devices(
+            &DeviceQuery {
+                search: Some("ANNA".into()),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(shouted.total, 15, "search ignores case on both backends");
     let pct = store
         .devices(
             &DeviceQuery {
