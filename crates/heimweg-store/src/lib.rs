@@ -687,16 +687,20 @@ impl Store {
     pub async fn devices(&self, q: &DeviceQuery, now: i64) -> Result<Page<Device>> {
         let mut f = Filter::default();
         if let Some(search) = &q.search {
-            // Case-insensitive on both: SQLite's LIKE is (for ASCII, as its LOWER is), and
-            // PostgreSQL's ILIKE is (for all of Unicode); no LOWER() around every column.
-            let like = match self.backend {
-                Backend::Sqlite => "LIKE",
-                Backend::Postgres => "ILIKE",
+            // Case-insensitive on both. SQLite's LIKE already is (for ASCII, like its LOWER).
+            // PostgreSQL's is not; LOWER(column) LIKE measured faster there than ILIKE
+            // (22 against 31 ms p50 at 10,000 devices, BENCHMARKS.md).
+            let (lower, pattern) = match self.backend {
+                Backend::Sqlite => (("", ""), search.clone()),
+                Backend::Postgres => (("LOWER(", ")"), search.to_lowercase()),
             };
-            let n = f.arg(Arg::Text(format!("%{}%", escape_like(search))));
+            let n = f.arg(Arg::Text(format!("%{}%", escape_like(&pattern))));
+            let col = |c: &str| format!("{}{c}{} LIKE ${n} ESCAPE '\\'", lower.0, lower.1);
             f.cond(format!(
-                "(d.name {like} ${n} ESCAPE '\\' OR u.name {like} ${n} ESCAPE '\\' \
-                 OR d.public_key {like} ${n} ESCAPE '\\')"
+                "({} OR {} OR {})",
+                col("d.name"),
+                col("u.name"),
+                col("d.public_key")
             ));
         }
         if let Some(group) = &q.group {
