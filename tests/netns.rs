@@ -333,3 +333,25 @@ fn mobileconfig_parses_as_a_plist_carrying_the_config() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 }
+
+/// Two gateways on one PostgreSQL database (active/standby with a shared key): a change made
+/// through either reaches both within a second, and the client fails over with its config.
+#[tokio::test]
+async fn two_gateways_share_one_postgresql_database() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    let db = heimweg_store::testing::Scratch::new(heimweg_store::Backend::Postgres, "multigw")
+        .await
+        .expect("HEIMWEG_E2E implies a PostgreSQL server");
+    let url = db.url().to_string();
+    tokio::task::spawn_blocking(move || {
+        run_script_with(
+            "tests/netns/multigateway.sh",
+            &[("HEIMWEG_DATABASE_URL", url.as_str())],
+        )
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Two gateways on one PostgreSQL database, as an active/standby pair sharing the gateway key.
+#
+# Usage (as root, from the repo root; HEIMWEG_DATABASE_URL names an empty PostgreSQL database):
+#   HEIMWEG=/path/to/heimweg HEIMWEG_DATABASE_URL=postgres://… bash tests/netns/multigateway.sh
+#
+# Topology: gateways a (198.51.100.1) and b (198.51.100.2) and client c (198.51.100.11) on one
+# bridge. Both gateways run `heimweg serve` against the same database; b got a's server.key.
+# Asserts: a device enrolled through a's API becomes a peer on b within a second (PostgreSQL
+# NOTIFY, no restart); the client connects through a; when a stops and the client is pointed
+# at b (what a DNS or VIP move does), the same config works through b; a revocation made with
+# the CLI reaches b within a second; b's handshake is written back to the shared store.
+# Prints PASS/FAIL lines and finally "N passed, M failed"; exits 1 if any failed.
+set -eEuo pipefail
+
+[[ $(id -u) -eq 0 ]] || { echo "multigateway.sh: must run as root" >&2; exit 2; }
+HW=${HEIMWEG:?set HEIMWEG to the heimweg binary}
+: "${HEIMWEG_DATABASE_URL:?set HEIMWEG_DATABASE_URL to an empty PostgreSQL database}"
+export HEIMWEG_DATABASE_URL
+for tool in wg wg-quick wireguard-go ip ping python3; do
+  command -v "$tool" >/dev/null || { echo "multigateway.sh: missing tool: $tool" >&2; exit 2; }
+done
+
+T_START=$(date +%s)
+ID=$$
+PFX="hwmg-$ID"
+NS_NET="$PFX-net"
+NS_A="$PFX-a"
+NS_B="$PFX-b"
+NS_C="$PFX-c"
+ALL_NS=("$NS_NET" "$NS_A" "$NS_B" "$NS_C")
+IF_A="hw${ID}a"
+IF_B="hw${ID}b"
+IF_C="hw${ID}c"
+SOCKETS=("$IF_A" "$IF_B" "$IF_C")
+WG_RUN=/var/run/wireguard
+TMPD=$(mktemp -d /tmp/hwmg.XXXXXX)
+GW_PID=""
+PID_A=""
+PID_B=""
+BG_PIDS=()
+PASSED=0
+FAILED=0
+
+# shellcheck source=tests/netns/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+diag() {
+  for f in a b; do
+    echo "  -- gateway $f log:"; tail -n 8 "$TMPD/$f.log" 2>/dev/null | sed 's/^/    /' || true
+  done
+}
+
+# ---- topology: one bridge, two gateways, one client ----
+for ns in "${ALL_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip -n "$NS_NET" link add br0 type bridge; ip -n "$NS_NET" link set br0 up
+n=0
+for pair in "$NS_A:198.51.100.1" "$NS_B:198.51.100.2" "$NS_C:198.51.100.11"; do
+  n=$((n + 1)); ns=${pair%%:*}; addr=${pair#*:}
+  ip link add "p$n" netns "$NS_NET" type veth peer name eth0 netns "$ns"
+  ip -n "$NS_NET" link set "p$n" master br0 up
+  ip -n "$ns" addr add "$addr/24" dev eth0; ip -n "$ns" link set eth0 up
+done
+
+start() { # NAME NS IF: `heimweg serve` in NS with its own state directory
+  # `ip netns exec` itself so that $! is the gateway, not a subshell.
+  ip netns exec "$2" "$HW" --state-dir "$TMPD/$1" serve --interface "$3" --workers 1 \
+    --metrics-listen off >>"$TMPD/$1.log" 2>&1 &
+}
+hw() { "$HW" --state-dir "$TMPD/a" "$@"; }
+peers() { nsx "$1" wg show "$2" peers | grep -c . || true; }
+ping_ok() { nsx "$NS_C" ping -c 1 -W 1 -q 10.77.0.1 >/dev/null 2>&1; }
+
+start a "$NS_A" "$IF_A"; PID_A=$!; BG_PIDS+=("$PID_A")
+check "a: first start on the empty database creates schema, defaults and key" \
+  wait_until 15 test -S "$WG_RUN/$IF_A.sock"
+mkdir -m 0700 "$TMPD/b"
+install -m 0600 "$TMPD/a/server.key" "$TMPD/b/server.key"
+start b "$NS_B" "$IF_B"; PID_B=$!; BG_PIDS+=("$PID_B")
+check "b: starts on the same database with a's key" wait_until 15 test -S "$WG_RUN/$IF_B.sock"
+check "b: has the same public key as a" \
+  eval "[[ \$(nsx '$NS_A' wg show '$IF_A' public-key) == \$(nsx '$NS_B' wg show '$IF_B' public-key) ]]"
+
+hw settings endpoint 198.51.100.1:51820 >/dev/null
+TOKEN=$(hw token create mg --scope devices:write --scope devices:read 2>/dev/null)
+enroll() { # through gateway a's API
+  nsx "$NS_A" python3 - "$TOKEN" <<'EOF'
+import json, sys, urllib.request
+req = urllib.request.Request("http://127.0.0.1:8080/api/v1/devices", method="POST",
+    data=json.dumps({"name": "tablet-1"}).encode(),
+    headers={"Authorization": "Bearer " + sys.argv[1], "Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req, timeout=5))["config"], end="")
+EOF
+}
+wait_until 10 eval "nsx '$NS_A' python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8080/api/v1/openapi.json\", timeout=2)'"
+( umask 077; enroll >"$TMPD/$IF_C.conf" )
+t0=$(date +%s%N)
+check "enroll: the device enrolled on a is a peer on a and on b within a second" \
+  wait_until 1 eval "[[ \$(peers '$NS_A' '$IF_A') -eq 1 && \$(peers '$NS_B' '$IF_B') -eq 1 ]]"
+log "b had the peer $(( ($(date +%s%N) - t0) / 1000000 )) ms after the API answered"
+
+nsx "$NS_C" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
+  wg-quick up "$TMPD/$IF_C.conf" >>"$TMPD/wg-quick.log" 2>&1
+check "traffic: the client reaches the gateway address through a" wait_until 15 ping_ok
+
+# ---- failover: a goes away, the endpoint moves to b ----
+kill -TERM "$PID_A"; wait "$PID_A" 2>/dev/null || true
+GWPUB=$(nsx "$NS_B" wg show "$IF_B" public-key)
+nsx "$NS_C" wg set "$IF_C" peer "$GWPUB" endpoint 198.51.100.2:51820
+check "failover: the same config works through b" wait_until 20 ping_ok
+check "status: b's handshake reaches the shared store" \
+  wait_until 20 eval "hw device list | grep -q ' s ago '"
+
+# ---- a revocation made anywhere reaches b ----
+hw device revoke tablet-1 >/dev/null
+check "revoke: the CLI's revocation removed the peer from b within a second" \
+  wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 0 ]]"
+check "revoke: the client is cut off" eval "! ping_ok"
+
+summary
+[[ $FAILED -eq 0 ]]
