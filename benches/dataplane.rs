@@ -1,7 +1,9 @@
 //! Micro-benchmarks of the core's per-packet paths, on one core, without I/O:
 //! allowed-IP lookup at 1k, 10k and 100k peers (routing a TUN packet to no endpoint, which
-//! stops right after the lookup), and encapsulation/decapsulation at 64 and 1420 bytes through
-//! an established session. Method and results: BENCHMARKS.md.
+//! stops right after the lookup), encapsulation/decapsulation at 64 and 1420 bytes through
+//! an established session, a whole responder handshake (initiation in, response out), and the
+//! cookie path under load (initiation in, cookie reply out, no Diffie-Hellman).
+//! Method and results: BENCHMARKS.md.
 
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
@@ -131,9 +133,87 @@ fn crypto(c: &mut Criterion) {
     g.finish();
 }
 
+/// A gateway that knows `client_pub`, with admission limits out of the way (the benchmark
+/// sends thousands of initiations per second from one address).
+fn gateway_for(client_pub: &PublicKey, load_threshold: usize) -> Device {
+    let admission = AdmissionConfig {
+        queue_capacity: 1 << 20,
+        load_threshold,
+        per_source_rate: u32::MAX,
+        per_source_burst: u32::MAX,
+        ..AdmissionConfig::default()
+    };
+    let mut d = Device::new(Some([9u8; 32]), 1, admission);
+    let id = d.add_peer(client_pub.to_bytes());
+    d.add_allowed_ip(
+        id,
+        IpNetwork::new_truncate(IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2)), 32).unwrap(),
+    );
+    d
+}
+
+/// A fresh initiation from the client (a new `Tunn` each time: each carries a newer timestamp,
+/// so none is a replay).
+fn initiation(client_key: [u8; 32], server_pub: PublicKey) -> Vec<u8> {
+    let mut client = Tunn::new(
+        StaticSecret::from(client_key),
+        server_pub,
+        None,
+        None,
+        1,
+        None,
+    );
+    let mut buf = vec![0u8; 256];
+    match client.format_handshake_initiation(&mut buf, false) {
+        TunnResult::WriteToNetwork(p) => p.to_vec(),
+        _ => unreachable!("a fresh Tunn initiates"),
+    }
+}
+
+fn handshakes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handshake");
+    let server_pub = PublicKey::from(&StaticSecret::from([9u8; 32]));
+    let client_key = [5u8; 32];
+    let client_pub = PublicKey::from(&StaticSecret::from(client_key));
+    let addr: SocketAddr = "198.51.100.2:40000".parse().unwrap();
+    let mut out = vec![0u8; 2048];
+
+    // Responder: admit, queue, then the Diffie-Hellman work and the response.
+    let mut d = gateway_for(&client_pub, usize::MAX);
+    g.bench_function("respond", |b| {
+        b.iter_batched(
+            || initiation(client_key, server_pub),
+            |init| {
+                let now = Instant::now();
+                let _ = d.handle_network(now, addr, &init, &mut out);
+                assert!(d.poll_handshake(now, &mut out).is_some(), "a response");
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    // Under load (threshold 0): an initiation without a valid mac2 gets a cookie reply and
+    // costs no Diffie-Hellman.
+    let mut d = gateway_for(&client_pub, 0);
+    g.bench_function("cookie_reply", |b| {
+        b.iter_batched(
+            || initiation(client_key, server_pub),
+            |init| {
+                let o = d.handle_network(Instant::now(), addr, &init, &mut out);
+                assert!(
+                    matches!(o, Output::Network(t) if t.len == 64),
+                    "a cookie reply"
+                );
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(2));
-    targets = lookup, crypto
+    targets = lookup, crypto, handshakes
 }
 criterion_main!(benches);
