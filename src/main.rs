@@ -304,7 +304,39 @@ enum SettingsCmd {
     Show,
 }
 
+/// The settings file the systemd unit reads. The CLI reads it too, so that `heimweg device add`
+/// in a root shell uses the same database, state directory and interface as the service.
+const ENV_FILE: &str = "/etc/heimweg/env";
+
+/// Applies `KEY=VALUE` lines of the settings file (`HEIMWEG_*` and `RUST_LOG` only) that the
+/// environment does not set already. Runs before any thread exists.
+fn load_env_file() {
+    let path = std::env::var_os("HEIMWEG_ENV_FILE").unwrap_or_else(|| ENV_FILE.into());
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            eprintln!(
+                "heimweg: not reading {}: {e}; its settings do not apply",
+                Path::new(&path).display()
+            );
+            return;
+        }
+    };
+    for line in text.lines().map(str::trim) {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let known = key.starts_with("HEIMWEG_") || key == "RUST_LOG";
+        if line.starts_with('#') || !known || std::env::var_os(key).is_some() {
+            continue;
+        }
+        std::env::set_var(key, value.trim_matches('"'));
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    load_env_file();
     let cli = Cli::parse();
     gateway::init_logging(cli.log_format);
     match run(cli) {
@@ -395,9 +427,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Opens the store: the configured database, or the SQLite file in the state directory
-/// (creating directory and file on the first run). A new database gets its defaults.
-async fn open_store(state_dir: &Path, database: Option<&str>) -> Result<Store> {
+/// Opens the store: the configured database, or the SQLite file in the state directory. Only
+/// `serve` (`create`) makes a new SQLite file: a CLI command that found none would otherwise
+/// start a private database no gateway reads. A new database gets its defaults.
+async fn open_store(state_dir: &Path, database: Option<&str>, create: bool) -> Result<Store> {
+    if !create && database.is_none() && !state_dir.join("heimweg.db").exists() {
+        bail!(
+            "no database at {}: start `heimweg serve` once first, or give the database of a \
+             gateway with HEIMWEG_DATABASE_URL (as in {ENV_FILE})",
+            state_dir.join("heimweg.db").display()
+        );
+    }
     create_state_dir(state_dir)?;
     let store = match database {
         // The URL may carry a password: errors name the backend, never the URL.
@@ -439,7 +479,7 @@ fn serve(
 ) -> Result<()> {
     let rt = runtime()?;
     let key = load_or_create_key(state_dir)?;
-    let store = Arc::new(rt.block_on(open_store(state_dir, database))?);
+    let store = Arc::new(rt.block_on(open_store(state_dir, database, true))?);
     let settings = rt.block_on(store.settings())?;
     let mut config = net.config(key);
     // The gateway takes the first address of each pool; devices get the following ones.
@@ -526,7 +566,7 @@ fn nth6(base: u128, n: u128) -> std::net::Ipv6Addr {
 }
 
 async fn device(state_dir: &Path, database: Option<&str>, cmd: DeviceCmd) -> Result<()> {
-    let store = open_store(state_dir, database).await?;
+    let store = open_store(state_dir, database, false).await?;
     let actor = actor();
     match cmd {
         DeviceCmd::Add {
@@ -661,8 +701,14 @@ async fn status(
     let socket = uapi_dir.join(format!("{interface}.sock"));
     let report = tokio::task::spawn_blocking(move || heimweg::status::query(&socket)).await??;
     // Names come from the store; without it (a plain `heimweg up` gateway) keys are shown.
+    // `--top 0` (a health check) needs no names and does not touch the database.
     let mut names = std::collections::HashMap::new();
-    if let Ok(store) = open_store(state_dir, database).await {
+    let store = if top > 0 {
+        open_store(state_dir, database, false).await.ok()
+    } else {
+        None
+    };
+    if let Some(store) = store {
         let groups: std::collections::HashMap<i64, String> = store
             .groups()
             .await?
@@ -687,8 +733,21 @@ async fn status(
     Ok(())
 }
 
+/// The gateway's public key for configs. Never generated here: a CLI that made up a key would
+/// hand out configs no gateway answers.
 fn gateway_public_key(state_dir: &Path) -> Result<PublicKey> {
-    Ok(PrivateKey::from_bytes(load_or_create_key(state_dir)?).public_key())
+    let path = state_dir.join("server.key");
+    if !path.exists() {
+        bail!(
+            "no gateway key at {}: start `heimweg serve` once first (it creates the key), or \
+             copy the gateway's server.key there",
+            path.display()
+        );
+    }
+    Ok(PrivateKey::from_bytes(
+        read_key(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .public_key())
 }
 
 fn parse_public_key(key: Option<String>) -> Result<Option<PublicKey>> {
@@ -717,7 +776,7 @@ fn print_config(enrolled: &service::Enrollment, output: Option<&Path>, no_qr: bo
 }
 
 async fn user(state_dir: &Path, database: Option<&str>, cmd: UserCmd) -> Result<()> {
-    let store = open_store(state_dir, database).await?;
+    let store = open_store(state_dir, database, false).await?;
     match cmd {
         UserCmd::Add { name, email } => {
             store
@@ -752,7 +811,7 @@ async fn user(state_dir: &Path, database: Option<&str>, cmd: UserCmd) -> Result<
 }
 
 async fn request(state_dir: &Path, database: Option<&str>, cmd: RequestCmd) -> Result<()> {
-    let store = open_store(state_dir, database).await?;
+    let store = open_store(state_dir, database, false).await?;
     let now = unix_now();
     match cmd {
         RequestCmd::List { status } => {
@@ -792,7 +851,7 @@ async fn request(state_dir: &Path, database: Option<&str>, cmd: RequestCmd) -> R
 }
 
 async fn group(state_dir: &Path, database: Option<&str>, cmd: GroupCmd) -> Result<()> {
-    let store = open_store(state_dir, database).await?;
+    let store = open_store(state_dir, database, false).await?;
     match cmd {
         GroupCmd::Add {
             name,
@@ -869,7 +928,7 @@ fn check_dns(dns: &[String]) -> Result<()> {
 }
 
 async fn settings(state_dir: &Path, database: Option<&str>, cmd: SettingsCmd) -> Result<()> {
-    let store = open_store(state_dir, database).await?;
+    let store = open_store(state_dir, database, false).await?;
     match cmd {
         SettingsCmd::Endpoint { endpoint } => {
             store.set_endpoint(&actor(), &endpoint, unix_now()).await?;
@@ -891,7 +950,7 @@ async fn settings(state_dir: &Path, database: Option<&str>, cmd: SettingsCmd) ->
 }
 
 async fn token(state_dir: &Path, database: Option<&str>, cmd: TokenCmd) -> Result<()> {
-    let store = open_store(state_dir, database).await?;
+    let store = open_store(state_dir, database, false).await?;
     match cmd {
         TokenCmd::Create { name, scopes } => {
             if let Some(bad) = scopes

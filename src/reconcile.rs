@@ -197,6 +197,7 @@ pub async fn run(
     let mut last_status = tokio::time::Instant::now();
     // When the store was first seen ahead of the data plane; None while in sync.
     let mut behind_since: Option<tokio::time::Instant> = None;
+    let mut store_down = false;
     loop {
         if last_status.elapsed() >= STATUS_EVERY {
             last_status = tokio::time::Instant::now();
@@ -207,7 +208,24 @@ pub async fn run(
             }
         }
         let now = unix_now();
-        let revision = store.revision().await.ok();
+        let revision = match store.revision().await {
+            Ok(r) => {
+                if std::mem::take(&mut store_down) {
+                    tracing::info!("the store answers again");
+                }
+                Some(r)
+            }
+            Err(e) => {
+                // The store is unreachable: count it and let the lag grow, so ops see it; log
+                // the outage once, not five times a second.
+                metrics.runs.with_label_values(&["error"]).inc();
+                behind_since.get_or_insert_with(tokio::time::Instant::now);
+                if !std::mem::replace(&mut store_down, true) {
+                    tracing::warn!(error = %e, "the store does not answer; the data plane keeps its peers");
+                }
+                None
+            }
+        };
         let due = next_expiry.is_some_and(|t| t <= now);
         if revision.is_some() && (revision != applied_revision || due) {
             behind_since.get_or_insert_with(tokio::time::Instant::now);
@@ -230,7 +248,15 @@ pub async fn run(
                     behind_since = None;
                     metrics.runs.with_label_values(&["ok"]).inc();
                     metrics.applied_revision.set(revision.unwrap_or(0));
-                    next_expiry = store.next_expiry(now).await.ok().flatten();
+                    // Unknown is not "never": on an error, look again in a second, or an
+                    // expired device would stay connected until the next unrelated change.
+                    next_expiry = match store.next_expiry(now).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the next expiry failed");
+                            Some(now + 1)
+                        }
+                    };
                 }
                 Err(e) => {
                     metrics.runs.with_label_values(&["error"]).inc();

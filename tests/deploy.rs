@@ -23,6 +23,7 @@ fn read(path: &str) -> String {
 #[test]
 fn the_example_environment_file_documents_every_setting() {
     let help = Command::new(env!("CARGO_BIN_EXE_heimweg"))
+        .env("HEIMWEG_ENV_FILE", "/dev/null")
         .args(["serve", "--help"])
         .output()
         .expect("heimweg runs");

@@ -20,6 +20,8 @@ fn run_script_with(script: &str, env: &[(&str, &str)]) {
     let status = Command::new("bash")
         .arg(root.join(script))
         .current_dir(root)
+        // Never the settings file of the machine running the tests.
+        .env("HEIMWEG_ENV_FILE", "/dev/null")
         .envs(env.iter().copied())
         .env("HEIMWEG_WG", env!("CARGO_BIN_EXE_heimweg-wg"))
         .env("HEIMWEG", env!("CARGO_BIN_EXE_heimweg"))
@@ -249,6 +251,7 @@ fn heimweg_up_configures_its_interface_and_keeps_its_key() {
     let public_key = |run: u32| -> String {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_heimweg")])
+            .env("HEIMWEG_ENV_FILE", "/dev/null")
             .args(["up", "--interface", &ifname, "--listen-port", "0"])
             .args(["--address", "10.88.0.1/24", "--address", "fd88::1/64"])
             .args(["--mtu", "1380", "--state-dir", &state_arg])

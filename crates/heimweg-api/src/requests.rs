@@ -62,12 +62,41 @@ pub(crate) struct Create {
     reason: String,
 }
 
+/// Filings admitted per second across all clients, and the burst: a whole department filing
+/// at once gets through, a script cannot fill the pending queue in a moment or keep the
+/// store's write lock busy (on PostgreSQL that lock is shared by every gateway).
+const FILINGS_PER_SECOND: f64 = 1.0;
+const FILINGS_BURST: f64 = 30.0;
+
+/// A token bucket shared by the process.
+fn admit_filing() -> bool {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static BUCKET: Mutex<Option<(f64, Instant)>> = Mutex::new(None);
+    let mut b = BUCKET.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    let (tokens, last) = b.unwrap_or((FILINGS_BURST, now));
+    let tokens =
+        (tokens + now.duration_since(last).as_secs_f64() * FILINGS_PER_SECOND).min(FILINGS_BURST);
+    if tokens < 1.0 {
+        *b = Some((tokens, now));
+        return false;
+    }
+    *b = Some((tokens - 1.0, now));
+    true
+}
+
 /// Public: files a request. The answer holds the requester's status page, once.
 pub(crate) async fn create(
     State(st): State<AppState>,
     body: Result<Json<Create>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
+    if !admit_filing() {
+        return Err(ApiError::TooManyRequests(
+            "too many access requests right now; please try again in a minute".into(),
+        ));
+    }
     let secret = generate_token();
     let r = st
         .store

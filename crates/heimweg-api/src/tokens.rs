@@ -83,6 +83,20 @@ pub(crate) async fn revoke(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require("tokens:write")?;
+    // Revoking is as strong as granting: only a token that holds every scope of the target
+    // may revoke it, so a narrow token cannot lock out the admin's.
+    let target = st
+        .store
+        .api_tokens()
+        .await?
+        .into_iter()
+        .find(|t| t.name == name && t.revoked_at.is_none())
+        .ok_or_else(|| ApiError::NotFound(format!("there is no live token named {name:?}")))?;
+    if let Some(s) = target.scopes.iter().find(|s| !caller.has(s)) {
+        return Err(ApiError::BadRequest(format!(
+            "a token can only revoke tokens whose scopes it holds itself, and this one lacks {s:?}"
+        )));
+    }
     st.store
         .revoke_api_token(&caller.actor(), &name, now())
         .await?;

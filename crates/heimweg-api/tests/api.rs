@@ -13,6 +13,7 @@ backend_tests!(
     disabling_a_user_revokes_their_devices,
     tokens_are_managed_over_the_api_without_escalation,
     an_approved_access_request_becomes_the_requesters_enrollment,
+    the_public_request_form_is_rate_limited,
 );
 
 use axum::body::Body;
@@ -990,6 +991,21 @@ async fn tokens_are_managed_over_the_api_without_escalation(backend: Backend) {
     let (st, _, _) = call(
         &env,
         Method::POST,
+        "/api/v1/tokens/admin/revoke",
+        Some(&limited),
+        None,
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "a narrow token cannot revoke a wider one"
+    );
+    let (st, _, _) = call(&env, Method::GET, "/api/v1/audit", Some(&env.admin), None).await;
+    assert_eq!(st, StatusCode::OK, "the admin token still works");
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
         "/api/v1/tokens/monitoring/revoke",
         Some(&env.admin),
         None,
@@ -1120,4 +1136,44 @@ async fn an_approved_access_request_becomes_the_requesters_enrollment(backend: B
     assert_eq!(st, StatusCode::OK);
     let (_, page, _) = get_page(&env, v["status_path"].as_str().unwrap()).await;
     assert!(page.contains("declined"));
+}
+
+/// The public form is rate-limited as a whole: a script gets 429s after the burst, and what it
+/// filed stays bounded.
+async fn the_public_request_form_is_rate_limited(backend: Backend) {
+    let Some(env) = env(backend, "reqlimit").await else {
+        return;
+    };
+    let mut admitted = 0;
+    let mut refused = None;
+    for i in 0..200 {
+        let (st, v, _) = call(
+            &env,
+            Method::POST,
+            "/api/v1/access-requests",
+            None,
+            Some(json!({"requester": "bot", "device_name": format!("bot-{i}")})),
+        )
+        .await;
+        match st {
+            StatusCode::CREATED => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused = Some(v);
+                break;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    let refused = refused.expect("a flood of filings is refused");
+    assert_eq!(refused["error"]["code"], "too_many_requests");
+    assert!(admitted >= 30, "the burst gets through ({admitted})");
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/access-requests?status=pending&limit=1000",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), admitted);
 }

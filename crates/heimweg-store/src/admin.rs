@@ -85,8 +85,11 @@ impl Store {
         .await?;
         audit(&mut tx, now, actor, "device.rotate", name, &key).await?;
         bump_revision(&mut tx).await?;
+        // Read before commit: once committed the old key is dead, and a failed read after it
+        // would lose the only copy of the new private key (in the caller's config).
+        let device = self.device_on(&mut tx, name).await?;
         tx.commit().await?;
-        self.device_by_name(name).await
+        Ok(device)
     }
 
     /// Changes a device's group, owner or expiry. The data plane follows within a second
@@ -159,8 +162,9 @@ impl Store {
         )
         .await?;
         bump_revision(&mut tx).await?;
+        let device = self.device_on(&mut tx, name).await?;
         tx.commit().await?;
-        self.device_by_name(name).await
+        Ok(device)
     }
 
     /// Changes a group's access policy; every device in it follows within a second.
@@ -176,8 +180,17 @@ impl Store {
                 "allowed_prefixes must name at least one network".into(),
             ));
         }
-        let current = self.group(name).await?;
+        // Read under the write lock: read first and two admins changing different fields at
+        // once would each write the other's old values back.
         let mut tx = self.write().await?;
+        let current = sqlx::query(
+            "SELECT id, name, allowed_prefixes, full_tunnel, dns FROM groups WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| crate::group_from_row(&r))
+        .ok_or_else(|| StoreError::NotFound(format!("there is no group named {name:?}")))?;
         let prefixes = u.allowed_prefixes.unwrap_or(current.allowed_prefixes);
         let full_tunnel = u.full_tunnel.unwrap_or(current.full_tunnel);
         let dns = u.dns.unwrap_or(current.dns);

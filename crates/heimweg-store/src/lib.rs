@@ -65,7 +65,7 @@ pub const DEFAULT_ADDRESS_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error")]
+    #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("{0}")]
     Conflict(String),
@@ -727,13 +727,20 @@ impl Store {
             Some(DeviceStatus::Revoked) => f.cond("d.revoked_at IS NOT NULL".into()),
         }
         let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
-        self.devices_where(f, limit, q.offset).await
+        let mut conn = self.pool.acquire().await?;
+        self.devices_where(&mut conn, f, limit, q.offset).await
     }
 
     /// The one device query. Only the conditions in use reach the SQL, so each backend plans
     /// the plain "newest 50" listing as the index walk it is (PostgreSQL would otherwise plan
     /// `$1 IS NULL OR …` generically: join everything, then sort).
-    async fn devices_where(&self, mut f: Filter, limit: u32, offset: u32) -> Result<Page<Device>> {
+    async fn devices_where(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        mut f: Filter,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Page<Device>> {
         let settings = self.settings().await?;
         let filter = format!(
             "FROM devices d JOIN groups g ON g.id = d.group_id
@@ -742,7 +749,7 @@ impl Store {
         );
         let total: i64 = f
             .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) {filter}")))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?;
         let l = f.arg(Arg::Int(i64::from(limit)));
         let o = f.arg(Arg::Int(i64::from(offset)));
@@ -753,7 +760,7 @@ impl Store {
                         d.last_endpoint, d.key_rotated_at
                  {filter} ORDER BY d.id DESC LIMIT ${l} OFFSET ${o}"
             )))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let items = rows
             .iter()
@@ -808,10 +815,16 @@ impl Store {
 
     /// One device by its exact name.
     pub async fn device_by_name(&self, name: &str) -> Result<Device> {
+        let mut conn = self.pool.acquire().await?;
+        self.device_on(&mut conn, name).await
+    }
+
+    /// One device, read on `conn`: inside a write transaction, the state that will commit.
+    async fn device_on(&self, conn: &mut sqlx::AnyConnection, name: &str) -> Result<Device> {
         let mut f = Filter::default();
         let n = f.arg(Arg::Text(name.to_string()));
         f.cond(format!("d.name = ${n}"));
-        let page = self.devices_where(f, 1, 0).await?;
+        let page = self.devices_where(conn, f, 1, 0).await?;
         page.items
             .into_iter()
             .next()
@@ -1043,6 +1056,19 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<ClaimedLink>> {
+        // A cheap read first: the page is public, and guessed or stale links must not queue
+        // for the store's write lock (on PostgreSQL shared by every gateway).
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM enrollment_links
+             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if open.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "UPDATE enrollment_links SET used_at = $1

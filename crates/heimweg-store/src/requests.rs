@@ -98,10 +98,11 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if clash.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "the device name {:?} is taken or already requested; choose another",
-                req.device_name
-            )));
+            // The form is public: say no more than "choose another", so it cannot be used to
+            // list which device names exist.
+            return Err(StoreError::Conflict(
+                "this device name cannot be used; choose another".into(),
+            ));
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO access_requests (request_hash, link_hash, requester, contact,

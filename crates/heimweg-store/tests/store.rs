@@ -11,6 +11,7 @@ backend_tests!(
     observed_status_is_recorded_without_a_revision,
     two_gateways_share_one_database,
     users_tokens_and_requests_keep_their_invariants,
+    concurrent_group_changes_do_not_undo_each_other,
 );
 
 use heimweg_control::PrivateKey;
@@ -474,4 +475,49 @@ async fn users_tokens_and_requests_keep_their_invariants(backend: Backend) {
         .await
         .unwrap()
         .is_none());
+}
+
+/// Two admins changing different fields of one group at the same moment both keep their change.
+async fn concurrent_group_changes_do_not_undo_each_other(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "grouprace").await else {
+        return;
+    };
+    let store = Arc::new(store);
+    for round in 0..20u8 {
+        let net: ipnet::IpNet = format!("10.{round}.0.0/16").parse().unwrap();
+        let dns = format!("10.{round}.0.53");
+        let (a, b) = (store.clone(), store.clone());
+        let nets = tokio::spawn(async move {
+            a.update_group(
+                "admin-a",
+                "default",
+                heimweg_store::GroupUpdate {
+                    allowed_prefixes: Some(vec![net]),
+                    ..Default::default()
+                },
+                NOW,
+            )
+            .await
+        });
+        let resolvers = tokio::spawn({
+            let dns = dns.clone();
+            async move {
+                b.update_group(
+                    "admin-b",
+                    "default",
+                    heimweg_store::GroupUpdate {
+                        dns: Some(vec![dns]),
+                        ..Default::default()
+                    },
+                    NOW,
+                )
+                .await
+            }
+        });
+        nets.await.unwrap().unwrap();
+        resolvers.await.unwrap().unwrap();
+        let g = store.group("default").await.unwrap();
+        assert_eq!(g.allowed_prefixes, vec![net], "round {round}");
+        assert_eq!(g.dns, vec![dns], "round {round}");
+    }
 }
