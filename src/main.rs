@@ -990,8 +990,8 @@ async fn token(state_dir: &Path, database: Option<&str>, cmd: TokenCmd) -> Resul
             }
         }
         TokenCmd::Revoke { name } => {
-            store.revoke_api_token(&actor(), &name, unix_now()).await?;
-            println!("revoked token {name}");
+            let minted = store.revoke_api_token(&actor(), &name, unix_now()).await?;
+            println!("revoked token {name} and {minted} tokens minted from it");
         }
     }
     Ok(())

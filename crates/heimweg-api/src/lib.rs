@@ -269,6 +269,7 @@ impl From<QueryRejection> for ApiError {
 
 /// The caller, authenticated by bearer token.
 pub struct Caller {
+    token_id: i64,
     token_name: String,
     scopes: Vec<String>,
 }
@@ -314,6 +315,7 @@ impl FromRequestParts<AppState> for Caller {
         let found = state.store.api_token_by_hash(&token_hash(token)).await?;
         let t = found.ok_or(ApiError::Unauthorized)?;
         Ok(Caller {
+            token_id: t.id,
             token_name: t.name,
             scopes: t.scopes,
         })

@@ -279,7 +279,7 @@ pub fn document() -> Value {
           "post": op("Create an API token with a subset of the caller's scopes",
             Some("tokens:write"), vec![], Some(body("NewToken")),
             &[("201", reply("The token, once", Some("Token")))]) },
-        "/api/v1/tokens/{name}/revoke": { "post": op("Revoke an API token",
+        "/api/v1/tokens/{name}/revoke": { "post": op("Revoke an API token and every token minted from it",
           Some("tokens:write"), vec![name()], None, &[("204", no_content())]) },
         "/api/v1/audit": { "get": op("The audit log, newest first", Some("audit:read"),
           vec![query_param("limit", "integer", "default 100, at most 1000")], None,

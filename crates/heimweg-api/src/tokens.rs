@@ -1,5 +1,6 @@
 //! `/api/v1/tokens`: API tokens, managed over the API. A token can mint only tokens with a
-//! subset of its own scopes, so `tokens:write` never escalates privileges.
+//! subset of its own scopes, so `tokens:write` never escalates privileges, and what it minted
+//! is revoked with it.
 
 use crate::{created_secret, generate_token, now, token_hash, ApiError, AppState, Caller, SCOPES};
 use axum::extract::rejection::JsonRejection;
@@ -64,8 +65,9 @@ pub(crate) async fn create(
     let token = generate_token();
     let t = st
         .store
-        .create_api_token(
+        .create_child_api_token(
             &caller.actor(),
+            caller.token_id,
             &req.name,
             &token_hash(&token),
             &req.scopes,

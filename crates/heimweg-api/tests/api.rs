@@ -1018,6 +1018,53 @@ async fn tokens_are_managed_over_the_api_without_escalation(backend: Backend) {
         StatusCode::UNAUTHORIZED,
         "a revoked token stops working at once"
     );
+    // What a token minted dies with it, at any depth.
+    let (_, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&limited),
+        Some(json!({"name": "child", "scopes": ["tokens:write", "devices:read"]})),
+    )
+    .await;
+    let child = v["token"].as_str().unwrap().to_string();
+    let (_, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&child),
+        Some(json!({"name": "grandchild", "scopes": ["devices:read"]})),
+    )
+    .await;
+    let grandchild = v["token"].as_str().unwrap().to_string();
+    let (st, _, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/devices",
+        Some(&grandchild),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/tokens/limited/revoke",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    for t in [&limited, &child, &grandchild] {
+        let (st, _, _) = call(&env, Method::GET, "/api/v1/devices", Some(t), None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "revoked with its parent");
+    }
+    let (st, _, _) = call(&env, Method::GET, "/api/v1/devices", Some(&env.admin), None).await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "tokens outside the family are untouched"
+    );
 }
 
 async fn an_approved_access_request_becomes_the_requesters_enrollment(backend: Backend) {

@@ -380,24 +380,44 @@ impl Store {
         Ok(rows.iter().map(crate::token_from_row).collect())
     }
 
-    pub async fn revoke_api_token(&self, actor: &str, name: &str, now: i64) -> Result<()> {
+    /// Revokes a token and every token minted from it, at any depth, in one statement.
+    /// Returns how many descendants went with it.
+    pub async fn revoke_api_token(&self, actor: &str, name: &str, now: i64) -> Result<u64> {
         let mut tx = self.write().await?;
+        let live: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM api_tokens WHERE name = $1 AND revoked_at IS NULL")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let id = live.ok_or_else(|| {
+            StoreError::NotFound(format!("there is no live token named {name:?}"))
+        })?;
         let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+            "UPDATE api_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND id IN (
+                 WITH RECURSIVE family(id) AS (
+                     SELECT CAST($2 AS BIGINT)
+                     UNION ALL
+                     SELECT t.id FROM api_tokens t JOIN family f ON t.parent_id = f.id
+                 )
+                 SELECT id FROM family)",
         )
         .bind(now)
-        .bind(name)
+        .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if done == 0 {
-            return Err(StoreError::NotFound(format!(
-                "there is no live token named {name:?}"
-            )));
-        }
-        audit(&mut tx, now, actor, "token.revoke", name, "").await?;
+        let descendants = done.saturating_sub(1);
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "token.revoke",
+            name,
+            &format!("{descendants} tokens minted from it revoked too"),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(descendants)
     }
 }
 

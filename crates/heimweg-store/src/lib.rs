@@ -41,12 +41,14 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_enrollment_links.sql"),
     include_str!("../../../migrations/sqlite/0004_rotation_users_requests.sql"),
+    include_str!("../../../migrations/sqlite/0005_token_parents.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_api_tokens.sql"),
     include_str!("../../../migrations/postgres/0003_enrollment_links.sql"),
     include_str!("../../../migrations/postgres/0004_rotation_users_requests.sql"),
+    include_str!("../../../migrations/postgres/0005_token_parents.sql"),
 ];
 
 /// The PostgreSQL advisory lock every write takes ("heimweg" in ASCII).
@@ -931,6 +933,33 @@ impl Store {
         scopes: &[String],
         now: i64,
     ) -> Result<ApiToken> {
+        self.insert_api_token(actor, None, name, token_hash, scopes, now)
+            .await
+    }
+
+    /// Records a token minted by token `parent`: revoking the parent revokes it too.
+    pub async fn create_child_api_token(
+        &self,
+        actor: &str,
+        parent: i64,
+        name: &str,
+        token_hash: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<ApiToken> {
+        self.insert_api_token(actor, Some(parent), name, token_hash, scopes, now)
+            .await
+    }
+
+    async fn insert_api_token(
+        &self,
+        actor: &str,
+        parent: Option<i64>,
+        name: &str,
+        token_hash: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<ApiToken> {
         validate_name("token", name)?;
         let mut tx = self.write().await?;
         let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM api_tokens WHERE name = $1")
@@ -943,13 +972,14 @@ impl Store {
             )));
         }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4)
-             RETURNING id",
+            "INSERT INTO api_tokens (name, token_hash, scopes, created_at, parent_id)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(name)
         .bind(token_hash)
         .bind(scopes.join(" "))
         .bind(now)
+        .bind(parent)
         .fetch_one(&mut *tx)
         .await?;
         audit(&mut tx, now, actor, "token.create", name, &scopes.join(" ")).await?;
