@@ -709,21 +709,12 @@ async fn status(
         None
     };
     if let Some(store) = store {
-        let groups: std::collections::HashMap<i64, String> = store
-            .groups()
+        // The reconciler's own key → device directory; UAPI reports keys in hex.
+        let directory = reconcile::desired_peers(&store, unix_now())
             .await?
-            .into_iter()
-            .map(|g| (g.id, g.name))
-            .collect();
-        for p in store.active_peers(unix_now()).await? {
-            let hex: String = p
-                .public_key
-                .as_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let group = groups.get(&p.group_id).map_or("", String::as_str);
-            names.insert(hex, format!("{} ({group})", p.name));
+            .directory;
+        for (key, meta) in directory {
+            names.insert(hex::encode(key), format!("{} ({})", meta.name, meta.group));
         }
     }
     print!(

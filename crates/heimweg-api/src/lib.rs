@@ -65,10 +65,7 @@ fn now() -> i64 {
 
 /// Hex SHA-256 of a token: what the store keeps.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// A new random token (`hw_` + 43 base64url characters = 256 bits).

@@ -238,6 +238,21 @@ impl Device {
         self.by_key.len()
     }
 
+    /// Peers whose current session was established less than `window` ago. Walks the table
+    /// without building a [`PeerInfo`] per peer: the metrics call it under the workers' lock.
+    pub fn peers_with_handshake_within(&self, window: Duration) -> usize {
+        self.peers
+            .iter()
+            .flatten()
+            .filter(|p| {
+                p.tunn
+                    .as_ref()
+                    .and_then(|t| t.time_since_last_handshake())
+                    .is_some_and(|ago| ago < window)
+            })
+            .count()
+    }
+
     pub fn peer_id(&self, key: &Key) -> Option<PeerId> {
         self.by_key.get(key).copied()
     }

@@ -316,10 +316,7 @@ impl DataPlane {
     pub fn metrics(&self) -> MetricsSnapshot {
         let (counters, handshake_queue_depth, peers, active_peers) = {
             let d = self.shared.device();
-            let active = d
-                .peers()
-                .filter(|p| p.last_handshake_ago.is_some_and(|a| a < ACTIVE_WINDOW))
-                .count();
+            let active = d.peers_with_handshake_within(ACTIVE_WINDOW);
             (
                 d.counters().clone(),
                 d.handshake_queue_depth(),

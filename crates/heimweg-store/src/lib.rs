@@ -1191,6 +1191,16 @@ fn group_from_row(r: &AnyRow) -> Group {
     }
 }
 
+/// Binds `args` in order: `Query` and `QueryScalar` share `bind` by name only, not by trait.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {
+        $args.iter().fold($query, |q, a| match a {
+            Arg::Text(t) => q.bind(t.as_str()),
+            Arg::Int(i) => q.bind(*i),
+        })
+    };
+}
+
 /// A query argument: the types the device filters need.
 enum Arg {
     Text(String),
@@ -1226,25 +1236,14 @@ impl Filter {
         }
     }
 
-    fn bind<'q>(&'q self, mut q: AnyQuery<'q>) -> AnyQuery<'q> {
-        for a in &self.args {
-            q = match a {
-                Arg::Text(t) => q.bind(t.as_str()),
-                Arg::Int(i) => q.bind(*i),
-            };
-        }
-        q
+    /// Binds every argument, in placeholder order.
+    fn bind<'q>(&'q self, q: AnyQuery<'q>) -> AnyQuery<'q> {
+        bind_args!(q, self.args)
     }
 
     /// The same for a scalar query (the count, bound before LIMIT and OFFSET are added).
-    fn bind_scalar<'q, T>(&'q self, mut q: AnyScalar<'q, T>) -> AnyScalar<'q, T> {
-        for a in &self.args {
-            q = match a {
-                Arg::Text(t) => q.bind(t.as_str()),
-                Arg::Int(i) => q.bind(*i),
-            };
-        }
-        q
+    fn bind_scalar<'q, T>(&'q self, q: AnyScalar<'q, T>) -> AnyScalar<'q, T> {
+        bind_args!(q, self.args)
     }
 }
 
