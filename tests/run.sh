@@ -37,10 +37,13 @@ if [ "$(id -u)" = 0 ] && [ -z "${HEIMWEG_TEST_POSTGRES:-}" ]; then
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   pg_dir=$(mktemp -d /tmp/heimweg-pg.XXXXXX)
   chown postgres: "$pg_dir"
-  runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
-  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -s \
-    -o "-k $pg_dir -c listen_addresses= -p 5433 -c max_connections=300" start
-  # From a directory the postgres user may enter (a checkout under a 0700 directory is not).
+  # From a directory the postgres user may enter (a checkout under a 0700 one is not).
+  (
+    cd /
+    runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -s \
+      -o "-k $pg_dir -c listen_addresses= -p 5433 -c max_connections=300" start
+  )
   trap 'cd / && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w -s stop; rm -rf "$pg_dir"' EXIT
   export HEIMWEG_TEST_POSTGRES="postgres://postgres@localhost/postgres?host=$pg_dir&port=5433"
 fi
