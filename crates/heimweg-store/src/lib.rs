@@ -14,6 +14,7 @@
 //! a revision number, which each gateway's reconciler watches to push changes into its data
 //! plane. The store knows nothing of HTTP or the data plane.
 
+mod accounts;
 mod admin;
 mod pool;
 mod requests;
@@ -30,6 +31,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use accounts::{Admin, Role, Session, SessionStage};
 pub use admin::{DeviceUpdate, GroupUpdate, User};
 pub use pool::Family;
 pub use requests::{AccessRequest, NewAccessRequest};
@@ -42,6 +44,7 @@ const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_enrollment_links.sql"),
     include_str!("../../../migrations/sqlite/0004_rotation_users_requests.sql"),
     include_str!("../../../migrations/sqlite/0005_token_parents.sql"),
+    include_str!("../../../migrations/sqlite/0006_admins.sql"),
 ];
 const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
@@ -49,6 +52,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_enrollment_links.sql"),
     include_str!("../../../migrations/postgres/0004_rotation_users_requests.sql"),
     include_str!("../../../migrations/postgres/0005_token_parents.sql"),
+    include_str!("../../../migrations/postgres/0006_admins.sql"),
 ];
 
 /// The PostgreSQL advisory lock every write takes ("heimweg" in ASCII).
@@ -219,6 +223,15 @@ pub struct AuditEntry {
     pub action: String,
     pub subject: String,
     pub detail: String,
+}
+
+/// Devices by state (see [`Store::device_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceCounts {
+    pub active: i64,
+    pub connected: i64,
+    pub expired: i64,
+    pub revoked: i64,
 }
 
 /// Names are what admins type and search for: 1 to 64 characters, no control characters.
@@ -833,6 +846,32 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("there is no device named {name:?}")))
     }
 
+    /// How many devices are in each state at `now`, and how many of the active ones had a
+    /// handshake within `connected_secs` (on any gateway): the panel's overview.
+    pub async fn device_counts(&self, now: i64, connected_secs: i64) -> Result<DeviceCounts> {
+        let (active, connected, expired, revoked): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT
+               COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)
+                            THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)
+                             AND last_handshake_at > $2 THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at <= $1
+                            THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL THEN 1 ELSE 0 END), 0)
+             FROM devices",
+        )
+        .bind(now)
+        .bind(now - connected_secs)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(DeviceCounts {
+            active,
+            connected,
+            expired,
+            revoked,
+        })
+    }
+
     /// Every device that should be a peer at `now`: not revoked, not expired.
     pub async fn active_peers(&self, now: i64) -> Result<Vec<ActivePeer>> {
         let settings = self.settings().await?;
@@ -883,23 +922,46 @@ impl Store {
         Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
+    /// The newest audit entries.
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT at, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT $1",
-        )
+        Ok(self.audit_entries(None, limit, 0).await?.items)
+    }
+
+    /// Audit entries, newest first, optionally only those about `subject`.
+    pub async fn audit_entries(
+        &self,
+        subject: Option<&str>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Page<AuditEntry>> {
+        let condition = "($1 IS NULL OR subject = $1)";
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE {condition}"))
+                .bind(subject)
+                .fetch_one(&self.pool)
+                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT at, actor, action, subject, detail FROM audit_log WHERE {condition}
+             ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(subject)
         .bind(i64::from(limit))
+        .bind(i64::from(offset))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditEntry {
-                at: r.get(0),
-                actor: r.get(1),
-                action: r.get(2),
-                subject: r.get(3),
-                detail: r.get(4),
-            })
-            .collect())
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(|r| AuditEntry {
+                    at: r.get(0),
+                    actor: r.get(1),
+                    action: r.get(2),
+                    subject: r.get(3),
+                    detail: r.get(4),
+                })
+                .collect(),
+            total: total as u64,
+        })
     }
 }
 

@@ -1,0 +1,473 @@
+//! Admin accounts of the web panel and their sessions. The store keeps only what cannot be
+//! used if the database leaks: argon2id hashes of passwords, SHA-256 of session ids and
+//! recovery codes, and TOTP secrets sealed by the caller. Hashing, sealing and deciding what a
+//! role may do is the API's business; here is the bookkeeping that has to be atomic: lockout
+//! counting, one-time use of TOTP steps and recovery codes, and sessions that end with the
+//! account.
+
+use crate::{audit, validate_name, Result, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// What an admin may do in the panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Look, never change: for the helpdesk that answers "is my VPN on?".
+    Helpdesk,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Helpdesk => "helpdesk",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Role> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "helpdesk" => Ok(Role::Helpdesk),
+            _ => Err(StoreError::Invalid(format!(
+                "role {s:?} is not one of admin, helpdesk"
+            ))),
+        }
+    }
+}
+
+/// An admin account, with what a login needs to check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// The sealed TOTP secret; `None` without a second factor.
+    pub totp_sealed: Option<String>,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+/// How far a session has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStage {
+    /// The password was right; the second factor is still due.
+    Password,
+    /// Logged in.
+    Full,
+}
+
+impl SessionStage {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionStage::Password => "password",
+            SessionStage::Full => "full",
+        }
+    }
+}
+
+/// A live session and its account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub admin: Admin,
+    pub stage: SessionStage,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+const ADMIN_COLUMNS: &str = "a.id, a.name, a.role, a.password_hash, a.totp_sealed, \
+                             a.failed_logins, a.locked_until, a.created_at, a.disabled_at";
+
+fn admin_from_row(r: &AnyRow) -> Admin {
+    Admin {
+        id: r.get(0),
+        name: r.get(1),
+        // The CHECK constraint admits only the two roles; anything else reads as the lesser.
+        role: r.get::<String, _>(2).parse().unwrap_or(Role::Helpdesk),
+        password_hash: r.get(3),
+        totp_sealed: r.get(4),
+        failed_logins: r.get(5),
+        locked_until: r.get(6),
+        created_at: r.get(7),
+        disabled_at: r.get(8),
+    }
+}
+
+impl Store {
+    /// Creates an admin account.
+    pub async fn create_admin(
+        &self,
+        actor: &str,
+        name: &str,
+        password_hash: &str,
+        role: Role,
+        now: i64,
+    ) -> Result<Admin> {
+        validate_name("admin", name)?;
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "INSERT INTO admins (name, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Err(StoreError::Conflict(format!(
+                "an admin named {name:?} already exists"
+            )));
+        }
+        audit(&mut tx, now, actor, "admin.create", name, role.as_str()).await?;
+        tx.commit().await?;
+        self.admin(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("admin {name:?} vanished")))
+    }
+
+    pub async fn admin(&self, name: &str) -> Result<Option<Admin>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(admin_from_row))
+    }
+
+    pub async fn admins(&self) -> Result<Vec<Admin>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ADMIN_COLUMNS} FROM admins a ORDER BY a.name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(admin_from_row).collect())
+    }
+
+    /// How many enabled admin accounts exist: none means the panel needs its first one.
+    pub async fn enabled_admin_count(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM admins WHERE disabled_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Counts a wrong password (or second factor). The `max_failures`th in a row locks the
+    /// account until `now + lock_secs`, and the count starts again. Returns the lock's end when
+    /// this failure set one.
+    pub async fn record_login_failure(
+        &self,
+        admin_id: i64,
+        max_failures: i64,
+        lock_secs: i64,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.write().await?;
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "UPDATE admins SET failed_logins = failed_logins + 1 WHERE id = $1
+             RETURNING failed_logins, name",
+        )
+        .bind(admin_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((failures, name)) = row else {
+            return Ok(None);
+        };
+        let mut locked = None;
+        if failures >= max_failures {
+            let until = now + lock_secs;
+            sqlx::query("UPDATE admins SET failed_logins = 0, locked_until = $1 WHERE id = $2")
+                .bind(until)
+                .bind(admin_id)
+                .execute(&mut *tx)
+                .await?;
+            audit(
+                &mut tx,
+                now,
+                "panel",
+                "admin.lock",
+                &name,
+                &format!("{failures} failed logins; locked for {lock_secs} s"),
+            )
+            .await?;
+            locked = Some(until);
+        }
+        tx.commit().await?;
+        Ok(locked)
+    }
+
+    /// A login succeeded (`how`: "password", "password+totp", "password+recovery code"): the
+    /// failure count starts again, and the audit log shows who came in.
+    pub async fn record_login(&self, admin_id: i64, how: &str, now: i64) -> Result<()> {
+        let mut tx = self.write().await?;
+        let name: Option<String> =
+            sqlx::query_scalar("UPDATE admins SET failed_logins = 0 WHERE id = $1 RETURNING name")
+                .bind(admin_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(name) = name {
+            audit(
+                &mut tx,
+                now,
+                &format!("admin:{name}"),
+                "admin.login",
+                &name,
+                how,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Lifts a lockout before it runs out.
+    pub async fn unlock_admin(&self, actor: &str, name: &str, now: i64) -> Result<()> {
+        let mut tx = self.write().await?;
+        let done =
+            sqlx::query("UPDATE admins SET failed_logins = 0, locked_until = NULL WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if done == 0 {
+            return Err(StoreError::NotFound(format!(
+                "there is no admin named {name:?}"
+            )));
+        }
+        audit(&mut tx, now, actor, "admin.unlock", name, "").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a new password and ends every session of the account.
+    pub async fn set_admin_password(
+        &self,
+        actor: &str,
+        name: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "UPDATE admins SET password_hash = $1, failed_logins = 0, locked_until = NULL
+             WHERE name = $2 RETURNING id",
+        )
+        .bind(password_hash)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no admin named {name:?}")))?;
+        sqlx::query("DELETE FROM admin_sessions WHERE admin_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, now, actor, "admin.password", name, "").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Disables an account and ends its sessions at once.
+    pub async fn disable_admin(&self, actor: &str, name: &str, now: i64) -> Result<()> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "UPDATE admins SET disabled_at = $1 WHERE name = $2 AND disabled_at IS NULL
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no enabled admin named {name:?}")))?;
+        sqlx::query("DELETE FROM admin_sessions WHERE admin_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, now, actor, "admin.disable", name, "").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Turns the second factor on (with its recovery codes, replacing any earlier ones) or,
+    /// with `None`, off.
+    pub async fn set_admin_totp(
+        &self,
+        actor: &str,
+        name: &str,
+        totp: Option<(&str, &[String])>,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "UPDATE admins SET totp_sealed = $1, totp_last_step = NULL WHERE name = $2
+             RETURNING id",
+        )
+        .bind(totp.map(|(sealed, _)| sealed))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no admin named {name:?}")))?;
+        sqlx::query("DELETE FROM admin_recovery_codes WHERE admin_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for hash in totp.map_or(&[][..], |(_, codes)| codes) {
+            sqlx::query("INSERT INTO admin_recovery_codes (admin_id, code_hash) VALUES ($1, $2)")
+                .bind(id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let action = if totp.is_some() {
+            "admin.totp_on"
+        } else {
+            "admin.totp_off"
+        };
+        audit(&mut tx, now, actor, action, name, "").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Accepts TOTP time step `step` for an account if no equal or later step was accepted
+    /// before: a code, even one still valid, works only once.
+    pub async fn accept_totp_step(&self, admin_id: i64, step: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE admins SET totp_last_step = $1
+             WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        )
+        .bind(step)
+        .bind(admin_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Uses up a recovery code; false if it is unknown or was used.
+    pub async fn use_recovery_code(
+        &self,
+        admin_id: i64,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE admin_recovery_codes SET used_at = $1
+             WHERE admin_id = $2 AND code_hash = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(admin_id)
+        .bind(code_hash)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Recovery codes not used yet.
+    pub async fn recovery_codes_left(&self, admin_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM admin_recovery_codes WHERE admin_id = $1 AND used_at IS NULL",
+        )
+        .bind(admin_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Starts a session. Sessions are single-row writes with no invariant across rows, so they
+    /// skip the write lock that device changes queue behind.
+    pub async fn create_session(
+        &self,
+        id_hash: &str,
+        admin_id: i64,
+        stage: SessionStage,
+        csrf_token: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO admin_sessions
+               (id_hash, admin_id, stage, csrf_token, created_at, last_seen_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+        )
+        .bind(id_hash)
+        .bind(admin_id)
+        .bind(stage.as_str())
+        .bind(csrf_token)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live session with this id hash: not expired, its account enabled.
+    pub async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ADMIN_COLUMNS}, s.stage, s.csrf_token, s.created_at, s.last_seen_at, s.expires_at
+             FROM admin_sessions s JOIN admins a ON a.id = s.admin_id
+             WHERE s.id_hash = $1 AND s.expires_at > $2 AND a.disabled_at IS NULL"
+        ))
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Session {
+            admin: admin_from_row(&r),
+            stage: if r.get::<String, _>(9) == "full" {
+                SessionStage::Full
+            } else {
+                SessionStage::Password
+            },
+            csrf_token: r.get(10),
+            created_at: r.get(11),
+            last_seen_at: r.get(12),
+            expires_at: r.get(13),
+        }))
+    }
+
+    /// Records activity on a session and moves its idle deadline.
+    pub async fn touch_session(&self, id_hash: &str, now: i64, expires_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE admin_sessions SET last_seen_at = $1, expires_at = $2 WHERE id_hash = $3",
+        )
+        .bind(now)
+        .bind(expires_at)
+        .bind(id_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a session (logout, or the step that replaces it with a new id).
+    pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM admin_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets sessions that ran out.
+    pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
