@@ -90,6 +90,11 @@ async fn run(db: &Scratch) {
     let app = router(AppState {
         store: Arc::new(store),
         gateway_key: PrivateKey::generate().public_key(),
+        panel: heimweg_api::panel::PanelConfig {
+            secure_cookies: true,
+            sealer: heimweg_api::panel::Sealer::new([7; 32]),
+        },
+        live: None,
     });
 
     let start = Instant::now();

@@ -4,6 +4,7 @@
 //! data plane and its UAPI socket, and stops them cleanly.
 
 pub mod gateway;
+pub mod live;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;

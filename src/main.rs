@@ -66,6 +66,10 @@ enum Command {
         /// Where the JSON API listens. Plain HTTP: keep it on localhost or behind a TLS proxy.
         #[arg(long, env = "HEIMWEG_API_LISTEN", default_value = "127.0.0.1:8080")]
         api_listen: SocketAddr,
+        /// Send the panel's cookies without the Secure flag, for a panel reached over plain
+        /// HTTP on a trusted network. Not needed for http://localhost or behind a TLS proxy.
+        #[arg(long, env = "HEIMWEG_PANEL_INSECURE_COOKIES")]
+        panel_insecure_cookies: bool,
         #[command(flatten)]
         ops: OpsArgs,
     },
@@ -109,6 +113,37 @@ enum Command {
     /// Access requests staff filed through the public form.
     #[command(subcommand)]
     Request(RequestCmd),
+    /// Accounts of the web panel.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Create a panel account. Prints a random first password unless one comes on stdin.
+    Add {
+        name: String,
+        /// admin (everything) or helpdesk (read-only).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Read the password from the first line of stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List panel accounts.
+    List,
+    /// Set a new password (printed, or read with --password-stdin); ends the account's sessions.
+    ResetPassword {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Turn off the account's second factor (a lost phone and no recovery codes left).
+    ResetTotp { name: String },
+    /// Lift a lockout after failed logins.
+    Unlock { name: String },
+    /// Disable an account; its sessions end at once.
+    Disable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -367,12 +402,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             net,
             api_listen,
+            panel_insecure_cookies,
             ops,
         } => serve(
             &cli.state_dir,
             cli.database.as_deref(),
             net,
             api_listen,
+            panel_insecure_cookies,
             ops,
         ),
         Command::Device(cmd) => {
@@ -403,6 +440,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Request(cmd) => {
             runtime()?.block_on(request(&cli.state_dir, cli.database.as_deref(), cmd))
+        }
+        Command::Admin(cmd) => {
+            runtime()?.block_on(admin(&cli.state_dir, cli.database.as_deref(), cmd))
         }
     }
 }
@@ -475,6 +515,7 @@ fn serve(
     database: Option<&str>,
     net: NetArgs,
     api_listen: SocketAddr,
+    panel_insecure_cookies: bool,
     ops: OpsArgs,
 ) -> Result<()> {
     let rt = runtime()?;
@@ -507,10 +548,17 @@ fn serve(
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(api_listen))
         .with_context(|| format!("binding the API to {api_listen}"))?;
+    let live = heimweg::live::Live::new(running.dataplane.clone());
+    rt.spawn(live.clone().run());
     let app = heimweg_api::metrics::track(
         heimweg_api::router(heimweg_api::AppState {
             store: store.clone(),
             gateway_key: public,
+            panel: heimweg_api::panel::PanelConfig {
+                secure_cookies: !panel_insecure_cookies,
+                sealer: heimweg_api::panel::Sealer::for_gateway(&key),
+            },
+            live: Some(live),
         }),
         heimweg_api::metrics::ApiMetrics::register(&registry)?,
     );
@@ -535,8 +583,17 @@ fn serve(
             }
         });
     }
+    let first_admin = if rt.block_on(store.enabled_admin_count())? == 0 {
+        format!(
+            " (no account yet: heimweg --state-dir {} admin add NAME)",
+            state_dir.display()
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
         "heimweg is running on {} (UDP {}), gateway public key {public}.\n\
+         Admin panel: http://{api_listen}/{first_admin}\n\
          Enroll a device with:  heimweg --state-dir {} device add NAME\n\
          (set the address clients dial first: heimweg settings endpoint HOST:PORT)\n\
          JSON API on http://{api_listen}/api/v1; create a token with: heimweg token create NAME --scope devices:write\n\
@@ -989,6 +1046,97 @@ async fn token(state_dir: &Path, database: Option<&str>, cmd: TokenCmd) -> Resul
 }
 
 /// Who the audit log names for CLI changes: the local operator.
+/// A password from the first line of stdin, or a new random one to print.
+fn admin_password(from_stdin: bool) -> Result<(String, bool)> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        if let Some(problem) = heimweg_api::panel::secrets::password_problem(&password) {
+            bail!(
+                "the password is too {problem}: use {} to {} characters",
+                heimweg_api::panel::secrets::MIN_PASSWORD_CHARS,
+                heimweg_api::panel::secrets::MAX_PASSWORD_BYTES
+            );
+        }
+        Ok((password, false))
+    } else {
+        Ok((heimweg_api::panel::secrets::random_token(15), true))
+    }
+}
+
+async fn admin(state_dir: &Path, database: Option<&str>, cmd: AdminCmd) -> Result<()> {
+    let store = open_store(state_dir, database, false).await?;
+    let now = unix_now();
+    match cmd {
+        AdminCmd::Add {
+            name,
+            role,
+            password_stdin,
+        } => {
+            let role: heimweg_store::Role = role.parse()?;
+            let (password, generated) = admin_password(password_stdin)?;
+            let hash = heimweg_api::panel::secrets::hash_password(&password);
+            store
+                .create_admin(&actor(), &name, &hash, role, now)
+                .await?;
+            if generated {
+                println!("{password}");
+                eprintln!(
+                    "Created {name} ({}). This is the only time the password is shown; log in \
+                     to the panel and change it under your account, then set up a second factor.",
+                    role.as_str()
+                );
+            } else {
+                eprintln!("Created {name} ({}).", role.as_str());
+            }
+        }
+        AdminCmd::List => {
+            for a in store.admins().await? {
+                let state = if a.disabled_at.is_some() {
+                    "disabled"
+                } else if a.locked_until.is_some_and(|u| u > now) {
+                    "locked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<24} {:<9} {:<9} totp={}",
+                    a.name,
+                    a.role.as_str(),
+                    state,
+                    if a.totp_sealed.is_some() { "on" } else { "off" }
+                );
+            }
+        }
+        AdminCmd::ResetPassword {
+            name,
+            password_stdin,
+        } => {
+            let (password, generated) = admin_password(password_stdin)?;
+            let hash = heimweg_api::panel::secrets::hash_password(&password);
+            store
+                .set_admin_password(&actor(), &name, &hash, now)
+                .await?;
+            if generated {
+                println!("{password}");
+                eprintln!("The new password is shown only now; {name}'s sessions have ended.");
+            }
+        }
+        AdminCmd::ResetTotp { name } => {
+            store.set_admin_totp(&actor(), &name, None, now).await?;
+            eprintln!(
+                "{name} logs in with the password alone until they set up a new second factor."
+            );
+        }
+        AdminCmd::Unlock { name } => store.unlock_admin(&actor(), &name, now).await?,
+        AdminCmd::Disable { name } => store.disable_admin(&actor(), &name, now).await?,
+    }
+    Ok(())
+}
+
 fn actor() -> String {
     format!(
         "cli:{}",

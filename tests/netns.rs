@@ -76,6 +76,19 @@ async fn the_gateway_runs_on_postgresql_too() {
     .unwrap();
 }
 
+/// The admin panel in headless Chromium: first login, enrolling with the QR code read back off
+/// the screen, the downloaded config connecting, revocation, links, requests, CSRF, lockout, the
+/// second factor and the helpdesk role (tests/panel/panel.mjs). Saves screenshots of the main
+/// pages in target/panel-screenshots.
+#[test]
+fn the_admin_panel_works_in_a_real_browser() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    run_script("tests/netns/panel.sh");
+}
+
 /// A `heimweg-wg -f` process, killed (by PID) when dropped.
 struct Gateway {
     child: Child,

@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: real WireGuard peers (wireguard-go, wg, wg-quick), namespaces
 # and traffic tools, tcpdump to capture packets for the replay test, and a PostgreSQL server
 # for the second store backend; Prometheus (and promtool), nftables and systemd-analyze for the
-# operations checks.
+# operations checks; Chromium, Node.js and npm for the browser test of the panel.
 PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 tcpdump openresolv
-      procps ca-certificates postgresql prometheus nftables systemd)
+      procps ca-certificates postgresql prometheus nftables systemd chromium)
+# Node.js and npm: the machine's own if it has them, else Debian's.
+command -v node >/dev/null || PKGS+=(nodejs)
+command -v npm >/dev/null || PKGS+=(npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,6 +32,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 cargo build --workspace --all-targets --locked
+
+# The browser test's driver (Playwright, without its own browsers: it drives Debian's Chromium)
+# and the QR decoder, at the versions package-lock.json pins.
+(cd tests/panel && npm ci --no-audit --no-fund --loglevel=error)
 
 # A throwaway PostgreSQL server for the store and API tests: its own data directory, reachable
 # only through a Unix socket in that directory, stopped and deleted when the tests end. The tests

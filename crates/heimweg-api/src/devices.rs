@@ -150,7 +150,7 @@ pub(crate) async fn create(
 /// profile, never cached.
 async fn config_response(st: &AppState, enrolled: service::Enrollment) -> Response {
     let qr_svg = Qr::encode(&enrolled.config).ok().map(|q| q.to_svg());
-    let mobileconfig = mobileconfig_for(st, &enrolled).await;
+    let mobileconfig = service::mobileconfig(&st.store, &enrolled).await;
     created_secret(json!({
         "device": DeviceJson::from(enrolled.device),
         "config": enrolled.config,
@@ -159,21 +159,6 @@ async fn config_response(st: &AppState, enrolled: service::Enrollment) -> Respon
         "qr_svg": qr_svg,
         "mobileconfig": mobileconfig,
     }))
-}
-
-/// An iOS profile for the new device, when its config is complete (has a private key).
-pub(crate) async fn mobileconfig_for(st: &AppState, e: &service::Enrollment) -> Option<String> {
-    if !e.has_private_key {
-        return None;
-    }
-    let endpoint = st.store.settings().await.ok()?.endpoint?;
-    Some(heimweg_control::mobileconfig::render(
-        &e.device.name,
-        &e.config,
-        &endpoint,
-        "heimweg",
-        heimweg_control::mobileconfig::ApplePlatform::Ios,
-    ))
 }
 
 pub(crate) async fn revoke(

@@ -81,7 +81,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(g.into())))
 }
 
-fn parse_prefixes(prefixes: &[String]) -> Result<Vec<ipnet::IpNet>, ApiError> {
+pub(crate) fn parse_prefixes(prefixes: &[String]) -> Result<Vec<ipnet::IpNet>, ApiError> {
     let nets = prefixes
         .iter()
         .map(|p| {
@@ -98,7 +98,7 @@ fn parse_prefixes(prefixes: &[String]) -> Result<Vec<ipnet::IpNet>, ApiError> {
     Ok(nets)
 }
 
-fn check_dns(dns: &[String]) -> Result<(), ApiError> {
+pub(crate) fn check_dns(dns: &[String]) -> Result<(), ApiError> {
     for d in dns {
         if d.parse::<std::net::IpAddr>().is_err() && !heimweg_control::clientconf::is_hostname(d) {
             return Err(ApiError::BadRequest(format!(

@@ -16,6 +16,7 @@ mod groups;
 mod links;
 pub mod metrics;
 pub mod openapi;
+pub mod panel;
 mod requests;
 pub mod service;
 mod tokens;
@@ -42,6 +43,39 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct AppState {
     pub store: Arc<Store>,
     pub gateway_key: PublicKey,
+    pub panel: panel::PanelConfig,
+    /// This gateway's data plane, for the panel's live figures; `None` where there is none
+    /// (tests of the API alone).
+    pub live: Option<Arc<dyn LiveStats>>,
+}
+
+/// What the panel shows of the data plane it runs beside.
+pub trait LiveStats: Send + Sync {
+    fn totals(&self) -> LiveTotals;
+    /// One peer's live counters, by public key; `None` if it is not a peer here.
+    fn peer(&self, key: &PublicKey) -> Option<PeerLive>;
+}
+
+/// Gateway-wide counters since start, and their rates over about the last minute.
+#[derive(Debug, Clone, Default)]
+pub struct LiveTotals {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub handshakes: u64,
+    pub peers: u64,
+    pub connected_peers: u64,
+    /// Per minute: received bytes, sent bytes, handshakes; `None` until a minute of samples.
+    pub per_minute: Option<(f64, f64, f64)>,
+}
+
+/// A peer as the data plane sees it now.
+#[derive(Debug, Clone)]
+pub struct PeerLive {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Unix seconds.
+    pub last_handshake_at: Option<i64>,
+    pub endpoint: Option<std::net::SocketAddr>,
 }
 
 /// Every scope a token can hold.
@@ -125,12 +159,14 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     ]
 }
 
+/// The JSON API, the public pages and the admin panel.
 pub fn router(state: AppState) -> Router {
     routes()
         .into_iter()
         .fold(Router::new(), |r, (path, handlers)| r.route(path, handlers))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(panel::routes(state))
 }
 
 /// The link secret an approved access request activates, derived from the requester's
@@ -144,6 +180,35 @@ pub fn request_link_secret(request_secret: &str) -> String {
         "hw_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
     )
+}
+
+/// A token bucket: `burst` at once, then `per_second`. A process-wide bound on costly public
+/// operations (filings of access requests, password checks), whoever sends them.
+pub(crate) struct RateLimit {
+    per_second: f64,
+    burst: f64,
+    state: std::sync::Mutex<Option<(f64, std::time::Instant)>>,
+}
+
+impl RateLimit {
+    pub(crate) const fn new(per_second: f64, burst: f64) -> RateLimit {
+        RateLimit {
+            per_second,
+            burst,
+            state: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn admit(&self) -> bool {
+        let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let (tokens, last) = b.unwrap_or((self.burst, now));
+        let tokens =
+            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
+        let admitted = tokens >= 1.0;
+        *b = Some((if admitted { tokens - 1.0 } else { tokens }, now));
+        admitted
+    }
 }
 
 /// For PATCH bodies: tells "absent" (`None`) from "null" (`Some(None)`).
@@ -248,6 +313,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(e) => e.into(),
             ServiceError::Config(e) => ApiError::BadRequest(e.to_string()),
             ServiceError::NotReady(m) => ApiError::Conflict(m),
+            ServiceError::Invalid(m) => ApiError::BadRequest(m),
+            ServiceError::Busy(m) => ApiError::TooManyRequests(m),
         }
     }
 }

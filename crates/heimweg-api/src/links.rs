@@ -1,12 +1,8 @@
 //! `/api/v1/enrollment-links`, the public `/enroll/{token}` page they lead to, and the audit
 //! log.
 
-use crate::devices::mobileconfig_for;
 use crate::service;
-use crate::{
-    created_secret, generate_token, now, page, secret_headers, token_hash, ApiError, AppState,
-    Caller,
-};
+use crate::{created_secret, now, page, secret_headers, token_hash, ApiError, AppState, Caller};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -34,26 +30,16 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     caller.require("devices:write")?;
     let Json(req) = body?;
-    let hours = req.expires_in_hours.unwrap_or(72);
-    if hours == 0 || hours > 720 {
-        return Err(ApiError::BadRequest(
-            "expires_in_hours must be 1 to 720 (30 days)".into(),
-        ));
-    }
-    let token = generate_token();
-    let now = now();
-    let link = st
-        .store
-        .create_enrollment_link(
-            &caller.actor(),
-            &req.device_name,
-            &req.group,
-            req.owner.as_deref(),
-            &token_hash(&token),
-            now + i64::from(hours) * 3600,
-            now,
-        )
-        .await?;
+    let (link, token) = service::create_link(
+        &st.store,
+        &caller.actor(),
+        &req.device_name,
+        &req.group,
+        req.owner.as_deref(),
+        req.expires_in_hours,
+        now(),
+    )
+    .await?;
     let body = json!({
         "id": link.id,
         "device_name": link.device_name,
@@ -75,15 +61,7 @@ pub(crate) async fn list(
         .await?
         .into_iter()
         .map(|l| {
-            let status = if l.used_at.is_some() {
-                "used"
-            } else if l.revoked_at.is_some() {
-                "revoked"
-            } else if l.expires_at <= now {
-                "expired"
-            } else {
-                "open"
-            };
+            let status = service::link_status(&l, now);
             json!({"id": l.id, "device_name": l.device_name, "group": l.group,
                    "owner": l.owner, "created_by": l.created_by, "created_at": l.created_at,
                    "expires_at": l.expires_at, "used_at": l.used_at, "status": status})
@@ -134,7 +112,9 @@ pub(crate) async fn redeem(State(st): State<AppState>, Path(token): Path<String>
         .unwrap_or_default();
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let profile = mobileconfig_for(&st, &enrolled).await.unwrap_or_default();
+    let profile = service::mobileconfig(&st.store, &enrolled)
+        .await
+        .unwrap_or_default();
     let stem = enrolled.file_name.trim_end_matches(".conf");
     let body = format!(
         "<p>Scan this code with the WireGuard app (+ → Create from QR code), or download the \

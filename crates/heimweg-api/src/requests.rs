@@ -7,8 +7,8 @@
 //! device they asked from, without the admin handling any secret.
 
 use crate::{
-    created_secret, generate_token, now, page, request_link_secret, secret_headers, token_hash,
-    ApiError, AppState, Caller,
+    created_secret, now, page, request_link_secret, secret_headers, service, token_hash, ApiError,
+    AppState, Caller,
 };
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -62,56 +62,23 @@ pub(crate) struct Create {
     reason: String,
 }
 
-/// Filings admitted per second across all clients, and the burst: a whole department filing
-/// at once gets through, a script cannot fill the pending queue in a moment or keep the
-/// store's write lock busy (on PostgreSQL that lock is shared by every gateway).
-const FILINGS_PER_SECOND: f64 = 1.0;
-const FILINGS_BURST: f64 = 30.0;
-
-/// A token bucket shared by the process.
-fn admit_filing() -> bool {
-    use std::sync::Mutex;
-    use std::time::Instant;
-    static BUCKET: Mutex<Option<(f64, Instant)>> = Mutex::new(None);
-    let mut b = BUCKET.lock().unwrap_or_else(|p| p.into_inner());
-    let now = Instant::now();
-    let (tokens, last) = b.unwrap_or((FILINGS_BURST, now));
-    let tokens =
-        (tokens + now.duration_since(last).as_secs_f64() * FILINGS_PER_SECOND).min(FILINGS_BURST);
-    if tokens < 1.0 {
-        *b = Some((tokens, now));
-        return false;
-    }
-    *b = Some((tokens - 1.0, now));
-    true
-}
-
 /// Public: files a request. The answer holds the requester's status page, once.
 pub(crate) async fn create(
     State(st): State<AppState>,
     body: Result<Json<Create>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    if !admit_filing() {
-        return Err(ApiError::TooManyRequests(
-            "too many access requests right now; please try again in a minute".into(),
-        ));
-    }
-    let secret = generate_token();
-    let r = st
-        .store
-        .create_access_request(
-            &NewAccessRequest {
-                requester: req.requester,
-                contact: req.contact,
-                device_name: req.device_name,
-                reason: req.reason,
-            },
-            &token_hash(&secret),
-            &token_hash(&request_link_secret(&secret)),
-            now(),
-        )
-        .await?;
+    let (r, secret) = service::file_access_request(
+        &st.store,
+        &NewAccessRequest {
+            requester: req.requester,
+            contact: req.contact,
+            device_name: req.device_name,
+            reason: req.reason,
+        },
+        now(),
+    )
+    .await?;
     Ok(created_secret(json!({
         "id": r.id,
         "status": r.status,
@@ -161,23 +128,15 @@ pub(crate) async fn approve(
 ) -> Result<Json<RequestJson>, ApiError> {
     caller.require("devices:write")?;
     let req: Approve = crate::optional_body(&body)?;
-    let hours = req.expires_in_hours.unwrap_or(72);
-    if hours == 0 || hours > 720 {
-        return Err(ApiError::BadRequest(
-            "expires_in_hours must be 1 to 720 (30 days)".into(),
-        ));
-    }
-    let now = now();
-    let r = st
-        .store
-        .approve_access_request(
-            &caller.actor(),
-            id,
-            req.group.as_deref().unwrap_or("default"),
-            now + i64::from(hours) * 3600,
-            now,
-        )
-        .await?;
+    let r = service::approve_access_request(
+        &st.store,
+        &caller.actor(),
+        id,
+        req.group.as_deref(),
+        req.expires_in_hours,
+        now(),
+    )
+    .await?;
     Ok(Json(r.into()))
 }
 

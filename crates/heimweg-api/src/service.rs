@@ -2,7 +2,9 @@
 //! by the API and the CLI so that neither holds business logic of its own.
 
 use heimweg_control::{config_file_name, ClientConfig, ConfigError, PrivateKey, PublicKey};
-use heimweg_store::{Device, NewDevice, Store, StoreError};
+use heimweg_store::{
+    AccessRequest, Device, EnrollmentLink, NewAccessRequest, NewDevice, Store, StoreError,
+};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -14,6 +16,10 @@ pub enum ServiceError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     NotReady(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// What an admin asks for when enrolling a device.
@@ -191,4 +197,117 @@ pub async fn redeem_link(
             Err(e)
         }
     }
+}
+
+/// An iOS profile for a new config, when it is complete (has a private key) and the endpoint
+/// is known.
+pub async fn mobileconfig(store: &Store, e: &Enrollment) -> Option<String> {
+    if !e.has_private_key {
+        return None;
+    }
+    let endpoint = store.settings().await.ok()?.endpoint?;
+    Some(heimweg_control::mobileconfig::render(
+        &e.device.name,
+        &e.config,
+        &endpoint,
+        "heimweg",
+        heimweg_control::mobileconfig::ApplePlatform::Ios,
+    ))
+}
+
+/// Hours a link may stay open: 72 by default, at most 30 days.
+fn link_lifetime_secs(hours: Option<u32>) -> Result<i64, ServiceError> {
+    match hours.unwrap_or(72) {
+        h @ 1..=720 => Ok(i64::from(h) * 3600),
+        _ => Err(ServiceError::Invalid(
+            "expires_in_hours must be 1 to 720 (30 days)".into(),
+        )),
+    }
+}
+
+/// Creates a one-time enrollment link; returns it and its secret, which exists only in this
+/// answer (the store keeps its hash).
+pub async fn create_link(
+    store: &Store,
+    actor: &str,
+    device_name: &str,
+    group: &str,
+    owner: Option<&str>,
+    expires_in_hours: Option<u32>,
+    now: i64,
+) -> Result<(EnrollmentLink, String), ServiceError> {
+    let lifetime = link_lifetime_secs(expires_in_hours)?;
+    let token = crate::generate_token();
+    let link = store
+        .create_enrollment_link(
+            actor,
+            device_name,
+            group,
+            owner,
+            &crate::token_hash(&token),
+            now + lifetime,
+            now,
+        )
+        .await?;
+    Ok((link, token))
+}
+
+/// `used`, `revoked`, `expired` or `open`.
+pub fn link_status(l: &EnrollmentLink, now: i64) -> &'static str {
+    if l.used_at.is_some() {
+        "used"
+    } else if l.revoked_at.is_some() {
+        "revoked"
+    } else if l.expires_at <= now {
+        "expired"
+    } else {
+        "open"
+    }
+}
+
+/// Filings admitted per second across all clients, and the burst: a whole department filing
+/// at once gets through, a script cannot fill the pending queue in a moment or keep the
+/// store's write lock busy (on PostgreSQL that lock is shared by every gateway).
+const FILINGS_PER_SECOND: f64 = 1.0;
+const FILINGS_BURST: f64 = 30.0;
+static FILINGS: crate::RateLimit = crate::RateLimit::new(FILINGS_PER_SECOND, FILINGS_BURST);
+
+/// Files a staff member's access request. Returns it and the requester's secret, the key to
+/// their status page, which exists only in this answer.
+pub async fn file_access_request(
+    store: &Store,
+    req: &NewAccessRequest,
+    now: i64,
+) -> Result<(AccessRequest, String), ServiceError> {
+    if !FILINGS.admit() {
+        return Err(ServiceError::Busy(
+            "too many access requests right now; please try again in a minute".into(),
+        ));
+    }
+    let secret = crate::generate_token();
+    let r = store
+        .create_access_request(
+            req,
+            &crate::token_hash(&secret),
+            &crate::token_hash(&crate::request_link_secret(&secret)),
+            now,
+        )
+        .await?;
+    Ok((r, secret))
+}
+
+/// Approves a request: its requester's status page then offers the enrollment. The admin
+/// never sees the link's secret.
+pub async fn approve_access_request(
+    store: &Store,
+    actor: &str,
+    id: i64,
+    group: Option<&str>,
+    expires_in_hours: Option<u32>,
+    now: i64,
+) -> Result<AccessRequest, ServiceError> {
+    let lifetime = link_lifetime_secs(expires_in_hours)?;
+    Ok(store
+        .approve_access_request(actor, id, group.unwrap_or("default"), now + lifetime, now)
+        .await?)
 }

@@ -66,6 +66,11 @@ async fn env(backend: Backend, tag: &str) -> Option<Env> {
         state: AppState {
             store: Arc::new(store),
             gateway_key: PrivateKey::generate().public_key(),
+            panel: heimweg_api::panel::PanelConfig {
+                secure_cookies: true,
+                sealer: heimweg_api::panel::Sealer::new([7; 32]),
+            },
+            live: None,
         },
         admin,
         reader,

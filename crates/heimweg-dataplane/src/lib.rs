@@ -343,6 +343,12 @@ impl DataPlane {
         }
     }
 
+    /// One peer's counters and endpoint, by public key (one lookup, not a walk of all peers).
+    pub fn peer(&self, public_key: &[u8; 32]) -> Option<heimweg_core::PeerInfo> {
+        let d = self.shared.device();
+        d.peer_id(public_key).and_then(|id| d.peer(id))
+    }
+
     /// How often a packet was dropped for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.shared.device().counters().drops(reason)

@@ -1,0 +1,731 @@
+//! The admin web panel: server-rendered HTML pages over the same store and service layer as
+//! the JSON API, with nothing of its own but sessions and rendering.
+//!
+//! - **Pages** are plain HTML forms ([`maud`] escapes everything it interpolates); a small
+//!   script only adds copy buttons and confirmation prompts, so every page works without it.
+//!   Every asset is compiled into the binary: the panel runs on an intranet without a CDN.
+//! - **Sessions** live in the store (so a logout or a disabled account ends them on every
+//!   gateway); the cookie is `HttpOnly`, `SameSite=Strict` and, unless the operator runs plain
+//!   HTTP on purpose, `Secure` with the `__Host-` prefix. A new session id is issued at login
+//!   and again after the second factor.
+//! - **CSRF**: every POST goes through [`guard`], which refuses cross-site requests by their
+//!   `Sec-Fetch-Site`/`Origin` headers and requires the session's synchronizer token (before
+//!   login, a double-submit token in its own cookie) in the form. No handler can forget it.
+//! - **Roles**: an admin may do everything, a helpdesk account may look but not change.
+//! - **Languages**: German and English, from `Accept-Language` or the switch in the header.
+
+mod auth;
+mod pages;
+pub mod secrets;
+
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use heimweg_store::{Role, Session, SessionStage};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+pub use secrets::Sealer;
+
+/// How the panel is served.
+#[derive(Debug, Clone)]
+pub struct PanelConfig {
+    /// Mark cookies `Secure` (and use the `__Host-` prefix). Off only for plain HTTP on
+    /// purpose; browsers accept Secure cookies from `http://localhost` anyway.
+    pub secure_cookies: bool,
+    /// Seals TOTP secrets at rest.
+    pub sealer: Sealer,
+}
+
+/// Idle sessions end after this, and every session after [`SESSION_MAX_SECS`].
+const SESSION_IDLE_SECS: i64 = 30 * 60;
+const SESSION_MAX_SECS: i64 = 12 * 3600;
+/// A session waiting for the second factor.
+const SESSION_PARTIAL_SECS: i64 = 5 * 60;
+/// Largest form body read: the longest field is a list of networks.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+const PANEL_CSS: &str = include_str!("../../../../web/panel.css");
+const PANEL_JS: &str = include_str!("../../../../web/panel.js");
+
+/// The panel's routes; [`guard`] wraps all but the assets.
+pub fn routes(state: AppState) -> Router {
+    let pages = Router::new()
+        .route("/", get(pages::overview))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/login/totp", get(auth::totp_page).post(auth::totp))
+        .route("/logout", post(auth::logout))
+        .route("/account", get(auth::account))
+        .route("/account/password", post(auth::change_password))
+        .route("/account/totp", post(auth::totp_begin))
+        .route("/account/totp/confirm", post(auth::totp_confirm))
+        .route("/account/totp/off", post(auth::totp_off))
+        .route("/lang/{code}", get(lang_switch))
+        .route("/devices", get(pages::devices))
+        .route("/devices/new", get(pages::enroll_form).post(pages::enroll))
+        .route(
+            "/devices/{name}",
+            get(pages::device).post(pages::device_update),
+        )
+        .route("/devices/{name}/revoke", post(pages::device_revoke))
+        .route("/devices/{name}/rotate", post(pages::device_rotate))
+        .route("/links", get(pages::links).post(pages::link_create))
+        .route("/links/{id}/revoke", post(pages::link_revoke))
+        .route("/requests", get(pages::requests))
+        .route("/requests/{id}/approve", post(pages::request_approve))
+        .route("/requests/{id}/reject", post(pages::request_reject))
+        .route("/access", get(pages::access_form).post(pages::access_file))
+        .route("/users", get(pages::users).post(pages::user_create))
+        .route("/users/{name}", get(pages::user))
+        .route("/users/{name}/disable", post(pages::user_disable))
+        .route("/groups", get(pages::groups).post(pages::group_create))
+        .route(
+            "/groups/{name}",
+            get(pages::group).post(pages::group_update),
+        )
+        .route("/audit", get(pages::audit))
+        .route(
+            "/settings",
+            get(pages::settings).post(pages::settings_update),
+        )
+        .route("/settings/admins", post(auth::admin_create))
+        .route("/settings/admins/{name}/unlock", post(auth::admin_unlock))
+        .route("/settings/admins/{name}/disable", post(auth::admin_disable))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .route(
+            "/assets/panel.css",
+            get(|| asset("text/css; charset=utf-8", PANEL_CSS)),
+        )
+        .route(
+            "/assets/panel.js",
+            get(|| asset("text/javascript; charset=utf-8", PANEL_JS)),
+        )
+        .merge(pages)
+        .with_state(state)
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// German or English.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    De,
+}
+
+impl Lang {
+    /// The text in this language: both versions sit side by side where they are used, so
+    /// no page can miss a translation.
+    pub fn t(self, en: &'static str, de: &'static str) -> &'static str {
+        match self {
+            Lang::En => en,
+            Lang::De => de,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::De => "de",
+        }
+    }
+
+    /// The choice in the `heimweg_lang` cookie, else the first of German or English in
+    /// `Accept-Language` (by order; the weights of real browsers follow it).
+    fn from_headers(headers: &HeaderMap) -> Lang {
+        match cookie(headers, LANG_COOKIE) {
+            Some("de") => return Lang::De,
+            Some("en") => return Lang::En,
+            _ => {}
+        }
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        for part in accept.split(',') {
+            let tag = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if tag == "de" || tag.starts_with("de-") {
+                return Lang::De;
+            }
+            if tag == "en" || tag.starts_with("en-") {
+                return Lang::En;
+            }
+        }
+        Lang::En
+    }
+}
+
+const LANG_COOKIE: &str = "heimweg_lang";
+
+/// The value of cookie `name`.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// What [`guard`] learned about a request, for the handlers.
+#[derive(Clone)]
+pub struct Ctx {
+    pub lang: Lang,
+    session: Option<Session>,
+    /// SHA-256 of the session id, to end or replace the session.
+    session_hash: Option<String>,
+    /// The token forms on this page must carry.
+    pub csrf: String,
+    secure: bool,
+    /// The path asked for, so that a login can come back to it.
+    path: String,
+}
+
+impl Ctx {
+    /// The logged-in admin, or a redirect to the login page.
+    fn admin(&self) -> Result<&Session, PanelError> {
+        match &self.session {
+            Some(s) if s.stage == SessionStage::Full => Ok(s),
+            _ => Err(PanelError::Login(self.path.clone())),
+        }
+    }
+
+    /// The logged-in admin if allowed to change things; a helpdesk account gets a clear 403.
+    fn writer(&self) -> Result<&Session, PanelError> {
+        let s = self.admin()?;
+        if s.admin.role == Role::Admin {
+            Ok(s)
+        } else {
+            Err(PanelError::Forbidden)
+        }
+    }
+
+    fn session_cookie(&self) -> &'static str {
+        session_cookie_name(self.secure)
+    }
+}
+
+fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-heimweg"
+    } else {
+        "heimweg"
+    }
+}
+
+fn form_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-heimweg_form"
+    } else {
+        "heimweg_form"
+    }
+}
+
+/// `Set-Cookie` for a cookie of the panel: whole site, script cannot read it, never sent along
+/// with a request another site started.
+fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&c).expect("cookie values are base64url")
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = PanelError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Ctx, PanelError> {
+        parts
+            .extensions
+            .get::<Ctx>()
+            .cloned()
+            .ok_or_else(|| PanelError::Internal("panel route outside the guard".into()))
+    }
+}
+
+/// True when the browser says the request came from another site. Browsers send
+/// `Sec-Fetch-Site` (all current ones) or at least `Origin` on a cross-site POST; a request
+/// with neither is not from a browser, and the CSRF token still has to match.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let value = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    if let Some(site) = value("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (value("origin"), value("host")) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+            origin_host != host
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Runs before every panel page: language, session, the CSRF check on every POST, and the
+/// security headers on every answer.
+pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let secure = st.panel.secure_cookies;
+    let headers = req.headers();
+    let lang = Lang::from_headers(headers);
+    let now = crate::now();
+    let session_hash = cookie(headers, session_cookie_name(secure))
+        .filter(|v| v.len() <= 64)
+        .map(crate::token_hash);
+    let session = match &session_hash {
+        Some(h) => match st.store.session(h, now).await {
+            Ok(s) => s,
+            Err(e) => {
+                return PanelError::Internal(format!("reading the session: {e}")).into_response()
+            }
+        },
+        None => None,
+    };
+    // Before login, forms carry a double-submit token from a cookie of their own.
+    let mut new_form_cookie = None;
+    let csrf = match &session {
+        Some(s) => s.csrf_token.clone(),
+        None => match cookie(headers, form_cookie_name(secure)).filter(|v| v.len() == 43) {
+            Some(v) => v.to_string(),
+            None => {
+                let t = secrets::random_token(32);
+                new_form_cookie = Some(t.clone());
+                t
+            }
+        },
+    };
+    let path = req.uri().path().to_string();
+    let ctx = Ctx {
+        lang,
+        session: session.clone(),
+        session_hash: session.as_ref().and(session_hash.clone()),
+        csrf: csrf.clone(),
+        secure,
+        path,
+    };
+    let mut req = req;
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        if cross_site(req.headers()) {
+            return PanelError::Csrf(lang).into_response();
+        }
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+            return PanelError::BadRequest(
+                lang.t("The form is too large.", "Das Formular ist zu groß.")
+                    .into(),
+            )
+            .into_response();
+        };
+        let sent = form_urlencoded::parse(&bytes)
+            .find(|(k, _)| k == "_csrf")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if !secrets::same(&sent, &csrf) {
+            return PanelError::Csrf(lang).into_response();
+        }
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
+    // Keep an active session alive, writing at most once a minute.
+    if let (Some(s), Some(h)) = (&session, &session_hash) {
+        if s.stage == SessionStage::Full && now - s.last_seen_at >= 60 {
+            let until = (now + SESSION_IDLE_SECS).min(s.created_at + SESSION_MAX_SECS);
+            if let Err(e) = st.store.touch_session(h, now, until).await {
+                tracing::warn!(error = %e, "could not extend a panel session");
+            }
+        }
+    }
+    req.extensions_mut().insert(ctx);
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    if let Some(t) = new_form_cookie {
+        h.append(
+            header::SET_COOKIE,
+            set_cookie(form_cookie_name(secure), &t, secure, None),
+        );
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    // Pages show staff names and, once, configs: never in a shared cache or the back button.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `/lang/de` or `/lang/en`: remembers the choice for a year and goes back.
+async fn lang_switch(
+    axum::extract::Path(code): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let code = if code == "de" { "de" } else { "en" };
+    let back = q
+        .get("back")
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .map_or("/", String::as_str);
+    let mut r = Redirect::to(back).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{LANG_COOKIE}={code}; Path=/; SameSite=Lax; Max-Age=31536000"
+        ))
+        .expect("ASCII"),
+    );
+    r
+}
+
+/// Everything that can go wrong in the panel, answered as a page.
+#[derive(Debug)]
+pub enum PanelError {
+    /// Not logged in: to the login page, then back to `path`.
+    Login(String),
+    Forbidden,
+    Csrf(Lang),
+    NotFound(String),
+    BadRequest(String),
+    TooManyRequests(String),
+    Internal(String),
+}
+
+impl From<heimweg_store::StoreError> for PanelError {
+    fn from(e: heimweg_store::StoreError) -> Self {
+        crate::ApiError::from(e).into()
+    }
+}
+
+impl From<crate::service::ServiceError> for PanelError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        crate::ApiError::from(e).into()
+    }
+}
+
+impl From<crate::ApiError> for PanelError {
+    fn from(e: crate::ApiError) -> Self {
+        use crate::ApiError as A;
+        match e {
+            A::Unauthorized => PanelError::Login("/".into()),
+            A::Forbidden(_) => PanelError::Forbidden,
+            A::BadRequest(m) | A::Conflict(m) => PanelError::BadRequest(m),
+            A::NotFound(m) => PanelError::NotFound(m),
+            A::TooManyRequests(m) => PanelError::TooManyRequests(m),
+            A::Internal(m) => PanelError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for PanelError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PanelError::Login(path) => {
+                let next: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
+                return Redirect::to(&format!("/login?next={next}")).into_response();
+            }
+            PanelError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Not allowed / Nicht erlaubt",
+                "Your account may look but not change anything here. \
+                 Ihr Konto darf hier nur ansehen, nichts ändern."
+                    .to_string(),
+            ),
+            PanelError::Csrf(lang) => (
+                StatusCode::FORBIDDEN,
+                lang.t("Request refused", "Anfrage abgelehnt"),
+                lang.t(
+                    "This form was sent from another site or has expired. Go back, reload the page and try again.",
+                    "Dieses Formular kam von einer anderen Seite oder ist abgelaufen. Gehen Sie zurück, laden Sie die Seite neu und versuchen Sie es noch einmal.",
+                )
+                .to_string(),
+            ),
+            PanelError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found / Nicht gefunden", m),
+            PanelError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Cannot do that / Nicht möglich", m),
+            PanelError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts / Zu viele Versuche", m),
+            PanelError::Internal(cause) => {
+                let reference = format!("{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
+                tracing::error!(%reference, %cause, "panel request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Error / Fehler",
+                    format!("Something went wrong on the gateway; reference {reference} in its log."),
+                )
+            }
+        };
+        let body = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · heimweg" }
+                    link rel="stylesheet" href="/assets/panel.css";
+                }
+                body {
+                    main.narrow {
+                        h1 { (title) }
+                        p.error role="alert" { (message) }
+                        p { a href="/" data-back { "← Back / Zurück" } " · " a href="/" { "Overview / Übersicht" } }
+                    }
+                    script src="/assets/panel.js" {}
+                }
+            }
+        };
+        (status, axum::response::Html(body.into_string())).into_response()
+    }
+}
+
+type PanelResult = Result<Response, PanelError>;
+
+/// The page frame: header with navigation, account and language switch, then `content`.
+fn layout(ctx: &Ctx, title: &str, content: Markup) -> Response {
+    let l = ctx.lang;
+    let nav: [(&str, &str); 9] = [
+        ("/", l.t("Overview", "Übersicht")),
+        ("/devices", l.t("Devices", "Geräte")),
+        ("/devices/new", l.t("Enroll", "Einrichten")),
+        ("/links", l.t("Links", "Links")),
+        ("/requests", l.t("Requests", "Anfragen")),
+        ("/users", l.t("Users", "Personen")),
+        ("/groups", l.t("Groups", "Gruppen")),
+        ("/audit", l.t("Audit log", "Protokoll")),
+        ("/settings", l.t("Settings", "Einstellungen")),
+    ];
+    let current = |href: &str| {
+        if href == "/" {
+            ctx.path == "/"
+        } else {
+            ctx.path == href
+                || (ctx.path.starts_with(href) && href != "/devices")
+                || (href == "/devices"
+                    && ctx.path.starts_with("/devices/")
+                    && ctx.path != "/devices/new")
+        }
+    };
+    let other = match l {
+        Lang::En => ("de", "Deutsch"),
+        Lang::De => ("en", "English"),
+    };
+    let back: String = form_urlencoded::byte_serialize(ctx.path.as_bytes()).collect();
+    let admin = ctx
+        .session
+        .as_ref()
+        .filter(|s| s.stage == SessionStage::Full);
+    let body = html! {
+        (DOCTYPE)
+        html lang=(l.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · heimweg" }
+                link rel="stylesheet" href="/assets/panel.css";
+            }
+            body {
+                a.skip href="#main" { (l.t("Skip to content", "Zum Inhalt springen")) }
+                header.top {
+                    a.brand href="/" { "heimweg" }
+                    @if let Some(s) = admin {
+                        nav aria-label=(l.t("Main", "Hauptmenü")) {
+                            ul {
+                                @for (href, label) in nav {
+                                    li { a href=(href) aria-current=[current(href).then_some("page")] { (label) } }
+                                }
+                            }
+                        }
+                        div.account {
+                            a href="/account" { (s.admin.name) }
+                            " (" (role_label(l, s.admin.role)) ") "
+                            a href={ "/lang/" (other.0) "?back=" (back) } lang=(other.0) { (other.1) }
+                            form.inline method="post" action="/logout" {
+                                input type="hidden" name="_csrf" value=(ctx.csrf);
+                                button.link type="submit" { (l.t("Log out", "Abmelden")) }
+                            }
+                        }
+                    } @else {
+                        div.account {
+                            a href={ "/lang/" (other.0) "?back=" (back) } lang=(other.0) { (other.1) }
+                        }
+                    }
+                }
+                main id="main" tabindex="-1" {
+                    h1 { (title) }
+                    (content)
+                }
+                script src="/assets/panel.js" {}
+            }
+        }
+    };
+    axum::response::Html(body.into_string()).into_response()
+}
+
+fn role_label(l: Lang, r: Role) -> &'static str {
+    match r {
+        Role::Admin => l.t("admin", "Admin"),
+        Role::Helpdesk => l.t("helpdesk, read-only", "Helpdesk, nur lesen"),
+    }
+}
+
+/// The hidden CSRF field every form carries.
+fn csrf_field(ctx: &Ctx) -> Markup {
+    html! { input type="hidden" name="_csrf" value=(ctx.csrf); }
+}
+
+/// A notice at the top of a page.
+fn notice(kind: &str, text: &str) -> Markup {
+    html! { p class={ "notice " (kind) } role=(if kind == "error" { "alert" } else { "status" }) { (text) } }
+}
+
+/// "3 min ago", "never": how long ago `at` (Unix seconds) was.
+fn ago(l: Lang, at: Option<i64>, now: i64) -> String {
+    let Some(at) = at else {
+        return l.t("never", "nie").into();
+    };
+    let d = (now - at).max(0);
+    let (n, unit) = if d < 60 {
+        (d, l.t("s", "s"))
+    } else if d < 3600 {
+        (d / 60, l.t("min", "Min."))
+    } else if d < 86_400 {
+        (d / 3600, l.t("h", "Std."))
+    } else {
+        (d / 86_400, l.t("days", "Tg."))
+    };
+    match l {
+        Lang::En => format!("{n} {unit} ago"),
+        Lang::De => format!("vor {n} {unit}"),
+    }
+}
+
+/// A Unix time as an ISO-like UTC timestamp, for tables and the audit log.
+fn timestamp(at: i64) -> String {
+    let days = at.div_euclid(86_400);
+    let secs = at.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm): no calendar crate for one formatter.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+/// Bytes for people: "1.4 GB".
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// A redirect after a successful POST (so a reload does not send the form again).
+fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// Inline SVG markup we rendered ourselves (QR codes).
+fn trusted_svg(svg: String) -> PreEscaped<String> {
+    PreEscaped(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_follows_the_cookie_then_accept_language() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Lang::from_headers(&h), Lang::En);
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("de-DE,de;q=0.9,en;q=0.8"),
+        );
+        assert_eq!(Lang::from_headers(&h), Lang::De);
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("fr-FR, en-GB;q=0.8, de;q=0.5"),
+        );
+        assert_eq!(Lang::from_headers(&h), Lang::En);
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("x=1; heimweg_lang=de"),
+        );
+        assert_eq!(Lang::from_headers(&h), Lang::De);
+    }
+
+    #[test]
+    fn cross_site_posts_are_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!cross_site(&h), "no browser headers: the token decides");
+        h.insert("host", HeaderValue::from_static("vpn.example:8080"));
+        h.insert(
+            "origin",
+            HeaderValue::from_static("http://vpn.example:8080"),
+        );
+        assert!(!cross_site(&h));
+        h.insert("origin", HeaderValue::from_static("http://evil.example"));
+        assert!(cross_site(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(
+            !cross_site(&h),
+            "Sec-Fetch-Site is authoritative when present"
+        );
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(cross_site(&h));
+    }
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(timestamp(0), "1970-01-01 00:00 UTC");
+        assert_eq!(timestamp(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(timestamp(1_796_000_000), "2026-11-30 00:53 UTC");
+    }
+}

@@ -1,0 +1,28 @@
+// heimweg panel: small enhancements only. Every page works without this script.
+"use strict";
+document.addEventListener("submit", (ev) => {
+  // Forms with data-confirm ask before an irreversible change (revoke, disable, rotate).
+  const msg = ev.target.getAttribute("data-confirm");
+  if (msg && !window.confirm(msg)) ev.preventDefault();
+});
+document.addEventListener("click", async (ev) => {
+  const t = ev.target;
+  if (t.matches("[data-back]")) {
+    ev.preventDefault();
+    history.back();
+    return;
+  }
+  if (!t.matches("button.copy")) return;
+  // Copy buttons copy the text of the element they name (an input's value, or its text).
+  const src = document.querySelector(t.getAttribute("data-copy"));
+  if (!src) return;
+  const text = "value" in src ? src.value : src.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    t.dataset.label = t.dataset.label || t.textContent;
+    t.textContent = document.documentElement.lang === "de" ? "Kopiert" : "Copied";
+    setTimeout(() => { t.textContent = t.dataset.label; }, 2000);
+  } catch (_) {
+    if ("select" in src) src.select();
+  }
+});
