@@ -1,6 +1,6 @@
 //! 10,000 devices enrolled through the JSON API (the router in-process, without a socket, so
 //! the figures are the server's own time), then p50/p99 of listing and searching at that size,
-//! on SQLite and, when `HEIMWEG_TEST_POSTGRES` names a server (as in `tests/run.sh`), on
+//! through the API and as the admin panel's rendered device list pages, on SQLite and, when `HEIMWEG_TEST_POSTGRES` names a server (as in `tests/run.sh`), on
 //! PostgreSQL. Prints a Markdown table per backend for BENCHMARKS.md.
 //! Run: `cargo bench --bench enroll`.
 
@@ -9,7 +9,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use heimweg_api::{generate_token, router, token_hash, AppState, SCOPES};
 use heimweg_control::PrivateKey;
 use heimweg_store::testing::Scratch;
-use heimweg_store::Backend;
+use heimweg_store::{Backend, Role, SessionStage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
@@ -21,17 +21,25 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// How a request authenticates: a bearer token (API) or a session cookie (panel).
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    Bearer(&'a str),
+    Session(&'a str),
+}
+
 async fn request(
     app: &axum::Router,
-    token: &str,
+    auth: Auth<'_>,
     method: Method,
     uri: &str,
     body: Option<String>,
 ) -> StatusCode {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let mut req = Request::builder().method(method).uri(uri);
+    req = match auth {
+        Auth::Bearer(token) => req.header(header::AUTHORIZATION, format!("Bearer {token}")),
+        Auth::Session(id) => req.header(header::COOKIE, format!("__Host-heimweg={id}")),
+    };
     if body.is_some() {
         req = req.header(header::CONTENT_TYPE, "application/json");
     }
@@ -44,12 +52,12 @@ async fn request(
     status
 }
 
-async fn timed(app: &axum::Router, token: &str, uris: &[String]) -> Vec<Duration> {
+async fn timed(app: &axum::Router, auth: Auth<'_>, uris: &[String]) -> Vec<Duration> {
     let mut t = Vec::with_capacity(uris.len());
     for uri in uris {
         let start = Instant::now();
         assert_eq!(
-            request(app, token, Method::GET, uri, None).await,
+            request(app, auth, Method::GET, uri, None).await,
             StatusCode::OK
         );
         t.push(start.elapsed());
@@ -75,7 +83,7 @@ fn main() {
 }
 
 async fn run(db: &Scratch) {
-    let store = db.open().await;
+    let store = Arc::new(db.open().await);
     store.init_defaults([1, 2, 3, 4, 5], 0).await.unwrap();
     store
         .set_endpoint("bench", "vpn.stadt.example:51820", 0)
@@ -88,7 +96,7 @@ async fn run(db: &Scratch) {
         .await
         .unwrap();
     let app = router(AppState {
-        store: Arc::new(store),
+        store: store.clone(),
         gateway_key: PrivateKey::generate().public_key(),
         panel: heimweg_api::panel::PanelConfig {
             secure_cookies: true,
@@ -105,7 +113,14 @@ async fn run(db: &Scratch) {
             i % 3000
         );
         let t = Instant::now();
-        let st = request(&app, &token, Method::POST, "/api/v1/devices", Some(body)).await;
+        let st = request(
+            &app,
+            Auth::Bearer(&token),
+            Method::POST,
+            "/api/v1/devices",
+            Some(body),
+        )
+        .await;
         assert_eq!(st, StatusCode::CREATED);
         per.push(t.elapsed());
     }
@@ -124,8 +139,39 @@ async fn run(db: &Scratch) {
             )
         })
         .collect();
-    let list_t = timed(&app, &token, &lists).await;
-    let search_t = timed(&app, &token, &searches).await;
+    let list_t = timed(&app, Auth::Bearer(&token), &lists).await;
+    let search_t = timed(&app, Auth::Bearer(&token), &searches).await;
+
+    // The panel: a logged-in admin's session, then the rendered device list (50 rows, the
+    // group filter's options, pagination) while paging through and searching.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let admin = store
+        .create_admin("bench", "bench", "$argon2id$unused", Role::Admin, wall)
+        .await
+        .unwrap();
+    let session = generate_token();
+    store
+        .create_session(
+            &token_hash(&session),
+            admin.id,
+            SessionStage::Full,
+            "csrf",
+            wall,
+            wall + 3600,
+        )
+        .await
+        .unwrap();
+    let pages: Vec<String> = (0..QUERIES)
+        .map(|i| format!("/devices?status=all&page={}", 1 + (i * 37) % (DEVICES / 50)))
+        .collect();
+    let panel_searches: Vec<String> = (0..QUERIES)
+        .map(|i| format!("/devices?q=staff-{:04}", (i * 7) % 3000))
+        .collect();
+    let page_t = timed(&app, Auth::Session(&session), &pages).await;
+    let panel_search_t = timed(&app, Auth::Session(&session), &panel_searches).await;
 
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     println!("| measure | value |");
@@ -150,5 +196,15 @@ async fn run(db: &Scratch) {
         "| search by owner, p50 / p99 | {} / {} |",
         ms(percentile(&search_t, 0.5)),
         ms(percentile(&search_t, 0.99))
+    );
+    println!(
+        "| panel: device list page (50 of {DEVICES}), p50 / p99 | {} / {} |",
+        ms(percentile(&page_t, 0.5)),
+        ms(percentile(&page_t, 0.99))
+    );
+    println!(
+        "| panel: search by owner, p50 / p99 | {} / {} |",
+        ms(percentile(&panel_search_t, 0.5)),
+        ms(percentile(&panel_search_t, 0.99))
     );
 }
