@@ -1,0 +1,904 @@
+//! The admin panel through the router without a server (tower `oneshot`), on a real SQLite
+//! file and a real PostgreSQL database: logins, the second factor, sessions, CSRF, roles,
+//! escaping and the pages themselves. Every test runs on both backends.
+//!
+//! A small cookie jar ([`Browser`]) plays the browser, so the tests see exactly the cookies
+//! and tokens a real one would send, and nothing more.
+
+backend_tests!(
+    login_rotates_the_session_and_sets_hardened_cookies,
+    wrong_passwords_lock_the_account,
+    cross_site_and_tokenless_posts_are_refused,
+    helpdesk_can_look_but_not_change,
+    second_factor_is_required_once_set_up_and_codes_work_once,
+    logout_ends_the_session,
+    pages_render_for_an_admin_in_both_languages,
+    html_in_names_is_escaped,
+    unknown_names_and_bad_input_change_nothing,
+);
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use heimweg_api::panel::secrets::{
+    hash_password, new_recovery_codes, new_totp_secret, recovery_code_hash, totp_code,
+};
+use heimweg_api::panel::{PanelConfig, Sealer};
+use heimweg_api::service::{self, EnrollRequest};
+use heimweg_api::{router, token_hash, AppState};
+use heimweg_control::PrivateKey;
+use heimweg_store::testing::Scratch;
+use heimweg_store::{backend_tests, Backend, DeviceQuery, Role, Store};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const SESSION_COOKIE: &str = "__Host-heimweg";
+const FORM_COOKIE: &str = "__Host-heimweg_form";
+/// The site as the browser addresses it; `Origin` checks compare against it.
+const HOST: &str = "vpn.example:8443";
+const ADMIN: &str = "anna";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+struct Env {
+    _db: Scratch,
+    state: AppState,
+}
+
+impl Env {
+    fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    async fn add_admin(&self, name: &str, role: Role) {
+        self.store()
+            .create_admin("test", name, &hash_password(PASSWORD), role, unix_now())
+            .await
+            .unwrap();
+    }
+
+    async fn device_count(&self) -> u64 {
+        let q = DeviceQuery {
+            limit: 500,
+            ..DeviceQuery::default()
+        };
+        self.store().devices(&q, unix_now()).await.unwrap().total
+    }
+
+    /// Enrolls a device behind the panel's back, as the API or CLI would.
+    async fn enroll(&self, name: &str, owner: Option<&str>) {
+        service::enroll(
+            self.store(),
+            self.state.gateway_key,
+            "test",
+            EnrollRequest {
+                name: name.into(),
+                group: "default".into(),
+                owner: owner.map(String::from),
+                public_key: None,
+                expires_in_days: None,
+            },
+            unix_now(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// A store with the default group, an endpoint and one admin ([`ADMIN`], no second factor).
+async fn env(backend: Backend, tag: &str) -> Option<Env> {
+    let db = Scratch::new(backend, &format!("panel_{tag}")).await?;
+    let store = db.open().await;
+    let now = unix_now();
+    store.init_defaults([1, 2, 3, 4, 5], now).await.unwrap();
+    store
+        .set_endpoint("test", "vpn.example:51820", now)
+        .await
+        .unwrap();
+    let env = Env {
+        _db: db,
+        state: AppState {
+            store: Arc::new(store),
+            gateway_key: PrivateKey::generate().public_key(),
+            panel: PanelConfig {
+                secure_cookies: true,
+                sealer: Sealer::new([7; 32]),
+            },
+            live: None,
+        },
+    };
+    env.add_admin(ADMIN, Role::Admin).await;
+    Some(env)
+}
+
+/// An answer of the panel.
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// The whole `Set-Cookie` line for cookie `name`, attributes included.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.split_once('=').is_some_and(|(k, _)| k == name))
+    }
+
+    /// The CSRF token the forms on this page carry.
+    fn csrf(&self) -> String {
+        let marker = r#"name="_csrf" value=""#;
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no CSRF field on this page: {}", self.excerpt()))
+            + marker.len();
+        let len = self.body[start..].find('"').unwrap();
+        self.body[start..start + len].to_string()
+    }
+
+    /// Enough of the answer to tell what went wrong in an assertion message.
+    fn excerpt(&self) -> String {
+        let main = self.body.find("<main").unwrap_or(0);
+        let text: String = self.body[main..].chars().take(600).collect();
+        format!("{} {} {text}", self.status, self.location())
+    }
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+/// How often, and how far apart, a login refused by the password-check rate limit is sent
+/// again (see [`Browser::submit_login`]): up to 36 s, for a bucket that refills 2 a second.
+const RATE_LIMIT_RETRIES: u32 = 60;
+const RATE_LIMIT_WAIT: Duration = Duration::from_millis(600);
+
+/// A browser: keeps the cookies the panel sets and sends them back, and says `Host` (and,
+/// on a POST, `Sec-Fetch-Site: same-origin`) like a real one.
+#[derive(Clone, Default)]
+struct Browser {
+    jar: BTreeMap<String, String>,
+    language: Option<&'static str>,
+}
+
+impl Browser {
+    fn german() -> Browser {
+        Browser {
+            language: Some("de-DE,de;q=0.9,en;q=0.5"),
+            ..Browser::default()
+        }
+    }
+
+    fn session(&self) -> Option<String> {
+        self.jar.get(SESSION_COOKIE).cloned()
+    }
+
+    fn request(&self, method: Method, uri: &str) -> axum::http::request::Builder {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, HOST);
+        if !self.jar.is_empty() {
+            let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            b = b.header(header::COOKIE, cookies.join("; "));
+        }
+        if let Some(l) = self.language {
+            b = b.header(header::ACCEPT_LANGUAGE, l);
+        }
+        b
+    }
+
+    async fn send(&mut self, env: &Env, req: Request<Body>) -> Page {
+        let resp = router(env.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 4 << 20)
+            .await
+            .unwrap();
+        for line in headers.get_all(header::SET_COOKIE) {
+            let line = line.to_str().unwrap();
+            let (pair, attrs) = line.split_once(';').unwrap_or((line, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attrs.contains("Max-Age=0") {
+                self.jar.remove(name);
+            } else {
+                self.jar.insert(name.to_string(), value.to_string());
+            }
+        }
+        Page {
+            status,
+            headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn get(&mut self, env: &Env, uri: &str) -> Page {
+        let req = self.request(Method::GET, uri).body(Body::empty()).unwrap();
+        self.send(env, req).await
+    }
+
+    /// A form submitted from one of the panel's own pages.
+    async fn post(&mut self, env: &Env, uri: &str, fields: &[(&str, &str)]) -> Page {
+        self.post_with(env, uri, fields, &[("sec-fetch-site", "same-origin")])
+            .await
+    }
+
+    /// A form POST with exactly the extra request headers given.
+    async fn post_with(
+        &mut self,
+        env: &Env,
+        uri: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut b = self
+            .request(Method::POST, uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Body::from(form(fields))).unwrap();
+        self.send(env, req).await
+    }
+
+    /// The token this browser's forms carry: the session's once logged in (the login page then
+    /// redirects, so it comes from the account page), else the pre-login double-submit token.
+    async fn csrf(&mut self, env: &Env) -> String {
+        let page = self.get(env, "/login").await;
+        if page.status == StatusCode::OK {
+            return page.csrf();
+        }
+        let page = self.get(env, "/account").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+        page.csrf()
+    }
+
+    /// Sends the login form. Every password check draws on one process-wide token bucket
+    /// (`PASSWORD_CHECKS` in panel/auth.rs: 20 at once, then 2 a second). Under nextest each
+    /// test is its own process and stays well inside it; under `cargo test` all tests of this
+    /// file (on both backends) share it, so a 429 here means only "the bucket is empty": wait
+    /// for it to refill and send the same form again, a bounded number of times. A 429 says
+    /// nothing about the account, so it never counts for or against what a test checks.
+    async fn submit_login(&mut self, env: &Env, name: &str, password: &str) -> Page {
+        let csrf = self.csrf(env).await;
+        let fields = [
+            ("_csrf", csrf.as_str()),
+            ("name", name),
+            ("password", password),
+            ("next", "/"),
+        ];
+        for _ in 0..RATE_LIMIT_RETRIES {
+            let page = self.post(env, "/login", &fields).await;
+            if page.status != StatusCode::TOO_MANY_REQUESTS {
+                return page;
+            }
+            tokio::time::sleep(RATE_LIMIT_WAIT).await;
+        }
+        panic!("the password-check rate limit never admitted this login");
+    }
+
+    /// Logs in with [`PASSWORD`] (no second factor) and checks that it worked.
+    async fn login(&mut self, env: &Env, name: &str) {
+        let page = self.submit_login(env, name, PASSWORD).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+        assert_eq!(page.location(), "/");
+        assert!(self.session().is_some(), "no session cookie after login");
+    }
+}
+
+/// A redirect to the login page, coming back to `path` afterwards.
+fn assert_sent_to_login(page: &Page, path: &str) {
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    let next: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
+    assert_eq!(page.location(), format!("/login?next={next}"));
+}
+
+async fn login_rotates_the_session_and_sets_hardened_cookies(backend: Backend) {
+    let Some(env) = env(backend, "login").await else {
+        return;
+    };
+    let mut b = Browser::default();
+
+    // The pre-login token lives in a cookie of its own, as hardened as the session's.
+    let page = b.get(&env, "/login").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let form_cookie = page
+        .set_cookie(FORM_COOKIE)
+        .expect("a form cookie before login");
+    let form_token = page.csrf();
+    assert!(form_cookie.starts_with(&format!("{FORM_COOKIE}={form_token};")));
+    for attr in ["Path=/", "HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(form_cookie.contains(attr), "{form_cookie} lacks {attr}");
+    }
+
+    let page = b.submit_login(&env, ADMIN, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    let cookie = page.set_cookie(SESSION_COOKIE).expect("a session cookie");
+    for attr in ["; Path=/", "; HttpOnly", "; SameSite=Strict", "; Secure"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    // A __Host- cookie must not name a domain: it belongs to this host alone.
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    let first = b.session().unwrap();
+    assert_ne!(
+        first, form_token,
+        "the session id is not the pre-login token"
+    );
+    let mut old = b.clone();
+    assert_eq!(b.get(&env, "/").await.status, StatusCode::OK);
+
+    // Logging in again from the same browser (sending the first session) issues a new id and
+    // ends the old session: an id planted or seen before login is worth nothing after it.
+    let page = b.submit_login(&env, ADMIN, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    let second = b.session().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(b.get(&env, "/").await.status, StatusCode::OK);
+    assert_sent_to_login(&old.get(&env, "/").await, "/");
+    let stored = env
+        .store()
+        .session(&token_hash(&first), unix_now())
+        .await
+        .unwrap();
+    assert!(stored.is_none(), "the first session is gone from the store");
+}
+
+async fn wrong_passwords_lock_the_account(backend: Backend) {
+    let Some(env) = env(backend, "lockout").await else {
+        return;
+    };
+    let mut b = Browser::default();
+    for attempt in 1..=5 {
+        let page = b.submit_login(&env, ADMIN, "not the password at all").await;
+        assert!(b.session().is_none(), "attempt {attempt} set a session");
+        if attempt < 5 {
+            assert_eq!(
+                page.status,
+                StatusCode::UNAUTHORIZED,
+                "attempt {attempt}: {}",
+                page.excerpt()
+            );
+            assert!(page.body.contains("Name or password is wrong."));
+        } else {
+            assert_eq!(
+                page.status,
+                StatusCode::LOCKED,
+                "attempt {attempt}: {}",
+                page.excerpt()
+            );
+            assert!(page.body.contains("locked"), "{}", page.excerpt());
+        }
+    }
+    let admin = env.store().admin(ADMIN).await.unwrap().unwrap();
+    assert!(admin.locked_until.is_some_and(|u| u > unix_now()));
+
+    // While locked, even the right password does not open it.
+    let page = b.submit_login(&env, ADMIN, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::LOCKED, "{}", page.excerpt());
+    assert!(page.body.contains("locked"));
+    assert!(b.session().is_none());
+
+    env.store()
+        .unlock_admin("test", ADMIN, unix_now())
+        .await
+        .unwrap();
+    b.login(&env, ADMIN).await;
+    assert_eq!(b.get(&env, "/devices").await.status, StatusCode::OK);
+}
+
+async fn cross_site_and_tokenless_posts_are_refused(backend: Backend) {
+    let Some(env) = env(backend, "csrf").await else {
+        return;
+    };
+    // Login itself is a form: without the double-submit token it is refused before any
+    // password is checked.
+    let mut stranger = Browser::default();
+    let page = stranger
+        .post(
+            &env,
+            "/login",
+            &[("_csrf", "forged"), ("name", ADMIN), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
+    assert!(stranger.session().is_none());
+
+    let mut b = Browser::default();
+    b.login(&env, ADMIN).await;
+    let csrf = b.csrf(&env).await;
+    let same_origin = [("sec-fetch-site", "same-origin")];
+
+    // (a) The browser says another site (or a sibling subdomain) sent it: refused, token or not.
+    for site in ["cross-site", "same-site"] {
+        let page = enroll_with(
+            &env,
+            &mut b,
+            "dev-a",
+            Some(&csrf),
+            &[("sec-fetch-site", site)],
+        )
+        .await;
+        assert_eq!(
+            page.status,
+            StatusCode::FORBIDDEN,
+            "{site}: {}",
+            page.excerpt()
+        );
+    }
+    // (b) An older browser without Sec-Fetch-Site, but with a foreign Origin.
+    let evil = [("origin", "http://evil.example")];
+    let page = enroll_with(&env, &mut b, "dev-a", Some(&csrf), &evil).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
+    // (c) Same origin, but the token is wrong, empty or missing.
+    for token in [Some("wrong"), Some(""), None] {
+        let page = enroll_with(&env, &mut b, "dev-a", token, &same_origin).await;
+        assert_eq!(
+            page.status,
+            StatusCode::FORBIDDEN,
+            "token {token:?}: {}",
+            page.excerpt()
+        );
+    }
+    assert_eq!(
+        env.device_count().await,
+        0,
+        "a refused form changed nothing"
+    );
+
+    // (d) The panel's own form with the session's token goes through and shows the config once.
+    let page = enroll_with(&env, &mut b, "dev-a", Some(&csrf), &same_origin).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(page.body.contains("[Interface]"), "{}", page.excerpt());
+    assert!(page.body.contains("data:application/octet-stream;base64,"));
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+    let device = env.store().device_by_name("dev-a").await.unwrap();
+    assert_eq!(device.status(unix_now()), "active");
+    // ... and so does one from a browser that sends only an Origin, when it is this site.
+    let origin = format!("http://{HOST}");
+    let page = enroll_with(&env, &mut b, "dev-b", Some(&csrf), &[("origin", &origin)]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert_eq!(env.device_count().await, 2);
+}
+
+/// POSTs the enroll form for device `name` with `token` as its CSRF field (`None`: no field)
+/// and exactly the request headers given.
+async fn enroll_with(
+    env: &Env,
+    b: &mut Browser,
+    name: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Page {
+    let mut fields = vec![("name", name), ("group", "default")];
+    if let Some(t) = token {
+        fields.push(("_csrf", t));
+    }
+    b.post_with(env, "/devices/new", &fields, headers).await
+}
+
+async fn helpdesk_can_look_but_not_change(backend: Backend) {
+    let Some(env) = env(backend, "helpdesk").await else {
+        return;
+    };
+    env.add_admin("hugo", Role::Helpdesk).await;
+    env.enroll("anna-ipad", Some("anna")).await;
+    let mut b = Browser::default();
+    b.login(&env, "hugo").await;
+
+    let page = b.get(&env, "/devices").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(page.body.contains("anna-ipad"));
+    let page = b.get(&env, "/devices/anna-ipad").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.body.contains("/revoke"),
+        "no revoke button for the helpdesk"
+    );
+
+    let page = b.get(&env, "/devices/new").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
+
+    // The helpdesk's own (valid) token does not make a change allowed.
+    let csrf = b.csrf(&env).await;
+    let page = b
+        .post(
+            &env,
+            "/devices/new",
+            &[
+                ("_csrf", &csrf),
+                ("name", "hugo-laptop"),
+                ("group", "default"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
+    assert!(env.store().device_by_name("hugo-laptop").await.is_err());
+
+    let page = b
+        .post(&env, "/devices/anna-ipad/revoke", &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
+    let device = env.store().device_by_name("anna-ipad").await.unwrap();
+    assert_eq!(device.status(unix_now()), "active");
+
+    let page = b
+        .post(
+            &env,
+            "/settings/admins",
+            &[("_csrf", &csrf), ("name", "eve"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
+    assert!(
+        env.store().admin("eve").await.unwrap().is_none(),
+        "no account of its own making"
+    );
+}
+
+/// The current TOTP code of `secret`, as an authenticator app shows it.
+fn current_code(secret: &[u8]) -> String {
+    format!("{:06}", totp_code(secret, unix_now().div_euclid(30)))
+}
+
+async fn second_factor_is_required_once_set_up_and_codes_work_once(backend: Backend) {
+    let Some(env) = env(backend, "totp").await else {
+        return;
+    };
+    let secret = new_totp_secret();
+    let codes = new_recovery_codes();
+    let hashes: Vec<String> = codes.iter().map(|c| recovery_code_hash(c)).collect();
+    let sealed = env.state.panel.sealer.seal(&secret);
+    env.store()
+        .set_admin_totp("test", ADMIN, Some((&sealed, &hashes)), unix_now())
+        .await
+        .unwrap();
+
+    // The password alone gives a partial session that sees nothing but the code form.
+    let mut b = Browser::default();
+    let page = b.submit_login(&env, ADMIN, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    assert!(
+        page.location().starts_with("/login/totp"),
+        "{}",
+        page.location()
+    );
+    let partial = b.session().expect("a partial session");
+    assert_sent_to_login(&b.get(&env, "/devices").await, "/devices");
+    assert_sent_to_login(&b.get(&env, "/").await, "/");
+    let page = b.get(&env, "/login/totp").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.csrf();
+
+    let code = current_code(&secret);
+    let page = b
+        .post(
+            &env,
+            "/login/totp",
+            &[("_csrf", &csrf), ("code", &code), ("next", "/devices")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    assert_eq!(page.location(), "/devices");
+    let full = b.session().unwrap();
+    assert_ne!(partial, full, "a new session id after the second factor");
+    assert_eq!(b.get(&env, "/devices").await.status, StatusCode::OK);
+
+    // The same code, replayed in another login while still within its time window: refused.
+    let mut other = Browser::default();
+    let page = other.submit_login(&env, ADMIN, PASSWORD).await;
+    assert!(
+        page.location().starts_with("/login/totp"),
+        "{}",
+        page.excerpt()
+    );
+    let csrf = other.csrf(&env).await;
+    let page = other
+        .post(&env, "/login/totp", &[("_csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.excerpt());
+    assert_sent_to_login(&other.get(&env, "/devices").await, "/devices");
+
+    // A recovery code (typed in capitals, as people do) works in its place, once.
+    let typed = codes[0].to_uppercase();
+    let page = other
+        .post(&env, "/login/totp", &[("_csrf", &csrf), ("code", &typed)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    assert_eq!(other.get(&env, "/devices").await.status, StatusCode::OK);
+    let id = env.store().admin(ADMIN).await.unwrap().unwrap().id;
+    assert_eq!(env.store().recovery_codes_left(id).await.unwrap(), 9);
+
+    let mut third = Browser::default();
+    let page = third.submit_login(&env, ADMIN, PASSWORD).await;
+    assert!(
+        page.location().starts_with("/login/totp"),
+        "{}",
+        page.excerpt()
+    );
+    let csrf = third.csrf(&env).await;
+    let page = third
+        .post(
+            &env,
+            "/login/totp",
+            &[("_csrf", &csrf), ("code", &codes[0])],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.excerpt());
+    assert_sent_to_login(&third.get(&env, "/devices").await, "/devices");
+}
+
+async fn logout_ends_the_session(backend: Backend) {
+    let Some(env) = env(backend, "logout").await else {
+        return;
+    };
+    let mut b = Browser::default();
+    b.login(&env, ADMIN).await;
+    let id = b.session().unwrap();
+    let mut old = b.clone();
+    let csrf = b.csrf(&env).await;
+
+    // A logout another site triggers (no token) does nothing.
+    let page = b.post(&env, "/logout", &[]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(b.get(&env, "/devices").await.status, StatusCode::OK);
+
+    let page = b.post(&env, "/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    assert_eq!(page.location(), "/login");
+    let cleared = page
+        .set_cookie(SESSION_COOKIE)
+        .expect("the session cookie is cleared");
+    assert!(
+        cleared.starts_with(&format!("{SESSION_COOKIE}=;")),
+        "{cleared}"
+    );
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(b.session().is_none());
+
+    // The cookie a browser (or a thief) kept opens nothing any more.
+    assert_sent_to_login(&old.get(&env, "/devices").await, "/devices");
+    let stored = env
+        .store()
+        .session(&token_hash(&id), unix_now())
+        .await
+        .unwrap();
+    assert!(stored.is_none());
+}
+
+async fn pages_render_for_an_admin_in_both_languages(backend: Backend) {
+    let Some(env) = env(backend, "pages").await else {
+        return;
+    };
+    env.enroll("anna-ipad", Some("anna")).await;
+    let mut en = Browser::default();
+    en.login(&env, ADMIN).await;
+    // The German browser shares the session: the language follows the request, not the login.
+    let mut de = Browser {
+        jar: en.jar.clone(),
+        ..Browser::german()
+    };
+    let pages = [
+        "/",
+        "/devices",
+        "/devices/new",
+        "/devices/anna-ipad",
+        "/links",
+        "/requests",
+        "/users",
+        "/users/anna",
+        "/groups",
+        "/groups/default",
+        "/audit",
+        "/settings",
+        "/account",
+    ];
+    for path in pages {
+        let page = en.get(&env, path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.excerpt());
+        assert!(page.body.contains(r#"<html lang="en">"#), "{path}");
+        assert!(page.body.contains(">Devices<"), "{path}");
+        let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(page.headers[header::CACHE_CONTROL], "no-store", "{path}");
+        assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+        assert_eq!(
+            page.headers[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff",
+            "{path}"
+        );
+
+        let page = de.get(&env, path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.excerpt());
+        assert!(page.body.contains(r#"<html lang="de">"#), "{path}");
+        assert!(page.body.contains(">Geräte<"), "{path}");
+        assert!(page.body.contains("Abmelden"), "{path}");
+    }
+
+    // The switch in the header remembers the choice over Accept-Language.
+    let page = en.get(&env, "/lang/de?back=/devices").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/devices");
+    let page = en.get(&env, "/devices").await;
+    assert!(page.body.contains(r#"<html lang="de">"#));
+}
+
+async fn html_in_names_is_escaped(backend: Backend) {
+    let Some(env) = env(backend, "escape").await else {
+        return;
+    };
+    let owner = "<script>alert(1)</script>";
+    env.enroll("anna-ipad", Some(owner)).await;
+    let mut b = Browser::default();
+    b.login(&env, ADMIN).await;
+
+    // A name typed into the panel's own form, breaking out of an attribute if it could.
+    let csrf = b.csrf(&env).await;
+    let evil = r#"x"><img src=x onerror=alert(2)>"#;
+    let page = b
+        .post(
+            &env,
+            "/devices/new",
+            &[
+                ("_csrf", &csrf),
+                ("name", evil),
+                ("group", "default"),
+                ("owner", owner),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(
+        !page.body.contains("<img src=x"),
+        "the config page shows the name raw"
+    );
+
+    let user_page = format!("/users/{}", segment(owner));
+    let device_page = format!("/devices/{}", segment(evil));
+    // The same link the device list gives, so the page below is the one an admin reaches.
+    assert!(b
+        .get(&env, "/devices")
+        .await
+        .body
+        .contains(&format!("href=\"{device_page}\"")));
+    for path in [
+        "/",
+        "/devices",
+        "/devices/anna-ipad",
+        "/users",
+        "/audit",
+        &user_page,
+        &device_page,
+    ] {
+        let page = b.get(&env, path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.excerpt());
+        assert!(
+            !page.body.contains("<script>alert"),
+            "{path} shows the owner raw"
+        );
+        assert!(
+            !page.body.contains("<img src=x"),
+            "{path} shows the device name raw"
+        );
+        // Every one of these pages does show one of the names, escaped.
+        assert!(
+            page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+                || page
+                    .body
+                    .contains("x&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"),
+            "{path}: {}",
+            page.excerpt()
+        );
+    }
+}
+
+/// `name` as one path segment (a space is `%20` there, not `+`).
+fn segment(name: &str) -> String {
+    form_urlencoded::byte_serialize(name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+async fn unknown_names_and_bad_input_change_nothing(backend: Backend) {
+    let Some(env) = env(backend, "badinput").await else {
+        return;
+    };
+    let mut b = Browser::default();
+    b.login(&env, ADMIN).await;
+    let csrf = b.csrf(&env).await;
+
+    // A malformed key: the same form again, entries kept, the reason on top, nothing stored.
+    let page = b
+        .post(
+            &env,
+            "/devices/new",
+            &[
+                ("_csrf", &csrf),
+                ("name", "bernd-laptop"),
+                ("group", "default"),
+                ("public_key", "not-a-key"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.excerpt());
+    assert!(
+        page.body.contains(r#"action="/devices/new""#),
+        "{}",
+        page.excerpt()
+    );
+    assert!(page.body.contains(r#"value="bernd-laptop""#));
+    assert!(page.body.contains(r#"value="not-a-key""#));
+    assert!(page.body.contains("Public key"), "{}", page.excerpt());
+    assert!(!page.body.contains("[Interface]"));
+
+    // An unknown group and a zero expiry come back the same way.
+    for (field, value) in [("group", "nope"), ("expires_in_days", "0")] {
+        let mut fields = vec![
+            ("_csrf", csrf.as_str()),
+            ("name", "bernd-laptop"),
+            ("group", "default"),
+        ];
+        fields.retain(|(k, _)| *k != field);
+        fields.push((field, value));
+        let page = b.post(&env, "/devices/new", &fields).await;
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "{field}={value}: {}",
+            page.excerpt()
+        );
+        assert!(page.body.contains(r#"action="/devices/new""#));
+    }
+    assert_eq!(env.device_count().await, 0);
+
+    let page = b
+        .post(
+            &env,
+            "/groups",
+            &[
+                ("_csrf", &csrf),
+                ("name", "lab"),
+                ("allowed_prefixes", "10.20.0.0/33"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.excerpt());
+    assert!(page.body.contains("10.20.0.0/33"), "{}", page.excerpt());
+    assert!(
+        env.store().group("lab").await.is_err(),
+        "no group from a bad CIDR"
+    );
+
+    // Unknown names are a clear 404, not an error page of the server.
+    let page = b
+        .post(&env, "/devices/nobody/revoke", &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.excerpt());
+    let page = b.get(&env, "/devices/nobody").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.excerpt());
+    let page = b.get(&env, "/groups/nope").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.excerpt());
+}
