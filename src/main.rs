@@ -563,6 +563,8 @@ fn serve(
         heimweg_api::metrics::ApiMetrics::register(&registry)?,
     );
     rt.spawn(async move {
+        // With the peer's address, for the panel's per-client login limit.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the API server stopped");
         }

@@ -16,7 +16,7 @@ CREATE TABLE admins (
     disabled_at    BIGINT
 );
 
--- One-time recovery codes, stored as SHA-256 (they are 80-bit random strings).
+-- One-time recovery codes, stored as SHA-256 (they are 79-bit random strings).
 CREATE TABLE admin_recovery_codes (
     admin_id  BIGINT NOT NULL REFERENCES admins(id),
     code_hash TEXT NOT NULL,

@@ -221,6 +221,9 @@ try {
   const staff = await browser.newContext({ locale: "de-DE" });
   const staffPage = await staff.newPage();
   await staffPage.goto(link);
+  check("links: opening the link only asks to confirm (a chat preview uses nothing up)",
+    (await staffPage.content()).includes("laptop-klaus") && !(await staffPage.content()).includes("PrivateKey"));
+  await staffPage.click("button[type=submit]");
   const linkConf = await download(staffPage, "a[download$='.conf']", `${TMPD}/link.conf`);
   check("links: opening the link gives the config", /PrivateKey = \S{44}/.test(linkConf.text));
   copyFileSync(`${TMPD}/link.conf`, `${TMPD}/${IF2}.conf`);
@@ -254,6 +257,7 @@ try {
   await staffPage.goto(statusUrl);
   check("access: the status page offers the setup", (await staffPage.textContent("h1")) === "Request approved");
   await staffPage.click("a[href^='/enroll/']");
+  await staffPage.click("button[type=submit]");
   const petraConf = await download(staffPage, "a[download$='.conf']", `${TMPD}/petra.conf`);
   check("access: the approved request's link gives a config for ipad-petra",
     /PrivateKey = \S{44}/.test(petraConf.text) && petraConf.name === "ipad-petra.conf", petraConf.name);
@@ -295,6 +299,7 @@ try {
   await shot(page, "11-totp-setup");
   const secret = (await page.textContent("#totp-secret")).trim();
   await page.fill("#code", totp(secret));
+  await page.fill("#totp-password", "alice-password-1");
   await page.click("form[action='/account/totp/confirm'] button");
   const codes = await page.locator("#recovery-codes li").allTextContents();
   check("totp: turning it on shows ten recovery codes", codes.length === 10, String(codes.length));

@@ -154,7 +154,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             post(requests::reject),
         ),
         // Public pages: the secret in the path is the authorisation.
-        ("/enroll/{token}", get(links::redeem)),
+        ("/enroll/{token}", get(links::confirm).post(links::redeem)),
         ("/request/{secret}", get(requests::status_page)),
     ]
 }
@@ -207,6 +207,48 @@ impl RateLimit {
             (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
         let admitted = tokens >= 1.0;
         *b = Some((if admitted { tokens - 1.0 } else { tokens }, now));
+        admitted
+    }
+}
+
+/// One token bucket per client address, for what a single client must not monopolise (login
+/// attempts). The table is bounded: when full, buckets that have refilled (clients gone
+/// quiet) are forgotten, and if none has, the newcomer shares one overflow bucket.
+pub(crate) struct KeyedRateLimit {
+    per_second: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<
+        std::collections::HashMap<Option<std::net::IpAddr>, (f64, std::time::Instant)>,
+    >,
+}
+
+impl KeyedRateLimit {
+    const MAX_CLIENTS: usize = 4096;
+
+    pub(crate) fn new(per_second: f64, burst: f64) -> KeyedRateLimit {
+        KeyedRateLimit {
+            per_second,
+            burst,
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    pub(crate) fn admit(&self, client: Option<std::net::IpAddr>) -> bool {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let refill = |(tokens, last): (f64, std::time::Instant)| {
+            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst)
+        };
+        let mut key = client;
+        if !b.contains_key(&key) && b.len() >= Self::MAX_CLIENTS {
+            b.retain(|_, v| refill(*v) < self.burst);
+            if b.len() >= Self::MAX_CLIENTS {
+                key = None;
+            }
+        }
+        let tokens = b.get(&key).map_or(self.burst, |v| refill(*v));
+        let admitted = tokens >= 1.0;
+        b.insert(key, (if admitted { tokens - 1.0 } else { tokens }, now));
         admitted
     }
 }

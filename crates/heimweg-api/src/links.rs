@@ -84,20 +84,50 @@ pub(crate) async fn revoke(
 
 /// The page a staff member opens on the device: the config once, as a QR code for the iPad's
 /// camera and as a download for a laptop. Nothing on it is cached or sent as a referrer.
-pub(crate) async fn redeem(State(st): State<AppState>, Path(token): Path<String>) -> Response {
-    let gone = || {
-        let mut r = (
-            StatusCode::GONE,
-            Html(page(
-                "Link not valid",
-                "<p>This enrollment link has been used, has expired or was withdrawn. \
-                 Ask your IT department for a new one.</p>",
-            )),
-        )
-            .into_response();
-        secret_headers(&mut r);
-        r
+fn gone() -> Response {
+    let mut r = (
+        StatusCode::GONE,
+        Html(page(
+            "Link not valid",
+            "<p>This enrollment link has been used, has expired or was withdrawn. \
+             Ask your IT department for a new one.</p>",
+        )),
+    )
+        .into_response();
+    secret_headers(&mut r);
+    r
+}
+
+/// Opening a link only shows what it sets up and a button: mail scanners and chat previews
+/// open links on their own, and must not use one up (and receive its private key).
+pub(crate) async fn confirm(State(st): State<AppState>, Path(token): Path<String>) -> Response {
+    if token.len() > 128 {
+        return gone();
+    }
+    let device = match st
+        .store
+        .open_enrollment_link(&token_hash(&token), now())
+        .await
+    {
+        Ok(Some(d)) => escape_markup(&d),
+        Ok(None) => return gone(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
+    let body = format!(
+        "<p>This link sets up VPN access for <strong>{device}</strong>. Open it on that device. \
+         It works once: the next page shows the settings, and only once.</p>\
+         <p>Diese Seite richtet den VPN-Zugang für <strong>{device}</strong> ein. Öffnen Sie sie \
+         auf diesem Gerät. Sie gilt einmal: die nächste Seite zeigt die Einstellungen, nur \
+         einmal.</p>\
+         <form method=\"post\"><button type=\"submit\">Set up now / Jetzt einrichten</button></form>"
+    );
+    let mut r = Html(page("Set up VPN access", &body)).into_response();
+    secret_headers(&mut r);
+    r
+}
+
+/// The confirmed link: claims it and shows the config, once.
+pub(crate) async fn redeem(State(st): State<AppState>, Path(token): Path<String>) -> Response {
     if token.len() > 128 {
         return gone();
     }

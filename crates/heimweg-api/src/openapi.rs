@@ -307,11 +307,17 @@ pub fn document() -> Value {
         "/api/v1/access-requests/{id}/reject": { "post": op("Reject a request",
           Some("devices:write"), vec![id()], None,
           &[("200", reply("The request", Some("AccessRequest")))]) },
-        "/enroll/{token}": { "get": op(
-          "Public HTML page: the config behind a one-time link, shown once", None,
-          vec![path_param("token", "string")], None,
-          &[("200", reply("The page with QR code and downloads", None)),
-            ("410", reply("Used, expired or withdrawn", None))]) },
+        "/enroll/{token}": {
+          "get": op(
+            "Public HTML page: what a one-time link sets up, and a button; uses nothing up", None,
+            vec![path_param("token", "string")], None,
+            &[("200", reply("The confirmation page", None)),
+              ("410", reply("Used, expired or withdrawn", None))]),
+          "post": op(
+            "Public: uses the one-time link up and shows its config, once", None,
+            vec![path_param("token", "string")], None,
+            &[("200", reply("The page with QR code and downloads", None)),
+              ("410", reply("Used, expired or withdrawn", None))]) },
         "/request/{secret}": { "get": op("Public HTML page: where a request stands", None,
           vec![path_param("secret", "string")], None,
           &[("200", reply("The status page", None)), ("404", reply("Unknown", None))]) }

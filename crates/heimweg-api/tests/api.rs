@@ -428,7 +428,24 @@ async fn every_route_needs_a_token_with_the_right_scope(backend: Backend) {
 }
 
 async fn get_page(env: &Env, path: &str) -> (StatusCode, String, axum::http::HeaderMap) {
-    let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+    page_request(env, Method::GET, path).await
+}
+
+/// What the button on a link's page sends.
+async fn post_page(env: &Env, path: &str) -> (StatusCode, String, axum::http::HeaderMap) {
+    page_request(env, Method::POST, path).await
+}
+
+async fn page_request(
+    env: &Env,
+    method: Method,
+    path: &str,
+) -> (StatusCode, String, axum::http::HeaderMap) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::empty())
+        .unwrap();
     let resp = router(env.state.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -464,8 +481,20 @@ async fn an_enrollment_link_works_once_and_can_be_withdrawn(backend: Backend) {
         "nothing is enrolled before the link is opened"
     );
 
-    // The staff member opens it, without any token: the config, once.
-    let (st, html, headers) = get_page(&env, &path).await;
+    // Opening it (as a mail scanner or a chat preview would) shows a button and uses nothing.
+    for _ in 0..2 {
+        let (st, html, _) = get_page(&env, &path).await;
+        assert_eq!(st, StatusCode::OK, "{html}");
+        assert!(html.contains("carla-ipad") && html.contains("method=\"post\""));
+        assert!(!html.contains("PrivateKey") && !html.contains("<svg"));
+    }
+    assert_eq!(
+        device_count(&env).await,
+        0,
+        "opening the link enrolls nothing"
+    );
+    // The staff member presses the button, without any token: the config, once.
+    let (st, html, headers) = post_page(&env, &path).await;
     assert_eq!(st, StatusCode::OK, "{html}");
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
@@ -481,9 +510,11 @@ async fn an_enrollment_link_works_once_and_can_be_withdrawn(backend: Backend) {
     .await;
     assert_eq!(v["owner"], "carla");
     assert_eq!(v["status"], "active");
-    let (st, _, _) = get_page(&env, &path).await;
+    let (st, _, _) = post_page(&env, &path).await;
     assert_eq!(st, StatusCode::GONE, "a second visit gets nothing");
-    let (st, _, _) = get_page(&env, "/enroll/hw_guessed").await;
+    let (st, _, _) = get_page(&env, &path).await;
+    assert_eq!(st, StatusCode::GONE, "and its page says so");
+    let (st, _, _) = post_page(&env, "/enroll/hw_guessed").await;
     assert_eq!(st, StatusCode::GONE);
 
     // A withdrawn link is dead too, and the list says which link is which.
@@ -508,7 +539,7 @@ async fn an_enrollment_link_works_once_and_can_be_withdrawn(backend: Backend) {
     )
     .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _, _) = get_page(&env, &path2).await;
+    let (st, _, _) = post_page(&env, &path2).await;
     assert_eq!(st, StatusCode::GONE);
     let (st, _, _) = call(
         &env,
@@ -591,7 +622,7 @@ async fn enrollment_links_validate_their_input(backend: Backend) {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED);
-    let (st, _, _) = get_page(&env, &path).await;
+    let (st, _, _) = post_page(&env, &path).await;
     assert_eq!(st, StatusCode::CONFLICT);
     let (_, v, _) = call(
         &env,
@@ -1152,10 +1183,10 @@ async fn an_approved_access_request_becomes_the_requesters_enrollment(backend: B
     let (_, page, _) = get_page(&env, &status_path).await;
     let start = page.find("/enroll/").expect("link on the approved page");
     let link: String = page[start..].chars().take_while(|c| *c != '"').collect();
-    let (st, enrolled, _) = get_page(&env, &link).await;
+    let (st, enrolled, _) = post_page(&env, &link).await;
     assert_eq!(st, StatusCode::OK);
     assert!(enrolled.contains("carla-ipad.conf"));
-    let (st, _, _) = get_page(&env, &link).await;
+    let (st, _, _) = post_page(&env, &link).await;
     assert_eq!(st, StatusCode::GONE, "once");
     let (_, page, _) = get_page(&env, &status_path).await;
     assert!(page.contains("has been used"), "{page}");

@@ -15,6 +15,8 @@ backend_tests!(
     pages_render_for_an_admin_in_both_languages,
     html_in_names_is_escaped,
     unknown_names_and_bad_input_change_nothing,
+    a_lock_holds_in_every_session_waiting_for_the_second_factor,
+    redirects_never_leave_the_site,
 );
 
 use axum::body::Body;
@@ -901,4 +903,93 @@ async fn unknown_names_and_bad_input_change_nothing(backend: Backend) {
     assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.excerpt());
     let page = b.get(&env, "/groups/nope").await;
     assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.excerpt());
+}
+
+async fn a_lock_holds_in_every_session_waiting_for_the_second_factor(backend: Backend) {
+    let Some(env) = env(backend, "totp_lock").await else {
+        return;
+    };
+    let secret = new_totp_secret();
+    let sealed = env.state.panel.sealer.seal(&secret);
+    env.store()
+        .set_admin_totp("test", ADMIN, Some((&sealed, &[])), unix_now())
+        .await
+        .unwrap();
+    // Someone with the password opens two partial sessions, then guesses codes in one.
+    let (mut a, mut c) = (Browser::default(), Browser::default());
+    for b in [&mut a, &mut c] {
+        let page = b.submit_login(&env, ADMIN, PASSWORD).await;
+        assert!(
+            page.location().starts_with("/login/totp"),
+            "{}",
+            page.excerpt()
+        );
+    }
+    let csrf = a.csrf(&env).await;
+    let mut last = StatusCode::OK;
+    for _ in 0..5 {
+        last = a
+            .post(&env, "/login/totp", &[("_csrf", &csrf), ("code", "000000")])
+            .await
+            .status;
+    }
+    assert_eq!(
+        last,
+        StatusCode::LOCKED,
+        "the fifth wrong code locks the account"
+    );
+    // The other partial session gets nothing now, not even with the right code.
+    let csrf = c.csrf(&env).await;
+    let code = current_code(&secret);
+    let page = c
+        .post(&env, "/login/totp", &[("_csrf", &csrf), ("code", &code)])
+        .await;
+    // (The lock ended C's partial session, so C is sent back to the login page.)
+    assert!(
+        page.status != StatusCode::SEE_OTHER || page.location().starts_with("/login"),
+        "{}",
+        page.excerpt()
+    );
+    assert_sent_to_login(&c.get(&env, "/devices").await, "/devices");
+    // The code was not spent by the refused attempt: after an unlock it still works.
+    env.store()
+        .unlock_admin("test", ADMIN, unix_now())
+        .await
+        .unwrap();
+    let mut d = Browser::default();
+    d.submit_login(&env, ADMIN, PASSWORD).await;
+    let csrf = d.csrf(&env).await;
+    let page = d
+        .post(&env, "/login/totp", &[("_csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+}
+
+async fn redirects_never_leave_the_site(backend: Backend) {
+    let Some(env) = env(backend, "redirects").await else {
+        return;
+    };
+    let mut b = Browser::default();
+    // Browsers drop tabs and newlines from URLs and read "\\" as "/": each of these would
+    // become "//evil.example", another site.
+    for back in [
+        "/%09/evil.example",
+        "/%0A/evil.example",
+        "/%5Cevil.example",
+        "//evil.example",
+    ] {
+        let page = b.get(&env, &format!("/lang/de?back={back}")).await;
+        assert_eq!(page.location(), "/", "back={back}");
+        let page = b.get(&env, &format!("/login?next={back}")).await;
+        assert!(
+            page.body.contains(r#"name="next" value="/""#),
+            "next={back}"
+        );
+    }
+    let page = b.get(&env, "/lang/de?back=/devices%3Fq%3Dx").await;
+    assert_eq!(
+        page.location(),
+        "/devices?q=x",
+        "a path of this site is kept"
+    );
 }

@@ -167,8 +167,9 @@ impl Store {
     }
 
     /// Counts a wrong password (or second factor). The `max_failures`th in a row locks the
-    /// account until `now + lock_secs`, and the count starts again. Returns the lock's end when
-    /// this failure set one.
+    /// account until `now + lock_secs`, ends every session still waiting for its second factor
+    /// (each could go on guessing codes), and the count starts again. Returns the lock's end
+    /// when this failure set one.
     pub async fn record_login_failure(
         &self,
         admin_id: i64,
@@ -192,6 +193,10 @@ impl Store {
             let until = now + lock_secs;
             sqlx::query("UPDATE admins SET failed_logins = 0, locked_until = $1 WHERE id = $2")
                 .bind(until)
+                .bind(admin_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM admin_sessions WHERE admin_id = $1 AND stage = 'password'")
                 .bind(admin_id)
                 .execute(&mut *tx)
                 .await?;
@@ -342,21 +347,23 @@ impl Store {
     }
 
     /// Accepts TOTP time step `step` for an account if no equal or later step was accepted
-    /// before: a code, even one still valid, works only once.
-    pub async fn accept_totp_step(&self, admin_id: i64, step: i64) -> Result<bool> {
+    /// before (a code, even one still valid, works only once) and the account is not locked.
+    pub async fn accept_totp_step(&self, admin_id: i64, step: i64, now: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE admins SET totp_last_step = $1
-             WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+             WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)
+               AND (locked_until IS NULL OR locked_until <= $3)",
         )
         .bind(step)
         .bind(admin_id)
+        .bind(now)
         .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(done == 1)
     }
 
-    /// Uses up a recovery code; false if it is unknown or was used.
+    /// Uses up a recovery code; false if it is unknown, was used, or the account is locked.
     pub async fn use_recovery_code(
         &self,
         admin_id: i64,
@@ -365,7 +372,9 @@ impl Store {
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE admin_recovery_codes SET used_at = $1
-             WHERE admin_id = $2 AND code_hash = $3 AND used_at IS NULL",
+             WHERE admin_id = $2 AND code_hash = $3 AND used_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM admins
+                               WHERE id = $2 AND locked_until IS NOT NULL AND locked_until > $1)",
         )
         .bind(now)
         .bind(admin_id)

@@ -1140,6 +1140,19 @@ impl Store {
         })
     }
 
+    /// The name of the device an open link would set up, without using the link up: what the
+    /// link's page shows before the holder confirms.
+    pub async fn open_enrollment_link(&self, token_hash: &str, now: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT device_name FROM enrollment_links
+             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Marks a valid link as used and returns what it grants; `None` if it is unknown, used,
     /// revoked or expired (deliberately indistinguishable to the holder). Claiming is atomic,
     /// so two devices racing on one link cannot both get a config.

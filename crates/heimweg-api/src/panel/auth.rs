@@ -5,7 +5,7 @@ use super::{
     csrf_field, layout, notice, role_label, see_other, session_cookie_name, set_cookie,
     trusted_svg, Ctx, PanelError, PanelResult, SESSION_IDLE_SECS, SESSION_PARTIAL_SECS,
 };
-use crate::{now, token_hash, AppState, RateLimit};
+use crate::{now, token_hash, AppState, KeyedRateLimit, RateLimit};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
@@ -19,32 +19,39 @@ use serde::Deserialize;
 const MAX_FAILED_LOGINS: i64 = 5;
 const LOCKOUT_SECS: i64 = 15 * 60;
 
-/// Password checks across the process: each costs an argon2id hash (19 MiB, tens of
-/// milliseconds), so a flood of logins must not take the gateway's cores.
-static PASSWORD_CHECKS: RateLimit = RateLimit::new(2.0, 20.0);
+/// Password checks across the process, a backstop for the gateway's cores: each costs an
+/// argon2id hash (19 MiB, tens of milliseconds).
+static PASSWORD_CHECKS: RateLimit = RateLimit::new(5.0, 30.0);
+/// Login attempts per client address: a burst of 10, then one every 6 s. One client guessing
+/// or flooding runs out of its own tokens long before it could crowd out everyone else.
+static LOGINS_PER_CLIENT: std::sync::LazyLock<KeyedRateLimit> =
+    std::sync::LazyLock::new(|| KeyedRateLimit::new(1.0 / 6.0, 10.0));
+/// At most this many argon2id computations at once: memory (19 MiB each) and cores stay
+/// bounded however many requests wait.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Where to go after login: a path of this site, never another site or the login page.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.contains('\\')
-                && !n.starts_with("/login") =>
-        {
-            n.to_string()
-        }
+    match next.and_then(super::local_path) {
+        Some(n) if !n.starts_with("/login") => n.to_string(),
         _ => "/".into(),
     }
 }
 
 async fn check_password(phc: String, password: String) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || secrets::verify_password(&phc, &password))
         .await
         .unwrap_or(false)
 }
 
 async fn hash_password(password: String) -> Result<String, PanelError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| PanelError::Internal(format!("hashing a password: {e}")))?;
     tokio::task::spawn_blocking(move || secrets::hash_password(&password))
         .await
         .map_err(|e| PanelError::Internal(format!("hashing a password: {e}")))
@@ -162,7 +169,7 @@ pub(super) async fn login(
         *r.status_mut() = status;
         r
     };
-    if !PASSWORD_CHECKS.admit() {
+    if !LOGINS_PER_CLIENT.admit(ctx.client) || !PASSWORD_CHECKS.admit() {
         return Ok(refuse(
             StatusCode::TOO_MANY_REQUESTS,
             l.t(
@@ -259,13 +266,20 @@ pub(super) async fn totp(
     };
     let next = safe_next(f.next.as_deref());
     let now = now();
+    // A lock set through any session (or by the password step) holds here too: otherwise each
+    // partial session opened before the lock would go on guessing codes.
+    if let Some(until) = s.admin.locked_until.filter(|&u| u > now) {
+        return locked_out(&st, &ctx, until).await;
+    }
     let secret = s
         .admin
         .totp_sealed
         .as_deref()
         .and_then(|sealed| st.panel.sealer.open(sealed));
     let how = match secret.and_then(|secret| secrets::totp_match(&secret, &f.code, now)) {
-        Some(step) if st.store.accept_totp_step(s.admin.id, step).await? => Some("password+totp"),
+        Some(step) if st.store.accept_totp_step(s.admin.id, step, now).await? => {
+            Some("password+totp")
+        }
         Some(_) => None,
         None if f.code.trim().len() > 6
             && st
@@ -283,16 +297,7 @@ pub(super) async fn totp(
             .record_login_failure(s.admin.id, MAX_FAILED_LOGINS, LOCKOUT_SECS, now)
             .await?;
         if let Some(until) = locked {
-            if let Some(h) = &ctx.session_hash {
-                st.store.delete_session(h).await?;
-            }
-            let mut r = layout(
-                &ctx,
-                l.t("Log in to heimweg", "Bei heimweg anmelden"),
-                login_form(&ctx, "/", &s.admin.name, Some(&lock_message(&ctx, until))),
-            );
-            *r.status_mut() = StatusCode::LOCKED;
-            return Ok(r);
+            return locked_out(&st, &ctx, until).await;
         }
         let mut r = layout(
             &ctx,
@@ -312,6 +317,25 @@ pub(super) async fn totp(
     st.store.record_login(s.admin.id, how, now).await?;
     let cookie = start_session(&st, &ctx, s.admin.id, SessionStage::Full).await?;
     Ok(redirect_with_cookie(&next, cookie))
+}
+
+/// Ends a partial session of a locked account and says until when it is locked.
+async fn locked_out(st: &AppState, ctx: &Ctx, until: i64) -> PanelResult {
+    if let Some(h) = &ctx.session_hash {
+        st.store.delete_session(h).await?;
+    }
+    let l = ctx.lang;
+    let content = html! {
+        (notice("error", &lock_message(ctx, until)))
+        p { a href="/login" { (l.t("Back to the login", "Zurück zur Anmeldung")) } }
+    };
+    let mut r = layout(ctx, l.t("Account locked", "Konto gesperrt"), content);
+    *r.status_mut() = StatusCode::LOCKED;
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(ctx.session_cookie(), "", st.panel.secure_cookies, Some(0)),
+    );
+    Ok(r)
 }
 
 pub(super) async fn logout(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
@@ -419,12 +443,15 @@ fn password_problem_text(l: super::Lang, p: &str) -> &'static str {
     }
 }
 
-pub(super) async fn change_password(
-    State(st): State<AppState>,
-    ctx: Ctx,
-    Form(f): Form<PasswordForm>,
-) -> PanelResult {
-    let s = ctx.admin()?;
+/// Checks the logged-in admin's own password before a change to the account. A wrong one
+/// counts towards the lockout like a failed login, so a stolen session cannot guess it; when
+/// it locks the account, this session ends too.
+async fn confirm_password(
+    st: &AppState,
+    ctx: &Ctx,
+    s: &heimweg_store::Session,
+    password: String,
+) -> Result<(), PanelError> {
     let l = ctx.lang;
     if !PASSWORD_CHECKS.admit() {
         return Err(PanelError::TooManyRequests(
@@ -435,15 +462,34 @@ pub(super) async fn change_password(
             .into(),
         ));
     }
-    if !check_password(s.admin.password_hash.clone(), f.current).await {
-        return Err(PanelError::BadRequest(
-            l.t(
-                "The current password is wrong.",
-                "Das aktuelle Passwort ist falsch.",
-            )
-            .into(),
-        ));
+    if check_password(s.admin.password_hash.clone(), password).await {
+        return Ok(());
     }
+    let now = now();
+    let locked = st
+        .store
+        .record_login_failure(s.admin.id, MAX_FAILED_LOGINS, LOCKOUT_SECS, now)
+        .await?;
+    if let Some(until) = locked {
+        if let Some(h) = &ctx.session_hash {
+            st.store.delete_session(h).await?;
+        }
+        return Err(PanelError::BadRequest(lock_message(ctx, until)));
+    }
+    Err(PanelError::BadRequest(
+        l.t("The password is wrong.", "Das Passwort ist falsch.")
+            .into(),
+    ))
+}
+
+pub(super) async fn change_password(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<PasswordForm>,
+) -> PanelResult {
+    let s = ctx.admin()?;
+    let l = ctx.lang;
+    confirm_password(&st, &ctx, s, f.current).await?;
     if let Some(p) = secrets::password_problem(&f.new) {
         return Err(PanelError::BadRequest(password_problem_text(l, p).into()));
     }
@@ -477,6 +523,7 @@ pub(super) async fn totp_begin(State(st): State<AppState>, ctx: Ctx) -> PanelRes
     Ok(totp_setup_page(
         &ctx,
         &st.panel.sealer,
+        s.admin.id,
         &s.admin.name,
         &secret,
         None,
@@ -486,6 +533,7 @@ pub(super) async fn totp_begin(State(st): State<AppState>, ctx: Ctx) -> PanelRes
 fn totp_setup_page(
     ctx: &Ctx,
     sealer: &Sealer,
+    admin_id: i64,
     name: &str,
     secret: &[u8],
     error: Option<&str>,
@@ -503,9 +551,11 @@ fn totp_setup_page(
         p { (l.t("Key:", "Schlüssel:")) " " code #totp-secret { (secrets::base32(secret)) } }
         form.card method="post" action="/account/totp/confirm" {
             (csrf_field(ctx))
-            input type="hidden" name="sealed" value=(sealer.seal(secret));
+            input type="hidden" name="sealed" value=(sealer.seal(&pending_totp(admin_id, secret)));
             label for="code" { (l.t("Code from the app", "Code aus der App")) }
             input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus;
+            label for="totp-password" { (l.t("Your password", "Ihr Passwort")) }
+            input id="totp-password" name="password" type="password" autocomplete="current-password" required;
             button type="submit" { (l.t("Turn on", "Einschalten")) }
         }
     };
@@ -516,10 +566,19 @@ fn totp_setup_page(
     )
 }
 
+/// What the setup form carries sealed: the account it is for, then the secret, so a sealed
+/// secret from one account's setup page cannot be planted in another account.
+fn pending_totp(admin_id: i64, secret: &[u8]) -> Vec<u8> {
+    let mut v = admin_id.to_be_bytes().to_vec();
+    v.extend_from_slice(secret);
+    v
+}
+
 #[derive(Deserialize)]
 pub(super) struct TotpConfirm {
     sealed: String,
     code: String,
+    password: String,
 }
 
 pub(super) async fn totp_confirm(
@@ -529,11 +588,16 @@ pub(super) async fn totp_confirm(
 ) -> PanelResult {
     let s = ctx.admin()?;
     let l = ctx.lang;
+    // Replacing a second factor means turning it off first, which asks for the password.
+    if s.admin.totp_sealed.is_some() {
+        return Ok(see_other("/account"));
+    }
     let secret = st
         .panel
         .sealer
         .open(&f.sealed)
-        .filter(|s| s.len() == 20)
+        .filter(|p| p.len() == 28 && p[..8] == s.admin.id.to_be_bytes())
+        .map(|p| p[8..].to_vec())
         .ok_or_else(|| {
             PanelError::BadRequest(
                 l.t(
@@ -543,9 +607,10 @@ pub(super) async fn totp_confirm(
                 .into(),
             )
         })?;
+    confirm_password(&st, &ctx, s, f.password).await?;
     let now = now();
     let Some(step) = secrets::totp_match(&secret, &f.code, now) else {
-        let mut r = totp_setup_page(&ctx, &st.panel.sealer, &s.admin.name, &secret,
+        let mut r = totp_setup_page(&ctx, &st.panel.sealer, s.admin.id, &s.admin.name, &secret,
             Some(l.t("That code does not match. Check the time on your phone and try the next code.", "Der Code passt nicht. Prüfen Sie die Uhrzeit Ihres Telefons und versuchen Sie den nächsten Code.")));
         *r.status_mut() = StatusCode::BAD_REQUEST;
         return Ok(r);
@@ -565,7 +630,7 @@ pub(super) async fn totp_confirm(
         )
         .await?;
     // The code just typed counts as used.
-    st.store.accept_totp_step(s.admin.id, step).await?;
+    st.store.accept_totp_step(s.admin.id, step, now).await?;
     let content = html! {
         (notice("ok", l.t("The second factor is on.", "Der zweite Faktor ist an.")))
         p.warning { strong { (l.t("Write these recovery codes down now and keep them somewhere safe. Each works once, in place of a code from the app. They are shown only this once.",
@@ -591,22 +656,7 @@ pub(super) async fn totp_off(
     Form(f): Form<PasswordOnly>,
 ) -> PanelResult {
     let s = ctx.admin()?;
-    let l = ctx.lang;
-    if !PASSWORD_CHECKS.admit() {
-        return Err(PanelError::TooManyRequests(
-            l.t(
-                "Too many attempts; try again in a minute.",
-                "Zu viele Versuche; bitte in einer Minute noch einmal.",
-            )
-            .into(),
-        ));
-    }
-    if !check_password(s.admin.password_hash.clone(), f.password).await {
-        return Err(PanelError::BadRequest(
-            l.t("The password is wrong.", "Das Passwort ist falsch.")
-                .into(),
-        ));
-    }
+    confirm_password(&st, &ctx, s, f.password).await?;
     let actor = format!("admin:{}", s.admin.name);
     st.store
         .set_admin_totp(&actor, &s.admin.name, None, now())
@@ -646,12 +696,12 @@ pub(super) async fn admin_section(st: &AppState, ctx: &Ctx) -> Result<maud::Mark
                             @if can_write {
                                 td.actions {
                                     @if a.locked_until.is_some_and(|u| u > now) {
-                                        form.inline method="post" action={ "/settings/admins/" (a.name) "/unlock" } {
+                                        form.inline method="post" action={ "/settings/admins/" (super::pages::urlpath(&a.name)) "/unlock" } {
                                             (csrf_field(ctx)) button type="submit" { (l.t("Unlock", "Entsperren")) }
                                         }
                                     }
                                     @if a.disabled_at.is_none() && a.id != me.admin.id {
-                                        form.inline method="post" action={ "/settings/admins/" (a.name) "/disable" } data-confirm=(l.t("Disable this account? Its sessions end at once.", "Dieses Konto deaktivieren? Seine Sitzungen enden sofort.")) {
+                                        form.inline method="post" action={ "/settings/admins/" (super::pages::urlpath(&a.name)) "/disable" } data-confirm=(l.t("Disable this account? Its sessions end at once.", "Dieses Konto deaktivieren? Seine Sitzungen enden sofort.")) {
                                             (csrf_field(ctx)) button.danger type="submit" { (l.t("Disable", "Deaktivieren")) }
                                         }
                                     }
@@ -759,6 +809,9 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        // Browsers drop tabs and newlines from URLs: "/\t/x" would become "//x".
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/");
         assert_eq!(safe_next(Some("/login")), "/");
         assert_eq!(safe_next(None), "/");
     }

@@ -202,6 +202,8 @@ pub struct Ctx {
     secure: bool,
     /// The path asked for, so that a login can come back to it.
     path: String,
+    /// The client's address, for per-client limits; `None` if unknown.
+    client: Option<std::net::IpAddr>,
 }
 
 impl Ctx {
@@ -287,9 +289,38 @@ fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
+/// The client's address: the connection's peer, or, when that is a proxy on this machine
+/// (loopback), the last address the proxy appended to `X-Forwarded-For`. Headers from
+/// anywhere else are not trusted.
+fn client_address(req: &Request) -> Option<std::net::IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if !peer.is_loopback() {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .and_then(|a| a.trim().parse().ok());
+    Some(forwarded.unwrap_or(peer))
+}
+
 /// Runs before every panel page: language, session, the CSRF check on every POST, and the
 /// security headers on every answer.
 pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = checked(st, req, next).await;
+    harden(resp.headers_mut());
+    resp
+}
+
+/// [`guard`] without the headers.
+async fn checked(st: AppState, req: Request, next: Next) -> Response {
     let secure = st.panel.secure_cookies;
     let headers = req.headers();
     let lang = Lang::from_headers(headers);
@@ -320,6 +351,7 @@ pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Resp
         },
     };
     let path = req.uri().path().to_string();
+    let client = client_address(&req);
     let ctx = Ctx {
         lang,
         session: session.clone(),
@@ -327,6 +359,7 @@ pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Resp
         csrf: csrf.clone(),
         secure,
         path,
+        client,
     };
     let mut req = req;
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -361,13 +394,17 @@ pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Resp
     }
     req.extensions_mut().insert(ctx);
     let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
     if let Some(t) = new_form_cookie {
-        h.append(
+        resp.headers_mut().append(
             header::SET_COOKIE,
             set_cookie(form_cookie_name(secure), &t, secure, None),
         );
     }
+    resp
+}
+
+/// The security headers of every panel answer, refusals included.
+fn harden(h: &mut HeaderMap) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -386,7 +423,16 @@ pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Resp
     );
     // Pages show staff names and, once, configs: never in a shared cache or the back button.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+}
+
+/// `path` if it is a path on this site, for redirects: it starts with one `/`, and holds only
+/// printable ASCII without `\` (browsers drop tabs and newlines and read `\` as `/`, so
+/// "/\t/evil" or "/\\evil" would lead to another site).
+pub(crate) fn local_path(path: &str) -> Option<&str> {
+    (path.starts_with('/')
+        && !path.starts_with("//")
+        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'))
+    .then_some(path)
 }
 
 /// `/lang/de` or `/lang/en`: remembers the choice for a year and goes back.
@@ -395,10 +441,7 @@ async fn lang_switch(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let code = if code == "de" { "de" } else { "en" };
-    let back = q
-        .get("back")
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
-        .map_or("/", String::as_str);
+    let back = q.get("back").and_then(|b| local_path(b)).unwrap_or("/");
     let mut r = Redirect::to(back).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,

@@ -89,6 +89,45 @@ pub(super) async fn overview(State(st): State<AppState>, ctx: Ctx) -> PanelResul
     Ok(layout(&ctx, l.t("Overview", "Übersicht"), content))
 }
 
+/// What an audit action means, for people; the action code stays visible beside it for
+/// searching and for the API, which reports codes.
+fn action_label(l: Lang, action: &str) -> &'static str {
+    match action {
+        "device.create" => l.t("device enrolled", "Gerät eingerichtet"),
+        "device.revoke" => l.t("device revoked", "Gerät gesperrt"),
+        "device.rotate" => l.t("key renewed", "Schlüssel erneuert"),
+        "device.update" => l.t("device changed", "Gerät geändert"),
+        "group.create" => l.t("group created", "Gruppe angelegt"),
+        "group.update" => l.t("access policy changed", "Zugriff geändert"),
+        "user.create" => l.t("user created", "Person angelegt"),
+        "user.disable" => l.t(
+            "user disabled, devices revoked",
+            "Person deaktiviert, Geräte gesperrt",
+        ),
+        "link.create" => l.t("enrollment link created", "Einrichtungslink erstellt"),
+        "link.revoke" => l.t(
+            "enrollment link withdrawn",
+            "Einrichtungslink zurückgezogen",
+        ),
+        "request.create" => l.t("access requested", "Zugang angefragt"),
+        "request.approve" => l.t("request approved", "Anfrage zugesagt"),
+        "request.reject" => l.t("request declined", "Anfrage abgelehnt"),
+        "token.create" => l.t("API token created", "API-Token erstellt"),
+        "token.revoke" => l.t("API token revoked", "API-Token widerrufen"),
+        "settings.endpoint" => l.t("endpoint set", "Endpunkt gesetzt"),
+        "init" => l.t("database created", "Datenbank angelegt"),
+        "admin.create" => l.t("panel account created", "Panel-Konto angelegt"),
+        "admin.disable" => l.t("panel account disabled", "Panel-Konto deaktiviert"),
+        "admin.login" => l.t("logged in", "angemeldet"),
+        "admin.lock" => l.t("account locked", "Konto gesperrt"),
+        "admin.unlock" => l.t("account unlocked", "Konto entsperrt"),
+        "admin.password" => l.t("password changed", "Passwort geändert"),
+        "admin.totp_on" => l.t("second factor on", "zweiter Faktor an"),
+        "admin.totp_off" => l.t("second factor off", "zweiter Faktor aus"),
+        _ => "",
+    }
+}
+
 fn audit_table(l: Lang, entries: &[heimweg_store::AuditEntry]) -> Markup {
     html! {
         div.scroll { table {
@@ -101,7 +140,13 @@ fn audit_table(l: Lang, entries: &[heimweg_store::AuditEntry]) -> Markup {
             } }
             tbody {
                 @for e in entries {
-                    tr { td { (timestamp(e.at)) } td { (e.actor) } td { code { (e.action) } } td { (e.subject) } td { (e.detail) } }
+                    tr {
+                        td { (timestamp(e.at)) }
+                        td { (e.actor) }
+                        td { (action_label(l, &e.action)) " " code.hint { (e.action) } }
+                        td { (e.subject) }
+                        td { (e.detail) }
+                    }
                 }
                 @if entries.is_empty() { tr { td colspan="5" { (l.t("Nothing yet.", "Noch nichts.")) } } }
             }
@@ -232,7 +277,7 @@ pub(super) async fn devices(
 }
 
 /// A name as one path segment.
-fn urlpath(name: &str) -> String {
+pub(super) fn urlpath(name: &str) -> String {
     form_urlencoded::byte_serialize(name.as_bytes())
         .collect::<String>()
         .replace('+', "%20")

@@ -137,19 +137,29 @@ pub fn otpauth_uri(account: &str, secret: &[u8]) -> String {
     )
 }
 
-/// Ten one-time recovery codes, `xxxxx-xxxxx` from an unambiguous alphabet (about 50 bits each,
-/// and the lockout counts wrong ones).
+/// Ten one-time recovery codes, `xxxx-xxxx-xxxx-xxxx` from an unambiguous alphabet of 31
+/// characters: 79 bits each, out of reach of guessing online and of brute force on a leaked
+/// (unsalted SHA-256) hash.
 pub fn new_recovery_codes() -> Vec<String> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    // Bytes from 248 up are drawn again: 248 is the largest multiple of 31 below 256, so every
+    // character is equally likely.
+    let limit = 256 - 256 % ALPHABET.len();
     (0..10)
         .map(|_| {
-            let mut bytes = [0u8; 10];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-            let chars: String = bytes
-                .iter()
-                .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-                .collect();
-            format!("{}-{}", &chars[..5], &chars[5..])
+            let mut chars = String::with_capacity(19);
+            while chars.len() < 19 {
+                let mut b = [0u8; 1];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+                if usize::from(b[0]) >= limit {
+                    continue;
+                }
+                if matches!(chars.len(), 4 | 9 | 14) {
+                    chars.push('-');
+                }
+                chars.push(ALPHABET[usize::from(b[0]) % ALPHABET.len()] as char);
+            }
+            chars
         })
         .collect()
 }
@@ -285,6 +295,8 @@ mod tests {
         let set: std::collections::HashSet<_> = codes.iter().collect();
         assert_eq!(set.len(), 10);
         let c = &codes[0];
+        assert_eq!(c.len(), 19);
+        assert_eq!(c.matches('-').count(), 3);
         assert_eq!(
             recovery_code_hash(c),
             recovery_code_hash(&format!(" {} ", c.to_uppercase()))
