@@ -6,6 +6,7 @@ import { chromium } from "playwright-core";
 import { spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { closeSync, copyFileSync, openSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import http from "node:http";
 import jsQR from "jsqr";
 import { PNG } from "pngjs";
@@ -340,6 +341,26 @@ try {
   await tp.keyboard.press("Tab");
   check("keyboard: the first Tab reaches the skip link",
     (await tp.evaluate(() => document.activeElement.className)) === "skip");
+
+  // ---- accessibility: axe-core's WCAG 2 A and AA rules on the main pages ----
+  // A context that lets the test inject axe despite the panel's strict CSP; the panel
+  // itself runs no inline script.
+  const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+  const audit = await browser.newContext({ bypassCSP: true, locale: "de-DE" });
+  const ap = await audit.newPage();
+  await login(ap, "bob", "bob-password-123");
+  for (const path of ["/login", "/", "/devices?status=all", "/devices/laptop-klaus", "/devices/new",
+    "/links", "/requests", "/users", "/groups/staff", "/audit", "/settings", "/account", "/access"]) {
+    await ap.goto(`${URL_}${path}`);
+    await ap.addScriptTag({ content: axeSource });
+    const result = await ap.evaluate(() =>
+      window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }));
+    const found = result.violations.map((v) => `${v.id} (${v.nodes.length}): ${v.nodes[0].target}`);
+    // (and axe really looked: rules passed, among them colour contrast)
+    const looked = result.passes.some((p) => p.id === "color-contrast") && result.passes.length > 10;
+    check(`accessibility: ${path} has no WCAG 2.1 A/AA violations`, looked && found.length === 0,
+      looked ? found.join("; ") : "axe checked nothing");
+  }
 
   log(`${passed} browser checks passed`);
   await browser.close();

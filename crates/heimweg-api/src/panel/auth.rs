@@ -121,6 +121,7 @@ fn login_form(ctx: &Ctx, next: &str, name: &str, error: Option<&str>) -> maud::M
         p.hint { (l.t(
             "No account yet? On the gateway, run: heimweg admin add NAME",
             "Noch kein Konto? Auf dem Gateway: heimweg admin add NAME")) }
+        p { a href="/access" { (l.t("Staff: ask for VPN access for your device", "Mitarbeitende: VPN-Zugang für Ihr Gerät anfragen")) } }
     }
 }
 
