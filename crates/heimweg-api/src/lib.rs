@@ -211,6 +211,43 @@ impl RateLimit {
     }
 }
 
+/// The client's address: the connection's peer, or, when that is a proxy on this machine
+/// (loopback), the last address the proxy appended to `X-Forwarded-For`. Headers from
+/// anywhere else are not trusted. `None` when the server was not given peer addresses.
+pub(crate) fn client_address(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if !peer.is_loopback() {
+        return Some(peer);
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .and_then(|a| a.trim().parse().ok());
+    Some(forwarded.unwrap_or(peer))
+}
+
+/// The client's address as an extractor (never fails).
+pub(crate) struct ClientAddr(pub(crate) Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_address(
+            &parts.extensions,
+            &parts.headers,
+        )))
+    }
+}
+
 /// One token bucket per client address, for what a single client must not monopolise (login
 /// attempts). The table is bounded: when full, buckets that have refilled (clients gone
 /// quiet) are forgotten, and if none has, the newcomer shares one overflow bucket.

@@ -65,11 +65,13 @@ pub(crate) struct Create {
 /// Public: files a request. The answer holds the requester's status page, once.
 pub(crate) async fn create(
     State(st): State<AppState>,
+    crate::ClientAddr(client): crate::ClientAddr,
     body: Result<Json<Create>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
     let (r, secret) = service::file_access_request(
         &st.store,
+        client,
         &NewAccessRequest {
             requester: req.requester,
             contact: req.contact,

@@ -271,14 +271,26 @@ pub fn link_status(l: &EnrollmentLink, now: i64) -> &'static str {
 const FILINGS_PER_SECOND: f64 = 1.0;
 const FILINGS_BURST: f64 = 30.0;
 static FILINGS: crate::RateLimit = crate::RateLimit::new(FILINGS_PER_SECOND, FILINGS_BURST);
+/// Per client address: three filings at once, then one a minute. One client cannot use up
+/// the shared budget above and shut out everyone else.
+static FILINGS_PER_CLIENT: std::sync::LazyLock<crate::KeyedRateLimit> =
+    std::sync::LazyLock::new(|| crate::KeyedRateLimit::new(1.0 / 60.0, 3.0));
 
-/// Files a staff member's access request. Returns it and the requester's secret, the key to
-/// their status page, which exists only in this answer.
+/// Files a staff member's access request from `client` (its address, if known). Returns it and
+/// the requester's secret, the key to their status page, which exists only in this answer.
 pub async fn file_access_request(
     store: &Store,
+    client: Option<std::net::IpAddr>,
     req: &NewAccessRequest,
     now: i64,
 ) -> Result<(AccessRequest, String), ServiceError> {
+    // Without a known address (tests, or a server not given peer addresses) only the shared
+    // budget applies.
+    if client.is_some() && !FILINGS_PER_CLIENT.admit(client) {
+        return Err(ServiceError::Busy(
+            "you have filed several requests just now; please wait a minute before the next".into(),
+        ));
+    }
     if !FILINGS.admit() {
         return Err(ServiceError::Busy(
             "too many access requests right now; please try again in a minute".into(),

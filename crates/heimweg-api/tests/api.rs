@@ -14,6 +14,7 @@ backend_tests!(
     tokens_are_managed_over_the_api_without_escalation,
     an_approved_access_request_becomes_the_requesters_enrollment,
     the_public_request_form_is_rate_limited,
+    one_client_cannot_use_up_the_request_form,
 );
 
 use axum::body::Body;
@@ -1259,4 +1260,52 @@ async fn the_public_request_form_is_rate_limited(backend: Backend) {
     )
     .await;
     assert_eq!(v["items"].as_array().unwrap().len(), admitted);
+}
+
+/// Files an access request as the client at `addr` (as `axum::serve` with connect info would
+/// record it).
+async fn file_from(env: &Env, addr: &str, device: &str) -> StatusCode {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/access-requests")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"requester": "someone", "device_name": device}).to_string(),
+        ))
+        .unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        addr.parse::<std::net::SocketAddr>().unwrap(),
+    ));
+    router(env.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn one_client_cannot_use_up_the_request_form(backend: Backend) {
+    let Some(env) = env(backend, "reqclient").await else {
+        return;
+    };
+    // Addresses of their own per backend: the limiter is per process.
+    let (a, b) = match backend {
+        Backend::Sqlite => ("198.51.100.7:40000", "198.51.100.8:40000"),
+        Backend::Postgres => ("203.0.113.7:40000", "203.0.113.8:40000"),
+    };
+    for i in 0..3 {
+        assert_eq!(
+            file_from(&env, a, &format!("a-{i}")).await,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        file_from(&env, a, "a-3").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a fourth filing at once from one address waits"
+    );
+    assert_eq!(
+        file_from(&env, b, "b-0").await,
+        StatusCode::CREATED,
+        "another client is not held up by the first"
+    );
 }

@@ -203,7 +203,7 @@ pub struct Ctx {
     /// The path asked for, so that a login can come back to it.
     path: String,
     /// The client's address, for per-client limits; `None` if unknown.
-    client: Option<std::net::IpAddr>,
+    pub(crate) client: Option<std::net::IpAddr>,
 }
 
 impl Ctx {
@@ -289,28 +289,6 @@ fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The client's address: the connection's peer, or, when that is a proxy on this machine
-/// (loopback), the last address the proxy appended to `X-Forwarded-For`. Headers from
-/// anywhere else are not trusted.
-fn client_address(req: &Request) -> Option<std::net::IpAddr> {
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())?;
-    if !peer.is_loopback() {
-        return Some(peer);
-    }
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .last()
-        .and_then(|a| a.trim().parse().ok());
-    Some(forwarded.unwrap_or(peer))
-}
-
 /// Runs before every panel page: language, session, the CSRF check on every POST, and the
 /// security headers on every answer.
 pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -351,7 +329,7 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
         },
     };
     let path = req.uri().path().to_string();
-    let client = client_address(&req);
+    let client = crate::client_address(req.extensions(), req.headers());
     let ctx = Ctx {
         lang,
         session: session.clone(),

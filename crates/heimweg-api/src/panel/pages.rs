@@ -898,6 +898,7 @@ pub(super) async fn access_file(
     let l = ctx.lang;
     let filed = service::file_access_request(
         &st.store,
+        ctx.client,
         &NewAccessRequest {
             requester: f.requester.trim().to_string(),
             contact: f.contact.clone().unwrap_or_default(),
