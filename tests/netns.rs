@@ -89,6 +89,35 @@ fn the_admin_panel_works_in_a_real_browser() {
     run_script("tests/netns/panel.sh");
 }
 
+/// The load generator against `heimweg-wg`: a small storm (500 devices from 20 addresses,
+/// all starting at once) where every device must get a session. The full-size comparison
+/// with the other servers is `benches/storm.sh` (BENCHMARKS.md).
+#[test]
+fn every_device_of_a_handshake_storm_gets_a_session() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    // Built by `cargo build --workspace` (tests/run.sh) next to this package's binaries.
+    let loadgen = Path::new(env!("CARGO_BIN_EXE_heimweg-wg")).with_file_name("heimweg-loadgen");
+    assert!(
+        loadgen.exists(),
+        "build the workspace first: {}",
+        loadgen.display()
+    );
+    run_script_with(
+        "benches/storm.sh",
+        &[
+            ("IMPLS", "heimweg"),
+            ("N", "500"),
+            ("SOURCES", "20"),
+            ("STRICT", "1"),
+            ("HWG", env!("CARGO_BIN_EXE_heimweg-wg")),
+            ("LOADGEN", loadgen.to_str().expect("UTF-8 path")),
+        ],
+    );
+}
+
 /// A `heimweg-wg -f` process, killed (by PID) when dropped.
 struct Gateway {
     child: Child,

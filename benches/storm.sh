@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The Monday-morning storm: N devices, each a peer on the server, start their handshakes at the
+# same moment from SOURCES addresses (heimweg-loadgen storm: initiations precomputed, 5 s
+# retry with jitter, resend with mac2 after a cookie). Servers run in one network namespace,
+# the devices in another, on this machine; each server gets the same peers with `wg setconf`.
+# Prints one JSON line per run (the loadgen's report plus the server's CPU seconds and RSS)
+# and, at the end, a Markdown table of medians.
+#
+# Usage (as root, from the repo root, after `cargo build --release`):
+#   IMPLS="heimweg gotatun wggo boringtun" N=10000 SOURCES=100 RUNS=2 bash benches/storm.sh
+# Servers: heimweg (target/release/heimweg-wg), wggo (wireguard-go), gotatun and boringtun
+# (from crates.io; GT and BT name their binaries, as in ../shared/testbed/setup.sh).
+# STRICT=1 makes the script fail when any device had no session by the deadline (the system
+# test uses it; comparisons leave it off, as some servers do leave devices out).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IMPLS=${IMPLS:-heimweg}
+N=${N:-1000}
+SOURCES=${SOURCES:-100}
+RUNS=${RUNS:-1}
+DEADLINE=${DEADLINE:-40}
+HWG=${HWG:-$PWD/target/release/heimweg-wg}
+LOADGEN=${LOADGEN:-$PWD/target/release/heimweg-loadgen}
+GT=${GT:-/opt/gotatun/bin/gotatun}
+BT=${BT:-/opt/boringtun/bin/boringtun-cli}
+WGGO=${WGGO:-$(command -v wireguard-go || true)}
+OUT=${OUT:-/dev/null}
+
+[[ $(id -u) -eq 0 ]] || { echo "storm.sh: must run as root" >&2; exit 2; }
+NS_S="hwst-s-$$"; NS_C="hwst-c-$$"; IFN="hwst$$"
+TMPD=$(mktemp -d /tmp/hwstorm.XXXXXX)
+SRV_PID=""
+cleanup() {
+  set +e
+  [[ -n $SRV_PID ]] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
+  for ns in "$NS_S" "$NS_C"; do
+    pids=$(ip netns pids "$ns" 2>/dev/null); [[ -n $pids ]] && kill $pids 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+  done
+  rm -f "/var/run/wireguard/$IFN.sock"
+  rm -rf "$TMPD"
+}
+trap cleanup EXIT
+
+ip netns add "$NS_S"; ip netns add "$NS_C"
+ip -n "$NS_S" link set lo up; ip -n "$NS_C" link set lo up
+ip link add s0 netns "$NS_S" type veth peer name c0 netns "$NS_C"
+ip -n "$NS_S" addr add 10.200.255.254/16 dev s0; ip -n "$NS_S" link set s0 up
+# The devices' source addresses: SOURCES consecutive ones from 10.200.0.1, as the loadgen
+# counts them.
+for k in $(seq 0 $((SOURCES - 1))); do
+  echo "address add 10.200.$(((1 + k) / 256)).$(((1 + k) % 256))/16 dev c0"
+done | ip -n "$NS_C" -batch -
+ip -n "$NS_C" link set c0 up
+FIRST_SOURCE=10.200.0.1
+
+(umask 077; wg genkey >"$TMPD/s.key"); SERVER_PUB=$(wg pubkey <"$TMPD/s.key")
+{ printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n\n' "$(cat "$TMPD/s.key")"
+  "$LOADGEN" keys --devices "$N"; } >"$TMPD/server.conf"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+start_server() {
+  case $1 in
+    heimweg)   ip netns exec "$NS_S" "$HWG" -f "$IFN" >"$TMPD/server.log" 2>&1 & ;;
+    wggo)      LOG_LEVEL=error ip netns exec "$NS_S" "$WGGO" -f "$IFN" >"$TMPD/server.log" 2>&1 & ;;
+    gotatun)   ip netns exec "$NS_S" "$GT" -f --disable-drop-privileges "$IFN" >"$TMPD/server.log" 2>&1 & ;;
+    boringtun) ip netns exec "$NS_S" "$BT" -f --disable-drop-privileges "$IFN" >"$TMPD/server.log" 2>&1 & ;;
+    *) echo "storm.sh: unknown server $1" >&2; exit 2 ;;
+  esac
+  SRV_PID=$!
+  for _ in $(seq 1 100); do [[ -S /var/run/wireguard/$IFN.sock ]] && return 0; sleep 0.1; done
+  echo "storm.sh: $1 did not come up" >&2; cat "$TMPD/server.log" >&2; exit 1
+}
+
+TICK=$(getconf CLK_TCK)
+for run in $(seq 1 "$RUNS"); do
+  for impl in $IMPLS; do
+    start_server "$impl"
+    ip netns exec "$NS_S" wg setconf "$IFN" "$TMPD/server.conf"
+    ip -n "$NS_S" link set "$IFN" up
+    rss0=$(rss_kb "$SRV_PID"); cpu0=$(cpu_ticks "$SRV_PID")
+    set +e
+    report=$(ip netns exec "$NS_C" bash -c "ulimit -n $((N + 1024)) && exec '$LOADGEN' storm \
+      --server 10.200.255.254:51820 --server-key '$SERVER_PUB' --devices $N \
+      --source-base $FIRST_SOURCE --sources $SOURCES --deadline-secs $DEADLINE --json")
+    set -e
+    cpu1=$(cpu_ticks "$SRV_PID"); rss1=$(rss_kb "$SRV_PID")
+    line=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.update(server=sys.argv[2], run=int(sys.argv[3]), sources=int(sys.argv[4]), server_cpu_s=(int(sys.argv[6])-int(sys.argv[5]))/int(sys.argv[7]), rss_before_kb=int(sys.argv[8]), rss_after_kb=int(sys.argv[9]), rss_per_peer_kb=round(int(sys.argv[9])/r['devices'],1)); print(json.dumps(r))" \
+      "$report" "$impl" "$run" "$SOURCES" "$cpu0" "$cpu1" "$TICK" "$rss0" "$rss1")
+    echo "$line" | tee -a "$OUT"
+    echo "$line" >>"$TMPD/results.jsonl"
+    kill "$SRV_PID"; wait "$SRV_PID" 2>/dev/null || true; SRV_PID=""
+    for _ in $(seq 1 50); do [[ -S /var/run/wireguard/$IFN.sock ]] || break; sleep 0.1; done
+    rm -f "/var/run/wireguard/$IFN.sock"
+  done
+done
+
+python3 - "$TMPD/results.jsonl" <<'PYEOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("\n| server | devices | with a session | all within | p50 | cookie replies | retries | server CPU | RSS per peer |")
+print("|---|---|---|---|---|---|---|---|---|")
+for impl in dict.fromkeys(r["server"] for r in rows):
+    rs = [r for r in rows if r["server"] == impl]
+    med = lambda k: statistics.median(r[k] for r in rs if r.get(k) is not None) if any(r.get(k) is not None for r in rs) else None
+    fmt = lambda v, u="s": "—" if v is None else f"{v:.2f} {u}"
+    print(f"| {impl} | {rs[0]['devices']} | {med('with_session'):.0f} | {fmt(med('all_within_s'))} | {fmt(med('p50_s'))} "
+          f"| {med('cookie_replies'):.0f} | {med('retries'):.0f} | {fmt(med('server_cpu_s'))} | {med('rss_per_peer_kb'):.1f} KB |")
+print(f"\n(medians of {len(rs)} run(s) each)")
+PYEOF
+if [[ ${STRICT:-0} == 1 ]]; then
+  python3 -c "import json,sys; sys.exit(1 if any(json.loads(l)['failed'] for l in open(sys.argv[1])) else 0)" \
+    "$TMPD/results.jsonl" || { echo "storm.sh: devices were left without a session" >&2; exit 1; }
+fi

@@ -1,0 +1,375 @@
+//! heimweg-loadgen: simulated WireGuard devices for load tests.
+//!
+//! Every simulated device is a real WireGuard peer (boringtun's `noise::Tunn`) with its own
+//! key and its own UDP socket, so the server sees what it would see from stock apps.
+//!
+//! - `keys` prints the devices' peer sections (`wg setconf` format) for a seed, so the server
+//!   can be configured with exactly the devices `storm` will simulate.
+//! - `storm` is the Monday-morning storm: every device's first handshake initiation is
+//!   computed before the clock starts and all are sent at once, spread over many source
+//!   addresses; a device retries after 5 s (plus jitter) like the apps, and resends at once
+//!   with mac2 after a cookie reply. It reports when each device had a session, and the
+//!   cookies, retries and failures.
+//!
+//! It deliberately does no data transfer yet and keeps no state beyond the run.
+
+use anyhow::{bail, Context, Result};
+use boringtun::noise::{Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use clap::{Parser, Subcommand};
+use sha2::{Digest, Sha256};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the peer sections of `--devices` simulated devices (`wg setconf` format).
+    Keys {
+        #[arg(long)]
+        devices: u32,
+        /// Keys are derived from this seed: the same seed gives the same devices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// All devices start their handshakes at the same moment.
+    Storm {
+        /// The server's UDP address.
+        #[arg(long)]
+        server: SocketAddr,
+        /// The server's public key (base64).
+        #[arg(long)]
+        server_key: String,
+        #[arg(long)]
+        devices: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// First source address; the devices are spread round-robin over `--sources`
+        /// consecutive addresses from here (they must exist on an interface).
+        #[arg(long)]
+        source_base: Ipv4Addr,
+        #[arg(long, default_value_t = 100)]
+        sources: u32,
+        /// Seconds until an unanswered device sends its initiation again (the apps: 5).
+        #[arg(long, default_value_t = 5.0)]
+        retry_secs: f64,
+        /// Give up on devices without a session after this many seconds.
+        #[arg(long, default_value_t = 40.0)]
+        deadline_secs: f64,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Device `i`'s static key for `seed`.
+fn device_secret(seed: u64, i: u32) -> StaticSecret {
+    let mut h = Sha256::new();
+    h.update(b"heimweg-loadgen device\0");
+    h.update(seed.to_le_bytes());
+    h.update(i.to_le_bytes());
+    StaticSecret::from(<[u8; 32]>::from(h.finalize()))
+}
+
+/// Device `i`'s tunnel address: 10.64.0.0/10, one /32 each (room for four million devices).
+fn device_address(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 64, 0, 1)) + i)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Keys { devices, seed } => {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in 0..devices {
+                let public = PublicKey::from(&device_secret(seed, i));
+                writeln!(
+                    out,
+                    "[Peer]\nPublicKey = {}\nAllowedIPs = {}/32\n",
+                    b64(public.as_bytes()),
+                    device_address(i)
+                )?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Command::Storm {
+            server,
+            server_key,
+            devices,
+            seed,
+            source_base,
+            sources,
+            retry_secs,
+            deadline_secs,
+            json,
+        } => {
+            let key = parse_key(&server_key)?;
+            // One thread: the storm must not take both cores from the server it measures.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(storm(Storm {
+                server,
+                server_key: key,
+                devices,
+                seed,
+                source_base,
+                sources: sources.max(1),
+                retry: Duration::from_secs_f64(retry_secs),
+                deadline: Duration::from_secs_f64(deadline_secs),
+            }))?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.failed > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn parse_key(s: &str) -> Result<PublicKey> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .context("--server-key is not base64")?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--server-key must be 32 bytes"))?;
+    Ok(PublicKey::from(bytes))
+}
+
+struct Storm {
+    server: SocketAddr,
+    server_key: PublicKey,
+    devices: u32,
+    seed: u64,
+    source_base: Ipv4Addr,
+    sources: u32,
+    retry: Duration,
+    deadline: Duration,
+}
+
+/// What happened to one device.
+struct Outcome {
+    /// Time from the start until its session, `None` if it had none by the deadline.
+    session_after: Option<Duration>,
+    retries: u32,
+    cookies: u32,
+}
+
+struct Report {
+    devices: u32,
+    failed: u32,
+    /// Sorted times to a session.
+    times: Vec<Duration>,
+    retries: u64,
+    cookies: u64,
+    prepare: Duration,
+}
+
+impl Report {
+    fn percentile(&self, p: f64) -> Option<Duration> {
+        (!self.times.is_empty())
+            .then(|| self.times[((self.times.len() - 1) as f64 * p).round() as usize])
+    }
+
+    fn to_json(&self) -> String {
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        serde_json::json!({
+            "devices": self.devices,
+            "with_session": self.times.len(),
+            "failed": self.failed,
+            "all_within_s": if self.failed == 0 { secs(self.times.last().copied()) } else { None },
+            "p50_s": secs(self.percentile(0.5)),
+            "p90_s": secs(self.percentile(0.9)),
+            "p99_s": secs(self.percentile(0.99)),
+            "cookie_replies": self.cookies,
+            "retries": self.retries,
+            "prepare_s": self.prepare.as_secs_f64(),
+        })
+        .to_string()
+    }
+
+    fn to_text(&self) -> String {
+        let ms = |d: Option<Duration>| {
+            d.map_or("-".to_string(), |d| {
+                format!("{:.0} ms", d.as_secs_f64() * 1e3)
+            })
+        };
+        format!(
+            "devices {}: {} with a session, {} failed\n\
+             time to a session: p50 {}, p90 {}, p99 {}, last {}\n\
+             cookie replies {}, retries {} (initiations prepared in {:.1} s before the start)\n",
+            self.devices,
+            self.times.len(),
+            self.failed,
+            ms(self.percentile(0.5)),
+            ms(self.percentile(0.9)),
+            ms(self.percentile(0.99)),
+            ms(self.times.last().copied()),
+            self.cookies,
+            self.retries,
+            self.prepare.as_secs_f64(),
+        )
+    }
+}
+
+async fn storm(s: Storm) -> Result<Report> {
+    let prepare_start = Instant::now();
+    let (start_tx, start_rx) = tokio::sync::watch::channel(None::<Instant>);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..s.devices {
+        let source = Ipv4Addr::from(u32::from(s.source_base) + i % s.sources);
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(source), 0))
+            .with_context(|| {
+                format!(
+                    "binding device {i}'s socket to {source} (is the address configured, and \
+                     `ulimit -n` above the number of devices?)"
+                )
+            })?;
+        socket.set_nonblocking(true)?;
+        socket.connect(s.server)?;
+        let socket = UdpSocket::from_std(socket)?;
+        let mut tunn = Tunn::new(
+            device_secret(s.seed, i),
+            s.server_key,
+            None,
+            None,
+            i << 8,
+            None,
+        );
+        // The first initiation is computed now, before the clock starts, as the storm's
+        // devices (woken laptops) all had theirs ready at once.
+        let mut buf = vec![0u8; 256];
+        let first = match tunn.format_handshake_initiation(&mut buf, false) {
+            TunnResult::WriteToNetwork(p) => p.to_vec(),
+            _ => bail!("boringtun produced no handshake initiation"),
+        };
+        let mut start_rx = start_rx.clone();
+        let (retry, deadline) = (s.retry, s.deadline);
+        tasks.spawn(async move {
+            let start = start_rx
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|s| *s)
+                .unwrap_or_else(Instant::now);
+            device(i, tunn, socket, first, start, retry, deadline).await
+        });
+    }
+    let prepare = prepare_start.elapsed();
+    // Every device waits for this one start time, then sends at once.
+    start_tx.send_replace(Some(Instant::now()));
+    let mut report = Report {
+        devices: s.devices,
+        failed: 0,
+        times: Vec::with_capacity(s.devices as usize),
+        retries: 0,
+        cookies: 0,
+        prepare,
+    };
+    while let Some(o) = tasks.join_next().await {
+        let o = o.context("a device task failed")?;
+        report.retries += u64::from(o.retries);
+        report.cookies += u64::from(o.cookies);
+        match o.session_after {
+            Some(t) => report.times.push(t),
+            None => report.failed += 1,
+        }
+    }
+    report.times.sort();
+    Ok(report)
+}
+
+/// Message types of the WireGuard wire format (first byte).
+const HANDSHAKE_RESPONSE: u8 = 2;
+const COOKIE_REPLY: u8 = 3;
+
+async fn device(
+    i: u32,
+    mut tunn: Tunn,
+    socket: UdpSocket,
+    first: Vec<u8>,
+    start: Instant,
+    retry: Duration,
+    deadline: Duration,
+) -> Outcome {
+    let mut outcome = Outcome {
+        session_after: None,
+        retries: 0,
+        cookies: 0,
+    };
+    let mut buf = vec![0u8; 2048];
+    let mut out = vec![0u8; 2048];
+    // A full send buffer loses the datagram, as a real network might; the retry covers it.
+    let _ = socket.send(&first).await;
+    // The apps wait 5 s plus up to a third of a second of jitter before they retry; spread
+    // the same way here, by device number, so runs are repeatable.
+    let jitter = Duration::from_millis(u64::from(i.wrapping_mul(2_654_435_761) % 334));
+    let mut next_retry = start + retry + jitter;
+    loop {
+        let now = Instant::now();
+        if now >= start + deadline {
+            return outcome;
+        }
+        let wait = next_retry
+            .min(start + deadline)
+            .saturating_duration_since(now);
+        match tokio::time::timeout(wait, socket.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                let kind = buf.first().copied();
+                match tunn.decapsulate(None, &buf[..n], &mut out) {
+                    TunnResult::WriteToNetwork(keepalive) if kind == Some(HANDSHAKE_RESPONSE) => {
+                        outcome.session_after = Some(start.elapsed());
+                        // The keepalive confirms the session to the responder.
+                        let _ = socket.send(keepalive).await;
+                        return outcome;
+                    }
+                    TunnResult::Done if kind == Some(COOKIE_REPLY) => {
+                        // Under load the server answered with a cookie: resend at once, now
+                        // with mac2, as the apps do.
+                        outcome.cookies += 1;
+                        if let TunnResult::WriteToNetwork(p) =
+                            tunn.format_handshake_initiation(&mut out, true)
+                        {
+                            let _ = socket.send(p).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // The socket is connected to the server: an error is an ICMP unreachable for
+            // an earlier datagram. The retry covers it.
+            Ok(Err(_)) => {}
+            Err(_elapsed) => {
+                if Instant::now() >= start + deadline {
+                    return outcome;
+                }
+                outcome.retries += 1;
+                if let TunnResult::WriteToNetwork(p) =
+                    tunn.format_handshake_initiation(&mut out, true)
+                {
+                    let _ = socket.send(p).await;
+                }
+                next_retry = Instant::now() + retry + jitter;
+            }
+        }
+    }
+}
