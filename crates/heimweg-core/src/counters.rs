@@ -20,6 +20,9 @@ pub enum DropReason {
     HandshakeRateLimited,
     /// The bounded handshake queue was full.
     HandshakeQueueFull,
+    /// An initiation from a peer whose previous initiation another worker is answering right
+    /// now; the client's retry gets through.
+    HandshakeBusy,
     /// A data, response or cookie message for a receiver index we do not know.
     UnknownIndex,
     /// The peer is known but has no session for that index (expired or never established).
@@ -46,13 +49,14 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Malformed,
         DropReason::InvalidMac,
         DropReason::HandshakeInvalid,
         DropReason::HandshakeReplay,
         DropReason::HandshakeRateLimited,
         DropReason::HandshakeQueueFull,
+        DropReason::HandshakeBusy,
         DropReason::UnknownIndex,
         DropReason::NoSession,
         DropReason::DecryptFailed,
@@ -75,6 +79,7 @@ impl DropReason {
             DropReason::HandshakeReplay => "handshake_replay",
             DropReason::HandshakeRateLimited => "handshake_rate_limited",
             DropReason::HandshakeQueueFull => "handshake_queue_full",
+            DropReason::HandshakeBusy => "handshake_busy",
             DropReason::UnknownIndex => "unknown_index",
             DropReason::NoSession => "no_session",
             DropReason::DecryptFailed => "decrypt_failed",

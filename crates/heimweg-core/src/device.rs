@@ -33,6 +33,10 @@ const TIMER_TICK: Duration = Duration::from_millis(250);
 /// flood of invalid ones cannot keep a worker away from data for long.
 const HANDSHAKE_WORK_PER_POLL: usize = 8;
 
+/// A session is no use after this (WireGuard's Reject-After-Time): a peer whose last
+/// handshake is older has no session to keep traffic flowing.
+const SESSION_LIFETIME: Duration = Duration::from_secs(180);
+
 const MSG_INIT: u32 = 1;
 const MSG_RESPONSE: u32 = 2;
 const MSG_COOKIE: u32 = 3;
@@ -54,6 +58,55 @@ impl PeerId {
 pub struct Transmit {
     pub dst: SocketAddr,
     pub len: usize,
+}
+
+/// A handshake initiation taken off the queue (see [`Device::take_handshake`]).
+pub struct PendingHandshake {
+    init: crate::admission::QueuedInit,
+    secret: StaticSecret,
+    public: PublicKey,
+}
+
+impl PendingHandshake {
+    /// The sender's static public key, if the initiation decrypts for us: one Diffie-Hellman,
+    /// with no device state, so callers run it without holding the device.
+    pub fn identify(&self) -> Option<Key> {
+        match Tunn::parse_incoming_packet(&self.init.bytes) {
+            Ok(Packet::HandshakeInit(p)) => parse_handshake_anon(&self.secret, &self.public, &p)
+                .ok()
+                .map(|half| half.peer_static_public),
+            _ => None,
+        }
+    }
+}
+
+/// What [`Device::begin_handshake`] did with an initiation.
+pub enum HandshakeStep {
+    /// Answered (the datagram to send) or dropped, under the lock.
+    Done(Option<Transmit>),
+    /// The peer has no session, so its `Tunn` was lent out: [`LentHandshake::run`] it without
+    /// holding the device, then hand it to [`Device::finish_handshake`].
+    Lent(LentHandshake),
+}
+
+/// A peer's `Tunn`, lent out to answer one initiation.
+pub struct LentHandshake {
+    id: PeerId,
+    key: Key,
+    tunn: Box<Tunn>,
+    init: crate::admission::QueuedInit,
+    result: Option<Result<Span, WireGuardError>>,
+}
+
+impl LentHandshake {
+    /// Computes the answer (the handshake's Diffie-Hellmans) into `out`.
+    pub fn run(&mut self, out: &mut [u8]) {
+        let base = out.as_ptr() as usize;
+        let result = self
+            .tunn
+            .decapsulate(Some(self.init.src.ip()), &self.init.bytes, out);
+        self.result = Some(locate(result, base).map(|l| l.settle(out)));
+    }
 }
 
 /// What to do with the output buffer after a `handle_*` call.
@@ -122,6 +175,9 @@ struct Peer {
     needs_flush: bool,
     /// What this peer may reach; `None` = only crypto-key routing applies.
     policy: Option<Arc<Policy>>,
+    /// Its `Tunn` is lent out to answer a handshake without the device's lock (see
+    /// [`Device::begin_handshake`]); `tunn` is `None` meanwhile.
+    lent: bool,
 }
 
 /// The private key and what is derived from it.
@@ -274,6 +330,7 @@ impl Device {
             rx_bytes: 0,
             tx_bytes: 0,
             needs_flush: false,
+            lent: false,
             policy: None,
         };
         let id = match self.free_slots.pop() {
@@ -547,27 +604,117 @@ impl Device {
             return None;
         }
         for _ in 0..HANDSHAKE_WORK_PER_POLL {
-            let init = self.admission.pop()?;
-            let identity = self.identity.as_ref()?;
-            // Identify the sender (one Diffie-Hellman) before touching any peer state.
-            let sender = match Tunn::parse_incoming_packet(&init.bytes) {
-                Ok(Packet::HandshakeInit(p)) => {
-                    parse_handshake_anon(&identity.secret, &identity.public, &p)
-                        .ok()
-                        .and_then(|half| self.by_key.get(&half.peer_static_public).copied())
+            let pending = self.take_handshake()?;
+            let sender = pending.identify();
+            match self.begin_handshake(now, pending, sender, out) {
+                HandshakeStep::Done(Some(t)) => return Some(t),
+                HandshakeStep::Done(None) => continue,
+                HandshakeStep::Lent(mut lent) => {
+                    lent.run(out);
+                    if let Some(t) = self.finish_handshake(now, lent, out) {
+                        return Some(t);
+                    }
                 }
-                _ => None,
-            };
-            let Some(id) = sender else {
-                self.counters.drop(DropReason::HandshakeInvalid);
-                continue;
-            };
-            match self.decapsulate(now, id, init.src, &init.bytes, out) {
-                Output::Network(t) => return Some(t),
-                _ => continue,
             }
         }
         None
+    }
+
+    /// Takes the next admitted initiation off the queue. The expensive part of answering it
+    /// can then run without the caller's lock on the device, so several threads answer
+    /// handshakes at once: [`PendingHandshake::identify`] (one Diffie-Hellman), then
+    /// [`Device::begin_handshake`], then, for a peer without a session,
+    /// [`LentHandshake::run`] (the handshake's own Diffie-Hellmans) and
+    /// [`Device::finish_handshake`]. [`Device::poll_handshake`] does all of it in one call.
+    pub fn take_handshake(&mut self) -> Option<PendingHandshake> {
+        let init = self.admission.pop()?;
+        let identity = self.identity.as_ref()?;
+        Some(PendingHandshake {
+            init,
+            secret: identity.secret.clone(),
+            public: identity.public,
+        })
+    }
+
+    /// Finds the peer `sender` (from [`PendingHandshake::identify`]) names. A peer with a live
+    /// session answers at once, under the lock, so its traffic never pauses; a peer without
+    /// one (the Monday-morning case) lends its `Tunn` out to be answered without the lock.
+    pub fn begin_handshake(
+        &mut self,
+        now: Instant,
+        pending: PendingHandshake,
+        sender: Option<Key>,
+        out: &mut [u8],
+    ) -> HandshakeStep {
+        let Some(id) = sender.and_then(|k| self.by_key.get(&k).copied()) else {
+            self.counters.drop(DropReason::HandshakeInvalid);
+            return HandshakeStep::Done(None);
+        };
+        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+            self.counters.drop(DropReason::HandshakeInvalid);
+            return HandshakeStep::Done(None);
+        };
+        if peer.lent {
+            self.counters.drop(DropReason::HandshakeBusy);
+            return HandshakeStep::Done(None);
+        }
+        let without_session = peer.tunn.as_ref().is_some_and(|t| {
+            t.time_since_last_handshake()
+                .is_none_or(|ago| ago >= SESSION_LIFETIME)
+        });
+        if without_session {
+            if let Some(tunn) = peer.tunn.take() {
+                peer.lent = true;
+                return HandshakeStep::Lent(LentHandshake {
+                    id,
+                    key: peer.public_key,
+                    tunn,
+                    init: pending.init,
+                    result: None,
+                });
+            }
+        }
+        match self.decapsulate(now, id, pending.init.src, &pending.init.bytes, out) {
+            Output::Network(t) => HandshakeStep::Done(Some(t)),
+            _ => HandshakeStep::Done(None),
+        }
+    }
+
+    /// Gives a lent `Tunn` back and sends what it answered. If the peer was removed or
+    /// rebuilt meanwhile, its new state wins and the answer is dropped.
+    pub fn finish_handshake(
+        &mut self,
+        now: Instant,
+        lent: LentHandshake,
+        out: &mut [u8],
+    ) -> Option<Transmit> {
+        let LentHandshake {
+            id,
+            key,
+            tunn,
+            init,
+            result,
+        } = lent;
+        let peer = self.peers.get_mut(id.slot()).and_then(Option::as_mut);
+        match peer {
+            Some(p) if p.lent && p.public_key == key => {
+                p.lent = false;
+                if p.tunn.is_some() {
+                    self.counters.drop(DropReason::HandshakeBusy);
+                    return None;
+                }
+                p.tunn = Some(tunn);
+            }
+            _ => {
+                self.counters.drop(DropReason::HandshakeBusy);
+                return None;
+            }
+        }
+        let result = result.unwrap_or(Err(WireGuardError::UnexpectedPacket));
+        match self.settle_decapsulation(now, id, init.src, &init.bytes, result, out) {
+            Output::Network(t) => Some(t),
+            _ => None,
+        }
     }
 
     /// Runs a datagram through the peer's `Tunn` and acts on the result.
@@ -583,11 +730,31 @@ impl Device {
             return self.dropped(DropReason::UnknownIndex);
         };
         let Some(tunn) = peer.tunn.as_mut() else {
-            return self.dropped(DropReason::NoPrivateKey);
+            // A lent `Tunn` belongs to a peer without a session.
+            let reason = if peer.lent {
+                DropReason::NoSession
+            } else {
+                DropReason::NoPrivateKey
+            };
+            return self.dropped(reason);
         };
         let base = out.as_ptr() as usize;
         let result =
             locate(tunn.decapsulate(Some(src.ip()), datagram, out), base).map(|l| l.settle(out));
+        self.settle_decapsulation(now, id, src, datagram, result, out)
+    }
+
+    /// Acts on what the peer's `Tunn` made of `datagram`: counters, roaming, timers, and the
+    /// source check of a decrypted packet.
+    fn settle_decapsulation(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        src: SocketAddr,
+        datagram: &[u8],
+        result: Result<Span, WireGuardError>,
+        out: &mut [u8],
+    ) -> Output {
         let (verdict, authenticated) = match result {
             Ok(Span::Done) => (Output::Nothing, true),
             Ok(Span::Network(len)) => (Output::Network(Transmit { dst: src, len }), true),
@@ -600,6 +767,9 @@ impl Device {
         if !authenticated {
             return verdict;
         }
+        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+            return verdict;
+        };
         let is_init = datagram.len() == INIT_LEN && datagram[0] == MSG_INIT as u8;
         // Roaming: the endpoint follows the latest authenticated packet.
         peer.endpoint = Some(src);
@@ -659,7 +829,12 @@ impl Device {
             return self.dropped(DropReason::NoRoute);
         };
         let Some(tunn) = peer.tunn.as_mut() else {
-            return self.dropped(DropReason::NoPrivateKey);
+            let reason = if peer.lent {
+                DropReason::NoSession
+            } else {
+                DropReason::NoPrivateKey
+            };
+            return self.dropped(reason);
         };
         let Some(endpoint) = peer.endpoint else {
             return self.dropped(DropReason::NoEndpoint);

@@ -23,7 +23,8 @@ mod timers;
 pub use admission::AdmissionConfig;
 pub use counters::{Counters, DropReason};
 pub use device::{
-    short_key, Device, Key, Output, PeerId, PeerInfo, Transmit, DATA_OVERHEAD, MIN_OUT_LEN,
+    short_key, Device, HandshakeStep, Key, LentHandshake, Output, PeerId, PeerInfo,
+    PendingHandshake, Transmit, DATA_OVERHEAD, MIN_OUT_LEN,
 };
 pub use ip_network::IpNetwork;
 pub use policy::Policy;

@@ -8,7 +8,9 @@
 
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Output, PeerId, Policy};
+use heimweg_core::{
+    AdmissionConfig, Device, DropReason, HandshakeStep, IpNetwork, Output, PeerId, Policy,
+};
 use rand_core::{OsRng, RngCore};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -755,4 +757,92 @@ mod junk {
             let _ = sim.server.handle_tun(sim.now, &d, &mut out);
         }
     }
+}
+
+/// The initiation client `i` would send now.
+fn initiation(sim: &mut Sim, i: usize) -> Vec<u8> {
+    let mut out = vec![0u8; 2048];
+    match sim.clients[i]
+        .tunn
+        .format_handshake_initiation(&mut out, true)
+    {
+        TunnResult::WriteToNetwork(b) => b.to_vec(),
+        _ => panic!("no initiation"),
+    }
+}
+
+#[test]
+fn handshakes_answered_outside_the_lock_survive_what_happens_meanwhile() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    let (a, b) = (sim.add_client(), sim.add_client());
+    let now = sim.now;
+    let mut out = vec![0u8; 2048];
+    let mut queue = |sim: &mut Sim, i: usize| {
+        let init = initiation(sim, i);
+        let from = sim.clients[i].addr;
+        let mut buf = vec![0u8; 2048];
+        assert_eq!(
+            sim.server.handle_network(now, from, &init, &mut buf),
+            Output::Nothing
+        );
+    };
+
+    // a has no session, so its Tunn is lent out to answer without the lock.
+    queue(&mut sim, a);
+    let pending = sim.server.take_handshake().expect("queued");
+    let sender = pending.identify();
+    let HandshakeStep::Lent(mut lent_a) =
+        sim.server.begin_handshake(now, pending, sender, &mut out)
+    else {
+        panic!("a peer without a session lends its Tunn");
+    };
+    // Meanwhile: a second initiation from a waits for the client's retry, and traffic to a
+    // finds no session (it has none yet).
+    queue(&mut sim, a);
+    assert!(sim.server.poll_handshake(now, &mut out).is_none());
+    assert_eq!(sim.server.counters().drops(DropReason::HandshakeBusy), 1);
+    let to_a = ipv4_packet(LAN_HOST, sim.clients[a].inner, b"x");
+    assert_eq!(sim.server_send_ip(&to_a), Output::Nothing);
+    assert_eq!(sim.server.counters().drops(DropReason::NoSession), 1);
+    // Meanwhile a is removed: its answer is dropped when it comes back.
+    assert!(sim.server.remove_peer(sim.clients[a].peer));
+    lent_a.run(&mut out);
+    assert!(sim.server.finish_handshake(now, lent_a, &mut out).is_none());
+    assert_eq!(sim.server.counters().drops(DropReason::HandshakeBusy), 2);
+    assert_eq!(sim.server.counters().handshakes_ok, 0);
+
+    // b's answer, computed outside, completes a session the client accepts.
+    queue(&mut sim, b);
+    let pending = sim.server.take_handshake().expect("queued");
+    let sender = pending.identify();
+    let HandshakeStep::Lent(mut lent_b) =
+        sim.server.begin_handshake(now, pending, sender, &mut out)
+    else {
+        panic!("a peer without a session lends its Tunn");
+    };
+    lent_b.run(&mut out);
+    let t = sim
+        .server
+        .finish_handshake(now, lent_b, &mut out)
+        .expect("an answer to send");
+    assert_eq!(t.dst, sim.clients[b].addr);
+    assert_eq!(sim.server.counters().handshakes_ok, 1);
+    let mut buf = vec![0u8; 2048];
+    let keepalive = match sim.clients[b]
+        .tunn
+        .decapsulate(None, &out[..t.len], &mut buf)
+    {
+        TunnResult::WriteToNetwork(k) => k.to_vec(),
+        _ => panic!("the client accepts the answer and confirms with a keepalive"),
+    };
+    let from = sim.clients[b].addr;
+    let _ = sim.server.handle_network(now, from, &keepalive, &mut out);
+    // With a session, b's next initiation (a rekey) is answered under the lock at once.
+    queue(&mut sim, b);
+    let pending = sim.server.take_handshake().expect("queued");
+    let sender = pending.identify();
+    assert!(matches!(
+        sim.server.begin_handshake(now, pending, sender, &mut out),
+        HandshakeStep::Done(Some(_))
+    ));
 }

@@ -6,7 +6,7 @@
 //! with one batched syscall. Buffers are allocated once per worker, never per packet.
 
 use crate::{Shared, Sockets, WorkerStats};
-use heimweg_core::{Output, DATA_OVERHEAD};
+use heimweg_core::{HandshakeStep, Output, DATA_OVERHEAD};
 use heimweg_sys::poll::wait_readable;
 use heimweg_sys::udp::{RecvMeta, Transmit as UdpTransmit};
 use std::io;
@@ -270,17 +270,28 @@ fn housekeeping(
             None => break,
         }
     }
+    drop(d);
+    // Handshakes: the Diffie-Hellmans run without the device's lock, so every worker answers
+    // handshakes at the same time and traffic of other peers goes on meanwhile.
     for _ in 0..HANDSHAKES_PER_ROUND {
-        if d.handshake_queue_depth() == 0 {
-            break;
-        }
         if bufs.full() {
-            drop(d);
             flush(sock, bufs, stats);
-            d = shared.device();
         }
+        let Some(pending) = shared.device().take_handshake() else {
+            break;
+        };
+        let sender = pending.identify();
         let slot = bufs.pending.len();
-        if let Some(t) = d.poll_handshake(now, &mut bufs.out[slot]) {
+        let out = &mut bufs.out[slot];
+        let step = shared.device().begin_handshake(now, pending, sender, out);
+        let answer = match step {
+            HandshakeStep::Done(t) => t,
+            HandshakeStep::Lent(mut lent) => {
+                lent.run(out);
+                shared.device().finish_handshake(now, lent, out)
+            }
+        };
+        if let Some(t) = answer {
             bufs.pending.push((t.dst, t.len));
         }
     }
