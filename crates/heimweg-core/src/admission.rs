@@ -32,7 +32,7 @@ impl Default for AdmissionConfig {
     fn default() -> Self {
         AdmissionConfig {
             queue_capacity: 4096,
-            load_threshold: 512,
+            load_threshold: 2048,
             // A carrier-grade NAT can put hundreds of staff behind one address on Monday at 8:00;
             // the queue and cookies protect the CPU, this only stops one address from hogging it.
             per_source_rate: 500,
