@@ -32,6 +32,8 @@ impl Default for AdmissionConfig {
     fn default() -> Self {
         AdmissionConfig {
             queue_capacity: 4096,
+            // About a quarter second of Diffie-Hellman for two cores: a storm of real devices
+            // is answered without a cookie round trip, a flood passes it within milliseconds.
             load_threshold: 2048,
             // A carrier-grade NAT can put hundreds of staff behind one address on Monday at 8:00;
             // the queue and cookies protect the CPU, this only stops one address from hogging it.
