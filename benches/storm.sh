@@ -6,7 +6,8 @@
 # Prints one JSON line per run (the loadgen's report plus the server's CPU seconds and RSS)
 # and, at the end, a Markdown table of medians.
 #
-# Usage (as root, from the repo root, after `cargo build --release`):
+# Usage (as root, from the repo root, after `cargo build --release`; PEERS=100000 N=10000 for
+# the storm of 10,000 devices among 100,000 the server knows):
 #   IMPLS="heimweg gotatun wggo boringtun" N=10000 SOURCES=100 RUNS=2 bash benches/storm.sh
 # Servers: heimweg (target/release/heimweg-wg), wggo (wireguard-go), gotatun and boringtun
 # (from crates.io; GT and BT name their binaries, as in ../shared/testbed/setup.sh).
@@ -16,6 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 IMPLS=${IMPLS:-heimweg}
 N=${N:-1000}
+# The server knows PEERS devices (default N); the storm is of the last N of them, so with
+# PEERS > N the connecting devices are ones the server held no session state for.
+PEERS=${PEERS:-$N}
 SOURCES=${SOURCES:-100}
 RUNS=${RUNS:-1}
 DEADLINE=${DEADLINE:-40}
@@ -56,7 +60,7 @@ FIRST_SOURCE=10.200.0.1
 
 (umask 077; wg genkey >"$TMPD/s.key"); SERVER_PUB=$(wg pubkey <"$TMPD/s.key")
 { printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n\n' "$(cat "$TMPD/s.key")"
-  "$LOADGEN" keys --devices "$N"; } >"$TMPD/server.conf"
+  "$LOADGEN" keys --devices "$PEERS"; } >"$TMPD/server.conf"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -83,12 +87,12 @@ for run in $(seq 1 "$RUNS"); do
     rss0=$(rss_kb "$SRV_PID"); cpu0=$(cpu_ticks "$SRV_PID")
     set +e
     report=$(ip netns exec "$NS_C" bash -c "ulimit -n $((N + 1024)) && exec '$LOADGEN' storm \
-      --server 10.200.255.254:51820 --server-key '$SERVER_PUB' --devices $N \
+      --server 10.200.255.254:51820 --server-key '$SERVER_PUB' --devices $N --first $((PEERS - N)) \
       --source-base $FIRST_SOURCE --sources $SOURCES --deadline-secs $DEADLINE --json")
     set -e
     cpu1=$(cpu_ticks "$SRV_PID"); rss1=$(rss_kb "$SRV_PID")
-    line=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.update(server=sys.argv[2], run=int(sys.argv[3]), sources=int(sys.argv[4]), server_cpu_s=(int(sys.argv[6])-int(sys.argv[5]))/int(sys.argv[7]), rss_before_kb=int(sys.argv[8]), rss_after_kb=int(sys.argv[9]), rss_per_peer_kb=round(int(sys.argv[9])/r['devices'],1)); print(json.dumps(r))" \
-      "$report" "$impl" "$run" "$SOURCES" "$cpu0" "$cpu1" "$TICK" "$rss0" "$rss1")
+    line=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.update(server=sys.argv[2], run=int(sys.argv[3]), sources=int(sys.argv[4]), server_cpu_s=(int(sys.argv[6])-int(sys.argv[5]))/int(sys.argv[7]), rss_before_kb=int(sys.argv[8]), rss_after_kb=int(sys.argv[9]), rss_per_peer_kb=round(int(sys.argv[9])/int(sys.argv[10]),1), peers=int(sys.argv[10])); print(json.dumps(r))" \
+      "$report" "$impl" "$run" "$SOURCES" "$cpu0" "$cpu1" "$TICK" "$rss0" "$rss1" "$PEERS")
     echo "$line" | tee -a "$OUT"
     echo "$line" >>"$TMPD/results.jsonl"
     kill "$SRV_PID"; wait "$SRV_PID" 2>/dev/null || true; SRV_PID=""

@@ -846,3 +846,41 @@ fn handshakes_answered_outside_the_lock_survive_what_happens_meanwhile() {
         HandshakeStep::Done(Some(_))
     ));
 }
+
+#[test]
+fn beyond_the_retained_ones_idle_peers_hold_no_session_state_until_they_handshake() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.server.set_retained_tunnels(2);
+    for _ in 0..4 {
+        sim.add_client();
+    }
+    assert_eq!(sim.server.peer_count(), 4);
+    assert_eq!(
+        sim.server.tunnels(),
+        2,
+        "the first two hold state, the others none yet"
+    );
+    // Traffic towards an idle peer without a known endpoint creates nothing.
+    let to3 = ipv4_packet(LAN_HOST, sim.clients[3].inner, b"x");
+    assert_eq!(sim.server_send_ip(&to3), Output::Nothing);
+    assert_eq!(sim.server.counters().drops(DropReason::NoEndpoint), 1);
+    assert_eq!(sim.server.tunnels(), 2);
+    // Its first handshake gives it state (made without the lock), and traffic flows.
+    sim.client_handshake(3);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.server.tunnels(), 3);
+    let p = ipv4_packet(sim.clients[3].inner, LAN_HOST, b"hello");
+    sim.client_send_ip(3, &p);
+    sim.run(Duration::from_secs(1));
+    assert!(sim
+        .server_tun
+        .iter()
+        .any(|(_, pkt)| pkt.ends_with(b"hello")));
+    // A new private key ends sessions; who holds state stays as it was, and removing peers
+    // gives theirs back.
+    sim.server.set_private_key(Some([9; 32]));
+    assert_eq!(sim.server.tunnels(), 3);
+    let (p0, p2) = (sim.clients[0].peer, sim.clients[2].peer);
+    assert!(sim.server.remove_peer(p0) && sim.server.remove_peer(p2));
+    assert_eq!(sim.server.tunnels(), 2);
+}

@@ -49,6 +49,10 @@ enum Command {
         server_key: String,
         #[arg(long)]
         devices: u32,
+        /// Simulate devices `first .. first + devices` of the seed's list (the server may know
+        /// more devices than connect).
+        #[arg(long, default_value_t = 0)]
+        first: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// First source address; the devices are spread round-robin over `--sources`
@@ -109,6 +113,7 @@ fn main() -> Result<()> {
             server,
             server_key,
             devices,
+            first,
             seed,
             source_base,
             sources,
@@ -125,6 +130,7 @@ fn main() -> Result<()> {
                 server,
                 server_key: key,
                 devices,
+                first,
                 seed,
                 source_base,
                 sources: sources.max(1),
@@ -159,6 +165,7 @@ struct Storm {
     server: SocketAddr,
     server_key: PublicKey,
     devices: u32,
+    first: u32,
     seed: u64,
     source_base: Ipv4Addr,
     sources: u32,
@@ -248,7 +255,7 @@ async fn storm(s: Storm) -> Result<Report> {
         socket.connect(s.server)?;
         let socket = UdpSocket::from_std(socket)?;
         let mut tunn = Tunn::new(
-            device_secret(s.seed, i),
+            device_secret(s.seed, s.first + i),
             s.server_key,
             None,
             None,
