@@ -92,8 +92,9 @@ pub enum HandshakeStep {
     /// Answered (the datagram to send) or dropped, under the lock.
     Done(Option<Transmit>),
     /// The peer has no session, so its `Tunn` was lent out: [`LentHandshake::run`] it without
-    /// holding the device, then hand it to [`Device::finish_handshake`].
-    Lent(LentHandshake),
+    /// holding the device, then hand it to [`Device::finish_handshake`]. (Boxed: it carries
+    /// the initiation; one allocation per handshake is nothing beside its Diffie-Hellmans.)
+    Lent(Box<LentHandshake>),
 }
 
 /// A peer's `Tunn`, lent out to answer one initiation.
@@ -746,13 +747,13 @@ impl Device {
         };
         if let Some(tunn) = lent {
             peer.lent = true;
-            return HandshakeStep::Lent(LentHandshake {
+            return HandshakeStep::Lent(Box::new(LentHandshake {
                 id,
                 key: peer.public_key,
                 tunn,
                 init: pending.init,
                 result: None,
-            });
+            }));
         }
         match self.decapsulate(now, id, pending.init.src, &pending.init.bytes, out) {
             Output::Network(t) => HandshakeStep::Done(Some(t)),
@@ -765,7 +766,7 @@ impl Device {
     pub fn finish_handshake(
         &mut self,
         now: Instant,
-        lent: LentHandshake,
+        lent: Box<LentHandshake>,
         out: &mut [u8],
     ) -> Option<Transmit> {
         let LentHandshake {
@@ -774,7 +775,7 @@ impl Device {
             tunn,
             init,
             result,
-        } = lent;
+        } = *lent;
         let peer = self.peers.get_mut(id.slot()).and_then(Option::as_mut);
         match peer {
             Some(p) if p.lent && p.public_key == key => {
