@@ -21,7 +21,8 @@ pub enum DropReason {
     /// The bounded handshake queue was full.
     HandshakeQueueFull,
     /// An initiation from a peer whose previous initiation another worker is answering right
-    /// now; the client's retry gets through.
+    /// now (the client's retry gets through), or an answer computed while the peer was changed
+    /// or removed.
     HandshakeBusy,
     /// A data, response or cookie message for a receiver index we do not know.
     UnknownIndex,

@@ -33,11 +33,11 @@ const TIMER_TICK: Duration = Duration::from_millis(250);
 /// flood of invalid ones cannot keep a worker away from data for long.
 const HANDSHAKE_WORK_PER_POLL: usize = 8;
 
-/// Up to this many peers hold a `Tunn` (about 11 KB) whether or not they are active: it is
-/// made when the peer is added and kept when its session expires, so the Monday-morning storm
-/// is answered without first making one (a Diffie-Hellman each). Beyond it, peers get a
-/// `Tunn` on first use and give it back when their session expires: 100,000 enrolled devices
-/// with 10,000 connected stay under 300 MB.
+/// Up to this many peers hold a `Tunn` (about 11 KB) from the moment they are added, so the
+/// Monday-morning storm is answered without first making one (a Diffie-Hellman each). Beyond
+/// it, a peer gets its `Tunn` at its first handshake: 100,000 enrolled devices with 10,000
+/// connected stay under 300 MB. A `Tunn`, once made, stays for the peer's lifetime: it holds
+/// the newest initiation timestamp accepted, which is what refuses replayed initiations.
 const RETAINED_TUNNELS: usize = 10_000;
 
 /// A session is no use after this (WireGuard's Reject-After-Time): a peer whose last
@@ -97,10 +97,13 @@ pub enum HandshakeStep {
     Lent(Box<LentHandshake>),
 }
 
-/// A peer's `Tunn`, lent out to answer one initiation.
+/// A peer's `Tunn`, lent out to answer one initiation. Hand it back with
+/// [`Device::finish_handshake`] even if [`LentHandshake::run`] was not called: until then the
+/// peer cannot handshake.
+#[must_use]
 pub struct LentHandshake {
     id: PeerId,
-    key: Key,
+    generation: u64,
     tunn: Lent,
     init: crate::admission::QueuedInit,
     result: Option<Result<Span, WireGuardError>>,
@@ -207,6 +210,9 @@ struct Peer {
     /// Its `Tunn` is lent out to answer a handshake without the device's lock (see
     /// [`Device::begin_handshake`]); `tunn` is `None` meanwhile.
     lent: bool,
+    /// Changes whenever the peer's `Tunn` is replaced or the peer is added again: a lent `Tunn`
+    /// goes back only into the generation it came from.
+    generation: u64,
 }
 
 /// The private key and what is derived from it.
@@ -263,6 +269,8 @@ pub struct Device {
     tunnels: usize,
     /// How many may hold one while idle ([`RETAINED_TUNNELS`] unless set).
     retained_tunnels: usize,
+    /// The last peer generation handed out.
+    generation: u64,
 }
 
 impl Device {
@@ -283,6 +291,7 @@ impl Device {
             rng: seed | 1,
             tunnels: 0,
             retained_tunnels: RETAINED_TUNNELS,
+            generation: 0,
         }
     }
 
@@ -378,6 +387,7 @@ impl Device {
             tx_bytes: 0,
             needs_flush: false,
             lent: false,
+            generation: self.next_generation(),
             policy: None,
         };
         let id = match self.free_slots.pop() {
@@ -531,11 +541,13 @@ impl Device {
     /// [`Device::ensure_tunn`]).
     fn rebuild_tunn(&mut self, id: PeerId) {
         let room = self.tunnels < self.retained_tunnels;
+        let generation = self.next_generation();
         let Some(p) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
             return;
         };
         let had = p.tunn.is_some() || p.lent;
         let wanted = had || room || p.persistent_keepalive > 0;
+        p.generation = generation;
         // A `Tunn` lent out for a handshake was made with the old settings: its answer is
         // dropped when it comes back (see `finish_handshake`).
         p.lent = false;
@@ -546,6 +558,11 @@ impl Device {
         self.tunnels = self.tunnels + usize::from(p.tunn.is_some()) - usize::from(had);
         p.needs_flush = false;
         self.timers.cancel(id);
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
     }
 
     /// Gives an idle peer its `Tunn` for a handshake or a packet; false without a private key
@@ -749,7 +766,7 @@ impl Device {
             peer.lent = true;
             return HandshakeStep::Lent(Box::new(LentHandshake {
                 id,
-                key: peer.public_key,
+                generation: peer.generation,
                 tunn,
                 init: pending.init,
                 result: None,
@@ -771,19 +788,21 @@ impl Device {
     ) -> Option<Transmit> {
         let LentHandshake {
             id,
-            key,
+            generation,
             tunn,
             init,
             result,
         } = *lent;
         let peer = self.peers.get_mut(id.slot()).and_then(Option::as_mut);
         match peer {
-            Some(p) if p.lent && p.public_key == key => {
+            Some(p) if p.lent && p.generation == generation => {
                 p.lent = false;
                 if p.tunn.is_some() {
                     self.counters.drop(DropReason::HandshakeBusy);
                     return None;
                 }
+                // Timers that came due while it was lent were skipped: look again soon.
+                self.timers.schedule(id, now + TIMER_TICK);
                 match tunn {
                     Lent::Tunn(t) => p.tunn = Some(t),
                     // Never run: the peer stays idle.
@@ -991,17 +1010,12 @@ impl Device {
             let result = locate(tunn.update_timers(out), base).map(|l| l.settle(out));
             match result {
                 // The session and any handshake have expired: the peer is idle and needs no
-                // timer until it shows activity again, and no `Tunn` either (a new one comes
-                // with its next handshake). This keeps timer work and memory proportional to
+                // timer until it shows activity again. This keeps timer work proportional to
                 // active peers, not configured ones.
-                Err(WireGuardError::ConnectionExpired) => {
-                    if peer.persistent_keepalive == 0 && self.tunnels > self.retained_tunnels {
-                        peer.tunn = None;
-                        peer.needs_flush = false;
-                        self.tunnels -= 1;
-                    }
-                    continue;
-                }
+                //
+                // The `Tunn` itself stays: it remembers the newest initiation timestamp it
+                // accepted, which is what refuses a replayed initiation.
+                Err(WireGuardError::ConnectionExpired) => continue,
                 Ok(Span::Network(len)) => {
                     self.timers.schedule(id, now + TIMER_TICK);
                     if let Some(dst) = peer.endpoint {

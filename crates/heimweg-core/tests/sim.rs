@@ -777,7 +777,7 @@ fn handshakes_answered_outside_the_lock_survive_what_happens_meanwhile() {
     let (a, b) = (sim.add_client(), sim.add_client());
     let now = sim.now;
     let mut out = vec![0u8; 2048];
-    let mut queue = |sim: &mut Sim, i: usize| {
+    let queue = |sim: &mut Sim, i: usize| {
         let init = initiation(sim, i);
         let from = sim.clients[i].addr;
         let mut buf = vec![0u8; 2048];
@@ -806,10 +806,16 @@ fn handshakes_answered_outside_the_lock_survive_what_happens_meanwhile() {
     assert_eq!(sim.server.counters().drops(DropReason::NoSession), 1);
     // Meanwhile a is removed: its answer is dropped when it comes back.
     assert!(sim.server.remove_peer(sim.clients[a].peer));
+    assert_eq!(
+        sim.server.tunnels(),
+        1,
+        "a's state went with it; b still holds its own"
+    );
     lent_a.run(&mut out);
     assert!(sim.server.finish_handshake(now, lent_a, &mut out).is_none());
     assert_eq!(sim.server.counters().drops(DropReason::HandshakeBusy), 2);
     assert_eq!(sim.server.counters().handshakes_ok, 0);
+    assert_eq!(sim.server.tunnels(), 1);
 
     // b's answer, computed outside, completes a session the client accepts.
     queue(&mut sim, b);
@@ -883,4 +889,54 @@ fn beyond_the_retained_ones_idle_peers_hold_no_session_state_until_they_handshak
     let (p0, p2) = (sim.clients[0].peer, sim.clients[2].peer);
     assert!(sim.server.remove_peer(p0) && sim.server.remove_peer(p2));
     assert_eq!(sim.server.tunnels(), 2);
+}
+
+#[test]
+fn an_answer_made_before_the_peer_was_added_again_is_not_used() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    let a = sim.add_client();
+    let now = sim.now;
+    let mut out = vec![0u8; 2048];
+    let lend = |sim: &mut Sim, out: &mut [u8]| {
+        let init = initiation(sim, a);
+        let from = sim.clients[a].addr;
+        let mut buf = vec![0u8; 2048];
+        let _ = sim.server.handle_network(now, from, &init, &mut buf);
+        let pending = sim.server.take_handshake().expect("queued");
+        let sender = pending.identify();
+        match sim.server.begin_handshake(now, pending, sender, out) {
+            HandshakeStep::Lent(l) => l,
+            HandshakeStep::Done(_) => panic!("a peer without a session lends its Tunn"),
+        }
+    };
+    let mut first = lend(&mut sim, &mut out);
+    // The reconciler removes the peer and adds the same key again (same slot, new index).
+    let key = sim.server.peer(sim.clients[a].peer).unwrap().public_key;
+    assert!(sim.server.remove_peer(sim.clients[a].peer));
+    let id = sim.server.add_peer(key);
+    sim.server.add_allowed_ip(
+        id,
+        IpNetwork::new_truncate(IpAddr::V4(sim.clients[a].inner), 32).unwrap(),
+    );
+    sim.clients[a].peer = id;
+    let mut second = lend(&mut sim, &mut out);
+    // The first answer, made with the old peer's index, comes back last but one: dropped.
+    first.run(&mut out);
+    assert!(sim.server.finish_handshake(now, first, &mut out).is_none());
+    second.run(&mut out);
+    let t = sim
+        .server
+        .finish_handshake(now, second, &mut out)
+        .expect("the current peer's answer");
+    let response = out[..t.len].to_vec();
+    sim.server_out(t.dst, response);
+    // The session works: data from the client reaches the LAN.
+    let p = ipv4_packet(sim.clients[a].inner, LAN_HOST, b"after re-add");
+    sim.client_send_ip(a, &p);
+    sim.run(Duration::from_secs(1));
+    assert!(sim
+        .server_tun
+        .iter()
+        .any(|(_, pkt)| pkt.ends_with(b"after re-add")));
+    assert_eq!(sim.server.counters().drops(DropReason::UnknownIndex), 0);
 }
