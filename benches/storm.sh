@@ -11,6 +11,9 @@
 #   IMPLS="heimweg gotatun wggo boringtun" N=10000 SOURCES=100 RUNS=2 bash benches/storm.sh
 # Servers: heimweg (target/release/heimweg-wg), wggo (wireguard-go), gotatun and boringtun
 # (from crates.io; GT and BT name their binaries, as in ../shared/testbed/setup.sh).
+# FLOOD_RATE=200000 adds a flood during the storm: initiations from 4,096 unknown keys with a
+# valid mac1, from FLOOD_SOURCES (default 50) other addresses; the server's own UDP counters
+# (/proc/net/snmp in its namespace) show what arrived and what its socket dropped.
 # STRICT=1 makes the script fail when any device had no session by the deadline (the system
 # test uses it; comparisons leave it off, as some servers do leave devices out).
 set -euo pipefail
@@ -55,6 +58,13 @@ ip -n "$NS_S" addr add 10.200.255.254/16 dev s0; ip -n "$NS_S" link set s0 up
 for k in $(seq 0 $((SOURCES - 1))); do
   echo "address add 10.200.$(((1 + k) / 256)).$(((1 + k) % 256))/16 dev c0"
 done | ip -n "$NS_C" -batch -
+FLOOD_RATE=${FLOOD_RATE:-0}
+FLOOD_SOURCES=${FLOOD_SOURCES:-50}
+if [[ $FLOOD_RATE -gt 0 ]]; then
+  for k in $(seq 0 $((FLOOD_SOURCES - 1))); do
+    echo "address add 10.200.200.$((1 + k))/16 dev c0"
+  done | ip -n "$NS_C" -batch -
+fi
 ip -n "$NS_C" link set c0 up
 FIRST_SOURCE=10.200.0.1
 
@@ -63,6 +73,11 @@ FIRST_SOURCE=10.200.0.1
   "$LOADGEN" keys --devices "$PEERS"; } >"$TMPD/server.conf"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Udp: InDatagrams and RcvbufErrors in the server's namespace.
+udp_counters() {
+  ip netns exec "$NS_S" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } \
+    else print $c["InDatagrams"], $c["RcvbufErrors"] }' /proc/net/snmp
+}
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 start_server() {
@@ -84,15 +99,17 @@ for run in $(seq 1 "$RUNS"); do
     start_server "$impl"
     ip netns exec "$NS_S" wg setconf "$IFN" "$TMPD/server.conf"
     ip -n "$NS_S" link set "$IFN" up
-    rss0=$(rss_kb "$SRV_PID"); cpu0=$(cpu_ticks "$SRV_PID")
+    rss0=$(rss_kb "$SRV_PID"); cpu0=$(cpu_ticks "$SRV_PID"); read -r udp_in0 udp_err0 < <(udp_counters)
     set +e
     report=$(ip netns exec "$NS_C" bash -c "ulimit -n $((N + 1024)) && exec '$LOADGEN' storm \
       --server 10.200.255.254:51820 --server-key '$SERVER_PUB' --devices $N --first $((PEERS - N)) \
-      --source-base $FIRST_SOURCE --sources $SOURCES --deadline-secs $DEADLINE --json")
+      --source-base $FIRST_SOURCE --sources $SOURCES --deadline-secs $DEADLINE --json \
+      --flood-rate $FLOOD_RATE --flood-sources $FLOOD_SOURCES")
     set -e
-    cpu1=$(cpu_ticks "$SRV_PID"); rss1=$(rss_kb "$SRV_PID")
-    line=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.update(server=sys.argv[2], run=int(sys.argv[3]), sources=int(sys.argv[4]), server_cpu_s=(int(sys.argv[6])-int(sys.argv[5]))/int(sys.argv[7]), rss_before_kb=int(sys.argv[8]), rss_after_kb=int(sys.argv[9]), rss_per_peer_kb=round(int(sys.argv[9])/int(sys.argv[10]),1), peers=int(sys.argv[10])); print(json.dumps(r))" \
-      "$report" "$impl" "$run" "$SOURCES" "$cpu0" "$cpu1" "$TICK" "$rss0" "$rss1" "$PEERS")
+    cpu1=$(cpu_ticks "$SRV_PID"); rss1=$(rss_kb "$SRV_PID"); read -r udp_in1 udp_err1 < <(udp_counters)
+    line=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.update(server=sys.argv[2], run=int(sys.argv[3]), sources=int(sys.argv[4]), server_cpu_s=(int(sys.argv[6])-int(sys.argv[5]))/int(sys.argv[7]), rss_before_kb=int(sys.argv[8]), rss_after_kb=int(sys.argv[9]), rss_per_peer_kb=round(int(sys.argv[9])/int(sys.argv[10]),1), peers=int(sys.argv[10]), server_udp_in=int(sys.argv[11]), server_udp_rcvbuf_errors=int(sys.argv[12])); print(json.dumps(r))" \
+      "$report" "$impl" "$run" "$SOURCES" "$cpu0" "$cpu1" "$TICK" "$rss0" "$rss1" "$PEERS" \
+      "$((udp_in1 - udp_in0))" "$((udp_err1 - udp_err0))")
     echo "$line" | tee -a "$OUT"
     echo "$line" >>"$TMPD/results.jsonl"
     kill "$SRV_PID"; wait "$SRV_PID" 2>/dev/null || true; SRV_PID=""

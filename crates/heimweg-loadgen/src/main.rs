@@ -11,6 +11,10 @@
 //!   with mac2 after a cookie reply. It reports when each device had a session, and the
 //!   cookies, retries and failures.
 //!
+//!   With `--flood-rate`, a flood runs alongside: handshake initiations from unknown keys,
+//!   each with a valid mac1 (the costly kind: the server must do Diffie-Hellman before it
+//!   knows the sender is nobody), from other source addresses, at a given rate.
+//!
 //! It deliberately does no data transfer yet and keeps no state beyond the run.
 
 use anyhow::{bail, Context, Result};
@@ -70,6 +74,14 @@ enum Command {
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Junk initiations per second sent during the storm (0: none).
+        #[arg(long, default_value_t = 0)]
+        flood_rate: u32,
+        /// First source address of the flood; it uses `--flood-sources` consecutive ones.
+        #[arg(long, default_value = "10.200.200.1")]
+        flood_source_base: Ipv4Addr,
+        #[arg(long, default_value_t = 50)]
+        flood_sources: u32,
     },
 }
 
@@ -120,6 +132,9 @@ fn main() -> Result<()> {
             retry_secs,
             deadline_secs,
             json,
+            flood_rate,
+            flood_source_base,
+            flood_sources,
         } => {
             let key = parse_key(&server_key)?;
             // One thread: the storm must not take both cores from the server it measures.
@@ -136,6 +151,11 @@ fn main() -> Result<()> {
                 sources: sources.max(1),
                 retry: Duration::from_secs_f64(retry_secs),
                 deadline: Duration::from_secs_f64(deadline_secs),
+                flood: (flood_rate > 0).then_some(Flood {
+                    rate: flood_rate,
+                    source_base: flood_source_base,
+                    sources: flood_sources.max(1),
+                }),
             }))?;
             if json {
                 println!("{}", report.to_json());
@@ -171,6 +191,90 @@ struct Storm {
     sources: u32,
     retry: Duration,
     deadline: Duration,
+    flood: Option<Flood>,
+}
+
+struct Flood {
+    rate: u32,
+    source_base: Ipv4Addr,
+    sources: u32,
+}
+
+/// Distinct junk initiations the flood cycles through (from as many unknown keys).
+const FLOOD_KEYS: u32 = 4096;
+
+/// The flood's datagrams and sockets, made before the clock starts.
+struct FloodPlan {
+    rate: u32,
+    inits: Vec<Vec<u8>>,
+    sockets: Vec<std::net::UdpSocket>,
+}
+
+fn plan_flood(
+    f: &Flood,
+    server: SocketAddr,
+    server_key: PublicKey,
+    seed: u64,
+) -> Result<FloodPlan> {
+    let inits: Vec<Vec<u8>> = (0..FLOOD_KEYS)
+        .map(|j| {
+            let mut t = Tunn::new(
+                device_secret(seed ^ 0xf100d, j),
+                server_key,
+                None,
+                None,
+                j << 8,
+                None,
+            );
+            let mut buf = vec![0u8; 256];
+            match t.format_handshake_initiation(&mut buf, false) {
+                TunnResult::WriteToNetwork(p) => p.to_vec(),
+                _ => Vec::new(),
+            }
+        })
+        .collect();
+    let sockets: Vec<std::net::UdpSocket> = (0..f.sources)
+        .map(|k| {
+            let s = std::net::UdpSocket::bind(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(u32::from(f.source_base) + k)),
+                0,
+            ))?;
+            s.set_nonblocking(true)?;
+            s.connect(server)?;
+            Ok(s)
+        })
+        .collect::<std::io::Result<_>>()
+        .context("binding the flood's sockets (are its source addresses configured?)")?;
+    Ok(FloodPlan {
+        rate: f.rate,
+        inits,
+        sockets,
+    })
+}
+
+/// Sends the planned junk initiations at their rate until `stop` is set, on a thread of its
+/// own. Returns how many it sent and how many its own sockets refused.
+fn flood(p: &FloodPlan, stop: &std::sync::atomic::AtomicBool) -> (u64, u64) {
+    use std::sync::atomic::Ordering;
+    let (inits, sockets) = (&p.inits, &p.sockets);
+    let (mut sent, mut refused, mut n) = (0u64, 0u64, 0usize);
+    let start = Instant::now();
+    // Paced by the clock: by time t, rate * t datagrams should have left.
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * f64::from(p.rate)) as u64;
+        if sent + refused >= due {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        for _ in 0..(due - sent - refused).min(256) {
+            match sockets[n % sockets.len()].send(&inits[n % inits.len()]) {
+                Ok(_) => sent += 1,
+                Err(_) => refused += 1,
+            }
+            n += 1;
+        }
+    }
+    (sent, refused)
 }
 
 /// What happened to one device.
@@ -189,6 +293,8 @@ struct Report {
     retries: u64,
     cookies: u64,
     prepare: Duration,
+    /// Junk initiations sent, and refused by the generator's own sockets.
+    flood: Option<(u64, u64)>,
 }
 
 impl Report {
@@ -210,6 +316,8 @@ impl Report {
             "cookie_replies": self.cookies,
             "retries": self.retries,
             "prepare_s": self.prepare.as_secs_f64(),
+            "flood_sent": self.flood.map(|f| f.0),
+            "flood_refused_locally": self.flood.map(|f| f.1),
         })
         .to_string()
     }
@@ -282,6 +390,20 @@ async fn storm(s: Storm) -> Result<Report> {
         });
     }
     let prepare = prepare_start.elapsed();
+    // The flood starts first and runs until every device is done.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = match &s.flood {
+        Some(f) => {
+            let plan = plan_flood(f, s.server, s.server_key, s.seed)?;
+            let stop = stop.clone();
+            Some(std::thread::spawn(move || flood(&plan, &stop)))
+        }
+        None => None,
+    };
+    if flooder.is_some() {
+        // Let the flood reach its rate before the devices start.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // Every device waits for this one start time, then sends at once.
     start_tx.send_replace(Some(Instant::now()));
     let mut report = Report {
@@ -291,6 +413,7 @@ async fn storm(s: Storm) -> Result<Report> {
         retries: 0,
         cookies: 0,
         prepare,
+        flood: None,
     };
     while let Some(o) = tasks.join_next().await {
         let o = o.context("a device task failed")?;
@@ -302,6 +425,13 @@ async fn storm(s: Storm) -> Result<Report> {
         }
     }
     report.times.sort();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(f) = flooder {
+        report.flood = Some(
+            f.join()
+                .map_err(|_| anyhow::anyhow!("the flood thread panicked"))?,
+        );
+    }
     Ok(report)
 }
 
