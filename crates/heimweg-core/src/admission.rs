@@ -61,7 +61,18 @@ pub(crate) struct Admission {
     queue: VecDeque<QueuedInit>,
     buckets: HashMap<IpAddr, Bucket>,
     last_prune: Option<Instant>,
+    /// Handshakes answered in the current one-second window, and how many of them came from
+    /// no configured peer.
+    window: Option<(Instant, u32, u32)>,
+    /// Cookies are demanded until then, however short the queue: see [`Admission::record`].
+    flooded_until: Option<Instant>,
 }
+
+/// A second in which at least this many initiations came from unknown keys, and they were the
+/// majority, is a flood (a storm of real devices has none).
+const FLOOD_MIN_INVALID: u32 = 100;
+/// How long a flood keeps the gateway demanding cookies after it was last seen.
+const FLOOD_HOLD: Duration = Duration::from_secs(2);
 
 impl Admission {
     pub fn new(config: AdmissionConfig) -> Self {
@@ -69,12 +80,35 @@ impl Admission {
             queue: VecDeque::with_capacity(config.queue_capacity),
             buckets: HashMap::new(),
             last_prune: None,
+            window: None,
+            flooded_until: None,
             config,
         }
     }
 
-    pub fn under_load(&self) -> bool {
+    /// Whether to demand cookies: the queue is deep, or a flood was seen in the last
+    /// [`FLOOD_HOLD`]. Without the hold, a sustained flood would be let back into the queue
+    /// (and cost a Diffie-Hellman each) every time the queue drained below the threshold; with
+    /// it, the flood costs only cookie replies, and real devices come in with mac2.
+    pub fn under_load(&self, now: Instant) -> bool {
         self.queue.len() >= self.config.load_threshold
+            || self.flooded_until.is_some_and(|t| now < t)
+    }
+
+    /// Records the outcome of one Diffie-Hellman on an initiation: `valid` when it came from
+    /// a configured peer.
+    pub fn record(&mut self, now: Instant, valid: bool) {
+        let (start, total, invalid) = match self.window {
+            Some((s, t, i)) if now.saturating_duration_since(s) < Duration::from_secs(1) => {
+                (s, t, i)
+            }
+            _ => (now, 0, 0),
+        };
+        let (total, invalid) = (total + 1, invalid + u32::from(!valid));
+        self.window = Some((start, total, invalid));
+        if invalid >= FLOOD_MIN_INVALID && invalid * 2 > total {
+            self.flooded_until = Some(now + FLOOD_HOLD);
+        }
     }
 
     pub fn depth(&self) -> usize {
@@ -212,10 +246,11 @@ mod tests {
     fn queue_is_bounded_and_load_follows_depth() {
         let mut a = Admission::new(cfg());
         let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
-        assert!(!a.under_load());
+        let now = Instant::now();
+        assert!(!a.under_load(now));
         assert!(a.push(src, &[1; INIT_LEN]));
         assert!(a.push(src, &[2; INIT_LEN]));
-        assert!(a.under_load());
+        assert!(a.under_load(now));
         assert!(a.push(src, &[3; INIT_LEN]));
         assert!(a.push(src, &[4; INIT_LEN]));
         assert!(!a.push(src, &[5; INIT_LEN]), "full queue drops");

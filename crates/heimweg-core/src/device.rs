@@ -655,7 +655,7 @@ impl Device {
         let Some(identity) = self.identity.as_ref() else {
             return self.dropped(DropReason::NoPrivateKey);
         };
-        let limiter = if self.admission.under_load() {
+        let limiter = if self.admission.under_load(now) {
             &identity.loaded
         } else {
             &identity.normal
@@ -731,8 +731,10 @@ impl Device {
     ) -> HandshakeStep {
         let Some(id) = sender.and_then(|k| self.by_key.get(&k).copied()) else {
             self.counters.drop(DropReason::HandshakeInvalid);
+            self.admission.record(now, false);
             return HandshakeStep::Done(None);
         };
+        self.admission.record(now, true);
         let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
             self.counters.drop(DropReason::HandshakeInvalid);
             return HandshakeStep::Done(None);

@@ -940,3 +940,69 @@ fn an_answer_made_before_the_peer_was_added_again_is_not_used() {
         .any(|(_, pkt)| pkt.ends_with(b"after re-add")));
     assert_eq!(sim.server.counters().drops(DropReason::UnknownIndex), 0);
 }
+
+/// An initiation from an unknown key that knows the gateway's public key (valid mac1).
+fn junk_initiation(sim: &Sim) -> Vec<u8> {
+    let (k, _) = keypair();
+    let mut t = Tunn::new(
+        StaticSecret::from(k),
+        PublicKey::from(sim.server_public),
+        None,
+        None,
+        1,
+        None,
+    );
+    let mut out = vec![0u8; 2048];
+    match t.format_handshake_initiation(&mut out, false) {
+        TunnResult::WriteToNetwork(b) => b.to_vec(),
+        _ => panic!("no initiation"),
+    }
+}
+
+#[test]
+fn a_sustained_flood_costs_cookies_not_diffie_hellman() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    let legit = sim.add_client();
+    let flood_from: SocketAddr = "192.0.2.200:1000".parse().unwrap();
+    let mut out = vec![0u8; 2048];
+    // 150 junk initiations, each answered (identified as nobody) before the next arrives: the
+    // queue never gets deep, but the gateway learns it is being flooded.
+    for _ in 0..150 {
+        let junk = junk_initiation(&sim);
+        let _ = sim
+            .server
+            .handle_network(sim.now, flood_from, &junk, &mut out);
+        assert!(sim.server.poll_handshake(sim.now, &mut out).is_none());
+    }
+    // The first 100 cost a Diffie-Hellman each; then it is a flood, and the rest get cookies.
+    assert_eq!(
+        sim.server.counters().drops(DropReason::HandshakeInvalid),
+        100
+    );
+    assert_eq!(sim.server.counters().cookies_sent, 50);
+    // More junk now costs a cookie reply, not a queue slot and a Diffie-Hellman.
+    let junk = junk_initiation(&sim);
+    let o = sim
+        .server
+        .handle_network(sim.now, flood_from, &junk, &mut out);
+    assert!(matches!(o, Output::Network(_)), "a cookie reply");
+    assert_eq!(sim.server.handshake_queue_depth(), 0);
+    // A real device gets a cookie too, comes back with mac2 (as the apps resend at once) and
+    // gets in.
+    let cookies = sim.server.counters().cookies_sent;
+    sim.client_handshake(legit);
+    sim.run(Duration::from_millis(100));
+    assert_eq!(sim.server.counters().cookies_sent, cookies + 1);
+    sim.client_handshake(legit);
+    sim.run(Duration::from_millis(100));
+    assert_eq!(sim.server.counters().handshakes_ok, 1);
+    // Once the flood has been gone for a while, no cookies are demanded any more.
+    sim.now += Duration::from_secs(3);
+    let before = sim.server.counters().cookies_sent;
+    let junk = junk_initiation(&sim);
+    let o = sim
+        .server
+        .handle_network(sim.now, flood_from, &junk, &mut out);
+    assert_eq!(o, Output::Nothing, "queued again");
+    assert_eq!(sim.server.counters().cookies_sent, before);
+}
