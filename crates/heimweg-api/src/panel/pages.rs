@@ -128,6 +128,30 @@ fn action_label(l: Lang, action: &str) -> &'static str {
     }
 }
 
+/// Who made a change, for people: "alice", "enrollment link 2 (from alice)", "Petra Schulz
+/// (access request)". The audit log keeps the exact actor; the API reports it unchanged.
+fn actor_label(l: Lang, actor: &str) -> String {
+    let name = |a: &str| a.strip_prefix("admin:").unwrap_or(a).to_string();
+    if let Some(rest) = actor.strip_prefix("link:") {
+        if let Some((id, by)) = rest.split_once(':') {
+            return match l {
+                Lang::En => format!("enrollment link {id} (from {})", name(by)),
+                Lang::De => format!("Einrichtungslink {id} (von {})", name(by)),
+            };
+        }
+    }
+    if let Some(who) = actor.strip_prefix("request:") {
+        return format!("{who} ({})", l.t("access request", "Zugangsanfrage"));
+    }
+    if let Some(token) = actor.strip_prefix("token:") {
+        return format!("{} {token}", l.t("API token", "API-Token"));
+    }
+    if let Some(user) = actor.strip_prefix("cli:") {
+        return format!("{} ({user})", l.t("command line", "Kommandozeile"));
+    }
+    name(actor)
+}
+
 fn audit_table(l: Lang, entries: &[heimweg_store::AuditEntry]) -> Markup {
     html! {
         div.scroll { table {
@@ -142,7 +166,7 @@ fn audit_table(l: Lang, entries: &[heimweg_store::AuditEntry]) -> Markup {
                 @for e in entries {
                     tr {
                         td { (timestamp(e.at)) }
-                        td { (e.actor) }
+                        td { (actor_label(l, &e.actor)) }
                         td { (action_label(l, &e.action)) " " code.hint { (e.action) } }
                         td { (e.subject) }
                         td { (e.detail) }
@@ -675,7 +699,7 @@ pub(super) async fn links(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
                     @let status = service::link_status(k, now);
                     tr {
                         td { (k.device_name) } td { (k.group) } td { (k.owner.as_deref().unwrap_or("—")) }
-                        td { (k.created_by) } td { (timestamp(k.expires_at)) }
+                        td { (actor_label(l, &k.created_by)) } td { (timestamp(k.expires_at)) }
                         td { span class={ "badge link-" (status) } { (link_status_label(l, status)) }
                              @if let Some(u) = k.used_at { " " (timestamp(u)) } }
                         @if writable { td { @if status == "open" {
@@ -784,10 +808,16 @@ pub(super) async fn requests(State(st): State<AppState>, ctx: Ctx) -> PanelResul
                         (csrf_field(&ctx))
                         div { label for={ "group-" (r.id) } { (l.t("Group", "Gruppe")) } (group_select(&st, &format!("group-{}", r.id), "default").await?) }
                         div { label for={ "hours-" (r.id) } { (l.t("Link valid for hours", "Link gültig für Stunden")) } input id={ "hours-" (r.id) } name="expires_in_hours" type="number" min="1" max="720" value="72"; }
-                        div { button type="submit" { (l.t("Approve", "Zusagen")) } }
+                        div.buttons {
+                            button type="submit" { (l.t("Approve", "Zusagen")) }
+                            " "
+                            // The decline button belongs to the form below (HTML `form=`), so
+                            // both decisions sit side by side.
+                            button.danger type="submit" form={ "reject-" (r.id) } { (l.t("Decline", "Ablehnen")) }
+                        }
                     }
-                    form.inline method="post" action={ "/requests/" (r.id) "/reject" } {
-                        (csrf_field(&ctx)) button.danger type="submit" { (l.t("Decline", "Ablehnen")) }
+                    form id={ "reject-" (r.id) } method="post" action={ "/requests/" (r.id) "/reject" } {
+                        (csrf_field(&ctx))
                     }
                 }
             }
@@ -798,7 +828,7 @@ pub(super) async fn requests(State(st): State<AppState>, ctx: Ctx) -> PanelResul
             tbody { @for r in &decided { tr {
                 td { (r.requester) } td { (r.device_name) }
                 td { @if r.status == "approved" { (l.t("approved", "zugesagt")) } @else { (l.t("declined", "abgelehnt")) } }
-                td { (r.decided_by.as_deref().unwrap_or("")) } td { (r.decided_at.map(timestamp).unwrap_or_default()) }
+                td { (r.decided_by.as_deref().map(|a| actor_label(l, a)).unwrap_or_default()) } td { (r.decided_at.map(timestamp).unwrap_or_default()) }
                 td { @if r.status == "approved" { @if r.link_open { (l.t("not used yet", "noch nicht benutzt")) } @else { (l.t("used or expired", "benutzt oder abgelaufen")) } } }
             } } }
         } }
@@ -1313,6 +1343,22 @@ mod tests {
         }
         assert_eq!(days_from_date("2026-13-01"), None);
         assert_eq!(days_from_date("yesterday"), None);
+    }
+
+    #[test]
+    fn actors_read_as_people_and_sources() {
+        assert_eq!(actor_label(Lang::En, "admin:alice"), "alice");
+        assert_eq!(
+            actor_label(Lang::En, "link:2:admin:alice"),
+            "enrollment link 2 (from alice)"
+        );
+        assert_eq!(
+            actor_label(Lang::De, "request:Petra Schulz"),
+            "Petra Schulz (Zugangsanfrage)"
+        );
+        assert_eq!(actor_label(Lang::En, "token:ci"), "API token ci");
+        assert_eq!(actor_label(Lang::En, "cli:root"), "command line (root)");
+        assert_eq!(actor_label(Lang::En, "panel"), "panel");
     }
 
     #[test]
