@@ -2,6 +2,7 @@
 //! socket (the same protocol `wg` speaks) and joined with the store for device names.
 
 use anyhow::{bail, Context, Result};
+use heimweg_control::human_bytes;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -90,21 +91,6 @@ pub fn query(socket: &Path) -> Result<Report> {
         peers,
         stats,
     })
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn ago(t: Option<u64>, now: u64) -> String {

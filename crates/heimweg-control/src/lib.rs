@@ -23,5 +23,22 @@ pub fn escape_markup(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
+/// A byte count for people, in binary units ("1.4 GiB"): the one formatter for `heimweg
+/// status` and the panel.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 pub use clientconf::{config_file_name, ClientConfig, ConfigError, Endpoint};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey};

@@ -671,22 +671,6 @@ fn timestamp(at: i64) -> String {
     )
 }
 
-/// Bytes for people: "1.4 GB".
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
 /// A redirect after a successful POST (so a reload does not send the form again).
 fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()

@@ -2,7 +2,7 @@
 //! change goes through the same calls as the JSON API, audited under `admin:NAME`.
 
 use super::{
-    ago, auth, bytes, csrf_field, layout, notice, see_other, timestamp, trusted_svg, Ctx, Lang,
+    ago, auth, csrf_field, layout, notice, see_other, timestamp, trusted_svg, Ctx, Lang,
     PanelError, PanelResult,
 };
 use crate::groups::{check_dns, parse_prefixes};
@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
 use base64::Engine;
-use heimweg_control::{qr::Qr, PublicKey};
+use heimweg_control::{human_bytes, qr::Qr, PublicKey};
 use heimweg_store::{DeviceQuery, DeviceUpdate, GroupUpdate, NewAccessRequest, NewGroup};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -25,6 +25,22 @@ const CONNECTED_SECS: i64 = 180;
 
 fn actor(s: &heimweg_store::Session) -> String {
     format!("admin:{}", s.admin.name)
+}
+
+/// A link lifetime typed into a form, in hours; the service checks the range.
+fn link_hours(l: Lang, field: &Option<String>) -> Result<Option<u32>, PanelError> {
+    given(field)
+        .map(str::parse::<u32>)
+        .transpose()
+        .map_err(|_| {
+            PanelError::BadRequest(
+                l.t(
+                    "Hours must be a whole number from 1 to 720.",
+                    "Stunden müssen eine ganze Zahl von 1 bis 720 sein.",
+                )
+                .into(),
+            )
+        })
 }
 
 /// An empty form field means "not given".
@@ -73,13 +89,13 @@ pub(super) async fn overview(State(st): State<AppState>, ctx: Ctx) -> PanelResul
                 @match t.per_minute {
                     Some((rx, tx, hs)) => {
                         div.stat { span.value { (format!("{:.0}", hs)) } span.label { (l.t("handshakes per minute", "Handshakes pro Minute")) } }
-                        div.stat { span.value { (bytes(rx as u64)) " / " (bytes(tx as u64)) } span.label { (l.t("in / out per minute", "rein / raus pro Minute")) } }
+                        div.stat { span.value { (human_bytes(rx as u64)) " / " (human_bytes(tx as u64)) } span.label { (l.t("in / out per minute", "rein / raus pro Minute")) } }
                     }
                     None => {
                         div.stat { span.value { "…" } span.label { (l.t("rates appear after a minute", "Raten erscheinen nach einer Minute")) } }
                     }
                 }
-                div.stat { span.value { (bytes(t.rx_bytes)) " / " (bytes(t.tx_bytes)) } span.label { (l.t("in / out since start", "rein / raus seit Start")) } }
+                div.stat { span.value { (human_bytes(t.rx_bytes)) " / " (human_bytes(t.tx_bytes)) } span.label { (l.t("in / out since start", "rein / raus seit Start")) } }
             }
         }
         h2 { (l.t("Recent events", "Letzte Ereignisse")) }
@@ -516,7 +532,7 @@ pub(super) async fn device(
             dt { (l.t("Last handshake", "Letzter Handshake")) } dd #last-handshake { (ago(l, last_handshake, now)) }
             dt { (l.t("Endpoint", "Endpunkt")) } dd { (endpoint.as_deref().unwrap_or("—")) }
             dt { (l.t("Traffic here", "Verkehr hier")) } dd {
-                @if let Some(p) = &live { (l.t("in", "rein")) " " (bytes(p.rx_bytes)) ", " (l.t("out", "raus")) " " (bytes(p.tx_bytes)) }
+                @if let Some(p) = &live { (l.t("in", "rein")) " " (human_bytes(p.rx_bytes)) ", " (l.t("out", "raus")) " " (human_bytes(p.tx_bytes)) }
                 @else { "—" } }
             dt { (l.t("Owner", "Person")) } dd { @if let Some(o) = &d.owner { a href={ "/users/" (urlpath(o)) } { (o) } } @else { "—" } }
             dt { (l.t("Group", "Gruppe")) } dd { a href={ "/groups/" (urlpath(&d.group)) } { (d.group) } }
@@ -736,18 +752,7 @@ pub(super) async fn link_create(
 ) -> PanelResult {
     let s = ctx.writer()?;
     let l = ctx.lang;
-    let hours = given(&f.expires_in_hours)
-        .map(str::parse::<u32>)
-        .transpose()
-        .map_err(|_| {
-            PanelError::BadRequest(
-                l.t(
-                    "Hours must be a whole number from 1 to 720.",
-                    "Stunden müssen eine ganze Zahl von 1 bis 720 sein.",
-                )
-                .into(),
-            )
-        })?;
+    let hours = link_hours(l, &f.expires_in_hours)?;
     let (link, token) = service::create_link(
         &st.store,
         &actor(s),
@@ -853,19 +858,7 @@ pub(super) async fn request_approve(
     Form(f): Form<ApproveForm>,
 ) -> PanelResult {
     let s = ctx.writer()?;
-    let hours = given(&f.expires_in_hours)
-        .map(str::parse::<u32>)
-        .transpose()
-        .map_err(|_| {
-            PanelError::BadRequest(
-                ctx.lang
-                    .t(
-                        "Hours must be a whole number from 1 to 720.",
-                        "Stunden müssen eine ganze Zahl von 1 bis 720 sein.",
-                    )
-                    .into(),
-            )
-        })?;
+    let hours = link_hours(ctx.lang, &f.expires_in_hours)?;
     service::approve_access_request(&st.store, &actor(s), id, given(&f.group), hours, now())
         .await?;
     Ok(see_other("/requests"))
@@ -1148,15 +1141,23 @@ pub(super) struct GroupForm {
     dns: Option<String>,
 }
 
+impl GroupForm {
+    /// The networks and DNS entries typed in, checked as the JSON API checks them.
+    fn policy(&self) -> Result<(Vec<ipnet::IpNet>, Vec<String>), PanelError> {
+        let prefixes = parse_prefixes(&lines(&self.allowed_prefixes))?;
+        let dns = lines(self.dns.as_deref().unwrap_or(""));
+        check_dns(&dns)?;
+        Ok((prefixes, dns))
+    }
+}
+
 pub(super) async fn group_create(
     State(st): State<AppState>,
     ctx: Ctx,
     Form(f): Form<GroupForm>,
 ) -> PanelResult {
     let s = ctx.writer()?;
-    let prefixes = parse_prefixes(&lines(&f.allowed_prefixes))?;
-    let dns = lines(f.dns.as_deref().unwrap_or(""));
-    check_dns(&dns)?;
+    let (prefixes, dns) = f.policy()?;
     let g = st
         .store
         .create_group(
@@ -1213,9 +1214,7 @@ pub(super) async fn group_update(
     Form(f): Form<GroupForm>,
 ) -> PanelResult {
     let s = ctx.writer()?;
-    let prefixes = parse_prefixes(&lines(&f.allowed_prefixes))?;
-    let dns = lines(f.dns.as_deref().unwrap_or(""));
-    check_dns(&dns)?;
+    let (prefixes, dns) = f.policy()?;
     st.store
         .update_group(
             &actor(s),
