@@ -104,13 +104,7 @@ pub fn token_hash(token: &str) -> String {
 
 /// A new random token (`hw_` + 43 base64url characters = 256 bits).
 pub fn generate_token() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-    format!(
-        "hw_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("hw_{}", panel::secrets::random_token(32))
 }
 
 /// Every route: path and handlers. The router and the OpenAPI document are both checked
@@ -182,31 +176,54 @@ pub fn request_link_secret(request_secret: &str) -> String {
     )
 }
 
-/// A token bucket: `burst` at once, then `per_second`. A process-wide bound on costly public
-/// operations (filings of access requests, password checks), whoever sends them.
-pub(crate) struct RateLimit {
+/// A token bucket's state: tokens left and when they were counted.
+type Bucket = (f64, std::time::Instant);
+
+/// How a token bucket refills: `burst` at once, then `per_second`.
+#[derive(Clone, Copy)]
+struct Rate {
     per_second: f64,
     burst: f64,
-    state: std::sync::Mutex<Option<(f64, std::time::Instant)>>,
+}
+
+impl Rate {
+    /// Tokens in `bucket` at `now`; a bucket not seen before is full.
+    fn level(self, bucket: Option<Bucket>, now: std::time::Instant) -> f64 {
+        bucket.map_or(self.burst, |(tokens, last)| {
+            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst)
+        })
+    }
+
+    /// Takes a token if there is one; returns whether it did and the bucket's new state.
+    fn take(self, bucket: Option<Bucket>, now: std::time::Instant) -> (bool, Bucket) {
+        let tokens = self.level(bucket, now);
+        let admitted = tokens >= 1.0;
+        (
+            admitted,
+            (if admitted { tokens - 1.0 } else { tokens }, now),
+        )
+    }
+}
+
+/// One token bucket: a process-wide bound on costly public operations (filings of access
+/// requests, password checks), whoever sends them.
+pub(crate) struct RateLimit {
+    rate: Rate,
+    state: std::sync::Mutex<Option<Bucket>>,
 }
 
 impl RateLimit {
     pub(crate) const fn new(per_second: f64, burst: f64) -> RateLimit {
         RateLimit {
-            per_second,
-            burst,
+            rate: Rate { per_second, burst },
             state: std::sync::Mutex::new(None),
         }
     }
 
     pub(crate) fn admit(&self) -> bool {
         let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        let (tokens, last) = b.unwrap_or((self.burst, now));
-        let tokens =
-            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst);
-        let admitted = tokens >= 1.0;
-        *b = Some((if admitted { tokens - 1.0 } else { tokens }, now));
+        let (admitted, state) = self.rate.take(*b, std::time::Instant::now());
+        *b = Some(state);
         admitted
     }
 }
@@ -252,11 +269,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 /// attempts). The table is bounded: when full, buckets that have refilled (clients gone
 /// quiet) are forgotten, and if none has, the newcomer shares one overflow bucket.
 pub(crate) struct KeyedRateLimit {
-    per_second: f64,
-    burst: f64,
-    buckets: std::sync::Mutex<
-        std::collections::HashMap<Option<std::net::IpAddr>, (f64, std::time::Instant)>,
-    >,
+    rate: Rate,
+    buckets: std::sync::Mutex<std::collections::HashMap<Option<std::net::IpAddr>, Bucket>>,
 }
 
 impl KeyedRateLimit {
@@ -264,8 +278,7 @@ impl KeyedRateLimit {
 
     pub(crate) fn new(per_second: f64, burst: f64) -> KeyedRateLimit {
         KeyedRateLimit {
-            per_second,
-            burst,
+            rate: Rate { per_second, burst },
             buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -273,19 +286,15 @@ impl KeyedRateLimit {
     pub(crate) fn admit(&self, client: Option<std::net::IpAddr>) -> bool {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
-        let refill = |(tokens, last): (f64, std::time::Instant)| {
-            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst)
-        };
         let mut key = client;
         if !b.contains_key(&key) && b.len() >= Self::MAX_CLIENTS {
-            b.retain(|_, v| refill(*v) < self.burst);
+            b.retain(|_, v| self.rate.level(Some(*v), now) < self.rate.burst);
             if b.len() >= Self::MAX_CLIENTS {
                 key = None;
             }
         }
-        let tokens = b.get(&key).map_or(self.burst, |v| refill(*v));
-        let admitted = tokens >= 1.0;
-        b.insert(key, (if admitted { tokens - 1.0 } else { tokens }, now));
+        let (admitted, state) = self.rate.take(b.get(&key).copied(), now);
+        b.insert(key, state);
         admitted
     }
 }
