@@ -538,7 +538,7 @@ impl Device {
     /// Applies a new identity or new settings to the peer's `Tunn`, ending its session. A peer
     /// gets one if it had one, needs one all the time (a persistent keepalive), or while fewer
     /// than [`RETAINED_TUNNELS`] peers hold one; others get theirs on first use (see
-    /// [`Device::ensure_tunn`]).
+    /// [`Device::handle_tun`], [`Device::begin_handshake`]).
     fn rebuild_tunn(&mut self, id: PeerId) {
         let room = self.tunnels < self.retained_tunnels;
         let generation = self.next_generation();
@@ -563,22 +563,6 @@ impl Device {
     fn next_generation(&mut self) -> u64 {
         self.generation += 1;
         self.generation
-    }
-
-    /// Gives an idle peer its `Tunn` for a handshake or a packet; false without a private key
-    /// or while the `Tunn` is lent out.
-    fn ensure_tunn(&mut self, id: PeerId) -> bool {
-        let Some(identity) = &self.identity else {
-            return false;
-        };
-        let Some(p) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
-            return false;
-        };
-        if p.tunn.is_none() && !p.lent {
-            p.tunn = Some(new_tunn(&tunn_spec(identity, p)));
-            self.tunnels += 1;
-        }
-        p.tunn.is_some()
     }
 
     /// A random 24-bit peer index not in use. boringtun shifts it left by 8 and numbers the
@@ -934,25 +918,28 @@ impl Device {
         if out.len() < MIN_OUT_LEN.max(ip_packet.len() + DATA_OVERHEAD) {
             return self.dropped(DropReason::TooLarge);
         }
-        let Some(peer) = self.peers.get(id.slot()).and_then(Option::as_ref) else {
-            return self.dropped(DropReason::NoRoute);
-        };
-        if self.identity.is_none() {
+        let Some(identity) = self.identity.as_ref() else {
             return self.dropped(DropReason::NoPrivateKey);
-        }
-        if peer.lent {
-            return self.dropped(DropReason::NoSession);
-        }
-        let Some(endpoint) = peer.endpoint else {
-            return self.dropped(DropReason::NoEndpoint);
         };
-        // An idle peer gets its `Tunn` now: the packet waits in it while it starts a handshake.
-        self.ensure_tunn(id);
         let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
             return self.dropped(DropReason::NoRoute);
         };
-        let Some(tunn) = peer.tunn.as_mut() else {
-            return self.dropped(DropReason::NoSession);
+        if peer.lent {
+            self.counters.drop(DropReason::NoSession);
+            return Output::Nothing;
+        }
+        let Some(endpoint) = peer.endpoint else {
+            self.counters.drop(DropReason::NoEndpoint);
+            return Output::Nothing;
+        };
+        // An idle peer gets its `Tunn` now: the packet waits in it while it starts a handshake.
+        let tunn = match peer.tunn {
+            Some(ref mut t) => t,
+            None => {
+                let t = new_tunn(&tunn_spec(identity, peer));
+                self.tunnels += 1;
+                peer.tunn.insert(t)
+            }
         };
         let base = out.as_ptr() as usize;
         let result = locate(tunn.encapsulate(ip_packet, out), base).map(|l| l.settle(out));
