@@ -181,15 +181,9 @@ impl Sim {
 
     /// Starts the client's handshake explicitly (as the apps do when brought up).
     fn client_handshake(&mut self, i: usize) {
-        let mut out = vec![0u8; 2048];
-        if let TunnResult::WriteToNetwork(b) = self.clients[i]
-            .tunn
-            .format_handshake_initiation(&mut out, true)
-        {
-            let b = b.to_vec();
-            let from = self.clients[i].addr;
-            self.send(from, Self::server_addr(), b);
-        }
+        let b = initiation(self, i);
+        let from = self.clients[i].addr;
+        self.send(from, Self::server_addr(), b);
     }
 
     /// A host behind the gateway sends an IP packet towards the tunnel.
@@ -599,21 +593,10 @@ fn cookie_replies_under_load_and_a_real_device_still_gets_in() {
     let flood_from: SocketAddr = "192.0.2.200:1000".parse().unwrap();
     let mut out = vec![0u8; 2048];
     for _ in 0..40 {
-        let (k, _) = keypair();
-        let mut t = Tunn::new(
-            StaticSecret::from(k),
-            PublicKey::from(sim.server_public),
-            None,
-            None,
-            1,
-            None,
-        );
-        if let TunnResult::WriteToNetwork(b) = t.format_handshake_initiation(&mut out, false) {
-            let b = b.to_vec();
-            // Delivered directly, without draining, as if they all arrived in one burst.
-            let o = sim.server.handle_network(sim.now, flood_from, &b, &mut out);
-            assert!(!matches!(o, Output::Tun { .. }));
-        }
+        let b = junk_initiation(&sim);
+        // Delivered directly, without draining, as if they all arrived in one burst.
+        let o = sim.server.handle_network(sim.now, flood_from, &b, &mut out);
+        assert!(!matches!(o, Output::Tun { .. }));
     }
     assert_eq!(
         sim.server.handshake_queue_depth(),
