@@ -1039,6 +1039,12 @@ impl Device {
         }
     }
 
+    /// Counts a packet the I/O layer discarded before the core saw it (a super-packet from the
+    /// TUN that cannot be cut into packets), so that every drop stays counted once.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.counters.drop(reason);
+    }
+
     fn dropped(&mut self, reason: DropReason) -> Output {
         self.counters.drop(reason);
         Output::Nothing

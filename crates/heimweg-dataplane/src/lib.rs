@@ -10,6 +10,7 @@
 //! It deliberately does not know about the store, the API or the panel: the control plane
 //! reaches it only through this handle. Every syscall lives in `heimweg-sys`.
 
+mod offload;
 pub mod uapi;
 mod worker;
 

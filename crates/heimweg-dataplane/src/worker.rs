@@ -5,23 +5,32 @@
 //! the core emit timer traffic and a bounded number of handshake responses; send everything
 //! with one batched syscall. Buffers are allocated once per worker, never per packet.
 
+use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
 use crate::{Shared, Sockets, WorkerStats};
-use heimweg_core::{HandshakeStep, Output, DATA_OVERHEAD};
+use heimweg_core::{DropReason, HandshakeStep, Output, DATA_OVERHEAD};
 use heimweg_sys::poll::wait_readable;
 use heimweg_sys::udp::{RecvMeta, Transmit as UdpTransmit};
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Datagrams or TUN packets taken per batch.
+/// UDP receive buffers (each may hold 64 coalesced datagrams) or TUN reads per batch.
 const BATCH: usize = 32;
-/// Largest IP packet a TUN hands us (the interface MTU can be raised up to 64 KiB).
+/// Output slots: one 64 KiB TUN read becomes up to about 45 datagrams, and a GSO send takes up
+/// to 64 of them at once.
+const SLOTS: usize = 128;
+/// Largest IP packet a TUN hands us (a super-packet, or an MTU raised up to 64 KiB), and the
+/// largest coalesced UDP receive.
 const MAX_PACKET: usize = 65535;
 /// Output buffers: room for the largest packet plus WireGuard's overhead.
 const OUT_LEN: usize = MAX_PACKET + DATA_OVERHEAD + 64;
+/// Datagrams per GSO send, and their total: the kernel refuses more than 64 segments, and
+/// the whole must fit one IP datagram.
+const GSO_SEGMENTS: usize = 64;
+const GSO_BYTES: usize = 65000;
 /// Handshake responses per loop iteration: keeps data flowing during a handshake storm, while
 /// the queue is still drained at several thousand per second.
 const HANDSHAKES_PER_ROUND: usize = 16;
@@ -29,15 +38,25 @@ const HANDSHAKES_PER_ROUND: usize = 16;
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 struct Buffers {
-    /// Receive buffers for UDP datagrams.
+    /// Receive buffers for UDP datagrams (GRO may put many in one).
     rx: Vec<Vec<u8>>,
     meta: Vec<RecvMeta>,
-    /// A TUN read buffer.
+    /// A TUN read: the virtio-net header and a packet or super-packet.
     tun_in: Vec<u8>,
-    /// Output slots, each a whole datagram waiting for `send_batch`.
-    out: Vec<Vec<u8>>,
-    /// (destination, length) of the filled output slots, in order.
-    pending: Vec<(SocketAddr, usize)>,
+    /// One segment cut from a super-packet, on its way to encryption.
+    segment: Vec<u8>,
+    out: Out,
+}
+
+/// Everything produced in a batch and not yet written.
+struct Out {
+    /// Output slots; the first `used` hold a datagram or a decrypted packet.
+    slots: Vec<Vec<u8>>,
+    used: usize,
+    /// (destination, slot, length) of the datagrams, in order.
+    udp: Vec<(SocketAddr, usize, usize)>,
+    /// The decrypted packets, grouped into as few TUN writes as possible.
+    tun: Coalescer,
 }
 
 impl Buffers {
@@ -45,14 +64,35 @@ impl Buffers {
         Buffers {
             rx: (0..BATCH).map(|_| vec![0u8; MAX_PACKET]).collect(),
             meta: vec![RecvMeta::default(); BATCH],
-            tun_in: vec![0u8; MAX_PACKET],
-            out: (0..BATCH).map(|_| vec![0u8; OUT_LEN]).collect(),
-            pending: Vec::with_capacity(BATCH),
+            tun_in: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
+            segment: vec![0u8; MAX_PACKET],
+            out: Out {
+                slots: (0..SLOTS).map(|_| vec![0u8; OUT_LEN]).collect(),
+                used: 0,
+                udp: Vec::with_capacity(SLOTS),
+                tun: Coalescer::default(),
+            },
         }
     }
+}
 
-    fn full(&self) -> bool {
-        self.pending.len() == self.out.len()
+impl Out {
+    fn free(&self) -> usize {
+        SLOTS - self.used
+    }
+
+    /// Files what the core wrote into the current slot.
+    fn take(&mut self, output: Output) {
+        match output {
+            Output::Network(t) => self.udp.push((t.dst, self.used, t.len)),
+            Output::Tun { len, .. } => self.tun.push(&self.slots, self.used, len),
+            Output::Nothing => return,
+        }
+        self.used += 1;
+    }
+
+    fn slot(&mut self) -> &mut [u8] {
+        &mut self.slots[self.used]
     }
 }
 
@@ -119,6 +159,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize) {
             sockets = shared.sockets.read().ok().map(|s| Arc::clone(&s));
             if let Some(sock) = sockets.as_ref().and_then(|s| s.list.get(index)) {
                 let _ = sock.set_nonblocking(true);
+                // Without GRO every datagram is received alone, which works, only slower.
+                let _ = sock.enable_gro();
             }
         }
         let Some(socks) = sockets.as_ref() else {
@@ -159,8 +201,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize) {
             shared.tun_gone.store(true, Ordering::Release);
             return;
         }
-        housekeeping(&shared, sock, &mut bufs, stats);
-        flush(sock, &mut bufs, stats);
+        housekeeping(&shared, tun, sock, &mut bufs.out, stats);
+        flush(tun, sock, &mut bufs.out, stats);
         stats
             .busy_ns
             .fetch_add(busy_since.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -192,32 +234,23 @@ fn udp_batch(
         }
     };
     let now = Instant::now();
+    let out = &mut bufs.out;
     let mut d = shared.device();
-    for i in 0..n {
-        if bufs.full() {
-            drop(d);
-            flush(sock, bufs, stats);
-            d = shared.device();
-        }
-        let meta = bufs.meta[i];
-        let slot = bufs.pending.len();
-        let datagram = &bufs.rx[i][..meta.len.min(MAX_PACKET)];
-        match d.handle_network(now, meta.addr, datagram, &mut bufs.out[slot]) {
-            Output::Network(t) => bufs.pending.push((t.dst, t.len)),
-            Output::Tun { len, .. } => {
-                // A full TUN queue means the kernel side is slower than us; dropping here is
-                // what a router does, and TCP above will back off.
-                if tun.write(&bufs.out[slot][..len]).is_err() {
-                    stats.tun_write_errors.fetch_add(1, Ordering::Relaxed);
-                }
+    for (meta, buf) in bufs.meta[..n].iter().zip(&bufs.rx) {
+        for datagram in meta.datagrams(buf) {
+            if out.free() == 0 {
+                drop(d);
+                flush(tun, sock, out, stats);
+                d = shared.device();
             }
-            Output::Nothing => {}
+            let result = d.handle_network(now, meta.addr, datagram, out.slot());
+            out.take(result);
         }
     }
 }
 
-/// Reads up to a batch of packets from the TUN and encrypts them. Returns false when the TUN
-/// is gone (interface deleted).
+/// Reads up to a batch of packets from the TUN and encrypts them, cutting super-packets into
+/// segments first. Returns false when the TUN is gone (interface deleted).
 fn tun_batch(
     shared: &Shared,
     tun: &heimweg_sys::tun::Tun,
@@ -235,15 +268,33 @@ fn tun_batch(
                 return false;
             }
         };
-        if bufs.full() {
-            flush(sock, bufs, stats);
+        let (head, packet) = bufs.tun_in[..n].split_at_mut(VNET_HDR_LEN.min(n));
+        let Some(hdr) = VnetHdr::parse(head) else {
+            shared.device().count_drop(DropReason::InnerMalformed);
+            continue;
+        };
+        // Room for every segment up front, so that the lock is taken once per read.
+        let segments = match hdr.gso_size {
+            0 => 1,
+            mss => packet.len().div_ceil(usize::from(mss)),
+        };
+        if bufs.out.free() < segments.min(SLOTS) {
+            flush(tun, sock, &mut bufs.out, stats);
         }
-        let slot = bufs.pending.len();
+        let now = Instant::now();
+        let out = &mut bufs.out;
         let mut d = shared.device();
-        if let Output::Network(t) =
-            d.handle_tun(Instant::now(), &bufs.tun_in[..n], &mut bufs.out[slot])
-        {
-            bufs.pending.push((t.dst, t.len));
+        let cut = offload::segment(hdr, packet, &mut bufs.segment, |ip_packet| {
+            if out.free() == 0 {
+                // Only a super-packet cut into more than SLOTS pieces (an MSS below 512)
+                // gets here: sending with the lock held is rare enough not to matter.
+                flush(tun, sock, out, stats);
+            }
+            let result = d.handle_tun(now, ip_packet, out.slot());
+            out.take(result);
+        });
+        if cut.is_err() {
+            d.count_drop(DropReason::InnerMalformed);
         }
     }
     true
@@ -252,21 +303,21 @@ fn tun_batch(
 /// Timer traffic, packets that waited for a session, and a bounded number of handshakes.
 fn housekeeping(
     shared: &Shared,
+    tun: &heimweg_sys::tun::Tun,
     sock: &heimweg_sys::udp::UdpSocket,
-    bufs: &mut Buffers,
+    out: &mut Out,
     stats: &WorkerStats,
 ) {
     let now = Instant::now();
     let mut d = shared.device();
     loop {
-        if bufs.full() {
+        if out.free() == 0 {
             drop(d);
-            flush(sock, bufs, stats);
+            flush(tun, sock, out, stats);
             d = shared.device();
         }
-        let slot = bufs.pending.len();
-        match d.poll_transmit(now, &mut bufs.out[slot]) {
-            Some(t) => bufs.pending.push((t.dst, t.len)),
+        match d.poll_transmit(now, out.slot()) {
+            Some(t) => out.take(Output::Network(t)),
             None => break,
         }
     }
@@ -274,58 +325,89 @@ fn housekeeping(
     // Handshakes: the Diffie-Hellmans run without the device's lock, so every worker answers
     // handshakes at the same time and traffic of other peers goes on meanwhile.
     for _ in 0..HANDSHAKES_PER_ROUND {
-        if bufs.full() {
-            flush(sock, bufs, stats);
+        if out.free() == 0 {
+            flush(tun, sock, out, stats);
         }
         let Some(pending) = shared.device().take_handshake() else {
             break;
         };
         let sender = pending.identify();
-        let slot = bufs.pending.len();
-        let out = &mut bufs.out[slot];
-        let step = shared.device().begin_handshake(now, pending, sender, out);
+        let step = shared
+            .device()
+            .begin_handshake(now, pending, sender, out.slot());
         let answer = match step {
             HandshakeStep::Done(t) => t,
             HandshakeStep::Lent(mut lent) => {
-                lent.run(out);
-                shared.device().finish_handshake(now, lent, out)
+                lent.run(out.slot());
+                shared.device().finish_handshake(now, lent, out.slot())
             }
         };
         if let Some(t) = answer {
-            bufs.pending.push((t.dst, t.len));
+            out.take(Output::Network(t));
         }
     }
 }
 
-/// Sends every pending datagram with batched syscalls.
-fn flush(sock: &heimweg_sys::udp::UdpSocket, bufs: &mut Buffers, stats: &WorkerStats) {
-    if bufs.pending.is_empty() {
-        return;
+/// Writes the decrypted packets to the TUN and sends the datagrams, each run of equal-size
+/// datagrams to one destination as one GSO message.
+fn flush(
+    tun: &heimweg_sys::tun::Tun,
+    sock: &heimweg_sys::udp::UdpSocket,
+    out: &mut Out,
+    stats: &WorkerStats,
+) {
+    if !out.tun.is_empty() {
+        // A full TUN queue means the kernel side is slower than us; dropping here is what a
+        // router does, and TCP above will back off.
+        let failed = out
+            .tun
+            .flush(&mut out.slots, |parts| tun.write_vectored(parts).is_ok());
+        stats.tun_write_errors.fetch_add(failed, Ordering::Relaxed);
     }
-    let unused = SocketAddr::from(([0, 0, 0, 0], 0));
-    let list: [UdpTransmit<'_>; BATCH] = std::array::from_fn(|i| match bufs.pending.get(i) {
-        Some((dst, len)) => UdpTransmit {
-            dst: *dst,
-            data: &bufs.out[i][..*len],
-        },
-        None => UdpTransmit {
-            dst: unused,
-            data: &[],
-        },
-    });
-    let count = bufs.pending.len();
-    let mut sent = 0;
-    while sent < count {
-        match sock.send_batch(&list[sent..count]) {
-            // A full socket buffer (EAGAIN) drops the rest of this batch, as a router would.
-            Ok(0) | Err(_) => break,
-            Ok(n) => sent += n,
+    if !out.udp.is_empty() {
+        let slots = &out.slots;
+        let segments: [IoSlice<'_>; SLOTS] = std::array::from_fn(|i| match out.udp.get(i) {
+            Some(&(_, slot, len)) => IoSlice::new(&slots[slot][..len]),
+            None => IoSlice::new(&[]),
+        });
+        // Runs: consecutive datagrams to one destination, all as long as the first but the
+        // last, which may be shorter.
+        let mut runs = [(0usize, 0usize); SLOTS];
+        let mut count = 0;
+        let mut bytes = 0;
+        for (i, &(dst, _, len)) in out.udp.iter().enumerate() {
+            let extends = count > 0 && {
+                let (start, end) = runs[count - 1];
+                let (first_dst, _, first_len) = out.udp[start];
+                let (_, _, last_len) = out.udp[end - 1];
+                dst == first_dst
+                    && len <= first_len
+                    && last_len == first_len
+                    && end - start < GSO_SEGMENTS
+                    && bytes + len <= GSO_BYTES
+            };
+            if extends {
+                runs[count - 1].1 = i + 1;
+                bytes += len;
+            } else {
+                runs[count] = (i, i + 1);
+                count += 1;
+                bytes = len;
+            }
         }
-    }
-    if sent < count {
+        let transmits: [UdpTransmit<'_>; SLOTS] = std::array::from_fn(|r| {
+            let (start, end) = runs[r];
+            UdpTransmit {
+                dst: out.udp.get(start).map_or(out.udp[0].0, |u| u.0),
+                segments: &segments[start..end],
+            }
+        });
+        // A full socket buffer drops the rest of this batch, as a router would.
+        let unsent = sock.send_batch(&transmits[..count]);
         stats
             .udp_send_dropped
-            .fetch_add((count - sent) as u64, Ordering::Relaxed);
+            .fetch_add(unsent as u64, Ordering::Relaxed);
     }
-    bufs.pending.clear();
+    out.udp.clear();
+    out.used = 0;
 }

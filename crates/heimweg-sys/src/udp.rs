@@ -1,21 +1,33 @@
 //! UDP sockets for the WireGuard port, with batched receive and send.
 //!
-//! The batch interface (`recv_batch`/`send_batch`) is where UDP GRO/GSO will slot in: callers
-//! already hand over many datagrams per call.
+//! Both directions batch twice: `recvmmsg`/`sendmmsg` carry many messages per syscall, and
+//! each message may carry many datagrams through UDP GRO (the kernel coalesces a flow's
+//! datagrams of equal size into one buffer) and UDP GSO (we hand over equal-size datagrams to
+//! one destination as one message and the kernel segments them).
 
 use crate::{cvt, cvt_size, tun::set_nonblocking};
 use std::io;
+use std::io::IoSlice;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// Datagrams per syscall; longer batches are split.
+/// Messages per syscall; longer batches are split.
 const MAX_BATCH: usize = 64;
+/// `SOL_UDP` options (linux/udp.h), spelled out because not every libc target defines them.
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+/// Control-message room per message: one `cmsghdr` plus an int, 8-byte aligned.
+const CMSG_ROOM: usize = 4;
 
-/// What `recv_batch` learned about one datagram.
+/// What `recv_batch` learned about one received message.
 #[derive(Clone, Copy, Debug)]
 pub struct RecvMeta {
+    /// Bytes in the buffer.
     pub len: usize,
+    /// With GRO the buffer holds consecutive datagrams of this size (the last may be
+    /// shorter); without, it equals `len`.
+    pub segment: usize,
     pub addr: SocketAddr,
 }
 
@@ -23,16 +35,26 @@ impl Default for RecvMeta {
     fn default() -> Self {
         RecvMeta {
             len: 0,
+            segment: 0,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         }
     }
 }
 
-/// One datagram to send.
+impl RecvMeta {
+    /// The datagrams in `buf` (the buffer this meta describes), one by one.
+    pub fn datagrams<'b>(&self, buf: &'b [u8]) -> std::slice::Chunks<'b, u8> {
+        let data = &buf[..self.len.min(buf.len())];
+        data.chunks(self.segment.max(1))
+    }
+}
+
+/// Datagrams to one destination. More than one are sent as a GSO batch: all must have the
+/// length of the first, except the last, which may be shorter.
 #[derive(Clone, Copy, Debug)]
 pub struct Transmit<'a> {
     pub dst: SocketAddr,
-    pub data: &'a [u8],
+    pub segments: &'a [IoSlice<'a>],
 }
 
 #[derive(Debug)]
@@ -40,6 +62,9 @@ pub struct UdpSocket {
     fd: OwnedFd,
     /// AF_INET6 sockets send to IPv4 peers as v4-mapped addresses.
     v6: bool,
+    /// Cleared for good the first time the kernel refuses a GSO batch (a route through a
+    /// device without checksum offload): from then on every datagram goes alone.
+    gso: std::sync::atomic::AtomicBool,
 }
 
 fn setsockopt_int(
@@ -174,7 +199,23 @@ impl UdpSocket {
         let (ss, len) = to_sockaddr(addr, v6);
         // SAFETY: `ss` holds a sockaddr of length `len` for this socket's family.
         cvt(unsafe { libc::bind(s, (&ss as *const libc::sockaddr_storage).cast(), len) })?;
-        Ok(UdpSocket { fd, v6 })
+        Ok(UdpSocket {
+            fd,
+            v6,
+            gso: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    /// Asks the kernel to coalesce received datagrams (UDP GRO). Afterwards one receive
+    /// buffer may hold many datagrams (see [`RecvMeta::segment`]), so buffers must have room
+    /// for 64 KiB. Returns whether the kernel agreed.
+    pub fn enable_gro(&self) -> bool {
+        setsockopt_int(self.fd.as_raw_fd(), libc::SOL_UDP, UDP_GRO, 1).is_ok()
+    }
+
+    /// Whether multi-datagram [`Transmit`]s still go out as one GSO message.
+    pub fn gso(&self) -> bool {
+        self.gso.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -211,6 +252,7 @@ impl UdpSocket {
         let mut addrs: [libc::sockaddr_storage; MAX_BATCH] = unsafe { zeroed() };
         // SAFETY: see above.
         let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        let mut control = [[0u64; CMSG_ROOM]; MAX_BATCH];
         for i in 0..n {
             iovs[i] = libc::iovec {
                 iov_base: bufs[i].as_mut_ptr().cast(),
@@ -220,9 +262,11 @@ impl UdpSocket {
             msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             msgs[i].msg_hdr.msg_iov = &mut iovs[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
+            msgs[i].msg_hdr.msg_controllen = size_of::<[u64; CMSG_ROOM]>() as _;
         }
-        // SAFETY: `msgs[..n]` point at `iovs`/`addrs` entries and at `bufs`, all of which
-        // outlive the call; each iovec describes a writable buffer of its stated length.
+        // SAFETY: `msgs[..n]` point at `iovs`/`addrs`/`control` entries and at `bufs`, all of
+        // which outlive the call; each iovec describes a writable buffer of its stated length.
         let r = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
@@ -235,61 +279,92 @@ impl UdpSocket {
         };
         let got = cvt(r)? as usize;
         for i in 0..got {
+            let len = (msgs[i].msg_len as usize).min(bufs[i].len());
             meta[i] = RecvMeta {
-                len: (msgs[i].msg_len as usize).min(bufs[i].len()),
+                len,
+                segment: gro_segment(&msgs[i].msg_hdr).unwrap_or(len),
                 addr: from_sockaddr(&addrs[i]).unwrap_or_else(|| RecvMeta::default().addr),
             };
         }
         Ok(got)
     }
 
-    /// Sends the datagrams with `sendmmsg`, 64 per syscall. A datagram the kernel refuses
-    /// (too big, unreachable destination) is skipped so it cannot hold up the rest. Returns how
-    /// many were handled (sent or skipped); stops early, returning the count so far, when the
-    /// socket buffer is full (`WouldBlock` if that happens before the first).
-    pub fn send_batch(&self, pkts: &[Transmit<'_>]) -> io::Result<usize> {
-        let mut done = 0;
-        while done < pkts.len() {
-            let chunk = &pkts[done..(done + MAX_BATCH).min(pkts.len())];
+    /// Sends the transmits with `sendmmsg`, up to 64 messages per syscall, each multi-datagram
+    /// transmit as one GSO message. A message the kernel refuses (too big, unreachable
+    /// destination) is skipped so it cannot hold up the rest. Stops when the socket buffer is
+    /// full and returns how many datagrams were left unsent for that reason.
+    pub fn send_batch(&self, pkts: &[Transmit<'_>]) -> usize {
+        // Position: transmit `at`, and within it segment `seg` (only nonzero without GSO).
+        let (mut at, mut seg) = (0usize, 0usize);
+        let unsent = |at: usize, seg: usize| -> usize {
+            pkts[at..].iter().map(|p| p.segments.len()).sum::<usize>() - seg
+        };
+        while at < pkts.len() {
+            let gso = self.gso();
             // SAFETY: plain C structs for which all-zero is a valid value (as in recv_batch).
-            let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
-            // SAFETY: see above.
             let mut addrs: [libc::sockaddr_storage; MAX_BATCH] = unsafe { zeroed() };
             // SAFETY: see above.
             let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
-            for (i, p) in chunk.iter().enumerate() {
+            let mut control = [[0u64; CMSG_ROOM]; MAX_BATCH];
+            // Which (transmit, first segment, segment count) each message carries.
+            let mut carries = [(0usize, 0usize, 0usize); MAX_BATCH];
+            let (mut t, mut s) = (at, seg);
+            let mut k = 0;
+            while k < MAX_BATCH && t < pkts.len() {
+                let p = &pkts[t];
+                if p.segments.is_empty() {
+                    t += 1;
+                    continue;
+                }
+                let count = if gso && s == 0 { p.segments.len() } else { 1 };
                 let (ss, len) = to_sockaddr(p.dst, self.v6);
-                addrs[i] = ss;
-                iovs[i] = libc::iovec {
-                    iov_base: p.data.as_ptr() as *mut libc::c_void,
-                    iov_len: p.data.len(),
-                };
-                msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-                msgs[i].msg_hdr.msg_namelen = len;
-                msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-                msgs[i].msg_hdr.msg_iovlen = 1;
+                addrs[k] = ss;
+                let hdr = &mut msgs[k].msg_hdr;
+                hdr.msg_name = (&mut addrs[k] as *mut libc::sockaddr_storage).cast();
+                hdr.msg_namelen = len;
+                // IoSlice is ABI-compatible with iovec; the kernel only reads through it.
+                hdr.msg_iov = p.segments[s..s + count].as_ptr() as *mut libc::iovec;
+                hdr.msg_iovlen = count as _;
+                if count > 1 {
+                    set_segment(hdr, &mut control[k], p.segments[0].len());
+                }
+                carries[k] = (t, s, count);
+                k += 1;
+                s += count;
+                if s == p.segments.len() {
+                    t += 1;
+                    s = 0;
+                }
             }
-            // SAFETY: `msgs[..chunk.len()]` point at live `iovs`/`addrs` entries and at the
-            // callers' data, which the kernel only reads.
-            let r = unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    chunk.len() as libc::c_uint,
-                    0,
-                )
+            if k == 0 {
+                break;
+            }
+            // SAFETY: `msgs[..k]` point at live `addrs`/`control` entries and at the callers'
+            // segments, which the kernel only reads.
+            let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), k as _, 0) };
+            let next = |m: usize| -> (usize, usize) {
+                let (t, s, count) = carries[m];
+                if s + count == pkts[t].segments.len() {
+                    (t + 1, 0)
+                } else {
+                    (t, s + count)
+                }
             };
             match cvt(r) {
-                Ok(n) => done += n as usize,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return if done == 0 { Err(e) } else { Ok(done) };
-                }
+                Ok(n) if n > 0 => (at, seg) = next(n as usize - 1),
+                Ok(_) => return unsent(at, seg),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return unsent(at, seg),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The first datagram of the chunk was refused: skip it.
-                Err(_) => done += 1,
+                // The kernel cannot segment towards this route: send datagrams one by one,
+                // this message included, from now on.
+                Err(e) if carries[0].2 > 1 && matches!(e.raw_os_error(), Some(libc::EIO)) => {
+                    self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                // The first message was refused: skip it.
+                Err(_) => (at, seg) = next(0),
             }
         }
-        Ok(done)
+        0
     }
 
     /// Sends one datagram, reporting the kernel's error (unlike `send_batch`, which skips it).
@@ -315,6 +390,43 @@ impl UdpSocket {
     }
 }
 
+/// Attaches a `UDP_SEGMENT` control message (the GSO segment size) to `hdr`.
+fn set_segment(hdr: &mut libc::msghdr, room: &mut [u64; CMSG_ROOM], size: usize) {
+    let size = u16::try_from(size).unwrap_or(u16::MAX);
+    hdr.msg_control = room.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a length.
+    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
+    // SAFETY: `room` is 32 bytes, 8-byte aligned, more than CMSG_SPACE(2) = 24, so the first
+    // header and its 2-byte payload lie inside it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(hdr);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+    }
+}
+
+/// The GRO segment size the kernel reported for a received message, if it coalesced.
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    if hdr.msg_control.is_null() || hdr.msg_controllen == 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled `msg_control` with `msg_controllen` bytes of well-formed
+    // control messages; CMSG_FIRSTHDR/NXTHDR stay within them and return null at the end.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(v).ok().filter(|&v| v > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
+
 impl AsRawFd for UdpSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -335,19 +447,17 @@ mod tests {
         let v6 = UdpSocket::bind("[::1]:0".parse().unwrap(), false, 1 << 20).unwrap();
         let to4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let to6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
-        let sent = v4
-            .send_batch(&[
-                Transmit {
-                    dst: to4,
-                    data: b"one",
-                },
-                Transmit {
-                    dst: to4,
-                    data: b"two",
-                },
-            ])
-            .unwrap();
-        assert_eq!(sent, 2);
+        let unsent = v4.send_batch(&[
+            Transmit {
+                dst: to4,
+                segments: &[IoSlice::new(b"one")],
+            },
+            Transmit {
+                dst: to4,
+                segments: &[IoSlice::new(b"two")],
+            },
+        ]);
+        assert_eq!(unsent, 0);
         v6.send_to(b"three", to6).unwrap();
 
         let mut got = Vec::new();
@@ -400,19 +510,20 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
         let to = rx.local_addr().unwrap();
         let big = vec![0u8; 70_000]; // larger than any UDP datagram: EMSGSIZE
-        let n = tx
-            .send_batch(&[
-                Transmit {
-                    dst: to,
-                    data: &big,
-                },
-                Transmit {
-                    dst: to,
-                    data: b"ok",
-                },
-            ])
-            .unwrap();
-        assert_eq!(n, 2);
+        let unsent = tx.send_batch(&[
+            Transmit {
+                dst: to,
+                segments: &[IoSlice::new(&big)],
+            },
+            Transmit {
+                dst: to,
+                segments: &[IoSlice::new(b"ok")],
+            },
+        ]);
+        assert_eq!(
+            unsent, 0,
+            "a refused datagram is skipped, not left for later"
+        );
         let mut b = [0u8; 8];
         let (len, _) = rx.recv_from(&mut b).unwrap();
         assert_eq!(&b[..len], b"ok");
@@ -420,6 +531,73 @@ mod tests {
             tx.send_to(&big, to).is_err(),
             "send_to reports what send_batch skips"
         );
+    }
+
+    /// Receives until `want` datagrams have arrived, splitting GRO buffers.
+    fn receive_datagrams(rx: &UdpSocket, want: usize) -> (Vec<Vec<u8>>, bool) {
+        let mut got = Vec::new();
+        let mut coalesced = false;
+        let mut storage = vec![vec![0u8; 65536]; 4];
+        while got.len() < want {
+            let ready = wait_readable(&[rx.as_raw_fd()], Some(Duration::from_secs(5)));
+            assert_eq!(ready.unwrap(), 1, "datagrams did not arrive");
+            let mut bufs: Vec<&mut [u8]> = storage.iter_mut().map(|b| &mut b[..]).collect();
+            let mut meta = [RecvMeta::default(); 4];
+            let n = rx.recv_batch(&mut bufs, &mut meta).unwrap();
+            for i in 0..n {
+                coalesced |= meta[i].segment < meta[i].len;
+                got.extend(meta[i].datagrams(bufs[i]).map(<[u8]>::to_vec));
+            }
+        }
+        (got, coalesced)
+    }
+
+    /// Ten datagrams of 100 bytes and a last one of 50, numbered in their first byte.
+    fn gso_batch() -> Vec<Vec<u8>> {
+        (0..11u8)
+            .map(|i| vec![i; if i == 10 { 50 } else { 100 }])
+            .collect()
+    }
+
+    #[test]
+    fn a_gso_batch_arrives_as_separate_datagrams_in_order() {
+        let rx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
+        let data = gso_batch();
+        let segments: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
+        let to = rx.local_addr().unwrap();
+        assert_eq!(
+            tx.send_batch(&[Transmit {
+                dst: to,
+                segments: &segments
+            }]),
+            0
+        );
+        assert!(tx.gso(), "loopback segments in the kernel");
+        let (got, coalesced) = receive_datagrams(&rx, data.len());
+        assert!(!coalesced, "without GRO every datagram comes alone");
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn gro_hands_over_coalesced_datagrams_that_split_back_exactly() {
+        let rx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
+        assert!(rx.enable_gro());
+        let tx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
+        let data = gso_batch();
+        let segments: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
+        let to = rx.local_addr().unwrap();
+        // A GSO batch travels loopback as one packet, which GRO delivers as one buffer.
+        assert_eq!(
+            tx.send_batch(&[Transmit {
+                dst: to,
+                segments: &segments
+            }]),
+            0
+        );
+        let (got, coalesced) = receive_datagrams(&rx, data.len());
+        assert!(coalesced, "the kernel reported a segment size");
+        assert_eq!(got, data);
     }
 
     #[test]
