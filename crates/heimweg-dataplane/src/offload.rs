@@ -520,43 +520,82 @@ mod tests {
         ip_ok && reference_sum(&pseudo_bytes) == 0xffff
     }
 
-    /// A TCP packet with a timestamp option, its checksums right.
-    fn tcp_packet(v6: bool, seq: u32, flags: u8, payload: &[u8], port: u16) -> Vec<u8> {
-        let th = 32;
+    /// The two ends of a test segment: addresses and ports.
+    #[derive(Clone, Copy)]
+    struct Ends {
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+        sport: u16,
+        dport: u16,
+    }
+
+    /// A TCP segment with the given fields, its checksums right. IPv4 ids follow `seq`.
+    fn build_tcp(
+        e: Ends,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        options: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        use std::net::IpAddr;
+        let th = 20 + options.len();
+        let v6 = e.src.is_ipv6();
         let iph = if v6 { 40 } else { 20 };
         let mut p = vec![0u8; iph + th + payload.len()];
-        if v6 {
-            p[0] = 0x60;
-            p[4..6].copy_from_slice(&((th + payload.len()) as u16).to_be_bytes());
-            p[6] = PROTO_TCP;
-            p[7] = 64;
-            p[8..24].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-            p[24..40].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        } else {
-            p[0] = 0x45;
-            let total = p.len() as u16;
-            p[2..4].copy_from_slice(&total.to_be_bytes());
-            p[4..6].copy_from_slice(&seq.to_be_bytes()[2..]);
-            p[6] = 0x40;
-            p[8] = 64;
-            p[9] = PROTO_TCP;
-            p[12..16].copy_from_slice(&[10, 9, 0, 2]);
-            p[16..20].copy_from_slice(&[10, 1, 0, 1]);
-            ipv4_header_checksum(&mut p, 20);
+        match (e.src, e.dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                p[0] = 0x60;
+                p[4..6].copy_from_slice(&((th + payload.len()) as u16).to_be_bytes());
+                p[6] = PROTO_TCP;
+                p[7] = 64;
+                p[8..24].copy_from_slice(&s.octets());
+                p[24..40].copy_from_slice(&d.octets());
+            }
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                p[0] = 0x45;
+                let total = p.len() as u16;
+                p[2..4].copy_from_slice(&total.to_be_bytes());
+                p[4..6].copy_from_slice(&seq.to_be_bytes()[2..]);
+                p[6] = 0x40;
+                p[8] = 64;
+                p[9] = PROTO_TCP;
+                p[12..16].copy_from_slice(&s.octets());
+                p[16..20].copy_from_slice(&d.octets());
+                ipv4_header_checksum(&mut p, 20);
+            }
+            _ => panic!("mixed address families"),
         }
         let t = iph;
-        p[t..t + 2].copy_from_slice(&port.to_be_bytes());
-        p[t + 2..t + 4].copy_from_slice(&5201u16.to_be_bytes());
+        p[t..t + 2].copy_from_slice(&e.sport.to_be_bytes());
+        p[t + 2..t + 4].copy_from_slice(&e.dport.to_be_bytes());
         p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
-        p[t + 8..t + 12].copy_from_slice(&7u32.to_be_bytes());
+        p[t + 8..t + 12].copy_from_slice(&ack.to_be_bytes());
         p[t + 12] = (th as u8 / 4) << 4;
         p[t + 13] = flags;
-        p[t + 14..t + 16].copy_from_slice(&500u16.to_be_bytes());
-        p[t + 20..t + 32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3]);
+        p[t + 14..t + 16].copy_from_slice(&65535u16.to_be_bytes());
+        p[t + 20..t + th].copy_from_slice(options);
         p[t + th..].copy_from_slice(payload);
         let c = !fold(sum(&p[t..], pseudo(&p, v6, PROTO_TCP, p.len() - t)));
         p[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
         p
+    }
+
+    /// A TCP packet with a timestamp option between two fixed hosts.
+    fn tcp_packet(v6: bool, seq: u32, flags: u8, payload: &[u8], port: u16) -> Vec<u8> {
+        let (src, dst): (std::net::IpAddr, std::net::IpAddr) = if v6 {
+            ("fd00::2".parse().unwrap(), "fd00::1".parse().unwrap())
+        } else {
+            ("10.9.0.2".parse().unwrap(), "10.1.0.1".parse().unwrap())
+        };
+        let ends = Ends {
+            src,
+            dst,
+            sport: port,
+            dport: 5201,
+        };
+        let timestamps = [1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3];
+        build_tcp(ends, seq, 7, flags, &timestamps, payload)
     }
 
     #[test]
@@ -618,6 +657,16 @@ mod tests {
             assert_eq!(hdr.flags, F_NEEDS_CSUM);
             let headers = if v6 { 72 } else { 52 };
             assert_eq!(sup.len(), headers + 4 * mss + 300);
+            // Completed as the kernel would (the sum from csum_start, the field included),
+            // the super-packet's checksum must verify: the field held the pseudo-header sum.
+            let mut completed = sup.clone();
+            let (start, field) = (
+                usize::from(hdr.csum_start),
+                usize::from(hdr.csum_start + hdr.csum_offset),
+            );
+            let c = !fold(sum(&completed[start..], 0));
+            completed[field..field + 2].copy_from_slice(&c.to_be_bytes());
+            assert!(checksums_ok(&completed));
             // What the kernel would do with it: segment it again. The result must be the
             // original packets, checksums and all (the IPv4 ids of our test packets follow
             // the sequence number, so compare everything but those).
@@ -775,5 +824,147 @@ mod tests {
             segment(bad_csum, &mut p, &mut scratch, |_| {}),
             Err(Malformed)
         );
+    }
+
+    /// Reads from `tun` until `want` says yes to a packet (after the virtio-net header), or
+    /// fails after five seconds. Other packets (the kernel's own chatter) are skipped.
+    fn read_until(
+        tun: &heimweg_sys::tun::Tun,
+        mut want: impl FnMut(VnetHdr, &mut Vec<u8>) -> bool,
+    ) {
+        use std::os::fd::AsRawFd;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut buf = vec![0u8; VNET_HDR_LEN + 65535];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the kernel did not send what the test waits for"
+            );
+            let _ = heimweg_sys::poll::wait_readable(&[tun.as_raw_fd()], Some(left));
+            let Ok(n) = tun.read(&mut buf) else { continue };
+            let hdr = VnetHdr::parse(&buf[..n]).unwrap();
+            let mut pkt = buf[VNET_HDR_LEN..n].to_vec();
+            if want(hdr, &mut pkt) {
+                return;
+            }
+        }
+    }
+
+    /// The real kernel as the other side: a TCP connection between a local socket and a
+    /// hand-made peer behind a TUN. It must accept a coalesced write as the segments it stands
+    /// for, and its own 64 KiB sends must arrive as super-packets that `segment` cuts into
+    /// valid, contiguous segments.
+    #[test]
+    fn the_kernel_takes_coalesced_writes_and_its_super_packets_cut_cleanly() {
+        use heimweg_sys::{iface, tun::Tun};
+        use std::io::{Read, Write};
+        let name = format!("hwoff-{}", std::process::id());
+        let tun = Tun::open(&name, false).expect("root and /dev/net/tun are needed");
+        tun.set_nonblocking(true).unwrap();
+        // A subnet no other test uses; the TUN gives it to this test alone.
+        iface::add_address(&name, "10.214.9.1".parse().unwrap(), 24).unwrap();
+        iface::set_up(&name, true).unwrap();
+        let listener = std::net::TcpListener::bind("10.214.9.1:0").unwrap();
+        let ends = Ends {
+            src: "10.214.9.2".parse().unwrap(),
+            dst: "10.214.9.1".parse().unwrap(),
+            sport: 40000,
+            dport: listener.local_addr().unwrap().port(),
+        };
+        let write = |p: &[u8], hdr: VnetHdr| {
+            let h = hdr.encode();
+            tun.write_vectored(&[IoSlice::new(&h), IoSlice::new(p)])
+                .unwrap();
+        };
+        let is_ours = |p: &[u8]| {
+            p.len() >= 24
+                && p[0] >> 4 == 4
+                && p[9] == PROTO_TCP
+                && p[20..22] == ends.dport.to_be_bytes()
+        };
+
+        // Handshake by hand: SYN with MSS 1380, the kernel's SYN-ACK, our ACK.
+        let mss_option = [2, 4, 0x05, 0x64];
+        write(
+            &build_tcp(ends, 1000, 0, 0x02, &mss_option, &[]),
+            VnetHdr::default(),
+        );
+        let mut their_seq = 0;
+        read_until(&tun, |_, p| {
+            if is_ours(p) && p[33] == 0x12 {
+                their_seq = u32::from_be_bytes(p[24..28].try_into().unwrap());
+                return true;
+            }
+            false
+        });
+        let mut ack = their_seq.wrapping_add(1);
+        write(
+            &build_tcp(ends, 1001, ack, TCP_ACK, &[], &[]),
+            VnetHdr::default(),
+        );
+        listener.set_nonblocking(false).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+
+        // Inbound: twenty 1000-byte segments become one write, which the socket reads back.
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut slots: Vec<Vec<u8>> = data
+            .chunks(1000)
+            .enumerate()
+            .map(|(i, c)| build_tcp(ends, 1001 + 1000 * i as u32, ack, TCP_ACK, &[], c))
+            .collect();
+        let mut c = Coalescer::default();
+        for i in 0..slots.len() {
+            c.push(&slots, i, slots[i].len());
+        }
+        let mut writes = 0;
+        let failed = c.flush(&mut slots, |iov| {
+            writes += 1;
+            tun.write_vectored(iov).is_ok()
+        });
+        assert_eq!(
+            (writes, failed),
+            (1, 0),
+            "one write, accepted by the kernel"
+        );
+        let mut got = vec![0u8; data.len()];
+        conn.read_exact(&mut got).unwrap();
+        assert_eq!(got, data);
+
+        // Outbound: the kernel sends 60,000 bytes; we acknowledge what we cut out, by sequence.
+        let sent: Vec<u8> = (0..60_000u32).map(|i| (i % 241) as u8).collect();
+        conn.write_all(&sent).unwrap();
+        let mut received = Vec::new();
+        let mut super_packets = 0;
+        let mut scratch = vec![0u8; 65535];
+        let our_seq = 1001 + data.len() as u32;
+        read_until(&tun, |hdr, p| {
+            if !is_ours(p) {
+                return false;
+            }
+            if hdr.gso_type != GSO_NONE {
+                super_packets += 1;
+            }
+            segment(hdr, p, &mut scratch, |seg| {
+                assert!(checksums_ok(seg), "every segment carries a valid checksum");
+                assert!(seg.len() <= 1420);
+                let seq = u32::from_be_bytes(seg[24..28].try_into().unwrap());
+                let payload = &seg[20 + usize::from(seg[32] >> 4) * 4..];
+                if seq == ack && !payload.is_empty() {
+                    received.extend_from_slice(payload);
+                    ack = ack.wrapping_add(payload.len() as u32);
+                }
+            })
+            .unwrap();
+            write(
+                &build_tcp(ends, our_seq, ack, TCP_ACK, &[], &[]),
+                VnetHdr::default(),
+            );
+            received.len() >= sent.len()
+        });
+        assert_eq!(received, sent);
+        assert!(super_packets > 0, "the kernel used TSO towards the TUN");
     }
 }

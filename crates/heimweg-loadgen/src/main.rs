@@ -15,7 +15,11 @@
 //!   each with a valid mac1 (the costly kind: the server must do Diffie-Hellman before it
 //!   knows the sender is nobody), from other source addresses, at a given rate.
 //!
-//! It deliberately does no data transfer yet and keeps no state beyond the run.
+//! - `flood` runs only the flood, for a given time, so that a benchmark can measure what it
+//!   does to established tunnels; `--junk-share` mixes in random datagrams.
+//!
+//! It deliberately does no data transfer (iperf3 through a real client measures that) and
+//! keeps no state beyond the run.
 
 use anyhow::{bail, Context, Result};
 use boringtun::noise::{Tunn, TunnResult};
@@ -82,6 +86,28 @@ enum Command {
         flood_source_base: Ipv4Addr,
         #[arg(long, default_value_t = 50)]
         flood_sources: u32,
+    },
+    /// Only the flood: junk initiations (and optionally random datagrams) for a while.
+    Flood {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long)]
+        server_key: String,
+        /// Datagrams per second.
+        #[arg(long)]
+        rate: u32,
+        #[arg(long, default_value = "10.200.200.1")]
+        source_base: Ipv4Addr,
+        #[arg(long, default_value_t = 50)]
+        sources: u32,
+        /// Percent of the datagrams that are random bytes of random length instead of
+        /// initiations with a valid mac1.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+        junk_share: u8,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -167,6 +193,40 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+
+        Command::Flood {
+            server,
+            server_key,
+            rate,
+            source_base,
+            sources,
+            junk_share,
+            seconds,
+            seed,
+        } => {
+            let f = Flood {
+                rate,
+                source_base,
+                sources: sources.max(1),
+            };
+            let mut plan = plan_flood(&f, server, parse_key(&server_key)?, seed)?;
+            plan.mix_junk(junk_share, seed);
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flooder = {
+                let stop = stop.clone();
+                std::thread::spawn(move || flood(&plan, &stop))
+            };
+            std::thread::sleep(Duration::from_secs_f64(seconds));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (sent, refused) = flooder
+                .join()
+                .map_err(|_| anyhow::anyhow!("the flood thread panicked"))?;
+            println!(
+                "{}",
+                serde_json::json!({ "flood_sent": sent, "flood_refused_locally": refused })
+            );
+            Ok(())
+        }
     }
 }
 
@@ -250,6 +310,37 @@ fn plan_flood(
         inits,
         sockets,
     })
+}
+
+impl FloodPlan {
+    /// Replaces `share` percent of the datagrams the flood cycles through with random bytes of
+    /// random length (1 to 1,500): what a scanner or a broken client sends.
+    fn mix_junk(&mut self, share: u8, seed: u64) {
+        let mut state = seed ^ 0x6a75_6e6b;
+        let mut next = move || {
+            // xorshift64: reproducible junk, no quality needed.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let count = self.inits.len();
+        for (i, d) in self.inits.iter_mut().enumerate() {
+            if i * 100 < usize::from(share) * count {
+                let len = 1 + (next() % 1500) as usize;
+                *d = (0..len).map(|_| next() as u8).collect();
+            }
+        }
+        // Interleave junk and initiations instead of sending all junk first.
+        let mut order: Vec<usize> = (0..count).collect();
+        for i in (1..count).rev() {
+            order.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        self.inits = order
+            .into_iter()
+            .map(|i| std::mem::take(&mut self.inits[i]))
+            .collect();
+    }
 }
 
 /// Sends the planned junk initiations at their rate until `stop` is set, on a thread of its

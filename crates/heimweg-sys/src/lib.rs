@@ -1,13 +1,14 @@
 //! heimweg-sys: every `unsafe` syscall heimweg makes, behind small safe types.
 //!
-//! TUN devices (`/dev/net/tun`, `IFF_NO_PI`, multi-queue), interface configuration (MTU, IPv4 and
-//! IPv6 addresses, link state) by ioctl, UDP sockets for the WireGuard port (`SO_REUSEPORT`,
-//! dual-stack, forced buffer sizes, batched `recvmmsg`/`sendmmsg`), and readiness waiting with
+//! TUN devices (`/dev/net/tun`, `IFF_NO_PI`, multi-queue, `IFF_VNET_HDR` with TSO/USO
+//! offloads), interface configuration (MTU, IPv4 and IPv6 addresses, link state) by ioctl, UDP
+//! sockets for the WireGuard port (`SO_REUSEPORT`, dual-stack, forced buffer sizes, batched
+//! `recvmmsg`/`sendmmsg`, UDP GRO and GSO), and readiness waiting with
 //! `poll` and an eventfd. The rest of the workspace forbids `unsafe`; this crate is where a
 //! reviewer looks for it.
 //!
 //! It deliberately holds no protocol logic, spawns no threads and keeps no state beyond file
-//! descriptors. Linux only.
+//! descriptors (and whether the kernel took a GSO send). Linux only.
 
 pub mod iface;
 pub mod poll;
