@@ -104,6 +104,7 @@ bits = end["sum_received"]["bits_per_second"]
 gb = end["sum_received"]["bytes"] / 1e9
 cpu = int(sys.argv[6]) / int(sys.argv[7])
 row = dict(server=sys.argv[2], run=int(sys.argv[3]), dir=sys.argv[4], flooded=sys.argv[5] == "1",
+           seconds=end["sum_received"]["seconds"],
            client=sys.argv[11], gbps=round(bits / 1e9, 3), server_cpu_s=cpu,
            server_cpu_s_per_gb=round(cpu / gb, 3) if gb else None,
            retransmits=end.get("sum_sent", {}).get("retransmits"),
@@ -143,8 +144,8 @@ done
 python3 - "$TMPD/results.jsonl" <<'PYEOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("\n| server | direction | calm Gbit/s | flooded Gbit/s | flooded / calm | server CPU s/GB calm, flooded | flood datagrams the server's socket dropped |")
-print("|---|---|---|---|---|---|---|")
+print("\n| server | direction | calm Gbit/s | flooded Gbit/s | flooded / calm | server CPU s/GB calm, flooded | server CPU s per s flooded | generator CPU s per s | flood datagrams the server's socket dropped |")
+print("|---|---|---|---|---|---|---|---|---|")
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 for impl in dict.fromkeys(r["server"] for r in rows):
     for d in ("fwd", "rev"):
@@ -153,6 +154,8 @@ for impl in dict.fromkeys(r["server"] for r in rows):
         c, f = med([r["gbps"] for r in calm]), med([r["gbps"] for r in fl])
         print(f"| {impl} | {d} | {c:.2f} | {f:.2f} | {f / c:.2f} | "
               f"{med([r['server_cpu_s_per_gb'] for r in calm]):.2f}, {med([r['server_cpu_s_per_gb'] for r in fl]):.2f} | "
+              f"{med([r['server_cpu_s'] / r['seconds'] for r in fl]):.2f} | "
+              f"{med([(r.get('flood_generator_cpu_s') or 0) / r['seconds'] for r in fl]):.2f} | "
               f"{med([r['server_udp_rcvbuf_errors'] for r in fl]):.0f} |")
 print(f"\n(medians of {len(calm)} run(s) each; client {rows[0]['client']})")
 PYEOF

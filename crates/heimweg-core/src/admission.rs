@@ -4,7 +4,9 @@
 //! whether the sender is a configured peer, so initiations never run inline with data. They wait
 //! in a bounded queue; a full queue drops, a loaded queue (depth above a threshold) makes the core
 //! answer with cookie replies (mac2, WireGuard §5.4.7) instead, and every source address has a
-//! token bucket so that one address cannot take the whole budget.
+//! token bucket so that one address cannot take the whole budget. Cookie replies have a
+//! per-source budget of their own: a flood from a few addresses then costs a table lookup per
+//! datagram instead of the MACs and the encryption of a cookie reply.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +26,9 @@ pub struct AdmissionConfig {
     pub per_source_rate: u32,
     /// Burst of initiations a source may send at once.
     pub per_source_burst: u32,
+    /// Cookie replies per second a source address gets under load, sustained and at once.
+    pub per_source_cookie_rate: u32,
+    pub per_source_cookie_burst: u32,
     /// Source addresses tracked at most; beyond that the least recently seen are forgotten.
     pub max_sources: usize,
 }
@@ -39,6 +44,10 @@ impl Default for AdmissionConfig {
             // the queue and cookies protect the CPU, this only stops one address from hogging it.
             per_source_rate: 500,
             per_source_burst: 1000,
+            // Each device behind an address needs one cookie per attempt under load: the
+            // burst covers a few hundred devices behind one NAT reconnecting at once.
+            per_source_cookie_rate: 200,
+            per_source_cookie_burst: 400,
             max_sources: 65_536,
         }
     }
@@ -56,11 +65,74 @@ struct Bucket {
     last: Instant,
 }
 
+/// Token buckets per source address (per /64 for IPv6), at most `max` of them.
+struct Buckets {
+    map: HashMap<IpAddr, Bucket>,
+    last_prune: Option<Instant>,
+    rate: f64,
+    burst: f64,
+    max: usize,
+}
+
+impl Buckets {
+    fn new(rate: u32, burst: u32, max: usize) -> Buckets {
+        Buckets {
+            map: HashMap::new(),
+            last_prune: None,
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            max,
+        }
+    }
+
+    /// Takes one token from `src`'s bucket: whether it had one, or `None` when `src` is new
+    /// and the table is full of sources that are still refilling.
+    fn take(&mut self, now: Instant, src: IpAddr) -> Option<bool> {
+        let key = source_key(src);
+        if !self.map.contains_key(&key) && self.map.len() >= self.max {
+            self.prune(now);
+            if self.map.len() >= self.max {
+                return None;
+            }
+        }
+        let b = self.map.entry(key).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Some(true)
+        } else {
+            Some(false)
+        }
+    }
+
+    /// Forgets sources whose bucket has refilled completely: they behave like new ones anyway.
+    /// Runs at most once a second, so its cost is bounded by `max` per second.
+    fn prune(&mut self, now: Instant) {
+        if self
+            .last_prune
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        let refill = Duration::from_secs_f64(self.burst / self.rate.max(1.0));
+        self.map
+            .retain(|_, b| now.saturating_duration_since(b.last) < refill);
+    }
+}
+
 pub(crate) struct Admission {
     pub config: AdmissionConfig,
     queue: VecDeque<QueuedInit>,
-    buckets: HashMap<IpAddr, Bucket>,
-    last_prune: Option<Instant>,
+    /// Initiations admitted to the queue, per source.
+    buckets: Buckets,
+    /// Cookie replies sent, per source.
+    cookies: Buckets,
     /// Handshakes answered in the current one-second window, and how many of them came from
     /// no configured peer.
     window: Option<(Instant, u32, u32)>,
@@ -78,8 +150,16 @@ impl Admission {
     pub fn new(config: AdmissionConfig) -> Self {
         Admission {
             queue: VecDeque::with_capacity(config.queue_capacity),
-            buckets: HashMap::new(),
-            last_prune: None,
+            buckets: Buckets::new(
+                config.per_source_rate,
+                config.per_source_burst,
+                config.max_sources,
+            ),
+            cookies: Buckets::new(
+                config.per_source_cookie_rate,
+                config.per_source_cookie_burst,
+                config.max_sources,
+            ),
             window: None,
             flooded_until: None,
             config,
@@ -115,48 +195,18 @@ impl Admission {
         self.queue.len()
     }
 
-    /// Takes one token from `src`'s bucket; false if it has none.
+    /// Takes one token from `src`'s bucket; false if it has none. A new source finding the
+    /// table full of busy ones is refused rather than let the table grow: only senders that
+    /// proved their address (mac2 under load) get here, so spoofers cannot fill it.
     pub fn allow_source(&mut self, now: Instant, src: IpAddr) -> bool {
-        let key = source_key(src);
-        let rate = f64::from(self.config.per_source_rate);
-        let burst = f64::from(self.config.per_source_burst);
-        if !self.buckets.contains_key(&key) && self.buckets.len() >= self.config.max_sources {
-            self.prune(now);
-            if self.buckets.len() >= self.config.max_sources {
-                // Still full of busy sources: refuse newcomers rather than grow without bound.
-                return false;
-            }
-        }
-        let b = self.buckets.entry(key).or_insert(Bucket {
-            tokens: burst,
-            last: now,
-        });
-        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate).min(burst);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.buckets.take(now, src).unwrap_or(false)
     }
 
-    /// Forgets sources whose bucket has refilled completely: they behave like new ones anyway.
-    /// Runs at most once a second, so its cost is bounded by `max_sources` per second.
-    fn prune(&mut self, now: Instant) {
-        if self
-            .last_prune
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
-        {
-            return;
-        }
-        self.last_prune = Some(now);
-        let refill = Duration::from_secs_f64(
-            f64::from(self.config.per_source_burst) / f64::from(self.config.per_source_rate.max(1)),
-        );
-        self.buckets
-            .retain(|_, b| now.saturating_duration_since(b.last) < refill);
+    /// Takes one cookie reply from `src`'s budget; false if it has none. Here the senders are
+    /// unproven, and spoofed addresses could fill the table: a new source then gets its
+    /// cookie, so a spoofed flood cannot lock real devices out of cookies.
+    pub fn allow_cookie(&mut self, now: Instant, src: IpAddr) -> bool {
+        self.cookies.take(now, src).unwrap_or(true)
     }
 
     /// Queues an initiation; false if the queue is full.
@@ -202,6 +252,8 @@ mod tests {
             load_threshold: 2,
             per_source_rate: 10,
             per_source_burst: 3,
+            per_source_cookie_rate: 10,
+            per_source_cookie_burst: 2,
             max_sources: 2,
         }
     }
@@ -240,6 +292,27 @@ mod tests {
         assert!(!a.allow_source(t0, "192.0.2.3".parse().unwrap()));
         // Once the others have refilled they are forgotten and room is made.
         assert!(a.allow_source(t0 + Duration::from_secs(2), "192.0.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_full_table_lets_new_sources_have_cookies_but_not_handshakes() {
+        let mut a = Admission::new(cfg());
+        let t0 = Instant::now();
+        for last in 1..=2u8 {
+            let ip = IpAddr::from([192, 0, 2, last]);
+            assert!(a.allow_cookie(t0, ip) && a.allow_cookie(t0, ip));
+            assert!(!a.allow_cookie(t0, ip), "the budget of two is spent");
+            assert!(a.allow_source(t0, ip));
+        }
+        let newcomer = IpAddr::from([192, 0, 2, 3]);
+        assert!(
+            a.allow_cookie(t0, newcomer),
+            "spoofers must not lock out real devices"
+        );
+        assert!(!a.allow_source(t0, newcomer));
+        // 10 per second: a spent source gets its next cookie 100 ms later.
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        assert!(a.allow_cookie(t0 + Duration::from_millis(100), ip));
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub enum DropReason {
     HandshakeInvalid,
     /// A replayed handshake initiation (old TAI64N timestamp).
     HandshakeReplay,
-    /// The source address exceeded its handshake rate.
+    /// The source address exceeded its handshake rate, or under load its budget of cookie
+    /// replies.
     HandshakeRateLimited,
     /// The bounded handshake queue was full.
     HandshakeQueueFull,

@@ -639,7 +639,18 @@ impl Device {
         let Some(identity) = self.identity.as_ref() else {
             return self.dropped(DropReason::NoPrivateKey);
         };
-        let limiter = if self.admission.under_load(now) {
+        let loaded = self.admission.under_load(now);
+        // Under load, an initiation without mac2 can only earn a cookie reply. Past its
+        // source's budget it is dropped before any MAC is computed: a flood from a few
+        // addresses then costs a table lookup per datagram. (One with a mac2 goes on to be
+        // checked: it may be a real device coming back with its cookie.)
+        if loaded
+            && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0)
+            && !self.admission.allow_cookie(now, src.ip())
+        {
+            return self.dropped(DropReason::HandshakeRateLimited);
+        }
+        let limiter = if loaded {
             &identity.loaded
         } else {
             &identity.normal

@@ -989,3 +989,46 @@ fn a_sustained_flood_costs_cookies_not_diffie_hellman() {
     assert_eq!(o, Output::Nothing, "queued again");
     assert_eq!(sim.server.counters().cookies_sent, before);
 }
+
+#[test]
+fn past_its_cookie_budget_a_flooding_address_costs_no_cookie_replies() {
+    let mut sim = Sim::new(AdmissionConfig {
+        // Always under load: every initiation without mac2 needs a cookie.
+        load_threshold: 0,
+        per_source_cookie_rate: 1,
+        per_source_cookie_burst: 5,
+        ..AdmissionConfig::default()
+    });
+    let legit = sim.add_client();
+    let flood_from: SocketAddr = "192.0.2.200:1000".parse().unwrap();
+    let mut out = vec![0u8; 2048];
+    let mut replies = 0;
+    for _ in 0..20 {
+        let junk = junk_initiation(&sim);
+        let o = sim
+            .server
+            .handle_network(sim.now, flood_from, &junk, &mut out);
+        replies += usize::from(matches!(o, Output::Network(_)));
+    }
+    assert_eq!((replies, sim.server.counters().cookies_sent), (5, 5));
+    assert_eq!(
+        sim.server
+            .counters()
+            .drops(DropReason::HandshakeRateLimited),
+        15
+    );
+    // Another address is not affected: the device gets its cookie and comes in with mac2.
+    sim.client_handshake(legit);
+    sim.run(Duration::from_millis(100));
+    assert_eq!(sim.server.counters().cookies_sent, 6);
+    sim.client_handshake(legit);
+    sim.run(Duration::from_millis(100));
+    assert_eq!(sim.server.counters().handshakes_ok, 1);
+    // The flooding address earns one more cookie a second.
+    sim.now += Duration::from_secs(1);
+    let junk = junk_initiation(&sim);
+    let o = sim
+        .server
+        .handle_network(sim.now, flood_from, &junk, &mut out);
+    assert!(matches!(o, Output::Network(_)));
+}
