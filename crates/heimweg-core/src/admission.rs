@@ -26,7 +26,10 @@ pub struct AdmissionConfig {
     pub per_source_rate: u32,
     /// Burst of initiations a source may send at once.
     pub per_source_burst: u32,
-    /// Cookie replies per second a source address gets under load, sustained and at once.
+    /// Cookie replies per second sent without asking who gets them. Beyond that (a flood
+    /// spending a noticeable share of a core on cookies), each source address gets
+    /// `per_source_cookie_rate` per second, and `per_source_cookie_burst` at once.
+    pub free_cookie_rate: u32,
     pub per_source_cookie_rate: u32,
     pub per_source_cookie_burst: u32,
     /// Source addresses tracked at most; beyond that the least recently seen are forgotten.
@@ -44,6 +47,9 @@ impl Default for AdmissionConfig {
             // the queue and cookies protect the CPU, this only stops one address from hogging it.
             per_source_rate: 500,
             per_source_burst: 1000,
+            // About 5% of a core. A storm of real devices stays below it; above it is a
+            // flood, and rationing by address keeps the flood from taking the cores.
+            free_cookie_rate: 20_000,
             // Each device behind an address needs one cookie per attempt under load: the
             // burst covers a few hundred devices behind one NAT reconnecting at once.
             per_source_cookie_rate: 200,
@@ -138,6 +144,8 @@ pub(crate) struct Admission {
     window: Option<(Instant, u32, u32)>,
     /// Cookies are demanded until then, however short the queue: see [`Admission::record`].
     flooded_until: Option<Instant>,
+    /// Start of the current one-second window and the cookie replies granted in it.
+    cookie_window: Option<(Instant, u32)>,
 }
 
 /// A second in which at least this many initiations came from unknown keys, and they were the
@@ -162,6 +170,7 @@ impl Admission {
             ),
             window: None,
             flooded_until: None,
+            cookie_window: None,
             config,
         }
     }
@@ -202,11 +211,28 @@ impl Admission {
         self.buckets.take(now, src).unwrap_or(false)
     }
 
-    /// Takes one cookie reply from `src`'s budget; false if it has none. Here the senders are
-    /// unproven, and spoofed addresses could fill the table: a new source then gets its
-    /// cookie, so a spoofed flood cannot lock real devices out of cookies.
+    /// Whether `src` may have a cookie reply. Up to `free_cookie_rate` per second everyone
+    /// gets one. Beyond, a source's budget decides. The senders are unproven here: whoever
+    /// can spoof an address can spend its budget, and devices behind it then get no cookie
+    /// while the flood lasts. That is the price of not letting a flood take the cores; other
+    /// addresses are not affected, and spoofed addresses filling the table cannot lock anyone
+    /// out (a source new to a full table gets its cookie).
     pub fn allow_cookie(&mut self, now: Instant, src: IpAddr) -> bool {
-        self.cookies.take(now, src).unwrap_or(true)
+        let granted = match self.cookie_window {
+            Some((start, n)) if now.saturating_duration_since(start) < Duration::from_secs(1) => n,
+            _ => {
+                self.cookie_window = Some((now, 0));
+                0
+            }
+        };
+        let allowed =
+            granted < self.config.free_cookie_rate || self.cookies.take(now, src).unwrap_or(true);
+        if allowed {
+            if let Some((_, n)) = self.cookie_window.as_mut() {
+                *n += 1;
+            }
+        }
+        allowed
     }
 
     /// Queues an initiation; false if the queue is full.
@@ -252,6 +278,7 @@ mod tests {
             load_threshold: 2,
             per_source_rate: 10,
             per_source_burst: 3,
+            free_cookie_rate: 0,
             per_source_cookie_rate: 10,
             per_source_cookie_burst: 2,
             max_sources: 2,
@@ -313,6 +340,21 @@ mod tests {
         // 10 per second: a spent source gets its next cookie 100 ms later.
         let ip = IpAddr::from([192, 0, 2, 1]);
         assert!(a.allow_cookie(t0 + Duration::from_millis(100), ip));
+    }
+
+    #[test]
+    fn cookies_are_rationed_only_beyond_the_free_rate() {
+        let mut a = Admission::new(AdmissionConfig {
+            free_cookie_rate: 5,
+            ..cfg()
+        });
+        let t0 = Instant::now();
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        // Five free, then the source's burst of two, then nothing within this second.
+        assert_eq!((0..10).filter(|_| a.allow_cookie(t0, ip)).count(), 7);
+        // A new second: free again, whatever the source's bucket says.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..5).filter(|_| a.allow_cookie(t1, ip)).count(), 5);
     }
 
     #[test]

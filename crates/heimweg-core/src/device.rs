@@ -526,6 +526,31 @@ impl Device {
         })
     }
 
+    /// What the control plane sets on a peer, without copying it: the preshared key and the
+    /// allowed IPs.
+    pub fn peer_settings(&self, id: PeerId) -> Option<(Option<Key>, &[IpNetwork])> {
+        let p = self.peers.get(id.slot())?.as_ref()?;
+        Some((p.preshared_key, &p.allowed_ips))
+    }
+
+    /// Number of peer slots (occupied or free): the bound for [`Device::peer_keys`].
+    pub fn peer_slots(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The peers in `slots`, by public key: lets a caller walk a large table a piece at a time.
+    pub fn peer_keys(
+        &self,
+        slots: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (PeerId, Key)> + '_ {
+        let end = slots.end.min(self.peers.len());
+        let start = slots.start.min(end);
+        self.peers[start..end]
+            .iter()
+            .zip(start..)
+            .filter_map(|(p, s)| Some((PeerId(s as u32), p.as_ref()?.public_key)))
+    }
+
     /// Every peer, in slot order.
     pub fn peers(&self) -> impl Iterator<Item = PeerInfo> + '_ {
         (0..self.peers.len() as u32).filter_map(|s| self.peer(PeerId(s)))
@@ -640,15 +665,22 @@ impl Device {
             return self.dropped(DropReason::NoPrivateKey);
         };
         let loaded = self.admission.under_load(now);
-        // Under load, an initiation without mac2 can only earn a cookie reply. Past its
-        // source's budget it is dropped before any MAC is computed: a flood from a few
-        // addresses then costs a table lookup per datagram. (One with a mac2 goes on to be
-        // checked: it may be a real device coming back with its cookie.)
-        if loaded
-            && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0)
-            && !self.admission.allow_cookie(now, src.ip())
-        {
-            return self.dropped(DropReason::HandshakeRateLimited);
+        // Under load, an initiation without mac2 can only earn a cookie reply, which costs
+        // several MACs and an encryption. Its mac1 is checked first (so that only a sender
+        // who knows our public key can spend an address's budget), then the cookie budget.
+        // One with a mac2 goes on to be checked: it may be a real device coming back with
+        // its cookie.
+        if loaded && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0) {
+            if identity
+                .normal
+                .verify_packet(Some(src.ip()), datagram, out)
+                .is_err()
+            {
+                return self.dropped(DropReason::InvalidMac);
+            }
+            if !self.admission.allow_cookie(now, src.ip()) {
+                return self.dropped(DropReason::HandshakeRateLimited);
+            }
         }
         let limiter = if loaded {
             &identity.loaded

@@ -995,6 +995,7 @@ fn past_its_cookie_budget_a_flooding_address_costs_no_cookie_replies() {
     let mut sim = Sim::new(AdmissionConfig {
         // Always under load: every initiation without mac2 needs a cookie.
         load_threshold: 0,
+        free_cookie_rate: 0,
         per_source_cookie_rate: 1,
         per_source_cookie_burst: 5,
         ..AdmissionConfig::default()
@@ -1017,10 +1018,27 @@ fn past_its_cookie_budget_a_flooding_address_costs_no_cookie_replies() {
             .drops(DropReason::HandshakeRateLimited),
         15
     );
+    // Junk without a valid mac1 (no knowledge of our key) cannot spend another address's
+    // budget: it is dropped as such, and that address still gets its cookies.
+    let victim: SocketAddr = "192.0.2.201:1000".parse().unwrap();
+    for _ in 0..20 {
+        let mut forged = junk_initiation(&sim);
+        forged[120] ^= 1; // inside mac1
+        let _ = sim
+            .server
+            .handle_network(sim.now, victim, &forged, &mut out);
+    }
+    assert_eq!(sim.server.counters().drops(DropReason::InvalidMac), 20);
+    let junk = junk_initiation(&sim);
+    let o = sim.server.handle_network(sim.now, victim, &junk, &mut out);
+    assert!(
+        matches!(o, Output::Network(_)),
+        "the victim's budget is whole"
+    );
     // Another address is not affected: the device gets its cookie and comes in with mac2.
     sim.client_handshake(legit);
     sim.run(Duration::from_millis(100));
-    assert_eq!(sim.server.counters().cookies_sent, 6);
+    assert_eq!(sim.server.counters().cookies_sent, 7);
     sim.client_handshake(legit);
     sim.run(Duration::from_millis(100));
     assert_eq!(sim.server.counters().handshakes_ok, 1);

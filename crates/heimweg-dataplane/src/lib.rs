@@ -18,17 +18,23 @@ use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Key, Policy};
 use heimweg_sys::poll::EventFd;
 use heimweg_sys::tun::Tun;
 use heimweg_sys::udp::UdpSocket;
+use parking_lot::{Mutex, MutexGuard};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use uapi::{DeviceSnapshot, PeerChange, PeerSnapshot, SetRequest, UapiError, UapiHandler};
 
 /// Socket buffers sized for bursts: a 2-core gateway can fall behind by several milliseconds
 /// of line-rate traffic while it does handshakes, and the kernel's default (~200 KiB) overflows.
 const SOCKET_BUFFER_BYTES: usize = 7 << 20;
+
+/// Longest a peer sync holds the data plane's lock at a time (a batch of packets takes about
+/// as long): at 100,000 peers a whole pass takes tens of milliseconds, which the workers
+/// must not spend waiting.
+const SYNC_HOLD: Duration = Duration::from_millis(1);
 
 /// How to bring the data plane up.
 #[derive(Clone, Debug)]
@@ -189,9 +195,9 @@ pub const ACTIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(18
 
 impl Shared {
     pub fn device(&self) -> MutexGuard<'_, Device> {
-        // A worker that panicked while holding the lock leaves a consistent `Device` behind
-        // (every method finishes its own bookkeeping), so keep going rather than cascade.
-        self.device.lock().unwrap_or_else(|p| p.into_inner())
+        // parking_lot's lock does not poison: a worker that panicked while holding it leaves
+        // a consistent `Device` behind (every method finishes its own bookkeeping).
+        self.device.lock()
     }
 
     fn wake_all(&self) {
@@ -355,56 +361,88 @@ impl DataPlane {
         self.shared.device().counters().drops(reason)
     }
 
-    /// Makes the peer set equal to `desired` under one lock: missing peers are added, extra
-    /// ones removed, changed ones updated in place. A peer whose settings did not change is not
+    /// Makes the peer set equal to `desired`, taking the lock for at most about a millisecond
+    /// at a time: missing peers are added, extra ones removed, changed ones updated in place. A peer whose settings did not change is not
     /// touched at all, so its session carries on (invariant: one peer's change never disturbs
     /// another).
     pub fn sync_peers(&self, desired: &[PeerSpec]) -> SyncReport {
         let mut report = SyncReport::default();
-        let mut d = self.shared.device();
-        let wanted: std::collections::HashSet<Key> = desired.iter().map(|p| p.public_key).collect();
-        let stale: Vec<_> = d
-            .peers()
-            .filter(|p| !wanted.contains(&p.public_key))
-            .map(|p| p.id)
-            .collect();
-        for id in stale {
-            d.remove_peer(id);
-            report.removed += 1;
-        }
-        for spec in desired {
-            let existing = d.peer_id(&spec.public_key).and_then(|id| d.peer(id));
-            let id = match &existing {
-                Some(info) => info.id,
-                None => {
-                    report.added += 1;
-                    d.add_peer(spec.public_key)
+        let wanted: std::collections::HashSet<&Key> =
+            desired.iter().map(|p| &p.public_key).collect();
+        // The lock is taken for at most about SYNC_HOLD at a time, so the workers wait no
+        // longer than that whatever the size of the table; between two holds they forward.
+        // Each peer's change is complete within one hold, and no peer depends on another.
+        let mut slot = 0;
+        loop {
+            let mut d = self.shared.device();
+            let since = Instant::now();
+            let slots = d.peer_slots();
+            if slot >= slots {
+                break;
+            }
+            while slot < slots && since.elapsed() < SYNC_HOLD {
+                let end = (slot + 64).min(slots);
+                let stale: Vec<_> = d
+                    .peer_keys(slot..end)
+                    .filter(|(_, k)| !wanted.contains(k))
+                    .map(|(id, _)| id)
+                    .collect();
+                for id in stale {
+                    d.remove_peer(id);
+                    report.removed += 1;
                 }
-            };
-            let mut changed = false;
-            if existing.as_ref().map(|i| i.preshared_key) != Some(spec.preshared_key) {
-                d.set_preshared_key(id, spec.preshared_key);
-                changed = true;
+                slot = end;
             }
-            let same_ips = existing.as_ref().is_some_and(|i| {
-                i.allowed_ips.len() == spec.allowed_ips.len()
-                    && spec.allowed_ips.iter().all(|n| i.allowed_ips.contains(n))
-            });
-            if !same_ips {
-                d.clear_allowed_ips(id);
-                for net in &spec.allowed_ips {
-                    d.add_allowed_ip(id, *net);
-                }
-                changed = true;
-            }
-            if d.set_policy(id, spec.policy.clone()) {
-                changed = true;
-            }
-            if changed && existing.is_some() {
-                report.updated += 1;
-            }
+            // Hand the lock to a waiting worker: an ordinary unlock would let this loop take
+            // it straight back, and the workers would wait for the whole pass after all.
+            MutexGuard::unlock_fair(d);
         }
-        drop(d);
+        let mut next = 0;
+        while next < desired.len() {
+            let mut d = self.shared.device();
+            let since = Instant::now();
+            while next < desired.len() && since.elapsed() < SYNC_HOLD {
+                let spec = &desired[next];
+                next += 1;
+                let existing = d.peer_id(&spec.public_key);
+                let (id, psk_same, ips_same) = match existing {
+                    Some(id) => {
+                        let (psk, ips) = d.peer_settings(id).unwrap_or((None, &[]));
+                        let ips_same = ips.len() == spec.allowed_ips.len()
+                            && spec.allowed_ips.iter().all(|n| ips.contains(n));
+                        (id, psk == spec.preshared_key, ips_same)
+                    }
+                    None => {
+                        report.added += 1;
+                        let id = d.add_peer(spec.public_key);
+                        (
+                            id,
+                            spec.preshared_key.is_none(),
+                            spec.allowed_ips.is_empty(),
+                        )
+                    }
+                };
+                let mut changed = false;
+                if !psk_same {
+                    d.set_preshared_key(id, spec.preshared_key);
+                    changed = true;
+                }
+                if !ips_same {
+                    d.clear_allowed_ips(id);
+                    for net in &spec.allowed_ips {
+                        d.add_allowed_ip(id, *net);
+                    }
+                    changed = true;
+                }
+                if d.set_policy(id, spec.policy.clone()) {
+                    changed = true;
+                }
+                if changed && existing.is_some() {
+                    report.updated += 1;
+                }
+            }
+            MutexGuard::unlock_fair(d);
+        }
         if report != SyncReport::default() {
             self.shared.wake_all();
         }
@@ -439,11 +477,7 @@ impl DataPlane {
     pub fn shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
         self.shared.wake_all();
-        let handles: Vec<_> = self
-            .workers
-            .lock()
-            .map(|mut w| w.drain(..).collect())
-            .unwrap_or_default();
+        let handles: Vec<_> = self.workers.lock().drain(..).collect();
         for h in handles {
             let _ = h.join();
         }

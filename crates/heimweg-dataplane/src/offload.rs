@@ -32,6 +32,11 @@ const MAX_SUPER: usize = 65535;
 /// Segments per coalesced write, as the kernel's GRO allows.
 const MAX_SEGMENTS: usize = 64;
 
+// The TUN uses the host's byte order for the virtio-net header unless told otherwise
+// (TUNSETVNETLE/BE); this code speaks little-endian only.
+#[cfg(target_endian = "big")]
+compile_error!("offload.rs encodes the virtio-net header little-endian");
+
 /// `struct virtio_net_hdr`, in the host's (little-endian) byte order the TUN uses by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct VnetHdr {
@@ -150,7 +155,10 @@ pub(crate) fn segment(
             }
             // The field holds the pseudo-header sum; the sum over everything from
             // `csum_start` then completes it.
-            let c = !fold(sum(&pkt[start..], 0));
+            let mut c = !fold(sum(&pkt[start..], 0));
+            if c == 0 && ip_header(pkt).is_some_and(|(_, _, proto)| proto == PROTO_UDP) {
+                c = 0xffff; // zero means "no checksum" in UDP (and is invalid over IPv6)
+            }
             pkt[field..field + 2].copy_from_slice(&c.to_be_bytes());
         }
         emit(pkt);
@@ -170,7 +178,11 @@ pub(crate) fn segment(
     };
     let headers = iph + th;
     let mss = usize::from(hdr.gso_size);
-    if th < 8 || pkt.len() < headers || mss == 0 || headers + mss > scratch.len() {
+    if th < if tcp { 20 } else { 8 }
+        || pkt.len() < headers
+        || mss == 0
+        || headers + mss > scratch.len()
+    {
         return Err(Malformed);
     }
     let (head, payload) = pkt.split_at(headers);
@@ -286,8 +298,10 @@ impl Tcp {
         let (t, u) = (self.iph, first.iph);
         ip_equal
             && self.th == first.th
-            // acknowledgment number, and the options (timestamps included) byte for byte
-            && p[t + 8..t + 12] == f[u + 8..u + 12]
+            // acknowledgment number; data offset and reserved bits; window (the flags are
+            // checked by `parse`); the options (timestamps included) byte for byte
+            && p[t + 8..t + 13] == f[u + 8..u + 13]
+            && p[t + 14..t + 16] == f[u + 14..u + 16]
             && p[t + 20..t + self.th] == f[u + 20..u + first.th]
     }
 }
@@ -815,6 +829,15 @@ mod tests {
             ..hdr
         };
         assert_eq!(segment(v6, &mut p, &mut scratch, |_| {}), Err(Malformed));
+        for offset in 2..5u8 {
+            // A TCP data offset below five words: the header would overlap the payload.
+            let mut short = base.clone();
+            short[32] = offset << 4;
+            assert_eq!(
+                segment(hdr, &mut short, &mut scratch, |_| {}),
+                Err(Malformed)
+            );
+        }
         let bad_csum = VnetHdr {
             gso_type: GSO_NONE,
             csum_offset: 4000,

@@ -64,7 +64,8 @@ impl Buffers {
         Buffers {
             rx: (0..BATCH).map(|_| vec![0u8; MAX_PACKET]).collect(),
             meta: vec![RecvMeta::default(); BATCH],
-            tun_in: vec![0u8; VNET_HDR_LEN + MAX_PACKET],
+            // An IPv6 super-packet may carry 64 KiB after its 40-byte header.
+            tun_in: vec![0u8; VNET_HDR_LEN + MAX_PACKET + 64],
             segment: vec![0u8; MAX_PACKET],
             out: Out {
                 slots: (0..SLOTS).map(|_| vec![0u8; OUT_LEN]).collect(),
@@ -268,6 +269,11 @@ fn tun_batch(
                 return false;
             }
         };
+        if n > bufs.tun_in.len() {
+            // Longer than the buffer (the kernel reports the whole length): cut off.
+            shared.device().count_drop(DropReason::InnerMalformed);
+            continue;
+        }
         let (head, packet) = bufs.tun_in[..n].split_at_mut(VNET_HDR_LEN.min(n));
         let Some(hdr) = VnetHdr::parse(head) else {
             shared.device().count_drop(DropReason::InnerMalformed);

@@ -296,6 +296,15 @@ impl UdpSocket {
     pub fn send_batch(&self, pkts: &[Transmit<'_>]) -> usize {
         // Position: transmit `at`, and within it segment `seg` (only nonzero without GSO).
         let (mut at, mut seg) = (0usize, 0usize);
+        // A transmit the kernel would not segment (its datagrams are larger than the path
+        // MTU and must be fragmented): sent one datagram at a time instead.
+        let mut split: Option<usize> = None;
+        debug_assert!(pkts
+            .iter()
+            .all(|p| p.segments.split_last().is_none_or(|(last, rest)| {
+                rest.iter().all(|s| s.len() == p.segments[0].len())
+                    && last.len() <= p.segments[0].len()
+            })));
         let unsent = |at: usize, seg: usize| -> usize {
             pkts[at..].iter().map(|p| p.segments.len()).sum::<usize>() - seg
         };
@@ -316,7 +325,11 @@ impl UdpSocket {
                     t += 1;
                     continue;
                 }
-                let count = if gso && s == 0 { p.segments.len() } else { 1 };
+                let count = if gso && s == 0 && split != Some(t) {
+                    p.segments.len()
+                } else {
+                    1
+                };
                 let (ss, len) = to_sockaddr(p.dst, self.v6);
                 addrs[k] = ss;
                 let hdr = &mut msgs[k].msg_hdr;
@@ -359,6 +372,14 @@ impl UdpSocket {
                 // this message included, from now on.
                 Err(e) if carries[0].2 > 1 && matches!(e.raw_os_error(), Some(libc::EIO)) => {
                     self.gso.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                // Too big for the route without fragmenting, which GSO does not do: this
+                // transmit's datagrams go one by one (the kernel fragments each).
+                Err(e)
+                    if carries[0].2 > 1
+                        && matches!(e.raw_os_error(), Some(libc::EMSGSIZE | libc::EINVAL)) =>
+                {
+                    split = Some(carries[0].0);
                 }
                 // The first message was refused: skip it.
                 Err(_) => (at, seg) = next(0),
