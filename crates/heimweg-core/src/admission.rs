@@ -116,6 +116,13 @@ impl Buckets {
         }
     }
 
+    /// Gives back a token `take` took from `src` (it was not spent after all).
+    fn give_back(&mut self, src: IpAddr) {
+        if let Some(b) = self.map.get_mut(&source_key(src)) {
+            b.tokens = (b.tokens + 1.0).min(self.burst);
+        }
+    }
+
     /// Forgets sources whose bucket has refilled completely: they behave like new ones anyway.
     /// Runs at most once a second, so its cost is bounded by `max` per second.
     fn prune(&mut self, now: Instant) {
@@ -235,6 +242,15 @@ impl Admission {
         allowed
     }
 
+    /// Gives back what [`Admission::allow_cookie`] granted to `src`, when no cookie was sent
+    /// after all (its mac1 was wrong).
+    pub fn refund_cookie(&mut self, src: IpAddr) {
+        if let Some((_, n)) = self.cookie_window.as_mut() {
+            *n = n.saturating_sub(1);
+        }
+        self.cookies.give_back(src);
+    }
+
     /// Queues an initiation; false if the queue is full.
     pub fn push(&mut self, src: SocketAddr, datagram: &[u8]) -> bool {
         if self.queue.len() >= self.config.queue_capacity {
@@ -352,6 +368,10 @@ mod tests {
         let ip = IpAddr::from([192, 0, 2, 1]);
         // Five free, then the source's burst of two, then nothing within this second.
         assert_eq!((0..10).filter(|_| a.allow_cookie(t0, ip)).count(), 7);
+        // A refund makes room for one more.
+        a.refund_cookie(ip);
+        assert!(a.allow_cookie(t0, ip));
+        assert!(!a.allow_cookie(t0, ip));
         // A new second: free again, whatever the source's bucket says.
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!((0..5).filter(|_| a.allow_cookie(t1, ip)).count(), 5);

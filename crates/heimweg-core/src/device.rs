@@ -666,21 +666,14 @@ impl Device {
         };
         let loaded = self.admission.under_load(now);
         // Under load, an initiation without mac2 can only earn a cookie reply, which costs
-        // several MACs and an encryption. Its mac1 is checked first (so that only a sender
-        // who knows our public key can spend an address's budget), then the cookie budget.
-        // One with a mac2 goes on to be checked: it may be a real device coming back with
-        // its cookie.
-        if loaded && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0) {
-            if identity
-                .normal
-                .verify_packet(Some(src.ip()), datagram, out)
-                .is_err()
-            {
-                return self.dropped(DropReason::InvalidMac);
-            }
-            if !self.admission.allow_cookie(now, src.ip()) {
-                return self.dropped(DropReason::HandshakeRateLimited);
-            }
+        // several MACs and an encryption. It is charged to its address's cookie budget first,
+        // so that past the budget it is dropped before any MAC is computed; if its mac1 then
+        // turns out wrong the charge is given back, so a sender who does not know our public
+        // key cannot spend an address's budget. One with a mac2 goes on to be checked: it may
+        // be a real device coming back with its cookie.
+        let charged = loaded && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0);
+        if charged && !self.admission.allow_cookie(now, src.ip()) {
+            return self.dropped(DropReason::HandshakeRateLimited);
         }
         let limiter = if loaded {
             &identity.loaded
@@ -694,7 +687,12 @@ impl Device {
                 self.counters.cookies_sent += 1;
                 return Output::Network(Transmit { dst: src, len });
             }
-            Err(_) => return self.dropped(DropReason::InvalidMac),
+            Err(_) => {
+                if charged {
+                    self.admission.refund_cookie(src.ip());
+                }
+                return self.dropped(DropReason::InvalidMac);
+            }
         }
         // Only senders that proved mac1 (and, under load, their address via mac2) spend tokens,
         // so spoofed junk cannot exhaust a real address's budget.
