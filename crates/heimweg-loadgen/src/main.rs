@@ -15,10 +15,13 @@
 //!   each with a valid mac1 (the costly kind: the server must do Diffie-Hellman before it
 //!   knows the sender is nobody), from other source addresses, at a given rate.
 //!
+//! - `traffic` connects the devices as `storm` does, then sends UDP packets through every
+//!   device's tunnel at a given rate (or as fast as it can), batched: the datagrams of up to
+//!   64 devices that share a source address leave as one GSO message.
 //! - `flood` runs only the flood, for a given time, so that a benchmark can measure what it
 //!   does to established tunnels; `--junk-share` mixes in random datagrams.
 //!
-//! It deliberately does no data transfer (iperf3 through a real client measures that) and
+//! It deliberately receives nothing beyond handshakes (the server side counts what arrived) and
 //! keeps no state beyond the run.
 
 use anyhow::{bail, Context, Result};
@@ -26,7 +29,7 @@ use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
@@ -86,6 +89,34 @@ enum Command {
         flood_source_base: Ipv4Addr,
         #[arg(long, default_value_t = 50)]
         flood_sources: u32,
+    },
+    /// Devices connect, then send UDP packets through their tunnels.
+    Traffic {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long)]
+        server_key: String,
+        #[arg(long)]
+        devices: u32,
+        #[arg(long, default_value_t = 0)]
+        first: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        source_base: Ipv4Addr,
+        #[arg(long, default_value_t = 10)]
+        sources: u32,
+        /// Destination of the packets inside the tunnel (on or behind the server).
+        #[arg(long)]
+        target: SocketAddrV4,
+        /// Size of each packet inside the tunnel (IPv4 and UDP headers included).
+        #[arg(long, default_value_t = 1420, value_parser = clap::value_parser!(u16).range(28..=1420))]
+        packet_size: u16,
+        /// Megabits per second inside the tunnel, all devices together; 0: as fast as it can.
+        #[arg(long, default_value_t = 0)]
+        rate_mbit: u64,
+        #[arg(long)]
+        seconds: f64,
     },
     /// Only the flood: junk initiations (and optionally random datagrams) for a while.
     Flood {
@@ -167,7 +198,7 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let report = rt.block_on(storm(Storm {
+            let (report, _) = rt.block_on(storm(Storm {
                 server,
                 server_key: key,
                 devices,
@@ -194,6 +225,55 @@ fn main() -> Result<()> {
             Ok(())
         }
 
+        Command::Traffic {
+            server,
+            server_key,
+            devices,
+            first,
+            seed,
+            source_base,
+            sources,
+            target,
+            packet_size,
+            rate_mbit,
+            seconds,
+        } => {
+            let key = parse_key(&server_key)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let sources = sources.max(1);
+            let (report, mut connected) = rt.block_on(storm(Storm {
+                server,
+                server_key: key,
+                devices,
+                first,
+                seed,
+                source_base,
+                sources,
+                retry: Duration::from_secs(5),
+                deadline: Duration::from_secs(30),
+                flood: None,
+            }))?;
+            if report.failed > 0 {
+                bail!("{} of {devices} devices got no session", report.failed);
+            }
+            connected.sort_by_key(|(i, _)| *i);
+            let result = traffic(
+                &mut connected,
+                &TrafficPlan {
+                    server,
+                    target,
+                    source_base,
+                    sources,
+                    packet_size: usize::from(packet_size),
+                    bytes_per_second: rate_mbit * 125_000,
+                    duration: Duration::from_secs_f64(seconds),
+                },
+            )?;
+            println!("{result}");
+            Ok(())
+        }
         Command::Flood {
             server,
             server_key,
@@ -236,6 +316,115 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+struct TrafficPlan {
+    server: SocketAddr,
+    target: SocketAddrV4,
+    source_base: Ipv4Addr,
+    sources: u32,
+    packet_size: usize,
+    /// 0: as fast as it can.
+    bytes_per_second: u64,
+    duration: Duration,
+}
+
+/// An IPv4/UDP packet of `size` bytes from `src` to `dst` (UDP checksum 0: none, as IPv4
+/// allows), written into `buf`.
+fn udp_packet(src: Ipv4Addr, dst: SocketAddrV4, size: usize, buf: &mut [u8]) {
+    let p = &mut buf[..size];
+    p.fill(0);
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(size as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.ip().octets());
+    let mut sum: u32 = p[..20]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&dst.port().to_be_bytes());
+    p[24..26].copy_from_slice(&((size - 20) as u16).to_be_bytes());
+}
+
+/// Sends packets through every connected device's tunnel, round-robin, for the planned time.
+/// Devices that share a source address (as in the storm, device `i` uses address `i % sources`)
+/// share one socket, and up to 64 of their datagrams leave as one GSO message.
+fn traffic(devices: &mut [(u32, Tunn)], plan: &TrafficPlan) -> Result<serde_json::Value> {
+    use heimweg_sys::udp::{Transmit, UdpSocket as BatchSocket};
+    use std::io::IoSlice;
+    const BATCH: usize = 64;
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); plan.sources as usize];
+    for (pos, (i, _)) in devices.iter().enumerate() {
+        groups[(*i % plan.sources) as usize].push(pos);
+    }
+    groups.retain(|g| !g.is_empty());
+    let sockets = groups
+        .iter()
+        .map(|g| {
+            let i = devices[g[0]].0;
+            let source = Ipv4Addr::from(u32::from(plan.source_base) + i % plan.sources);
+            BatchSocket::bind(SocketAddr::new(IpAddr::V4(source), 0), false, 4 << 20)
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("binding the traffic's sockets")?;
+    let mut cursors = vec![0usize; groups.len()];
+    let mut packet = vec![0u8; plan.packet_size];
+    let mut slots = vec![vec![0u8; plan.packet_size + 64]; BATCH];
+    let (mut packets, mut unsent) = (0u64, 0u64);
+    let cpu_before = own_cpu_s();
+    let start = Instant::now();
+    let mut group = 0;
+    while start.elapsed() < plan.duration {
+        let inner_bytes = packets * plan.packet_size as u64;
+        if plan.bytes_per_second > 0
+            && inner_bytes as f64 >= start.elapsed().as_secs_f64() * plan.bytes_per_second as f64
+        {
+            std::thread::sleep(Duration::from_micros(100));
+            continue;
+        }
+        let members = &groups[group];
+        let mut lens = [0usize; BATCH];
+        let mut n = 0;
+        for _ in 0..members.len().min(BATCH) {
+            let (i, tunn) = &mut devices[members[cursors[group]]];
+            cursors[group] = (cursors[group] + 1) % members.len();
+            udp_packet(
+                device_address(*i),
+                plan.target,
+                plan.packet_size,
+                &mut packet,
+            );
+            if let TunnResult::WriteToNetwork(d) = tunn.encapsulate(&packet, &mut slots[n]) {
+                lens[n] = d.len();
+                n += 1;
+            }
+        }
+        let segments: Vec<IoSlice<'_>> =
+            (0..n).map(|k| IoSlice::new(&slots[k][..lens[k]])).collect();
+        unsent += sockets[group].send_batch(&[Transmit {
+            dst: plan.server,
+            segments: &segments,
+        }]) as u64;
+        packets += n as u64;
+        group = (group + 1) % groups.len();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let delivered = packets - unsent;
+    Ok(serde_json::json!({
+        "devices": devices.len(),
+        "seconds": seconds,
+        "packets_sent": delivered,
+        "packets_unsent": unsent,
+        "inner_mbit_per_s": (delivered * plan.packet_size as u64) as f64 * 8.0 / seconds / 1e6,
+        "generator_cpu_s": own_cpu_s().zip(cpu_before).map(|(a, b)| ((a - b) * 100.0).round() / 100.0),
+    }))
 }
 
 /// This process's CPU time so far (all threads; clock ticks are 1/100 s on Linux): on a small
@@ -454,7 +643,8 @@ impl Report {
     }
 }
 
-async fn storm(s: Storm) -> Result<Report> {
+/// Runs the storm; returns the report and the devices that have a session, with their state.
+async fn storm(s: Storm) -> Result<(Report, Vec<(u32, Tunn)>)> {
     let prepare_start = Instant::now();
     let (start_tx, start_rx) = tokio::sync::watch::channel(None::<Instant>);
     let mut tasks = tokio::task::JoinSet::new();
@@ -494,7 +684,10 @@ async fn storm(s: Storm) -> Result<Report> {
                 .ok()
                 .and_then(|s| *s)
                 .unwrap_or_else(Instant::now);
-            device(i, tunn, socket, first, start, retry, deadline).await
+            (
+                i,
+                device(i, tunn, socket, first, start, retry, deadline).await,
+            )
         });
     }
     let prepare = prepare_start.elapsed();
@@ -523,8 +716,12 @@ async fn storm(s: Storm) -> Result<Report> {
         prepare,
         flood: None,
     };
-    while let Some(o) = tasks.join_next().await {
-        let o = o.context("a device task failed")?;
+    let mut connected = Vec::with_capacity(s.devices as usize);
+    while let Some(done) = tasks.join_next().await {
+        let (i, (o, tunn)) = done.context("a device task failed")?;
+        if o.session_after.is_some() {
+            connected.push((i, tunn));
+        }
         report.retries += u64::from(o.retries);
         report.cookies += u64::from(o.cookies);
         match o.session_after {
@@ -540,7 +737,7 @@ async fn storm(s: Storm) -> Result<Report> {
                 .map_err(|_| anyhow::anyhow!("the flood thread panicked"))?,
         );
     }
-    Ok(report)
+    Ok((report, connected))
 }
 
 /// Message types of the WireGuard wire format (first byte).
@@ -555,7 +752,7 @@ async fn device(
     start: Instant,
     retry: Duration,
     deadline: Duration,
-) -> Outcome {
+) -> (Outcome, Tunn) {
     let mut outcome = Outcome {
         session_after: None,
         retries: 0,
@@ -572,7 +769,7 @@ async fn device(
     loop {
         let now = Instant::now();
         if now >= start + deadline {
-            return outcome;
+            return (outcome, tunn);
         }
         let wait = next_retry
             .min(start + deadline)
@@ -585,7 +782,7 @@ async fn device(
                         outcome.session_after = Some(start.elapsed());
                         // The keepalive confirms the session to the responder.
                         let _ = socket.send(keepalive).await;
-                        return outcome;
+                        return (outcome, tunn);
                     }
                     TunnResult::Done if kind == Some(COOKIE_REPLY) => {
                         // Under load the server answered with a cookie: resend at once, now
@@ -605,7 +802,7 @@ async fn device(
             Ok(Err(_)) => {}
             Err(_elapsed) => {
                 if Instant::now() >= start + deadline {
-                    return outcome;
+                    return (outcome, tunn);
                 }
                 outcome.retries += 1;
                 if let TunnResult::WriteToNetwork(p) =
