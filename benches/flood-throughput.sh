@@ -19,11 +19,6 @@ DUR=${DUR:-8}
 FLOOD_RATE=${FLOOD_RATE:-200000}
 JUNK_SHARE=${JUNK_SHARE:-20}
 CLIENT=${CLIENT:-heimweg}
-HWG=${HWG:-$PWD/target/release/heimweg-wg}
-LOADGEN=${LOADGEN:-$PWD/target/release/heimweg-loadgen}
-GT=${GT:-/opt/gotatun/bin/gotatun}
-BT=${BT:-/opt/boringtun/bin/boringtun-cli}
-WGGO=${WGGO:-$(command -v wireguard-go || true)}
 OUT=${OUT:-/dev/null}
 
 [[ $(id -u) -eq 0 ]] || { echo "flood-throughput.sh: must run as root" >&2; exit 2; }
@@ -32,15 +27,12 @@ for tool in wg iperf3 python3; do
 done
 NS_S="hwft-s-$$"; NS_C="hwft-c-$$"; IFS_="hwft$$s"; IFC="hwft$$c"
 TMPD=$(mktemp -d /tmp/hwflood.XXXXXX)
+source benches/lib.sh
 SRV_PID=""; CLI_PID=""; IPERF_PID=""
-stop_pid() { if [[ -n $1 ]]; then kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; fi; }
 cleanup() {
   set +e
   stop_pid "$IPERF_PID"; stop_pid "$CLI_PID"; stop_pid "$SRV_PID"
-  for ns in "$NS_S" "$NS_C"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null); [[ -n $pids ]] && kill $pids 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
-  done
+  remove_namespaces "$NS_S" "$NS_C"
   rm -f "/var/run/wireguard/$IFS_.sock" "/var/run/wireguard/$IFC.sock"
   rm -rf "$TMPD"
 }
@@ -57,27 +49,6 @@ ip -n "$NS_C" link set c0 up
 (umask 077; wg genkey >"$TMPD/s.key"; wg genkey >"$TMPD/c.key")
 S_PUB=$(wg pubkey <"$TMPD/s.key"); C_PUB=$(wg pubkey <"$TMPD/c.key")
 
-# start NS IFNAME IMPL: a wireguard-go-contract binary in the foreground, PID in STARTED.
-start_wg() {
-  local ns=$1 ifn=$2 impl=$3
-  case $impl in
-    heimweg)   ip netns exec "$ns" "$HWG" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
-    wggo)      LOG_LEVEL=error ip netns exec "$ns" "$WGGO" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
-    gotatun)   ip netns exec "$ns" "$GT" -f --disable-drop-privileges "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
-    boringtun) ip netns exec "$ns" "$BT" -f --disable-drop-privileges "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
-    *) echo "flood-throughput.sh: unknown implementation $impl" >&2; exit 2 ;;
-  esac
-  STARTED=$!
-  for _ in $(seq 1 100); do [[ -S /var/run/wireguard/$ifn.sock ]] && return 0; sleep 0.1; done
-  echo "flood-throughput.sh: $impl did not come up" >&2; cat "$TMPD/$ifn.log" >&2; exit 1
-}
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-udp_counters() {
-  ip netns exec "$NS_S" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } \
-    else print $c["InDatagrams"], $c["RcvbufErrors"] }' /proc/net/snmp
-}
-TICK=$(getconf CLK_TCK)
 
 # measure IMPL RUN DIRECTION FLOOD(0|1): one iperf3 run, one JSON line.
 measure() {
@@ -91,9 +62,9 @@ measure() {
     sleep 1 # the flood reaches its rate before the transfer starts
   fi
   local cpu0 cpu1 in0 err0 in1 err1
-  cpu0=$(cpu_ticks "$SRV_PID"); read -r in0 err0 < <(udp_counters)
+  cpu0=$(cpu_ticks "$SRV_PID"); read -r in0 err0 < <(udp_counters "$NS_S" InDatagrams RcvbufErrors)
   ip netns exec "$NS_C" iperf3 -c 10.99.0.1 -t "$DUR" $rev -J >"$TMPD/iperf.json"
-  cpu1=$(cpu_ticks "$SRV_PID"); read -r in1 err1 < <(udp_counters)
+  cpu1=$(cpu_ticks "$SRV_PID"); read -r in1 err1 < <(udp_counters "$NS_S" InDatagrams RcvbufErrors)
   if [[ -n $flood_pid ]]; then wait "$flood_pid"; flood_json=$(cat "$TMPD/flood.json"); fi
   python3 - "$TMPD/iperf.json" "$impl" "$run" "$dir" "$flooded" "$((cpu1 - cpu0))" "$TICK" \
     "$((in1 - in0))" "$((err1 - err0))" "$flood_json" "$CLIENT" <<'PYEOF' | tee -a "$OUT" "$TMPD/results.jsonl"

@@ -18,67 +18,34 @@ RUNS=${RUNS:-3}
 DUR=${DUR:-8}
 SIZE=${SIZE:-1420}
 RATE_MBIT=${RATE_MBIT:-0}
-HWG=${HWG:-$PWD/target/release/heimweg-wg}
-LOADGEN=${LOADGEN:-$PWD/target/release/heimweg-loadgen}
-GT=${GT:-/opt/gotatun/bin/gotatun}
-BT=${BT:-/opt/boringtun/bin/boringtun-cli}
-WGGO=${WGGO:-$(command -v wireguard-go || true)}
 OUT=${OUT:-/dev/null}
 
 [[ $(id -u) -eq 0 ]] || { echo "many-peers.sh: must run as root" >&2; exit 2; }
 command -v socat >/dev/null || { echo "many-peers.sh: missing socat" >&2; exit 2; }
 NS_S="hwmp-s-$$"; NS_C="hwmp-c-$$"; IFN="hwmp$$"
 TMPD=$(mktemp -d /tmp/hwmany.XXXXXX)
+source benches/lib.sh
 SRV_PID=""; SINK_PID=""
-stop_pid() { if [[ -n $1 ]]; then kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; fi; }
 cleanup() {
   set +e
   stop_pid "$SINK_PID"; stop_pid "$SRV_PID"
-  for ns in "$NS_S" "$NS_C"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null); [[ -n $pids ]] && kill $pids 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
-  done
+  remove_namespaces "$NS_S" "$NS_C"
   rm -f "/var/run/wireguard/$IFN.sock"
   rm -rf "$TMPD"
 }
 trap cleanup EXIT
 
-ip netns add "$NS_S"; ip netns add "$NS_C"
-ip -n "$NS_S" link set lo up; ip -n "$NS_C" link set lo up
-ip link add s0 netns "$NS_S" type veth peer name c0 netns "$NS_C"
-ip -n "$NS_S" addr add 10.202.255.254/16 dev s0; ip -n "$NS_S" link set s0 up
-for k in $(seq 0 $((SOURCES - 1))); do
-  echo "address add 10.202.$(((1 + k) / 256)).$(((1 + k) % 256))/16 dev c0"
-done | ip -n "$NS_C" -batch -
-ip -n "$NS_C" link set c0 up
+netns_pair "$NS_S" "$NS_C" 10.202 "$SOURCES"
 
 (umask 077; wg genkey >"$TMPD/s.key"); SERVER_PUB=$(wg pubkey <"$TMPD/s.key")
 { printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n\n' "$(cat "$TMPD/s.key")"
   "$LOADGEN" keys --devices "$N"; } >"$TMPD/server.conf"
 
-start_server() {
-  case $1 in
-    heimweg)   ip netns exec "$NS_S" "$HWG" -f "$IFN" >"$TMPD/server.log" 2>&1 & ;;
-    wggo)      LOG_LEVEL=error ip netns exec "$NS_S" "$WGGO" -f "$IFN" >"$TMPD/server.log" 2>&1 & ;;
-    gotatun)   ip netns exec "$NS_S" "$GT" -f --disable-drop-privileges "$IFN" >"$TMPD/server.log" 2>&1 & ;;
-    boringtun) ip netns exec "$NS_S" "$BT" -f --disable-drop-privileges "$IFN" >"$TMPD/server.log" 2>&1 & ;;
-    *) echo "many-peers.sh: unknown server $1" >&2; exit 2 ;;
-  esac
-  SRV_PID=$!
-  for _ in $(seq 1 100); do [[ -S /var/run/wireguard/$IFN.sock ]] && return 0; sleep 0.1; done
-  echo "many-peers.sh: $1 did not come up" >&2; cat "$TMPD/server.log" >&2; exit 1
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tun_rx() { ip netns exec "$NS_S" cat "/sys/class/net/$IFN/statistics/rx_packets" "/sys/class/net/$IFN/statistics/rx_bytes" | paste -sd' '; }
-udp_errors() {
-  ip netns exec "$NS_S" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } \
-    else print $c["RcvbufErrors"] }' /proc/net/snmp
-}
-TICK=$(getconf CLK_TCK)
 
 for run in $(seq 1 "$RUNS"); do
   for impl in $IMPLS; do
-    start_server "$impl"
+    start_wg "$NS_S" "$IFN" "$impl"; SRV_PID=$STARTED
     ip netns exec "$NS_S" wg setconf "$IFN" "$TMPD/server.conf"
     # The devices' addresses are 10.64.0.0/10; the server's own is the last one of it.
     ip -n "$NS_S" addr add 10.127.255.254/10 dev "$IFN"; ip -n "$NS_S" link set "$IFN" mtu 1420 up
@@ -87,12 +54,12 @@ for run in $(seq 1 "$RUNS"); do
     # The loadgen connects every device first; the clock of what counts starts with the
     # first data packet, so the server's counters are read around the whole run and the
     # rate is taken from the generator's own timing.
-    cpu0=$(cpu_ticks "$SRV_PID"); read -r pk0 by0 < <(tun_rx); err0=$(udp_errors)
+    cpu0=$(cpu_ticks "$SRV_PID"); read -r pk0 by0 < <(tun_rx); err0=$(udp_counters "$NS_S" RcvbufErrors)
     report=$(ip netns exec "$NS_C" bash -c "ulimit -n $((N + 1024)) && exec '$LOADGEN' traffic \
       --server 10.202.255.254:51820 --server-key '$SERVER_PUB' --devices $N \
       --source-base 10.202.0.1 --sources $SOURCES --target 10.127.255.254:9 \
       --packet-size $SIZE --rate-mbit $RATE_MBIT --seconds $DUR")
-    cpu1=$(cpu_ticks "$SRV_PID"); read -r pk1 by1 < <(tun_rx); err1=$(udp_errors)
+    cpu1=$(cpu_ticks "$SRV_PID"); read -r pk1 by1 < <(tun_rx); err1=$(udp_counters "$NS_S" RcvbufErrors)
     python3 - "$report" "$impl" "$run" "$((cpu1 - cpu0))" "$TICK" "$((pk1 - pk0))" "$((by1 - by0))" \
       "$((err1 - err0))" \
       <<'PYEOF' | tee -a "$OUT" "$TMPD/results.jsonl"

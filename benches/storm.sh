@@ -26,38 +26,23 @@ PEERS=${PEERS:-$N}
 SOURCES=${SOURCES:-100}
 RUNS=${RUNS:-1}
 DEADLINE=${DEADLINE:-40}
-HWG=${HWG:-$PWD/target/release/heimweg-wg}
-LOADGEN=${LOADGEN:-$PWD/target/release/heimweg-loadgen}
-GT=${GT:-/opt/gotatun/bin/gotatun}
-BT=${BT:-/opt/boringtun/bin/boringtun-cli}
-WGGO=${WGGO:-$(command -v wireguard-go || true)}
 OUT=${OUT:-/dev/null}
 
 [[ $(id -u) -eq 0 ]] || { echo "storm.sh: must run as root" >&2; exit 2; }
 NS_S="hwst-s-$$"; NS_C="hwst-c-$$"; IFN="hwst$$"
 TMPD=$(mktemp -d /tmp/hwstorm.XXXXXX)
+source benches/lib.sh
 SRV_PID=""
 cleanup() {
   set +e
-  [[ -n $SRV_PID ]] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
-  for ns in "$NS_S" "$NS_C"; do
-    pids=$(ip netns pids "$ns" 2>/dev/null); [[ -n $pids ]] && kill $pids 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
-  done
+  stop_pid "$SRV_PID"
+  remove_namespaces "$NS_S" "$NS_C"
   rm -f "/var/run/wireguard/$IFN.sock"
   rm -rf "$TMPD"
 }
 trap cleanup EXIT
 
-ip netns add "$NS_S"; ip netns add "$NS_C"
-ip -n "$NS_S" link set lo up; ip -n "$NS_C" link set lo up
-ip link add s0 netns "$NS_S" type veth peer name c0 netns "$NS_C"
-ip -n "$NS_S" addr add 10.200.255.254/16 dev s0; ip -n "$NS_S" link set s0 up
-# The devices' source addresses: SOURCES consecutive ones from 10.200.0.1, as the loadgen
-# counts them.
-for k in $(seq 0 $((SOURCES - 1))); do
-  echo "address add 10.200.$(((1 + k) / 256)).$(((1 + k) % 256))/16 dev c0"
-done | ip -n "$NS_C" -batch -
+netns_pair "$NS_S" "$NS_C" 10.200 "$SOURCES"
 FLOOD_RATE=${FLOOD_RATE:-0}
 FLOOD_SOURCES=${FLOOD_SOURCES:-50}
 if [[ $FLOOD_RATE -gt 0 ]]; then
@@ -65,54 +50,31 @@ if [[ $FLOOD_RATE -gt 0 ]]; then
     echo "address add 10.200.200.$((1 + k))/16 dev c0"
   done | ip -n "$NS_C" -batch -
 fi
-ip -n "$NS_C" link set c0 up
 FIRST_SOURCE=10.200.0.1
 
 (umask 077; wg genkey >"$TMPD/s.key"); SERVER_PUB=$(wg pubkey <"$TMPD/s.key")
 { printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n\n' "$(cat "$TMPD/s.key")"
   "$LOADGEN" keys --devices "$PEERS"; } >"$TMPD/server.conf"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# Udp: InDatagrams and RcvbufErrors in the server's namespace.
-udp_counters() {
-  ip netns exec "$NS_S" awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } \
-    else print $c["InDatagrams"], $c["RcvbufErrors"] }' /proc/net/snmp
-}
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-
-start_server() {
-  case $1 in
-    heimweg)   ip netns exec "$NS_S" "$HWG" -f "$IFN" >"$TMPD/server.log" 2>&1 & ;;
-    wggo)      LOG_LEVEL=error ip netns exec "$NS_S" "$WGGO" -f "$IFN" >"$TMPD/server.log" 2>&1 & ;;
-    gotatun)   ip netns exec "$NS_S" "$GT" -f --disable-drop-privileges "$IFN" >"$TMPD/server.log" 2>&1 & ;;
-    boringtun) ip netns exec "$NS_S" "$BT" -f --disable-drop-privileges "$IFN" >"$TMPD/server.log" 2>&1 & ;;
-    *) echo "storm.sh: unknown server $1" >&2; exit 2 ;;
-  esac
-  SRV_PID=$!
-  for _ in $(seq 1 100); do [[ -S /var/run/wireguard/$IFN.sock ]] && return 0; sleep 0.1; done
-  echo "storm.sh: $1 did not come up" >&2; cat "$TMPD/server.log" >&2; exit 1
-}
-
-TICK=$(getconf CLK_TCK)
 for run in $(seq 1 "$RUNS"); do
   for impl in $IMPLS; do
-    start_server "$impl"
+    start_wg "$NS_S" "$IFN" "$impl"; SRV_PID=$STARTED
     ip netns exec "$NS_S" wg setconf "$IFN" "$TMPD/server.conf"
     ip -n "$NS_S" link set "$IFN" up
-    rss0=$(rss_kb "$SRV_PID"); cpu0=$(cpu_ticks "$SRV_PID"); read -r udp_in0 udp_err0 < <(udp_counters)
+    rss0=$(rss_kb "$SRV_PID"); cpu0=$(cpu_ticks "$SRV_PID"); read -r udp_in0 udp_err0 < <(udp_counters "$NS_S" InDatagrams RcvbufErrors)
     set +e
     report=$(ip netns exec "$NS_C" bash -c "ulimit -n $((N + 1024)) && exec '$LOADGEN' storm \
       --server 10.200.255.254:51820 --server-key '$SERVER_PUB' --devices $N --first $((PEERS - N)) \
       --source-base $FIRST_SOURCE --sources $SOURCES --deadline-secs $DEADLINE --json \
       --flood-rate $FLOOD_RATE --flood-sources $FLOOD_SOURCES")
     set -e
-    cpu1=$(cpu_ticks "$SRV_PID"); rss1=$(rss_kb "$SRV_PID"); read -r udp_in1 udp_err1 < <(udp_counters)
+    cpu1=$(cpu_ticks "$SRV_PID"); rss1=$(rss_kb "$SRV_PID"); read -r udp_in1 udp_err1 < <(udp_counters "$NS_S" InDatagrams RcvbufErrors)
     line=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r.update(server=sys.argv[2], run=int(sys.argv[3]), sources=int(sys.argv[4]), server_cpu_s=(int(sys.argv[6])-int(sys.argv[5]))/int(sys.argv[7]), rss_before_kb=int(sys.argv[8]), rss_after_kb=int(sys.argv[9]), rss_per_peer_kb=round(int(sys.argv[9])/int(sys.argv[10]),1), peers=int(sys.argv[10]), server_udp_in=int(sys.argv[11]), server_udp_rcvbuf_errors=int(sys.argv[12])); print(json.dumps(r))" \
       "$report" "$impl" "$run" "$SOURCES" "$cpu0" "$cpu1" "$TICK" "$rss0" "$rss1" "$PEERS" \
       "$((udp_in1 - udp_in0))" "$((udp_err1 - udp_err0))")
     echo "$line" | tee -a "$OUT"
     echo "$line" >>"$TMPD/results.jsonl"
-    kill "$SRV_PID"; wait "$SRV_PID" 2>/dev/null || true; SRV_PID=""
+    stop_pid "$SRV_PID"; SRV_PID=""
     for _ in $(seq 1 50); do [[ -S /var/run/wireguard/$IFN.sock ]] || break; sleep 0.1; done
     rm -f "/var/run/wireguard/$IFN.sock"
   done

@@ -40,6 +40,49 @@ struct Cli {
     command: Command,
 }
 
+/// The simulated devices and the server they connect to.
+#[derive(clap::Args)]
+struct Fleet {
+    /// The server's UDP address.
+    #[arg(long)]
+    server: SocketAddr,
+    /// The server's public key (base64).
+    #[arg(long)]
+    server_key: String,
+    #[arg(long)]
+    devices: u32,
+    /// Simulate devices `first .. first + devices` of the seed's list (the server may know
+    /// more devices than connect).
+    #[arg(long, default_value_t = 0)]
+    first: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First source address; the devices are spread round-robin over `--sources`
+    /// consecutive addresses from here (they must exist on an interface).
+    #[arg(long)]
+    source_base: Ipv4Addr,
+    #[arg(long, default_value_t = 100)]
+    sources: u32,
+}
+
+impl Fleet {
+    /// The storm these devices make, without a flood unless one is added.
+    fn storm(&self, retry: Duration, deadline: Duration) -> Result<Storm> {
+        Ok(Storm {
+            server: self.server,
+            server_key: parse_key(&self.server_key)?,
+            devices: self.devices,
+            first: self.first,
+            seed: self.seed,
+            source_base: self.source_base,
+            sources: self.sources.max(1),
+            retry,
+            deadline,
+            flood: None,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the peer sections of `--devices` simulated devices (`wg setconf` format).
@@ -52,26 +95,8 @@ enum Command {
     },
     /// All devices start their handshakes at the same moment.
     Storm {
-        /// The server's UDP address.
-        #[arg(long)]
-        server: SocketAddr,
-        /// The server's public key (base64).
-        #[arg(long)]
-        server_key: String,
-        #[arg(long)]
-        devices: u32,
-        /// Simulate devices `first .. first + devices` of the seed's list (the server may know
-        /// more devices than connect).
-        #[arg(long, default_value_t = 0)]
-        first: u32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// First source address; the devices are spread round-robin over `--sources`
-        /// consecutive addresses from here (they must exist on an interface).
-        #[arg(long)]
-        source_base: Ipv4Addr,
-        #[arg(long, default_value_t = 100)]
-        sources: u32,
+        #[command(flatten)]
+        fleet: Fleet,
         /// Seconds until an unanswered device sends its initiation again (the apps: 5).
         #[arg(long, default_value_t = 5.0)]
         retry_secs: f64,
@@ -92,20 +117,8 @@ enum Command {
     },
     /// Devices connect, then send UDP packets through their tunnels.
     Traffic {
-        #[arg(long)]
-        server: SocketAddr,
-        #[arg(long)]
-        server_key: String,
-        #[arg(long)]
-        devices: u32,
-        #[arg(long, default_value_t = 0)]
-        first: u32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long)]
-        source_base: Ipv4Addr,
-        #[arg(long, default_value_t = 10)]
-        sources: u32,
+        #[command(flatten)]
+        fleet: Fleet,
         /// Destination of the packets inside the tunnel (on or behind the server).
         #[arg(long)]
         target: SocketAddrV4,
@@ -179,13 +192,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Storm {
-            server,
-            server_key,
-            devices,
-            first,
-            seed,
-            source_base,
-            sources,
+            fleet,
             retry_secs,
             deadline_secs,
             json,
@@ -193,27 +200,20 @@ fn main() -> Result<()> {
             flood_source_base,
             flood_sources,
         } => {
-            let key = parse_key(&server_key)?;
+            let mut plan = fleet.storm(
+                Duration::from_secs_f64(retry_secs),
+                Duration::from_secs_f64(deadline_secs),
+            )?;
+            plan.flood = (flood_rate > 0).then_some(Flood {
+                rate: flood_rate,
+                source_base: flood_source_base,
+                sources: flood_sources.max(1),
+            });
             // One thread: the storm must not take both cores from the server it measures.
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let (report, _) = rt.block_on(storm(Storm {
-                server,
-                server_key: key,
-                devices,
-                first,
-                seed,
-                source_base,
-                sources: sources.max(1),
-                retry: Duration::from_secs_f64(retry_secs),
-                deadline: Duration::from_secs_f64(deadline_secs),
-                flood: (flood_rate > 0).then_some(Flood {
-                    rate: flood_rate,
-                    source_base: flood_source_base,
-                    sources: flood_sources.max(1),
-                }),
-            }))?;
+            let (report, _) = rt.block_on(storm(plan))?;
             if json {
                 println!("{}", report.to_json());
             } else {
@@ -226,35 +226,19 @@ fn main() -> Result<()> {
         }
 
         Command::Traffic {
-            server,
-            server_key,
-            devices,
-            first,
-            seed,
-            source_base,
-            sources,
+            fleet,
             target,
             packet_size,
             rate_mbit,
             seconds,
         } => {
-            let key = parse_key(&server_key)?;
+            let plan = fleet.storm(Duration::from_secs(5), Duration::from_secs(30))?;
+            let (server, source_base, sources, devices) =
+                (plan.server, plan.source_base, plan.sources, plan.devices);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let sources = sources.max(1);
-            let (report, mut connected) = rt.block_on(storm(Storm {
-                server,
-                server_key: key,
-                devices,
-                first,
-                seed,
-                source_base,
-                sources,
-                retry: Duration::from_secs(5),
-                deadline: Duration::from_secs(30),
-                flood: None,
-            }))?;
+            let (report, mut connected) = rt.block_on(storm(plan))?;
             if report.failed > 0 {
                 bail!("{} of {devices} devices got no session", report.failed);
             }

@@ -573,28 +573,30 @@ mod tests {
         (got, coalesced)
     }
 
-    /// Ten datagrams of 100 bytes and a last one of 50, numbered in their first byte.
-    fn gso_batch() -> Vec<Vec<u8>> {
-        (0..11u8)
+    /// Sends ten datagrams of 100 bytes and a last one of 50, numbered in their first byte,
+    /// as one GSO batch from a new socket to `rx`; returns them, and whether GSO stayed on.
+    fn send_gso_batch(rx: &UdpSocket) -> (Vec<Vec<u8>>, bool) {
+        let tx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
+        let data: Vec<Vec<u8>> = (0..11u8)
             .map(|i| vec![i; if i == 10 { 50 } else { 100 }])
-            .collect()
+            .collect();
+        let segments: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
+        let dst = rx.local_addr().unwrap();
+        assert_eq!(
+            tx.send_batch(&[Transmit {
+                dst,
+                segments: &segments
+            }]),
+            0
+        );
+        (data, tx.gso())
     }
 
     #[test]
     fn a_gso_batch_arrives_as_separate_datagrams_in_order() {
         let rx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
-        let data = gso_batch();
-        let segments: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
-        let to = rx.local_addr().unwrap();
-        assert_eq!(
-            tx.send_batch(&[Transmit {
-                dst: to,
-                segments: &segments
-            }]),
-            0
-        );
-        assert!(tx.gso(), "loopback segments in the kernel");
+        let (data, gso) = send_gso_batch(&rx);
+        assert!(gso, "loopback segments in the kernel");
         let (got, coalesced) = receive_datagrams(&rx, data.len());
         assert!(!coalesced, "without GRO every datagram comes alone");
         assert_eq!(got, data);
@@ -604,18 +606,8 @@ mod tests {
     fn gro_hands_over_coalesced_datagrams_that_split_back_exactly() {
         let rx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
         assert!(rx.enable_gro());
-        let tx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false, 1 << 20).unwrap();
-        let data = gso_batch();
-        let segments: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
-        let to = rx.local_addr().unwrap();
         // A GSO batch travels loopback as one packet, which GRO delivers as one buffer.
-        assert_eq!(
-            tx.send_batch(&[Transmit {
-                dst: to,
-                segments: &segments
-            }]),
-            0
-        );
+        let (data, _) = send_gso_batch(&rx);
         let (got, coalesced) = receive_datagrams(&rx, data.len());
         assert!(coalesced, "the kernel reported a segment size");
         assert_eq!(got, data);
