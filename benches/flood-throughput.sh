@@ -98,9 +98,11 @@ for run in $(seq 1 "$RUNS"); do
     ip netns exec "$NS_S" iperf3 -s -B 10.99.0.1 >"$TMPD/iperf-server.log" 2>&1 &
     IPERF_PID=$!
     # The handshake happens with the first packet; wait until the tunnel carries a ping.
+    up=0
     for _ in $(seq 1 50); do
-      ip netns exec "$NS_C" ping -c1 -W1 10.99.0.1 >/dev/null 2>&1 && break
+      ip netns exec "$NS_C" ping -c1 -W1 10.99.0.1 >/dev/null 2>&1 && { up=1; break; }
     done
+    [[ $up == 1 ]] || { echo "flood-throughput.sh: the tunnel to $impl never came up" >&2; exit 1; }
     for dir in fwd rev; do
       measure "$impl" "$run" "$dir" 0
       measure "$impl" "$run" "$dir" 1

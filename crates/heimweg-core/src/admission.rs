@@ -30,6 +30,9 @@ pub struct AdmissionConfig {
     /// spending a noticeable share of a core on cookies), each source address gets
     /// `per_source_cookie_rate` per second, and `per_source_cookie_burst` at once.
     pub free_cookie_rate: u32,
+    /// Cookie replies per second at most, whoever asks: spoofed random addresses each come
+    /// with a full bucket, so the buckets alone do not bound a flood's cost.
+    pub max_cookie_rate: u32,
     pub per_source_cookie_rate: u32,
     pub per_source_cookie_burst: u32,
     /// Source addresses tracked at most; beyond that the least recently seen are forgotten.
@@ -50,6 +53,8 @@ impl Default for AdmissionConfig {
             // About 5% of a core. A storm of real devices stays below it; above it is a
             // flood, and rationing by address keeps the flood from taking the cores.
             free_cookie_rate: 20_000,
+            // About a quarter of a core.
+            max_cookie_rate: 100_000,
             // Each device behind an address needs one cookie per attempt under load: the
             // burst covers a few hundred devices behind one NAT reconnecting at once.
             per_source_cookie_rate: 200,
@@ -57,6 +62,17 @@ impl Default for AdmissionConfig {
             max_sources: 65_536,
         }
     }
+}
+
+/// Which budget paid for a cookie reply (see [`Admission::allow_cookie`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CookieGrant {
+    /// The free rate.
+    Free,
+    /// The source's bucket.
+    Bucket,
+    /// A source new to a full table.
+    Untracked,
 }
 
 /// A queued initiation: its bytes are copied into a fixed array so queueing never allocates.
@@ -218,13 +234,14 @@ impl Admission {
         self.buckets.take(now, src).unwrap_or(false)
     }
 
-    /// Whether `src` may have a cookie reply. Up to `free_cookie_rate` per second everyone
-    /// gets one. Beyond, a source's budget decides. The senders are unproven here: whoever
-    /// can spoof an address can spend its budget, and devices behind it then get no cookie
-    /// while the flood lasts. That is the price of not letting a flood take the cores; other
-    /// addresses are not affected, and spoofed addresses filling the table cannot lock anyone
-    /// out (a source new to a full table gets its cookie).
-    pub fn allow_cookie(&mut self, now: Instant, src: IpAddr) -> bool {
+    /// Whether `src` may have a cookie reply, and which budget paid for it. Up to
+    /// `free_cookie_rate` per second everyone gets one; beyond, a source's budget decides, and
+    /// nobody gets more than `max_cookie_rate` in total. The senders are unproven here:
+    /// whoever can spoof an address can spend its budget, and devices behind it then get no
+    /// cookie while the flood lasts. That is the price of not letting a flood take the cores;
+    /// other addresses are not affected, and spoofed addresses filling the table cannot lock
+    /// anyone out (a source new to a full table gets its cookie, within the total).
+    pub fn allow_cookie(&mut self, now: Instant, src: IpAddr) -> Option<CookieGrant> {
         let granted = match self.cookie_window {
             Some((start, n)) if now.saturating_duration_since(start) < Duration::from_secs(1) => n,
             _ => {
@@ -232,23 +249,32 @@ impl Admission {
                 0
             }
         };
-        let allowed =
-            granted < self.config.free_cookie_rate || self.cookies.take(now, src).unwrap_or(true);
-        if allowed {
-            if let Some((_, n)) = self.cookie_window.as_mut() {
-                *n += 1;
+        let grant = if granted < self.config.free_cookie_rate {
+            CookieGrant::Free
+        } else if granted >= self.config.max_cookie_rate {
+            return None;
+        } else {
+            match self.cookies.take(now, src) {
+                Some(true) => CookieGrant::Bucket,
+                Some(false) => return None,
+                None => CookieGrant::Untracked,
             }
+        };
+        if let Some((_, n)) = self.cookie_window.as_mut() {
+            *n += 1;
         }
-        allowed
+        Some(grant)
     }
 
     /// Gives back what [`Admission::allow_cookie`] granted to `src`, when no cookie was sent
-    /// after all (its mac1 was wrong).
-    pub fn refund_cookie(&mut self, src: IpAddr) {
+    /// after all (its mac1 was wrong): to the budget that paid.
+    pub fn refund_cookie(&mut self, src: IpAddr, grant: CookieGrant) {
         if let Some((_, n)) = self.cookie_window.as_mut() {
             *n = n.saturating_sub(1);
         }
-        self.cookies.give_back(src);
+        if grant == CookieGrant::Bucket {
+            self.cookies.give_back(src);
+        }
     }
 
     /// Queues an initiation; false if the queue is full.
@@ -295,6 +321,7 @@ mod tests {
             per_source_rate: 10,
             per_source_burst: 3,
             free_cookie_rate: 0,
+            max_cookie_rate: 100,
             per_source_cookie_rate: 10,
             per_source_cookie_burst: 2,
             max_sources: 2,
@@ -343,38 +370,74 @@ mod tests {
         let t0 = Instant::now();
         for last in 1..=2u8 {
             let ip = IpAddr::from([192, 0, 2, last]);
-            assert!(a.allow_cookie(t0, ip) && a.allow_cookie(t0, ip));
-            assert!(!a.allow_cookie(t0, ip), "the budget of two is spent");
+            assert_eq!(a.allow_cookie(t0, ip), Some(CookieGrant::Bucket));
+            assert_eq!(a.allow_cookie(t0, ip), Some(CookieGrant::Bucket));
+            assert_eq!(a.allow_cookie(t0, ip), None, "the budget of two is spent");
             assert!(a.allow_source(t0, ip));
         }
         let newcomer = IpAddr::from([192, 0, 2, 3]);
-        assert!(
+        assert_eq!(
             a.allow_cookie(t0, newcomer),
+            Some(CookieGrant::Untracked),
             "spoofers must not lock out real devices"
         );
         assert!(!a.allow_source(t0, newcomer));
         // 10 per second: a spent source gets its next cookie 100 ms later.
         let ip = IpAddr::from([192, 0, 2, 1]);
-        assert!(a.allow_cookie(t0 + Duration::from_millis(100), ip));
+        assert!(a
+            .allow_cookie(t0 + Duration::from_millis(100), ip)
+            .is_some());
     }
 
     #[test]
-    fn cookies_are_rationed_only_beyond_the_free_rate() {
+    fn cookies_are_rationed_beyond_the_free_rate_and_capped_in_total() {
         let mut a = Admission::new(AdmissionConfig {
             free_cookie_rate: 5,
+            max_cookie_rate: 8,
+            max_sources: 100,
             ..cfg()
         });
         let t0 = Instant::now();
         let ip = IpAddr::from([192, 0, 2, 1]);
         // Five free, then the source's burst of two, then nothing within this second.
-        assert_eq!((0..10).filter(|_| a.allow_cookie(t0, ip)).count(), 7);
-        // A refund makes room for one more.
-        a.refund_cookie(ip);
-        assert!(a.allow_cookie(t0, ip));
-        assert!(!a.allow_cookie(t0, ip));
+        let grants: Vec<_> = (0..10).map(|_| a.allow_cookie(t0, ip)).collect();
+        assert_eq!(
+            grants
+                .iter()
+                .filter(|g| **g == Some(CookieGrant::Free))
+                .count(),
+            5
+        );
+        assert_eq!(
+            grants
+                .iter()
+                .filter(|g| **g == Some(CookieGrant::Bucket))
+                .count(),
+            2
+        );
+        // A refund goes to the budget that paid: the bucket gets its token back.
+        a.refund_cookie(ip, CookieGrant::Bucket);
+        assert_eq!(a.allow_cookie(t0, ip), Some(CookieGrant::Bucket));
+        assert_eq!(a.allow_cookie(t0, ip), None);
+        // A refund of a free cookie does not fill the bucket.
+        a.refund_cookie(ip, CookieGrant::Free);
+        assert_eq!(a.allow_cookie(t0, ip), None, "the bucket is still empty");
+        // Fresh addresses, each with a full bucket, still stop at the total of eight.
+        let fresh =
+            (10..20u8).filter(|&i| a.allow_cookie(t0, IpAddr::from([192, 0, 2, i])).is_some());
+        assert_eq!(
+            fresh.count(),
+            2,
+            "fresh addresses stop at the total of eight"
+        );
         // A new second: free again, whatever the source's bucket says.
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!((0..5).filter(|_| a.allow_cookie(t1, ip)).count(), 5);
+        assert_eq!(
+            (0..5)
+                .filter(|_| a.allow_cookie(t1, ip) == Some(CookieGrant::Free))
+                .count(),
+            5
+        );
     }
 
     #[test]

@@ -671,10 +671,14 @@ impl Device {
         // turns out wrong the charge is given back, so a sender who does not know our public
         // key cannot spend an address's budget. One with a mac2 goes on to be checked: it may
         // be a real device coming back with its cookie.
-        let charged = loaded && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0);
-        if charged && !self.admission.allow_cookie(now, src.ip()) {
-            return self.dropped(DropReason::HandshakeRateLimited);
-        }
+        let charged = if loaded && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0) {
+            match self.admission.allow_cookie(now, src.ip()) {
+                Some(grant) => Some(grant),
+                None => return self.dropped(DropReason::HandshakeRateLimited),
+            }
+        } else {
+            None
+        };
         let limiter = if loaded {
             &identity.loaded
         } else {
@@ -684,12 +688,18 @@ impl Device {
             Ok(_) => {}
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 let len = cookie.len();
+                // A wrong but non-zero mac2 was not charged beforehand; it is now. Its cost
+                // is spent, but past the budget it gets no reply, so the gateway does not
+                // reflect a flood without limit.
+                if charged.is_none() && self.admission.allow_cookie(now, src.ip()).is_none() {
+                    return self.dropped(DropReason::HandshakeRateLimited);
+                }
                 self.counters.cookies_sent += 1;
                 return Output::Network(Transmit { dst: src, len });
             }
             Err(_) => {
-                if charged {
-                    self.admission.refund_cookie(src.ip());
+                if let Some(grant) = charged {
+                    self.admission.refund_cookie(src.ip(), grant);
                 }
                 return self.dropped(DropReason::InvalidMac);
             }

@@ -1018,6 +1018,19 @@ fn past_its_cookie_budget_a_flooding_address_costs_no_cookie_replies() {
             .drops(DropReason::HandshakeRateLimited),
         15
     );
+    // A made-up mac2 does not escape the budget: the cookie is computed, but not sent.
+    let mut fake_mac2 = junk_initiation(&sim);
+    fake_mac2[132..148].fill(1);
+    let o = sim
+        .server
+        .handle_network(sim.now, flood_from, &fake_mac2, &mut out);
+    assert_eq!(o, Output::Nothing);
+    assert_eq!(
+        sim.server
+            .counters()
+            .drops(DropReason::HandshakeRateLimited),
+        16
+    );
     // Junk without a valid mac1 (no knowledge of our key) cannot spend another address's
     // budget: it is dropped as such, and that address still gets its cookies.
     let victim: SocketAddr = "192.0.2.201:1000".parse().unwrap();

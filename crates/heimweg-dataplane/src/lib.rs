@@ -380,7 +380,9 @@ impl DataPlane {
             if slot >= slots {
                 break;
             }
-            while slot < slots && since.elapsed() < SYNC_HOLD {
+            let start = slot;
+            // At least one piece per hold, however long the wait for the lock was.
+            while slot < slots && (slot == start || since.elapsed() < SYNC_HOLD) {
                 let end = (slot + 64).min(slots);
                 let stale: Vec<_> = d
                     .peer_keys(slot..end)
@@ -401,7 +403,8 @@ impl DataPlane {
         while next < desired.len() {
             let mut d = self.shared.device();
             let since = Instant::now();
-            while next < desired.len() && since.elapsed() < SYNC_HOLD {
+            let start = next;
+            while next < desired.len() && (next == start || since.elapsed() < SYNC_HOLD) {
                 let spec = &desired[next];
                 next += 1;
                 let existing = d.peer_id(&spec.public_key);

@@ -358,6 +358,8 @@ fn traffic(devices: &mut [(u32, Tunn)], plan: &TrafficPlan) -> Result<serde_json
         })
         .collect::<std::io::Result<Vec<_>>>()
         .context("binding the traffic's sockets")?;
+    // One GSO message carries at most 64 datagrams and must fit one UDP datagram's 64 KiB.
+    let per_message = BATCH.min(65_000 / (plan.packet_size + 32));
     let mut cursors = vec![0usize; groups.len()];
     let mut packet = vec![0u8; plan.packet_size];
     let mut slots = vec![vec![0u8; plan.packet_size + 64]; BATCH];
@@ -376,7 +378,7 @@ fn traffic(devices: &mut [(u32, Tunn)], plan: &TrafficPlan) -> Result<serde_json
         let members = &groups[group];
         let mut lens = [0usize; BATCH];
         let mut n = 0;
-        for _ in 0..members.len().min(BATCH) {
+        for _ in 0..members.len().min(per_message) {
             let (i, tunn) = &mut devices[members[cursors[group]]];
             cursors[group] = (cursors[group] + 1) % members.len();
             udp_packet(
