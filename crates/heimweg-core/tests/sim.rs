@@ -654,19 +654,8 @@ fn one_source_is_limited_per_second() {
     let from: SocketAddr = "192.0.2.201:1000".parse().unwrap();
     let mut out = vec![0u8; 2048];
     for _ in 0..12 {
-        let (k, _) = keypair();
-        let mut t = Tunn::new(
-            StaticSecret::from(k),
-            PublicKey::from(sim.server_public),
-            None,
-            None,
-            1,
-            None,
-        );
-        if let TunnResult::WriteToNetwork(b) = t.format_handshake_initiation(&mut out, false) {
-            let b = b.to_vec();
-            let _ = sim.server.handle_network(sim.now, from, &b, &mut out);
-        }
+        let b = junk_initiation(&sim);
+        let _ = sim.server.handle_network(sim.now, from, &b, &mut out);
     }
     assert_eq!(
         sim.server

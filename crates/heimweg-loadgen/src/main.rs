@@ -286,9 +286,7 @@ fn main() -> Result<()> {
             let (sent, refused) = flooder
                 .join()
                 .map_err(|_| anyhow::anyhow!("the flood thread panicked"))?;
-            let cpu_s = own_cpu_s()
-                .zip(cpu_before)
-                .map(|(after, before)| ((after - before) * 100.0).round() / 100.0);
+            let cpu_s = cpu_since(cpu_before);
             println!(
                 "{}",
                 serde_json::json!({
@@ -409,7 +407,7 @@ fn traffic(devices: &mut [(u32, Tunn)], plan: &TrafficPlan) -> Result<serde_json
         "packets_sent": delivered,
         "packets_unsent": unsent,
         "inner_mbit_per_s": (delivered * plan.packet_size as u64) as f64 * 8.0 / seconds / 1e6,
-        "generator_cpu_s": own_cpu_s().zip(cpu_before).map(|(a, b)| ((a - b) * 100.0).round() / 100.0),
+        "generator_cpu_s": cpu_since(cpu_before),
     }))
 }
 
@@ -420,6 +418,13 @@ fn own_cpu_s() -> Option<f64> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
     Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// CPU seconds this process used since `before` (an [`own_cpu_s`] reading), to 1/100 s.
+fn cpu_since(before: Option<f64>) -> Option<f64> {
+    own_cpu_s()
+        .zip(before)
+        .map(|(after, before)| ((after - before) * 100.0).round() / 100.0)
 }
 
 fn parse_key(s: &str) -> Result<PublicKey> {
