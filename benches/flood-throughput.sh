@@ -21,22 +21,12 @@ JUNK_SHARE=${JUNK_SHARE:-20}
 CLIENT=${CLIENT:-heimweg}
 OUT=${OUT:-/dev/null}
 
-[[ $(id -u) -eq 0 ]] || { echo "flood-throughput.sh: must run as root" >&2; exit 2; }
+source benches/lib.sh
+bench_init flood-throughput.sh hwft
 for tool in wg iperf3 python3; do
   command -v "$tool" >/dev/null || { echo "flood-throughput.sh: missing $tool" >&2; exit 2; }
 done
-NS_S="hwft-s-$$"; NS_C="hwft-c-$$"; IFS_="hwft$$s"; IFC="hwft$$c"
-TMPD=$(mktemp -d /tmp/hwflood.XXXXXX)
-source benches/lib.sh
-SRV_PID=""; CLI_PID=""; IPERF_PID=""
-cleanup() {
-  set +e
-  stop_pid "$IPERF_PID"; stop_pid "$CLI_PID"; stop_pid "$SRV_PID"
-  remove_namespaces "$NS_S" "$NS_C"
-  rm -f "/var/run/wireguard/$IFS_.sock" "/var/run/wireguard/$IFC.sock"
-  rm -rf "$TMPD"
-}
-trap cleanup EXIT
+IFS_="${IFN}s"; IFC="${IFN}c"; IFACES=("$IFS_" "$IFC")
 
 ip netns add "$NS_S"; ip netns add "$NS_C"
 ip -n "$NS_S" link set lo up; ip -n "$NS_C" link set lo up
@@ -48,7 +38,6 @@ ip -n "$NS_C" link set c0 up
 
 (umask 077; wg genkey >"$TMPD/s.key"; wg genkey >"$TMPD/c.key")
 S_PUB=$(wg pubkey <"$TMPD/s.key"); C_PUB=$(wg pubkey <"$TMPD/c.key")
-
 
 # measure IMPL RUN DIRECTION FLOOD(0|1): one iperf3 run, one JSON line.
 measure() {

@@ -1,12 +1,34 @@
-# Shared by the benchmark scripts (sourced, not run): starting a WireGuard implementation
-# with wireguard-go's command line in a namespace, reading CPU ticks and UDP counters, and
-# stopping what a script started. The scripts set `set -euo pipefail` and TMPD first.
+# Shared by the benchmark scripts (sourced, not run): setting a run up and cleaning it away,
+# starting a WireGuard implementation with wireguard-go's command line in a namespace, reading
+# CPU ticks and UDP counters. The scripts set `set -euo pipefail`, then call bench_init.
 HWG=${HWG:-$PWD/target/release/heimweg-wg}
 LOADGEN=${LOADGEN:-$PWD/target/release/heimweg-loadgen}
 GT=${GT:-/opt/gotatun/bin/gotatun}
 BT=${BT:-/opt/boringtun/bin/boringtun-cli}
 WGGO=${WGGO:-$(command -v wireguard-go || true)}
 TICK=$(getconf CLK_TCK)
+
+# bench_init NAME PREFIX: refuses to run without root; sets NS_S and NS_C (the server's and
+# the clients' namespace), IFN (PREFIX and the PID: the server's interface), IFACES (the
+# interfaces whose UAPI sockets go at the end; a script adds its others), TMPD, and empty
+# SRV_PID, CLI_PID and IPERF_PID; on exit, bench_cleanup stops those and removes the rest.
+bench_init() {
+  [[ $(id -u) -eq 0 ]] || { echo "$1: must run as root" >&2; exit 2; }
+  NS_S="$2-s-$$"; NS_C="$2-c-$$"; IFN="$2$$"
+  IFACES=("$IFN")
+  TMPD=$(mktemp -d "/tmp/$2.XXXXXX")
+  SRV_PID=""; CLI_PID=""; IPERF_PID=""
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  set +e
+  stop_pid "$IPERF_PID"; stop_pid "$CLI_PID"; stop_pid "$SRV_PID"
+  remove_namespaces "$NS_S" "$NS_C"
+  local i
+  for i in "${IFACES[@]}"; do rm -f "/var/run/wireguard/$i.sock"; done
+  rm -rf "$TMPD"
+}
 
 # start_wg NS IFNAME IMPL: starts IMPL (heimweg, wggo, gotatun, boringtun) on IFNAME in NS,
 # logging to $TMPD/IFNAME.log; its PID in STARTED once its UAPI socket is there.

@@ -21,19 +21,8 @@ SIZE=${SIZE:-1420}
 RATE_MBIT=${RATE_MBIT:-0}
 OUT=${OUT:-/dev/null}
 
-[[ $(id -u) -eq 0 ]] || { echo "many-peers.sh: must run as root" >&2; exit 2; }
-NS_S="hwmp-s-$$"; NS_C="hwmp-c-$$"; IFN="hwmp$$"
-TMPD=$(mktemp -d /tmp/hwmany.XXXXXX)
 source benches/lib.sh
-SRV_PID=""
-cleanup() {
-  set +e
-  stop_pid "$SRV_PID"
-  remove_namespaces "$NS_S" "$NS_C"
-  rm -f "/var/run/wireguard/$IFN.sock"
-  rm -rf "$TMPD"
-}
-trap cleanup EXIT
+bench_init many-peers.sh hwmp
 
 netns_pair "$NS_S" "$NS_C" 10.202 "$SOURCES"
 

@@ -28,19 +28,8 @@ RUNS=${RUNS:-1}
 DEADLINE=${DEADLINE:-40}
 OUT=${OUT:-/dev/null}
 
-[[ $(id -u) -eq 0 ]] || { echo "storm.sh: must run as root" >&2; exit 2; }
-NS_S="hwst-s-$$"; NS_C="hwst-c-$$"; IFN="hwst$$"
-TMPD=$(mktemp -d /tmp/hwstorm.XXXXXX)
 source benches/lib.sh
-SRV_PID=""
-cleanup() {
-  set +e
-  stop_pid "$SRV_PID"
-  remove_namespaces "$NS_S" "$NS_C"
-  rm -f "/var/run/wireguard/$IFN.sock"
-  rm -rf "$TMPD"
-}
-trap cleanup EXIT
+bench_init storm.sh hwst
 
 netns_pair "$NS_S" "$NS_C" 10.200 "$SOURCES"
 FLOOD_RATE=${FLOOD_RATE:-0}
