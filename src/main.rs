@@ -373,6 +373,9 @@ fn load_env_file() {
 fn main() -> std::process::ExitCode {
     load_env_file();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Up { .. } | Command::Serve { .. }) {
+        heimweg_sys::die_on_broken_pipe();
+    }
     gateway::init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -19,6 +19,18 @@ mod ifreq;
 
 use std::io;
 
+/// Lets a write to a closed pipe end the process quietly, as it does for `ls` or `grep`,
+/// instead of failing (Rust ignores SIGPIPE, and `println!` then panics on EPIPE): for the
+/// command-line tools, whose output goes into `| head` or `| grep -q`. Never for the daemons:
+/// a gateway must outlive a reader that went away.
+pub fn die_on_broken_pipe() {
+    // SAFETY: setting a signal's disposition to the default takes no pointers and is valid
+    // at any time; nothing in this process installs its own SIGPIPE handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Turns a libc return value into `io::Result`, reading errno on -1.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
