@@ -42,7 +42,7 @@ fn device_with_peers(n: u32) -> Device {
 fn lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("allowed_ip_lookup");
     for n in [1_000u32, 10_000, 100_000] {
-        let mut d = device_with_peers(n);
+        let d = device_with_peers(n);
         let packets: Vec<Vec<u8>> = (0..1024u32)
             .map(|i| {
                 let dst = Ipv4Addr::from(0x0a00_0000 + (i.wrapping_mul(2_654_435_761) % n));
@@ -101,7 +101,7 @@ fn connected() -> (Device, Tunn, SocketAddr, Ipv4Addr) {
 fn crypto(c: &mut Criterion) {
     let mut g = c.benchmark_group("data");
     for len in [64usize, 1420] {
-        let (mut d, mut client, addr, inner) = connected();
+        let (d, mut client, addr, inner) = connected();
         let now = Instant::now();
         let to_client = ipv4_packet(Ipv4Addr::new(192, 0, 2, 1), inner, len);
         let mut out = vec![0u8; 2048];
@@ -179,7 +179,7 @@ fn handshakes(c: &mut Criterion) {
     let mut out = vec![0u8; 2048];
 
     // Responder: admit, queue, then the Diffie-Hellman work and the response.
-    let mut d = gateway_for(&client_pub, usize::MAX);
+    let d = gateway_for(&client_pub, usize::MAX);
     g.bench_function("respond", |b| {
         b.iter_batched(
             || initiation(client_key, server_pub),
@@ -194,7 +194,7 @@ fn handshakes(c: &mut Criterion) {
 
     // Under load (threshold 0): an initiation without a valid mac2 gets a cookie reply and
     // costs no Diffie-Hellman.
-    let mut d = gateway_for(&client_pub, 0);
+    let d = gateway_for(&client_pub, 0);
     g.bench_function("cookie_reply", |b| {
         b.iter_batched(
             || initiation(client_key, server_pub),

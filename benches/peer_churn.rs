@@ -2,8 +2,8 @@
 //!
 //! A running data plane (a TUN, one worker) gets 100,000 peers from `sync_peers`, as the
 //! reconciler hands them over at start; then one more (a reconcile after an enrollment); then
-//! 10,000 fewer. Meanwhile a thread takes the data plane's lock over and over, as a worker does
-//! per batch, and records how long each wait was: the longest wait is the longest stall a
+//! 10,000 fewer. Meanwhile a thread takes the peer table for reading over and over, as a worker
+//! does per batch, and records how long each wait was: the longest wait is the longest stall a
 //! worker would have seen. Needs root (the TUN). Run: `cargo bench --bench peer_churn`.
 
 use heimweg_core::allowed_ips::parse_network;
@@ -27,8 +27,8 @@ fn spec(i: u32) -> PeerSpec {
     }
 }
 
-/// Runs `change` while a prober takes the lock back to back (reading the counters); returns (duration of the
-/// change, longest wait for the lock, 99th percentile wait).
+/// Runs `change` while a prober takes the peer table back to back (reading the counters);
+/// returns (duration of the change, longest wait, 99th percentile wait).
 fn measure(dp: &Arc<DataPlane>, change: impl FnOnce()) -> (Duration, Duration, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let prober = {

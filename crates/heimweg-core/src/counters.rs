@@ -1,8 +1,10 @@
-//! Why packets were dropped and how handshakes ended, counted without locks of their own.
+//! Why packets were dropped and how handshakes ended, counted without locks.
 //!
 //! Every packet the core refuses is counted under exactly one [`DropReason`]; the data plane
-//! exports the counters (UAPI `stats=1`, later Prometheus) so that junk from the internet is
+//! exports the counters (UAPI `stats=1`, Prometheus) so that junk from the internet is
 //! visible instead of silent.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Why a packet was dropped. The names are stable: they become metric label values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,7 +99,7 @@ impl DropReason {
     }
 }
 
-/// Aggregate counters of one [`crate::Device`].
+/// Aggregate counters of one [`crate::Device`], as read at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     drops: [u64; DropReason::ALL.len()],
@@ -118,10 +120,6 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
-    }
-
     /// How many packets were dropped for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
@@ -137,5 +135,78 @@ impl Counters {
     /// Sum of all drop counters.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
+    }
+}
+
+/// What the core counts besides drops.
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    HandshakesOk,
+    CookiesSent,
+    RxDatagrams,
+    RxPackets,
+    RxBytes,
+    TxPackets,
+    TxBytes,
+}
+
+const COUNTS: usize = 7;
+const CELLS: usize = COUNTS + DropReason::ALL.len();
+/// More than the cores a gateway runs workers on is not needed: threads beyond share a shard,
+/// which stays correct (the adds are atomic), only slower.
+const SHARDS: usize = 8;
+
+/// The live counters. Workers on several cores count every packet at once, so each thread adds
+/// to a shard of its own, on its own cache lines; reading sums the shards.
+pub(crate) struct Tally {
+    shards: [Shard; SHARDS],
+}
+
+#[repr(align(128))]
+struct Shard([AtomicU64; CELLS]);
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            shards: std::array::from_fn(|_| Shard(std::array::from_fn(|_| AtomicU64::new(0)))),
+        }
+    }
+}
+
+/// This thread's shard: threads take them in turn as they first count.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+    SHARD.with(|s| *s)
+}
+
+impl Tally {
+    pub fn add(&self, what: Count, n: u64) {
+        self.shards[shard()].0[what as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn drop(&self, reason: DropReason) {
+        self.shards[shard()].0[COUNTS + reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sums. Each counter is exact; counters read while packets flow may be a packet
+    /// apart from each other.
+    pub fn read(&self) -> Counters {
+        let sum = |cell: usize| {
+            self.shards
+                .iter()
+                .map(|s| s.0[cell].load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        Counters {
+            drops: std::array::from_fn(|r| sum(COUNTS + r)),
+            handshakes_ok: sum(Count::HandshakesOk as usize),
+            cookies_sent: sum(Count::CookiesSent as usize),
+            rx_datagrams: sum(Count::RxDatagrams as usize),
+            rx_packets: sum(Count::RxPackets as usize),
+            rx_bytes: sum(Count::RxBytes as usize),
+            tx_packets: sum(Count::TxPackets as usize),
+            tx_bytes: sum(Count::TxBytes as usize),
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::admission::{Admission, AdmissionConfig, INIT_LEN};
 use crate::allowed_ips::AllowedIps;
-use crate::counters::{Counters, DropReason};
+use crate::counters::{Count, Counters, DropReason, Tally};
 use crate::packet;
 use crate::policy::Policy;
 use crate::timers::Timers;
@@ -12,9 +12,11 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ip_network::IpNetwork;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -191,28 +193,47 @@ pub fn short_key(k: &Key) -> String {
         + "…"
 }
 
+/// A peer: its settings, which change only through `&mut Device`, and its live state, which
+/// packets change under the peer's own lock.
 struct Peer {
     public_key: Key,
     preshared_key: Option<Key>,
     persistent_keepalive: u16,
     /// The 24-bit index boringtun puts in the top bits of every receiver index of this peer.
     index: u32,
-    /// `None` while the device has no private key.
+    allowed_ips: Vec<IpNetwork>,
+    /// What this peer may reach; `None` = only crypto-key routing applies.
+    policy: Option<Arc<Policy>>,
+    /// Changes whenever the peer's `Tunn` is replaced or the peer is added again: a lent `Tunn`
+    /// goes back only into the generation it came from.
+    generation: u64,
+    live: Mutex<Live>,
+}
+
+/// What packets change. Each peer has its own lock, so workers on different cores handle
+/// different peers' packets at the same time, and a handshake answered for a peer with a
+/// live session holds up only that peer.
+struct Live {
+    /// `None` while the device has no private key, while the peer is idle beyond the retained
+    /// ones, and while it is lent out.
     tunn: Option<Box<Tunn>>,
     endpoint: Option<SocketAddr>,
-    allowed_ips: Vec<IpNetwork>,
     rx_bytes: u64,
     tx_bytes: u64,
     /// Set when boringtun may hold packets queued before a session existed.
     needs_flush: bool,
-    /// What this peer may reach; `None` = only crypto-key routing applies.
-    policy: Option<Arc<Policy>>,
-    /// Its `Tunn` is lent out to answer a handshake without the device's lock (see
+    /// Its `Tunn` is lent out to answer a handshake without any lock (see
     /// [`Device::begin_handshake`]); `tunn` is `None` meanwhile.
     lent: bool,
-    /// Changes whenever the peer's `Tunn` is replaced or the peer is added again: a lent `Tunn`
-    /// goes back only into the generation it came from.
-    generation: u64,
+    /// When the peer's timers are next due; the timer heap's entry with exactly this time is the
+    /// live one (see [`crate::timers`]).
+    deadline: Option<Instant>,
+}
+
+impl Live {
+    fn holds_tunn(&self) -> bool {
+        self.tunn.is_some() || self.lent
+    }
 }
 
 /// The private key and what is derived from it.
@@ -240,6 +261,12 @@ impl Identity {
 
 /// The sans-IO WireGuard concentrator.
 ///
+/// Packets go through `&self`: the tables that find a peer change only through `&mut self`
+/// (adding, removing and configuring peers), and what packets change is behind each peer's own
+/// lock, atomic counters, and small locks of their own for the timer heap, the handshake queue
+/// and the list of peers to flush. So a driver keeps the device in a reader-writer lock:
+/// workers share it and never wait for each other, only for a change of the peer set.
+///
 /// Calling contract (the quinn-proto model): the driver feeds datagrams from the UDP socket to
 /// [`Device::handle_network`] and IP packets from the TUN to [`Device::handle_tun`], acting on the
 /// returned [`Output`] each time. After a batch of input it drains [`Device::poll_transmit`]
@@ -258,15 +285,17 @@ pub struct Device {
     by_key: HashMap<Key, PeerId>,
     by_index: HashMap<u32, PeerId>,
     allowed_ips: AllowedIps<PeerId>,
-    timers: Timers,
-    admission: Admission,
-    counters: Counters,
+    timers: Mutex<Timers>,
+    /// Peers with a deadline: see [`Device::scheduled_peers`].
+    scheduled: AtomicUsize,
+    admission: Mutex<Admission>,
+    counters: Tally,
     /// Peers whose `needs_flush` is set, so flushing never scans the table.
-    flush: Vec<PeerId>,
+    flush: Mutex<Vec<PeerId>>,
     /// State of the xorshift generator for peer indices, seeded by the caller.
     rng: u64,
     /// Peers holding a `Tunn` (or lending it out): see [`Device::tunnels`].
-    tunnels: usize,
+    tunnels: AtomicUsize,
     /// How many may hold one while idle ([`RETAINED_TUNNELS`] unless set).
     retained_tunnels: usize,
     /// The last peer generation handed out.
@@ -284,12 +313,13 @@ impl Device {
             by_key: HashMap::new(),
             by_index: HashMap::new(),
             allowed_ips: AllowedIps::new(),
-            timers: Timers::default(),
-            admission: Admission::new(admission),
-            counters: Counters::default(),
-            flush: Vec::new(),
+            timers: Mutex::new(Timers::default()),
+            scheduled: AtomicUsize::new(0),
+            admission: Mutex::new(Admission::new(admission)),
+            counters: Tally::default(),
+            flush: Mutex::new(Vec::new()),
             rng: seed | 1,
-            tunnels: 0,
+            tunnels: AtomicUsize::new(0),
             retained_tunnels: RETAINED_TUNNELS,
             generation: 0,
         }
@@ -325,13 +355,14 @@ impl Device {
         }
     }
 
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    /// The counters as they are now.
+    pub fn counters(&self) -> Counters {
+        self.counters.read()
     }
 
     /// Initiations waiting for Diffie-Hellman.
     pub fn handshake_queue_depth(&self) -> usize {
-        self.admission.depth()
+        self.admission.lock().depth()
     }
 
     pub fn peer_count(&self) -> usize {
@@ -341,7 +372,7 @@ impl Device {
     /// Peers holding a `Tunn` (WireGuard session state, about 11 KB each): the active ones.
     /// Idle peers get theirs on first use and lose it when their session has expired.
     pub fn tunnels(&self) -> usize {
-        self.tunnels
+        self.tunnels.load(Ordering::Relaxed)
     }
 
     /// Sets how many peers may hold session state while idle (default [`RETAINED_TUNNELS`]),
@@ -351,13 +382,15 @@ impl Device {
     }
 
     /// Peers whose current session was established less than `window` ago. Walks the table
-    /// without building a [`PeerInfo`] per peer: the metrics call it under the workers' lock.
+    /// without building a [`PeerInfo`] per peer, taking each peer's lock only for a moment.
     pub fn peers_with_handshake_within(&self, window: Duration) -> usize {
         self.peers
             .iter()
             .flatten()
             .filter(|p| {
-                p.tunn
+                p.live
+                    .lock()
+                    .tunn
                     .as_ref()
                     .and_then(|t| t.time_since_last_handshake())
                     .is_some_and(|ago| ago < window)
@@ -380,15 +413,18 @@ impl Device {
             preshared_key: None,
             persistent_keepalive: 0,
             index,
-            tunn: None,
-            endpoint: None,
             allowed_ips: Vec::new(),
-            rx_bytes: 0,
-            tx_bytes: 0,
-            needs_flush: false,
-            lent: false,
             generation: self.next_generation(),
             policy: None,
+            live: Mutex::new(Live {
+                tunn: None,
+                endpoint: None,
+                rx_bytes: 0,
+                tx_bytes: 0,
+                needs_flush: false,
+                lent: false,
+                deadline: None,
+            }),
         };
         let id = match self.free_slots.pop() {
             Some(slot) => {
@@ -408,18 +444,22 @@ impl Device {
 
     /// Removes a peer with its sessions, allowed IPs and timers. Other peers are untouched.
     pub fn remove_peer(&mut self, id: PeerId) -> bool {
-        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::take) else {
+        let Some(mut peer) = self.peers.get_mut(id.slot()).and_then(Option::take) else {
             return false;
         };
-        if peer.tunn.is_some() || peer.lent {
-            self.tunnels -= 1;
+        let live = peer.live.get_mut();
+        if live.holds_tunn() {
+            *self.tunnels.get_mut() -= 1;
+        }
+        if live.deadline.is_some() {
+            *self.scheduled.get_mut() -= 1;
         }
         self.by_key.remove(&peer.public_key);
         self.by_index.remove(&peer.index);
         for net in &peer.allowed_ips {
             self.allowed_ips.remove(*net, id);
         }
-        self.timers.cancel(id);
+        // Its heap entries are stale now: a slot reused by a new peer has its own deadline.
         self.free_slots.push(id.0);
         true
     }
@@ -471,7 +511,7 @@ impl Device {
 
     pub fn set_endpoint(&mut self, id: PeerId, endpoint: SocketAddr) {
         if let Some(p) = self.peer_mut(id) {
-            p.endpoint = Some(endpoint);
+            p.live.get_mut().endpoint = Some(endpoint);
         }
     }
 
@@ -513,16 +553,20 @@ impl Device {
     /// A view of one peer.
     pub fn peer(&self, id: PeerId) -> Option<PeerInfo> {
         let p = self.peers.get(id.slot())?.as_ref()?;
+        let live = p.live.lock();
         Some(PeerInfo {
             id,
             public_key: p.public_key,
             preshared_key: p.preshared_key,
-            endpoint: p.endpoint,
+            endpoint: live.endpoint,
             persistent_keepalive: p.persistent_keepalive,
             allowed_ips: p.allowed_ips.clone(),
-            last_handshake_ago: p.tunn.as_ref().and_then(|t| t.time_since_last_handshake()),
-            rx_bytes: p.rx_bytes,
-            tx_bytes: p.tx_bytes,
+            last_handshake_ago: live
+                .tunn
+                .as_ref()
+                .and_then(|t| t.time_since_last_handshake()),
+            rx_bytes: live.rx_bytes,
+            tx_bytes: live.tx_bytes,
         })
     }
 
@@ -565,24 +609,28 @@ impl Device {
     /// than [`RETAINED_TUNNELS`] peers hold one; others get theirs on first use (see
     /// [`Device::handle_tun`], [`Device::begin_handshake`]).
     fn rebuild_tunn(&mut self, id: PeerId) {
-        let room = self.tunnels < self.retained_tunnels;
+        let room = *self.tunnels.get_mut() < self.retained_tunnels;
         let generation = self.next_generation();
         let Some(p) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
             return;
         };
-        let had = p.tunn.is_some() || p.lent;
-        let wanted = had || room || p.persistent_keepalive > 0;
-        p.generation = generation;
-        // A `Tunn` lent out for a handshake was made with the old settings: its answer is
-        // dropped when it comes back (see `finish_handshake`).
-        p.lent = false;
-        p.tunn = match &self.identity {
+        let wanted = p.live.get_mut().holds_tunn() || room || p.persistent_keepalive > 0;
+        let tunn = match &self.identity {
             Some(identity) if wanted => Some(new_tunn(&tunn_spec(identity, p))),
             _ => None,
         };
-        self.tunnels = self.tunnels + usize::from(p.tunn.is_some()) - usize::from(had);
-        p.needs_flush = false;
-        self.timers.cancel(id);
+        p.generation = generation;
+        let live = p.live.get_mut();
+        let tunnels = self.tunnels.get_mut();
+        *tunnels = *tunnels + usize::from(tunn.is_some()) - usize::from(live.holds_tunn());
+        // A `Tunn` lent out for a handshake was made with the old settings: its answer is
+        // dropped when it comes back (see `finish_handshake`).
+        live.lent = false;
+        live.tunn = tunn;
+        live.needs_flush = false;
+        if live.deadline.take().is_some() {
+            *self.scheduled.get_mut() -= 1;
+        }
     }
 
     fn next_generation(&mut self) -> u64 {
@@ -606,13 +654,13 @@ impl Device {
 
     /// Handles one datagram received from `src`.
     pub fn handle_network(
-        &mut self,
+        &self,
         now: Instant,
         src: SocketAddr,
         datagram: &[u8],
         out: &mut [u8],
     ) -> Output {
-        self.counters.rx_datagrams += 1;
+        self.counters.add(Count::RxDatagrams, 1);
         if datagram.len() < 4 {
             return self.dropped(DropReason::Malformed);
         }
@@ -655,7 +703,7 @@ impl Device {
     }
 
     fn admit_initiation(
-        &mut self,
+        &self,
         now: Instant,
         src: SocketAddr,
         datagram: &[u8],
@@ -664,26 +712,34 @@ impl Device {
         let Some(identity) = self.identity.as_ref() else {
             return self.dropped(DropReason::NoPrivateKey);
         };
-        let loaded = self.admission.under_load(now);
         // Under load, an initiation without mac2 can only earn a cookie reply, which costs
         // several MACs and an encryption. It is charged to its address's cookie budget first,
         // so that past the budget it is dropped before any MAC is computed; if its mac1 then
         // turns out wrong the charge is given back, so a sender who does not know our public
         // key cannot spend an address's budget. One with a mac2 goes on to be checked: it may
         // be a real device coming back with its cookie.
-        let charged = if loaded && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0) {
-            match self.admission.allow_cookie(now, src.ip()) {
-                Some(grant) => Some(grant),
-                None => return self.dropped(DropReason::HandshakeRateLimited),
-            }
-        } else {
-            None
+        let (loaded, charged) = {
+            let mut admission = self.admission.lock();
+            let loaded = admission.under_load(now);
+            let charged = if loaded && datagram[INIT_LEN - 16..].iter().all(|&b| b == 0) {
+                match admission.allow_cookie(now, src.ip()) {
+                    Some(grant) => Some(grant),
+                    None => {
+                        drop(admission);
+                        return self.dropped(DropReason::HandshakeRateLimited);
+                    }
+                }
+            } else {
+                None
+            };
+            (loaded, charged)
         };
         let limiter = if loaded {
             &identity.loaded
         } else {
             &identity.normal
         };
+        // The MACs are checked without the admission lock: workers check them in parallel.
         match limiter.verify_packet(Some(src.ip()), datagram, out) {
             Ok(_) => {}
             Err(TunnResult::WriteToNetwork(cookie)) => {
@@ -691,25 +747,29 @@ impl Device {
                 // A wrong but non-zero mac2 was not charged beforehand; it is now. Its cost
                 // is spent, but past the budget it gets no reply, so the gateway does not
                 // reflect a flood without limit.
-                if charged.is_none() && self.admission.allow_cookie(now, src.ip()).is_none() {
+                if charged.is_none() && self.admission.lock().allow_cookie(now, src.ip()).is_none()
+                {
                     return self.dropped(DropReason::HandshakeRateLimited);
                 }
-                self.counters.cookies_sent += 1;
+                self.counters.add(Count::CookiesSent, 1);
                 return Output::Network(Transmit { dst: src, len });
             }
             Err(_) => {
                 if let Some(grant) = charged {
-                    self.admission.refund_cookie(src.ip(), grant);
+                    self.admission.lock().refund_cookie(src.ip(), grant);
                 }
                 return self.dropped(DropReason::InvalidMac);
             }
         }
+        let mut admission = self.admission.lock();
         // Only senders that proved mac1 (and, under load, their address via mac2) spend tokens,
         // so spoofed junk cannot exhaust a real address's budget.
-        if !self.admission.allow_source(now, src.ip()) {
+        if !admission.allow_source(now, src.ip()) {
+            drop(admission);
             return self.dropped(DropReason::HandshakeRateLimited);
         }
-        if !self.admission.push(src, datagram) {
+        if !admission.push(src, datagram) {
+            drop(admission);
             return self.dropped(DropReason::HandshakeQueueFull);
         }
         Output::Nothing
@@ -717,7 +777,7 @@ impl Device {
 
     /// Processes queued handshake initiations until one produces a response to send, the queue
     /// is empty, or a small work budget is spent. Call it a bounded number of times per loop.
-    pub fn poll_handshake(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+    pub fn poll_handshake(&self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         if out.len() < MIN_OUT_LEN {
             return None;
         }
@@ -739,14 +799,14 @@ impl Device {
     }
 
     /// Takes the next admitted initiation off the queue. The expensive part of answering it
-    /// can then run without the caller's lock on the device, so several threads answer
-    /// handshakes at once: [`PendingHandshake::identify`] (one Diffie-Hellman), then
-    /// [`Device::begin_handshake`], then, for a peer without a session,
-    /// [`LentHandshake::run`] (the handshake's own Diffie-Hellmans) and
-    /// [`Device::finish_handshake`]. [`Device::poll_handshake`] does all of it in one call.
-    pub fn take_handshake(&mut self) -> Option<PendingHandshake> {
-        let init = self.admission.pop()?;
+    /// then runs without holding any lock, so several threads answer handshakes at once:
+    /// [`PendingHandshake::identify`] (one Diffie-Hellman), then [`Device::begin_handshake`],
+    /// then, for a peer without a session, [`LentHandshake::run`] (the handshake's own
+    /// Diffie-Hellmans) and [`Device::finish_handshake`]. [`Device::poll_handshake`] does all
+    /// of it in one call.
+    pub fn take_handshake(&self) -> Option<PendingHandshake> {
         let identity = self.identity.as_ref()?;
+        let init = self.admission.lock().pop()?;
         Some(PendingHandshake {
             init,
             secret: identity.secret.clone(),
@@ -755,37 +815,32 @@ impl Device {
     }
 
     /// Finds the peer `sender` (from [`PendingHandshake::identify`]) names. A peer with a live
-    /// session answers at once, under the lock, so its traffic never pauses; a peer without
-    /// one (the Monday-morning case) lends its `Tunn` out to be answered without the lock.
+    /// session answers at once, under its own lock, so its traffic pauses only for its own
+    /// handshake; a peer without one (the Monday-morning case) lends its `Tunn` out to be
+    /// answered without any lock.
     pub fn begin_handshake(
-        &mut self,
+        &self,
         now: Instant,
         pending: PendingHandshake,
         sender: Option<Key>,
         out: &mut [u8],
     ) -> HandshakeStep {
-        let Some(id) = sender.and_then(|k| self.by_key.get(&k).copied()) else {
-            self.counters.drop(DropReason::HandshakeInvalid);
-            self.admission.record(now, false);
-            return HandshakeStep::Done(None);
+        let known = sender.and_then(|k| self.by_key.get(&k).copied());
+        self.admission.lock().record(now, known.is_some());
+        let Some((id, peer)) = known.and_then(|id| Some((id, self.peer_ref(id)?))) else {
+            return HandshakeStep::Done(self.dropped_none(DropReason::HandshakeInvalid));
         };
-        self.admission.record(now, true);
-        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
-            self.counters.drop(DropReason::HandshakeInvalid);
-            return HandshakeStep::Done(None);
-        };
-        if peer.lent {
-            self.counters.drop(DropReason::HandshakeBusy);
-            return HandshakeStep::Done(None);
-        }
         let Some(identity) = &self.identity else {
-            self.counters.drop(DropReason::NoPrivateKey);
-            return HandshakeStep::Done(None);
+            return HandshakeStep::Done(self.dropped_none(DropReason::NoPrivateKey));
         };
-        let lent = match peer.tunn.take() {
+        let mut live = peer.live.lock();
+        if live.lent {
+            return HandshakeStep::Done(self.dropped_none(DropReason::HandshakeBusy));
+        }
+        let lent = match live.tunn.take() {
             // An idle peer: its `Tunn` is made outside the lock, too.
             None => {
-                self.tunnels += 1;
+                self.tunnels.fetch_add(1, Ordering::Relaxed);
                 Some(Lent::Make(tunn_spec(identity, peer)))
             }
             Some(t)
@@ -795,12 +850,12 @@ impl Device {
                 Some(Lent::Tunn(t))
             }
             Some(t) => {
-                peer.tunn = Some(t);
+                live.tunn = Some(t);
                 None
             }
         };
         if let Some(tunn) = lent {
-            peer.lent = true;
+            live.lent = true;
             return HandshakeStep::Lent(Box::new(LentHandshake {
                 id,
                 generation: peer.generation,
@@ -809,7 +864,9 @@ impl Device {
                 result: None,
             }));
         }
-        match self.decapsulate(now, id, pending.init.src, &pending.init.bytes, out) {
+        let init = &pending.init;
+        let output = self.decapsulate_locked(now, id, peer, &mut live, init.src, &init.bytes, out);
+        match output {
             Output::Network(t) => HandshakeStep::Done(Some(t)),
             _ => HandshakeStep::Done(None),
         }
@@ -818,7 +875,7 @@ impl Device {
     /// Gives a lent `Tunn` back and sends what it answered. If the peer was removed or
     /// rebuilt meanwhile, its new state wins and the answer is dropped.
     pub fn finish_handshake(
-        &mut self,
+        &self,
         now: Instant,
         lent: Box<LentHandshake>,
         out: &mut [u8],
@@ -830,50 +887,75 @@ impl Device {
             init,
             result,
         } = *lent;
-        let peer = self.peers.get_mut(id.slot()).and_then(Option::as_mut);
-        match peer {
-            Some(p) if p.lent && p.generation == generation => {
-                p.lent = false;
-                if p.tunn.is_some() {
-                    self.counters.drop(DropReason::HandshakeBusy);
-                    return None;
-                }
-                // Timers that came due while it was lent were skipped: look again soon.
-                self.timers.schedule(id, now + TIMER_TICK);
-                match tunn {
-                    Lent::Tunn(t) => p.tunn = Some(t),
-                    // Never run: the peer stays idle.
-                    Lent::Make(_) => {
-                        self.tunnels -= 1;
-                        return None;
-                    }
-                }
-            }
-            _ => {
-                self.counters.drop(DropReason::HandshakeBusy);
+        let Some(peer) = self.peer_ref(id).filter(|p| p.generation == generation) else {
+            return self.dropped_none(DropReason::HandshakeBusy);
+        };
+        let mut live = peer.live.lock();
+        if !live.lent {
+            return self.dropped_none(DropReason::HandshakeBusy);
+        }
+        live.lent = false;
+        if live.tunn.is_some() {
+            return self.dropped_none(DropReason::HandshakeBusy);
+        }
+        // Timers that came due while it was lent were skipped: look again soon.
+        self.schedule(id, &mut live, now + TIMER_TICK);
+        match tunn {
+            Lent::Tunn(t) => live.tunn = Some(t),
+            // Never run: the peer stays idle.
+            Lent::Make(_) => {
+                self.tunnels.fetch_sub(1, Ordering::Relaxed);
                 return None;
             }
         }
         let result = result.unwrap_or(Err(WireGuardError::UnexpectedPacket));
-        match self.settle_decapsulation(now, id, init.src, &init.bytes, result, out) {
+        match self.settle_decapsulation(
+            now,
+            id,
+            peer,
+            &mut live,
+            init.src,
+            &init.bytes,
+            result,
+            out,
+        ) {
             Output::Network(t) => Some(t),
             _ => None,
         }
     }
 
+    fn peer_ref(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(id.slot()).and_then(Option::as_ref)
+    }
+
     /// Runs a datagram through the peer's `Tunn` and acts on the result.
     fn decapsulate(
-        &mut self,
+        &self,
         now: Instant,
         id: PeerId,
         src: SocketAddr,
         datagram: &[u8],
         out: &mut [u8],
     ) -> Output {
-        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+        let Some(peer) = self.peer_ref(id) else {
             return self.dropped(DropReason::UnknownIndex);
         };
-        let Some(tunn) = peer.tunn.as_mut() else {
+        let mut live = peer.live.lock();
+        self.decapsulate_locked(now, id, peer, &mut live, src, datagram, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decapsulate_locked(
+        &self,
+        now: Instant,
+        id: PeerId,
+        peer: &Peer,
+        live: &mut Live,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Output {
+        let Some(tunn) = live.tunn.as_mut() else {
             // No `Tunn` (idle, or lent out for a handshake) means no session.
             let reason = if self.identity.is_none() {
                 DropReason::NoPrivateKey
@@ -885,85 +967,82 @@ impl Device {
         let base = out.as_ptr() as usize;
         let result =
             locate(tunn.decapsulate(Some(src.ip()), datagram, out), base).map(|l| l.settle(out));
-        self.settle_decapsulation(now, id, src, datagram, result, out)
+        self.settle_decapsulation(now, id, peer, live, src, datagram, result, out)
     }
 
     /// Acts on what the peer's `Tunn` made of `datagram`: counters, roaming, timers, and the
     /// source check of a decrypted packet.
+    #[allow(clippy::too_many_arguments)]
     fn settle_decapsulation(
-        &mut self,
+        &self,
         now: Instant,
         id: PeerId,
+        peer: &Peer,
+        live: &mut Live,
         src: SocketAddr,
         datagram: &[u8],
         result: Result<Span, WireGuardError>,
         out: &mut [u8],
     ) -> Output {
-        let (verdict, authenticated) = match result {
-            Ok(Span::Done) => (Output::Nothing, true),
-            Ok(Span::Network(len)) => (Output::Network(Transmit { dst: src, len }), true),
-            Ok(Span::Tun(len)) => (Output::Tun { len, peer: id }, true),
-            Err(e) => {
-                self.counters.drop(drop_reason(&e, datagram));
-                (Output::Nothing, false)
-            }
-        };
-        if !authenticated {
-            return verdict;
-        }
-        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
-            return verdict;
+        let verdict = match result {
+            Ok(Span::Done) => Output::Nothing,
+            Ok(Span::Network(len)) => Output::Network(Transmit { dst: src, len }),
+            Ok(Span::Tun(len)) => Output::Tun { len, peer: id },
+            Err(e) => return self.dropped(drop_reason(&e, datagram)),
         };
         let is_init = datagram.len() == INIT_LEN && datagram[0] == MSG_INIT as u8;
         // Roaming: the endpoint follows the latest authenticated packet.
-        peer.endpoint = Some(src);
-        peer.rx_bytes += datagram.len() as u64;
+        live.endpoint = Some(src);
+        live.rx_bytes += datagram.len() as u64;
         if let Output::Network(t) = verdict {
-            peer.tx_bytes += t.len as u64;
+            live.tx_bytes += t.len as u64;
         }
         if is_init && matches!(verdict, Output::Network(_)) {
-            self.counters.handshakes_ok += 1;
+            self.counters.add(Count::HandshakesOk, 1);
         }
         // A session may now exist: packets boringtun queued while it had none can go out.
-        if !peer.needs_flush {
-            peer.needs_flush = true;
-            self.flush.push(id);
+        if !live.needs_flush {
+            live.needs_flush = true;
+            self.flush.lock().push(id);
         }
-        self.timers.schedule(id, now + TIMER_TICK);
+        self.schedule(id, live, now + TIMER_TICK);
         match verdict {
-            Output::Tun { len, peer: pid } => self.check_source(pid, &out[..len], len),
+            Output::Tun { len, peer: pid } => self.check_source(pid, peer, &out[..len], len),
             v => v,
         }
     }
 
     /// Crypto-key routing on the way in: the decrypted packet's source must be one of the
     /// sender's allowed IPs, or the packet is dropped.
-    fn check_source(&mut self, id: PeerId, packet: &[u8], len: usize) -> Output {
+    fn check_source(&self, id: PeerId, peer: &Peer, packet: &[u8], len: usize) -> Output {
         let Some((src, dst)) = packet::addresses(packet) else {
             return self.dropped(DropReason::InnerMalformed);
         };
         if self.allowed_ips.lookup(src) != Some(id) {
             return self.dropped(DropReason::SourceNotAllowed);
         }
-        if !self.policy_allows(id, dst) {
+        if !policy_allows(peer, dst) {
             return self.dropped(DropReason::PolicyDenied);
         }
-        self.counters.rx_packets += 1;
-        self.counters.rx_bytes += len as u64;
+        self.counters.add(Count::RxPackets, 1);
+        self.counters.add(Count::RxBytes, len as u64);
         Output::Tun { len, peer: id }
     }
 
     /// Handles one IP packet read from the TUN.
-    pub fn handle_tun(&mut self, now: Instant, ip_packet: &[u8], out: &mut [u8]) -> Output {
+    pub fn handle_tun(&self, now: Instant, ip_packet: &[u8], out: &mut [u8]) -> Output {
         let Some((src, dst)) = packet::addresses(ip_packet) else {
             return self.dropped(DropReason::InnerMalformed);
         };
         let Some(id) = self.allowed_ips.lookup(dst) else {
             return self.dropped(DropReason::NoRoute);
         };
+        let Some(peer) = self.peer_ref(id) else {
+            return self.dropped(DropReason::NoRoute);
+        };
         // The return direction is filtered too, so a host the peer may not reach cannot open
         // a conversation with it either.
-        if !self.policy_allows(id, src) {
+        if !policy_allows(peer, src) {
             return self.dropped(DropReason::PolicyDenied);
         }
         if out.len() < MIN_OUT_LEN.max(ip_packet.len() + DATA_OVERHEAD) {
@@ -972,24 +1051,21 @@ impl Device {
         let Some(identity) = self.identity.as_ref() else {
             return self.dropped(DropReason::NoPrivateKey);
         };
-        let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
-            return self.dropped(DropReason::NoRoute);
-        };
-        if peer.lent {
-            self.counters.drop(DropReason::NoSession);
-            return Output::Nothing;
+        let mut live = peer.live.lock();
+        let live = &mut *live;
+        if live.lent {
+            return self.dropped(DropReason::NoSession);
         }
-        let Some(endpoint) = peer.endpoint else {
-            self.counters.drop(DropReason::NoEndpoint);
-            return Output::Nothing;
+        let Some(endpoint) = live.endpoint else {
+            return self.dropped(DropReason::NoEndpoint);
         };
         // An idle peer gets its `Tunn` now: the packet waits in it while it starts a handshake.
-        let tunn = match peer.tunn {
+        let tunn = match live.tunn {
             Some(ref mut t) => t,
             None => {
                 let t = new_tunn(&tunn_spec(identity, peer));
-                self.tunnels += 1;
-                peer.tunn.insert(t)
+                self.tunnels.fetch_add(1, Ordering::Relaxed);
+                live.tunn.insert(t)
             }
         };
         let base = out.as_ptr() as usize;
@@ -998,31 +1074,55 @@ impl Device {
             Ok(Span::Network(len)) => len,
             // No session yet: boringtun queued the packet and a handshake is already underway.
             _ => {
-                self.timers.schedule(id, now + TIMER_TICK);
+                self.schedule(id, live, now + TIMER_TICK);
                 return Output::Nothing;
             }
         };
-        peer.tx_bytes += len as u64;
-        self.counters.tx_packets += 1;
-        self.counters.tx_bytes += ip_packet.len() as u64;
-        self.timers.schedule(id, now + TIMER_TICK);
+        live.tx_bytes += len as u64;
+        self.counters.add(Count::TxPackets, 1);
+        self.counters.add(Count::TxBytes, ip_packet.len() as u64);
+        self.schedule(id, live, now + TIMER_TICK);
         Output::Network(Transmit { dst: endpoint, len })
+    }
+
+    /// Makes sure the peer's timers are looked at no later than `at`. Usually it is due sooner
+    /// already and this touches nothing shared: only a new, earlier deadline goes on the heap.
+    fn schedule(&self, id: PeerId, live: &mut Live, at: Instant) {
+        match live.deadline {
+            Some(d) if d <= at => {}
+            previous => {
+                if previous.is_none() {
+                    self.scheduled.fetch_add(1, Ordering::Relaxed);
+                }
+                live.deadline = Some(at);
+                self.timers.lock().push(id, at);
+            }
+        }
     }
 
     /// Returns datagrams that are due: packets that waited for a session, then timer-driven
     /// handshakes and keepalives. Call until it returns `None`.
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
+    pub fn poll_transmit(&self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         if out.len() < MIN_OUT_LEN {
             return None;
         }
-        while let Some(&id) = self.flush.last() {
-            let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
-                self.flush.pop();
+        // The list's lock is never held while a peer's is taken (a `while let` would hold it
+        // through the body).
+        loop {
+            let next = self.flush.lock().pop();
+            let Some(id) = next else {
+                break;
+            };
+            let Some(peer) = self.peer_ref(id) else {
                 continue;
             };
-            let (Some(tunn), Some(endpoint)) = (peer.tunn.as_mut(), peer.endpoint) else {
-                peer.needs_flush = false;
-                self.flush.pop();
+            let mut live = peer.live.lock();
+            if !live.needs_flush {
+                continue;
+            }
+            let live = &mut *live;
+            let (Some(tunn), Some(endpoint)) = (live.tunn.as_mut(), live.endpoint) else {
+                live.needs_flush = false;
                 continue;
             };
             // An empty datagram asks boringtun for the next packet it queued.
@@ -1030,20 +1130,28 @@ impl Device {
             let result = locate(tunn.decapsulate(None, &[], out), base).map(|l| l.settle(out));
             match result {
                 Ok(Span::Network(len)) => {
-                    peer.tx_bytes += len as u64;
+                    live.tx_bytes += len as u64;
+                    // It may hold more: back on the list, for the next call.
+                    self.flush.lock().push(id);
                     return Some(Transmit { dst: endpoint, len });
                 }
-                _ => {
-                    peer.needs_flush = false;
-                    self.flush.pop();
-                }
+                _ => live.needs_flush = false,
             }
         }
-        while let Some(id) = self.timers.pop_due(now) {
-            let Some(peer) = self.peers.get_mut(id.slot()).and_then(Option::as_mut) else {
+        loop {
+            let (at, id) = self.timers.lock().pop_due(now)?;
+            let Some(peer) = self.peer_ref(id) else {
                 continue;
             };
-            let Some(tunn) = peer.tunn.as_mut() else {
+            let mut live = peer.live.lock();
+            if live.deadline != Some(at) {
+                // Stale: superseded by an earlier deadline, or the peer was reset or replaced.
+                continue;
+            }
+            live.deadline = None;
+            self.scheduled.fetch_sub(1, Ordering::Relaxed);
+            let live = &mut *live;
+            let Some(tunn) = live.tunn.as_mut() else {
                 continue;
             };
             let base = out.as_ptr() as usize;
@@ -1057,49 +1165,49 @@ impl Device {
                 // accepted, which is what refuses a replayed initiation.
                 Err(WireGuardError::ConnectionExpired) => continue,
                 Ok(Span::Network(len)) => {
-                    self.timers.schedule(id, now + TIMER_TICK);
-                    if let Some(dst) = peer.endpoint {
-                        peer.tx_bytes += len as u64;
+                    self.schedule(id, live, now + TIMER_TICK);
+                    if let Some(dst) = live.endpoint {
+                        live.tx_bytes += len as u64;
                         return Some(Transmit { dst, len });
                     }
                 }
-                _ => self.timers.schedule(id, now + TIMER_TICK),
+                _ => self.schedule(id, live, now + TIMER_TICK),
             }
         }
-        None
     }
 
     /// When `poll_transmit` next has timer work, if ever. Queued handshakes are not included:
     /// the driver drains them while `handshake_queue_depth() > 0`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        self.timers.lock().next_deadline()
     }
 
     /// Number of peers with a pending timer (active peers).
     pub fn scheduled_peers(&self) -> usize {
-        self.timers.len()
-    }
-
-    fn policy_allows(&self, id: PeerId, addr: std::net::IpAddr) -> bool {
-        match self.peers.get(id.slot()).and_then(Option::as_ref) {
-            Some(Peer {
-                policy: Some(policy),
-                ..
-            }) => policy.allows(addr),
-            _ => true,
-        }
+        self.scheduled.load(Ordering::Relaxed)
     }
 
     /// Counts a packet the I/O layer discarded before the core saw it (a super-packet from the
     /// TUN that cannot be cut into packets), so that every drop stays counted once.
-    pub fn count_drop(&mut self, reason: DropReason) {
+    pub fn count_drop(&self, reason: DropReason) {
         self.counters.drop(reason);
     }
 
-    fn dropped(&mut self, reason: DropReason) -> Output {
+    fn dropped(&self, reason: DropReason) -> Output {
         self.counters.drop(reason);
         Output::Nothing
     }
+
+    fn dropped_none<T>(&self, reason: DropReason) -> Option<T> {
+        self.counters.drop(reason);
+        None
+    }
+}
+
+fn policy_allows(peer: &Peer, addr: std::net::IpAddr) -> bool {
+    peer.policy
+        .as_ref()
+        .is_none_or(|policy| policy.allows(addr))
 }
 
 /// What a `Tunn` for peer `p` under `identity` is made of.

@@ -18,7 +18,7 @@ use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Key, Policy};
 use heimweg_sys::poll::EventFd;
 use heimweg_sys::tun::Tun;
 use heimweg_sys::udp::UdpSocket;
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Mutex, RwLockReadGuard, RwLockWriteGuard};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -31,8 +31,8 @@ use uapi::{DeviceSnapshot, PeerChange, PeerSnapshot, SetRequest, UapiError, Uapi
 /// of line-rate traffic while it does handshakes, and the kernel's default (~200 KiB) overflows.
 const SOCKET_BUFFER_BYTES: usize = 7 << 20;
 
-/// Longest a peer sync holds the data plane's lock at a time (a batch of packets takes about
-/// as long): at 100,000 peers a whole pass takes tens of milliseconds, which the workers
+/// Longest a peer sync holds the peer table for writing at a time (a batch of packets takes
+/// about as long): at 100,000 peers a whole pass takes tens of milliseconds, which the workers
 /// must not spend waiting.
 const SYNC_HOLD: Duration = Duration::from_millis(1);
 
@@ -149,7 +149,9 @@ pub(crate) struct Sockets {
 
 /// State shared between the handle and the workers.
 pub(crate) struct Shared {
-    pub device: Mutex<Device>,
+    /// Workers share it for reading (packets change only per-peer state inside); changes to
+    /// the peer set take it for writing.
+    pub device: parking_lot::RwLock<Device>,
     pub tuns: Vec<Tun>,
     pub sockets: RwLock<Arc<Sockets>>,
     /// Bumped whenever `sockets` is replaced, so workers notice without taking the lock.
@@ -194,10 +196,16 @@ pub struct MetricsSnapshot {
 pub const ACTIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Shared {
-    pub fn device(&self) -> MutexGuard<'_, Device> {
-        // parking_lot's lock does not poison: a worker that panicked while holding it leaves
-        // a consistent `Device` behind (every method finishes its own bookkeeping).
-        self.device.lock()
+    /// The device for packets and reading: shared by all workers at once. (parking_lot's
+    /// locks do not poison: a worker that panicked while holding it leaves a consistent
+    /// `Device` behind, since every method finishes its own bookkeeping.)
+    pub fn device(&self) -> RwLockReadGuard<'_, Device> {
+        self.device.read()
+    }
+
+    /// The device for changing the peer set: waits for the workers' current batches.
+    pub fn device_mut(&self) -> RwLockWriteGuard<'_, Device> {
+        self.device.write()
     }
 
     fn wake_all(&self) {
@@ -254,7 +262,11 @@ impl DataPlane {
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::Worker)?;
         let shared = Arc::new(Shared {
-            device: Mutex::new(Device::new(config.private_key, seed, config.admission)),
+            device: parking_lot::RwLock::new(Device::new(
+                config.private_key,
+                seed,
+                config.admission,
+            )),
             tuns,
             sockets: RwLock::new(Arc::new(sockets)),
             sockets_generation: AtomicU64::new(0),
@@ -319,13 +331,14 @@ impl DataPlane {
         v
     }
 
-    /// Everything the metrics endpoint reports, taken under one lock.
+    /// Everything the metrics endpoint reports. Reading shares the table with the workers, so
+    /// a scrape does not hold up traffic, however many peers it walks.
     pub fn metrics(&self) -> MetricsSnapshot {
         let (counters, handshake_queue_depth, peers, active_peers) = {
             let d = self.shared.device();
             let active = d.peers_with_handshake_within(ACTIVE_WINDOW);
             (
-                d.counters().clone(),
+                d.counters(),
                 d.handshake_queue_depth(),
                 d.peer_count(),
                 active,
@@ -361,20 +374,20 @@ impl DataPlane {
         self.shared.device().counters().drops(reason)
     }
 
-    /// Makes the peer set equal to `desired`, taking the lock for at most about a millisecond
-    /// at a time: missing peers are added, extra ones removed, changed ones updated in place. A peer whose settings did not change is not
+    /// Makes the peer set equal to `desired`, holding the table for writing for at most about
+    /// a millisecond at a time: missing peers are added, extra ones removed, changed ones updated in place. A peer whose settings did not change is not
     /// touched at all, so its session carries on (invariant: one peer's change never disturbs
     /// another).
     pub fn sync_peers(&self, desired: &[PeerSpec]) -> SyncReport {
         let mut report = SyncReport::default();
         let wanted: std::collections::HashSet<&Key> =
             desired.iter().map(|p| &p.public_key).collect();
-        // The lock is taken for at most about SYNC_HOLD at a time, so the workers wait no
+        // The table is held for at most about SYNC_HOLD at a time, so the workers wait no
         // longer than that whatever the size of the table; between two holds they forward.
         // Each peer's change is complete within one hold, and no peer depends on another.
         let mut slot = 0;
         loop {
-            let mut d = self.shared.device();
+            let mut d = self.shared.device_mut();
             let since = Instant::now();
             let slots = d.peer_slots();
             if slot >= slots {
@@ -397,11 +410,11 @@ impl DataPlane {
             }
             // Hand the lock to a waiting worker: an ordinary unlock would let this loop take
             // it straight back, and the workers would wait for the whole pass after all.
-            MutexGuard::unlock_fair(d);
+            RwLockWriteGuard::unlock_fair(d);
         }
         let mut next = 0;
         while next < desired.len() {
-            let mut d = self.shared.device();
+            let mut d = self.shared.device_mut();
             let since = Instant::now();
             let start = next;
             while next < desired.len() && (next == start || since.elapsed() < SYNC_HOLD) {
@@ -444,7 +457,7 @@ impl DataPlane {
                     report.updated += 1;
                 }
             }
-            MutexGuard::unlock_fair(d);
+            RwLockWriteGuard::unlock_fair(d);
         }
         if report != SyncReport::default() {
             self.shared.wake_all();
@@ -563,7 +576,7 @@ impl UapiHandler for DataPlane {
             self.shared.fwmark.store(mark, Ordering::Relaxed);
         }
         {
-            let mut d = self.shared.device();
+            let mut d = self.shared.device_mut();
             if let Some(key) = req.private_key {
                 d.set_private_key(key);
             }

@@ -289,7 +289,7 @@ fn tun_batch(
         }
         let now = Instant::now();
         let out = &mut bufs.out;
-        let mut d = shared.device();
+        let d = shared.device();
         let cut = offload::segment(hdr, packet, &mut bufs.segment, |ip_packet| {
             if out.free() == 0 {
                 // Only a super-packet cut into more than SLOTS pieces (an MSS below 512)
