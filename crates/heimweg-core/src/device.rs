@@ -500,11 +500,7 @@ impl Device {
         let Some(p) = self.peer_mut(id) else {
             return false;
         };
-        let same = match (&p.policy, &policy) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.prefixes() == b.prefixes(),
-            _ => false,
-        };
+        let same = Policy::same(p.policy.as_ref(), policy.as_ref());
         p.policy = policy;
         !same
     }
@@ -570,11 +566,14 @@ impl Device {
         })
     }
 
-    /// What the control plane sets on a peer, without copying it: the preshared key and the
-    /// allowed IPs.
-    pub fn peer_settings(&self, id: PeerId) -> Option<(Option<Key>, &[IpNetwork])> {
+    /// What the control plane sets on a peer, without copying it: the preshared key, the
+    /// allowed IPs and the access policy.
+    pub fn peer_settings(
+        &self,
+        id: PeerId,
+    ) -> Option<(Option<Key>, &[IpNetwork], Option<&Arc<Policy>>)> {
         let p = self.peers.get(id.slot())?.as_ref()?;
-        Some((p.preshared_key, &p.allowed_ips))
+        Some((p.preshared_key, &p.allowed_ips, p.policy.as_ref()))
     }
 
     /// Number of peer slots (occupied or free): the bound for [`Device::peer_keys`].

@@ -11,6 +11,7 @@ use ip_network::IpNetwork;
 use ip_network_table::IpNetworkTable;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A set of destination prefixes a peer may reach.
 pub struct Policy {
@@ -44,6 +45,16 @@ impl Policy {
 
     pub fn prefixes(&self) -> &[IpNetwork] {
         &self.prefixes
+    }
+
+    /// Whether two optional policies allow the same: a reconciler builds new ones on every
+    /// pass, and an equal one must not count as a change.
+    pub fn same(a: Option<&Arc<Policy>>, b: Option<&Arc<Policy>>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.prefixes() == b.prefixes(),
+            _ => false,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Key, Policy};
 use heimweg_sys::poll::EventFd;
 use heimweg_sys::tun::Tun;
 use heimweg_sys::udp::UdpSocket;
-use parking_lot::{Mutex, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -35,6 +35,9 @@ const SOCKET_BUFFER_BYTES: usize = 7 << 20;
 /// about as long): at 100,000 peers a whole pass takes tens of milliseconds, which the workers
 /// must not spend waiting.
 const SYNC_HOLD: Duration = Duration::from_millis(1);
+/// Most changes a peer sync collects before it applies them: removing or updating one takes a
+/// few microseconds, so a piece stays near [`SYNC_HOLD`].
+const SYNC_PIECE: usize = 256;
 
 /// How to bring the data plane up.
 #[derive(Clone, Debug)]
@@ -374,88 +377,85 @@ impl DataPlane {
         self.shared.device().counters().drops(reason)
     }
 
-    /// Makes the peer set equal to `desired`, holding the table for writing for at most about
-    /// a millisecond at a time: missing peers are added, extra ones removed, changed ones updated in place. A peer whose settings did not change is not
-    /// touched at all, so its session carries on (invariant: one peer's change never disturbs
-    /// another).
+    /// Makes the peer set equal to `desired`: missing peers are added, extra ones removed,
+    /// changed ones updated in place. A peer whose settings did not change is not touched at
+    /// all, so its session carries on (invariant: one peer's change never disturbs another).
+    ///
+    /// The workers are held up only by actual changes, and for at most about a millisecond at a
+    /// time. The comparison runs beside them (an upgradable read: it shares the table with the
+    /// workers and keeps out only other writers), so a pass that changes nothing stops no
+    /// traffic however many peers there are; the table is taken for writing only to apply a
+    /// piece of changes found, at most [`SYNC_HOLD`] of work at a time, and handed back to the
+    /// workers between pieces.
     pub fn sync_peers(&self, desired: &[PeerSpec]) -> SyncReport {
         let mut report = SyncReport::default();
         let wanted: std::collections::HashSet<&Key> =
             desired.iter().map(|p| &p.public_key).collect();
-        // The table is held for at most about SYNC_HOLD at a time, so the workers wait no
-        // longer than that whatever the size of the table; between two holds they forward.
-        // Each peer's change is complete within one hold, and no peer depends on another.
         let mut slot = 0;
         loop {
-            let mut d = self.shared.device_mut();
-            let since = Instant::now();
+            let d = self.shared.device.upgradable_read();
             let slots = d.peer_slots();
             if slot >= slots {
                 break;
             }
+            let since = Instant::now();
             let start = slot;
+            let mut stale = Vec::new();
             // At least one piece per hold, however long the wait for the lock was.
-            while slot < slots && (slot == start || since.elapsed() < SYNC_HOLD) {
+            while slot < slots
+                && stale.len() < SYNC_PIECE
+                && (slot == start || since.elapsed() < SYNC_HOLD)
+            {
                 let end = (slot + 64).min(slots);
-                let stale: Vec<_> = d
-                    .peer_keys(slot..end)
-                    .filter(|(_, k)| !wanted.contains(k))
-                    .map(|(id, _)| id)
-                    .collect();
-                for id in stale {
-                    d.remove_peer(id);
-                    report.removed += 1;
-                }
+                stale.extend(
+                    d.peer_keys(slot..end)
+                        .filter(|(_, k)| !wanted.contains(k))
+                        .map(|(id, _)| id),
+                );
                 slot = end;
             }
-            // Hand the lock to a waiting worker: an ordinary unlock would let this loop take
-            // it straight back, and the workers would wait for the whole pass after all.
+            if stale.is_empty() {
+                RwLockUpgradableReadGuard::unlock_fair(d);
+                continue;
+            }
+            let mut d = RwLockUpgradableReadGuard::upgrade(d);
+            for id in stale {
+                d.remove_peer(id);
+                report.removed += 1;
+            }
+            // Hand the table to the waiting workers: an ordinary unlock would let this loop
+            // take it straight back, and the workers would wait for the whole pass after all.
             RwLockWriteGuard::unlock_fair(d);
         }
         let mut next = 0;
         while next < desired.len() {
-            let mut d = self.shared.device_mut();
+            let d = self.shared.device.upgradable_read();
             let since = Instant::now();
             let start = next;
-            while next < desired.len() && (next == start || since.elapsed() < SYNC_HOLD) {
-                let spec = &desired[next];
+            let mut changed = Vec::new();
+            while next < desired.len()
+                && changed.len() < SYNC_PIECE
+                && (next == start || since.elapsed() < SYNC_HOLD)
+            {
+                if differs(&d, &desired[next]) {
+                    changed.push(next);
+                }
                 next += 1;
-                let existing = d.peer_id(&spec.public_key);
-                let (id, psk_same, ips_same) = match existing {
-                    Some(id) => {
-                        let (psk, ips) = d.peer_settings(id).unwrap_or((None, &[]));
-                        let ips_same = ips.len() == spec.allowed_ips.len()
-                            && spec.allowed_ips.iter().all(|n| ips.contains(n));
-                        (id, psk == spec.preshared_key, ips_same)
-                    }
-                    None => {
-                        report.added += 1;
-                        let id = d.add_peer(spec.public_key);
-                        (
-                            id,
-                            spec.preshared_key.is_none(),
-                            spec.allowed_ips.is_empty(),
-                        )
-                    }
-                };
-                let mut changed = false;
-                if !psk_same {
-                    d.set_preshared_key(id, spec.preshared_key);
-                    changed = true;
+            }
+            if changed.is_empty() {
+                RwLockUpgradableReadGuard::unlock_fair(d);
+                continue;
+            }
+            let mut d = RwLockUpgradableReadGuard::upgrade(d);
+            let since = Instant::now();
+            for (n, &i) in changed.iter().enumerate() {
+                // A new peer costs a Diffie-Hellman: a piece may take longer than a hold. What
+                // is left is looked at again in the next one.
+                if n > 0 && since.elapsed() >= SYNC_HOLD {
+                    next = i;
+                    break;
                 }
-                if !ips_same {
-                    d.clear_allowed_ips(id);
-                    for net in &spec.allowed_ips {
-                        d.add_allowed_ip(id, *net);
-                    }
-                    changed = true;
-                }
-                if d.set_policy(id, spec.policy.clone()) {
-                    changed = true;
-                }
-                if changed && existing.is_some() {
-                    report.updated += 1;
-                }
+                apply_spec(&mut d, &desired[i], &mut report);
             }
             RwLockWriteGuard::unlock_fair(d);
         }
@@ -594,6 +594,65 @@ impl UapiHandler for DataPlane {
 
     fn stats(&self) -> Vec<(String, u64)> {
         DataPlane::stats(self)
+    }
+}
+
+/// Whether the peer `spec` names is missing or set otherwise.
+fn differs(d: &Device, spec: &PeerSpec) -> bool {
+    let Some((psk, ips, policy)) = d
+        .peer_id(&spec.public_key)
+        .and_then(|id| d.peer_settings(id))
+    else {
+        return true;
+    };
+    psk != spec.preshared_key
+        || !same_networks(ips, &spec.allowed_ips)
+        || !Policy::same(policy, spec.policy.as_ref())
+}
+
+fn same_networks(a: &[IpNetwork], b: &[IpNetwork]) -> bool {
+    a.len() == b.len() && b.iter().all(|n| a.contains(n))
+}
+
+/// Makes one peer as `spec` says, changing only what differs.
+fn apply_spec(d: &mut Device, spec: &PeerSpec, report: &mut SyncReport) {
+    let existing = d.peer_id(&spec.public_key);
+    let (id, psk_same, ips_same) = match existing {
+        Some(id) => {
+            let (psk, ips, _) = d.peer_settings(id).unwrap_or((None, &[], None));
+            (
+                id,
+                psk == spec.preshared_key,
+                same_networks(ips, &spec.allowed_ips),
+            )
+        }
+        None => {
+            report.added += 1;
+            let id = d.add_peer(spec.public_key);
+            (
+                id,
+                spec.preshared_key.is_none(),
+                spec.allowed_ips.is_empty(),
+            )
+        }
+    };
+    let mut changed = false;
+    if !psk_same {
+        d.set_preshared_key(id, spec.preshared_key);
+        changed = true;
+    }
+    if !ips_same {
+        d.clear_allowed_ips(id);
+        for net in &spec.allowed_ips {
+            d.add_allowed_ip(id, *net);
+        }
+        changed = true;
+    }
+    if d.set_policy(id, spec.policy.clone()) {
+        changed = true;
+    }
+    if changed && existing.is_some() {
+        report.updated += 1;
     }
 }
 
