@@ -184,6 +184,14 @@ impl fmt::Debug for PeerInfo {
     }
 }
 
+/// What the control plane sets on a peer (see [`Device::peer_settings`]).
+#[derive(Clone, Copy)]
+pub struct PeerSettings<'a> {
+    pub preshared_key: Option<Key>,
+    pub allowed_ips: &'a [IpNetwork],
+    pub policy: Option<&'a Arc<Policy>>,
+}
+
 /// The first four bytes of a key in hex: enough to tell peers apart in logs.
 pub fn short_key(k: &Key) -> String {
     k[..4]
@@ -566,14 +574,14 @@ impl Device {
         })
     }
 
-    /// What the control plane sets on a peer, without copying it: the preshared key, the
-    /// allowed IPs and the access policy.
-    pub fn peer_settings(
-        &self,
-        id: PeerId,
-    ) -> Option<(Option<Key>, &[IpNetwork], Option<&Arc<Policy>>)> {
+    /// What the control plane sets on a peer, without copying it.
+    pub fn peer_settings(&self, id: PeerId) -> Option<PeerSettings<'_>> {
         let p = self.peers.get(id.slot())?.as_ref()?;
-        Some((p.preshared_key, &p.allowed_ips, p.policy.as_ref()))
+        Some(PeerSettings {
+            preshared_key: p.preshared_key,
+            allowed_ips: &p.allowed_ips,
+            policy: p.policy.as_ref(),
+        })
     }
 
     /// Number of peer slots (occupied or free): the bound for [`Device::peer_keys`].

@@ -23,7 +23,7 @@ mod timers;
 pub use admission::AdmissionConfig;
 pub use counters::{Counters, DropReason};
 pub use device::{
-    short_key, Device, HandshakeStep, Key, LentHandshake, Output, PeerId, PeerInfo,
+    short_key, Device, HandshakeStep, Key, LentHandshake, Output, PeerId, PeerInfo, PeerSettings,
     PendingHandshake, Transmit, DATA_OVERHEAD, MIN_OUT_LEN,
 };
 pub use ip_network::IpNetwork;

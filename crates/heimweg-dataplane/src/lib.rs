@@ -599,15 +599,15 @@ impl UapiHandler for DataPlane {
 
 /// Whether the peer `spec` names is missing or set otherwise.
 fn differs(d: &Device, spec: &PeerSpec) -> bool {
-    let Some((psk, ips, policy)) = d
+    let Some(now) = d
         .peer_id(&spec.public_key)
         .and_then(|id| d.peer_settings(id))
     else {
         return true;
     };
-    psk != spec.preshared_key
-        || !same_networks(ips, &spec.allowed_ips)
-        || !Policy::same(policy, spec.policy.as_ref())
+    now.preshared_key != spec.preshared_key
+        || !same_networks(now.allowed_ips, &spec.allowed_ips)
+        || !Policy::same(now.policy, spec.policy.as_ref())
 }
 
 fn same_networks(a: &[IpNetwork], b: &[IpNetwork]) -> bool {
@@ -618,14 +618,14 @@ fn same_networks(a: &[IpNetwork], b: &[IpNetwork]) -> bool {
 fn apply_spec(d: &mut Device, spec: &PeerSpec, report: &mut SyncReport) {
     let existing = d.peer_id(&spec.public_key);
     let (id, psk_same, ips_same) = match existing {
-        Some(id) => {
-            let (psk, ips, _) = d.peer_settings(id).unwrap_or((None, &[], None));
-            (
+        Some(id) => match d.peer_settings(id) {
+            Some(now) => (
                 id,
-                psk == spec.preshared_key,
-                same_networks(ips, &spec.allowed_ips),
-            )
-        }
+                now.preshared_key == spec.preshared_key,
+                same_networks(now.allowed_ips, &spec.allowed_ips),
+            ),
+            None => (id, false, false),
+        },
         None => {
             report.added += 1;
             let id = d.add_peer(spec.public_key);
@@ -733,6 +733,12 @@ mod tests {
             SyncReport::default(),
             "a no-op pass changes nothing"
         );
+        {
+            // Nor does it take the table from the workers: it finishes while one reads. (A
+            // pass that tried to write would wait for this reader for ever.)
+            let _reading = dp.shared.device();
+            assert_eq!(dp.sync_peers(&desired), SyncReport::default());
+        }
         // An equal policy in a new Arc (as a reconciler builds each pass) is not a change.
         desired[0].policy = Some(Arc::new(Policy::new([net("10.20.0.0/16")])));
         assert_eq!(dp.sync_peers(&desired), SyncReport::default());
