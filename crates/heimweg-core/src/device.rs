@@ -410,6 +410,16 @@ impl Device {
         self.by_key.get(key).copied()
     }
 
+    /// Makes room for `additional` more peers at once. Growing the tables moves every entry,
+    /// which takes milliseconds at tens of thousands of peers; done for a whole set while the
+    /// tables are still small (a gateway starting), that copying never happens.
+    pub fn reserve_peers(&mut self, additional: usize) {
+        let free = self.free_slots.len();
+        self.peers.reserve(additional.saturating_sub(free));
+        self.by_key.reserve(additional);
+        self.by_index.reserve(additional);
+    }
+
     /// Adds a peer with no allowed IPs, or returns the existing one.
     pub fn add_peer(&mut self, public_key: Key) -> PeerId {
         if let Some(id) = self.by_key.get(&public_key) {

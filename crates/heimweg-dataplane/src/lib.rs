@@ -427,6 +427,14 @@ impl DataPlane {
             // take it straight back, and the workers would wait for the whole pass after all.
             RwLockWriteGuard::unlock_fair(d);
         }
+        {
+            let d = self.shared.device.upgradable_read();
+            let missing = desired.len().saturating_sub(d.peer_count());
+            if missing > SYNC_PIECE {
+                // Many new peers (a gateway starting): room for all of them in one go.
+                RwLockUpgradableReadGuard::upgrade(d).reserve_peers(missing);
+            }
+        }
         let mut next = 0;
         while next < desired.len() {
             let d = self.shared.device.upgradable_read();
