@@ -30,15 +30,22 @@ bench_cleanup() {
   rm -rf "$TMPD"
 }
 
+# SERVER_CPUS and GENERATOR_CPUS (taskset lists, e.g. 1 and 0) pin the server and the load
+# generator to their own cores, as if the devices were other machines: on two shared cores the
+# generator otherwise competes with the server for the same CPU. Unset: no pinning.
+PIN_SERVER=(); PIN_GENERATOR=()
+[[ -n ${SERVER_CPUS:-} ]] && PIN_SERVER=(taskset -c "$SERVER_CPUS")
+[[ -n ${GENERATOR_CPUS:-} ]] && PIN_GENERATOR=(taskset -c "$GENERATOR_CPUS")
+
 # start_wg NS IFNAME IMPL: starts IMPL (heimweg, wggo, gotatun, boringtun) on IFNAME in NS,
 # logging to $TMPD/IFNAME.log; its PID in STARTED once its UAPI socket is there.
 start_wg() {
   local ns=$1 ifn=$2 impl=$3
   case $impl in
-    heimweg)   ip netns exec "$ns" "$HWG" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
-    wggo)      LOG_LEVEL=error ip netns exec "$ns" "$WGGO" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
-    gotatun)   ip netns exec "$ns" "$GT" -f --disable-drop-privileges "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
-    boringtun) ip netns exec "$ns" "$BT" -f --disable-drop-privileges "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
+    heimweg)   ip netns exec "$ns" "${PIN_SERVER[@]}" "$HWG" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
+    wggo)      LOG_LEVEL=error ip netns exec "$ns" "${PIN_SERVER[@]}" "$WGGO" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
+    gotatun)   ip netns exec "$ns" "${PIN_SERVER[@]}" "$GT" -f --disable-drop-privileges "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
+    boringtun) ip netns exec "$ns" "${PIN_SERVER[@]}" "$BT" -f --disable-drop-privileges "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
     *) echo "$0: unknown implementation $impl" >&2; exit 2 ;;
   esac
   STARTED=$!

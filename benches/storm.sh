@@ -14,6 +14,7 @@
 # FLOOD_RATE=200000 adds a flood during the storm: initiations from 4,096 unknown keys with a
 # valid mac1, from FLOOD_SOURCES (default 50) other addresses; the server's own UDP counters
 # (/proc/net/snmp in its namespace) show what arrived and what its socket dropped.
+# SERVER_CPUS=1 GENERATOR_CPUS=0 give server and devices a core each (see lib.sh).
 # STRICT=1 makes the script fail when any device had no session by the deadline (the system
 # test uses it; comparisons leave it off, as some servers do leave devices out).
 set -euo pipefail
@@ -52,7 +53,7 @@ for run in $(seq 1 "$RUNS"); do
     ip -n "$NS_S" link set "$IFN" up
     rss0=$(rss_kb "$SRV_PID"); cpu0=$(cpu_ticks "$SRV_PID"); read -r udp_in0 udp_err0 < <(udp_counters "$NS_S" InDatagrams RcvbufErrors)
     set +e
-    report=$(ip netns exec "$NS_C" bash -c "ulimit -n $((N + 1024)) && exec '$LOADGEN' storm \
+    report=$(ip netns exec "$NS_C" bash -c "ulimit -n $((N + 1024)) && exec ${PIN_GENERATOR[*]} '$LOADGEN' storm \
       --server 10.200.255.254:51820 --server-key '$SERVER_PUB' --devices $N --first $((PEERS - N)) \
       --source-base $FIRST_SOURCE --sources $SOURCES --deadline-secs $DEADLINE --json \
       --flood-rate $FLOOD_RATE --flood-sources $FLOOD_SOURCES")
