@@ -231,13 +231,28 @@ pub async fn run(
             behind_since.get_or_insert_with(tokio::time::Instant::now);
             match desired_peers(&store, now).await {
                 Ok(desired) => {
-                    let report = dataplane.sync_peers(&desired.peers);
+                    // A pass at 100,000 peers takes tens of milliseconds, the first one about
+                    // a second: not on an async thread, where it would hold up the API.
+                    let (dp, peers) = (Arc::clone(&dataplane), desired.peers);
+                    let synced = tokio::task::spawn_blocking(move || {
+                        (dp.sync_peers(&peers), peers.len())
+                    })
+                    .await;
+                    let (report, count) = match synced {
+                        Ok(r) => r,
+                        Err(e) => {
+                            metrics.runs.with_label_values(&["error"]).inc();
+                            tracing::error!(error = %e, "the peer sync failed; retrying");
+                            tokio::time::sleep(POLL).await;
+                            continue;
+                        }
+                    };
                     if report != Default::default() {
                         tracing::info!(
                             added = report.added,
                             removed = report.removed,
                             updated = report.updated,
-                            peers = desired.peers.len(),
+                            peers = count,
                             "data plane reconciled"
                         );
                     }
