@@ -82,6 +82,7 @@ struct Series {
     queue: IntGauge,
     busy: CounterVec,
     errors: IntCounterVec,
+    offload: IntGaugeVec,
     peer_rx: IntCounterVec,
     peer_tx: IntCounterVec,
     peer_handshake: GaugeVec,
@@ -134,8 +135,8 @@ impl Series {
             )?,
             queue: IntGauge::new(
                 "heimweg_handshake_queue_depth",
-                "Handshake initiations waiting for a worker; past 512 the gateway answers \
-                 with cookies.",
+                "Handshake initiations waiting for a worker; past the load threshold \
+                 (2,048 by default) the gateway answers with cookies.",
             )?,
             busy: CounterVec::new(
                 Opts::new(
@@ -148,6 +149,16 @@ impl Series {
                 "heimweg_dataplane_errors_total",
                 "I/O errors in the data plane by kind: udp_receive, udp_send_dropped \
                  (datagrams a full socket refused), tun_write.",
+                &["kind"],
+            )?,
+            offload: IntGaugeVec::new(
+                Opts::new(
+                    "heimweg_dataplane_offload",
+                    "Offloads in use (1) or not (0): tun_tso and tun_uso (the TUN hands over \
+                     TCP and UDP super-packets), udp_gso (one send per run of datagrams; 0 \
+                     after the kernel refused it). Without them the gateway needs several \
+                     times the CPU per GB.",
+                ),
                 &["kind"],
             )?,
             peer_rx: counter(
@@ -189,6 +200,7 @@ impl Series {
             &self.queue,
             &self.busy,
             &self.errors,
+            &self.offload,
             &self.peer_rx,
             &self.peer_tx,
             &self.peer_handshake,
@@ -265,6 +277,13 @@ impl DataPlaneCollector {
         set(&s.errors, "udp_receive", m.udp_recv_errors);
         set(&s.errors, "udp_send_dropped", m.udp_send_dropped);
         set(&s.errors, "tun_write", m.tun_write_errors);
+        for (kind, on) in [
+            ("tun_tso", m.tun_tso),
+            ("tun_uso", m.tun_uso),
+            ("udp_gso", m.udp_gso),
+        ] {
+            s.offload.with_label_values(&[kind]).set(i64::from(on));
+        }
         if self.per_peer.max > 0 {
             self.fill_peers(s);
         }

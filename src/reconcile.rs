@@ -234,10 +234,9 @@ pub async fn run(
                     // A pass at 100,000 peers takes tens of milliseconds, the first one about
                     // a second: not on an async thread, where it would hold up the API.
                     let (dp, peers) = (Arc::clone(&dataplane), desired.peers);
-                    let synced = tokio::task::spawn_blocking(move || {
-                        (dp.sync_peers(&peers), peers.len())
-                    })
-                    .await;
+                    let synced =
+                        tokio::task::spawn_blocking(move || (dp.sync_peers(&peers), peers.len()))
+                            .await;
                     let (report, count) = match synced {
                         Ok(r) => r,
                         Err(e) => {

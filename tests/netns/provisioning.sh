@@ -259,6 +259,9 @@ check "ops: Prometheus sees one configured peer after the revocation, and no rec
   wait_until 15 eval "promql_ge 'heimweg_peers{state=\"configured\"} == 1' 1 && [[ \$(promql heimweg_reconciler_lag_seconds) == 0 ]]"
 metrics_scrape metrics >"$TMPD/scrape.txt"
 check "ops: promtool check metrics accepts the scrape" eval "promtool check metrics <'$TMPD/scrape.txt'"
+# This kernel has TSO on TUN and UDP GSO on loopback and veth: both must be reported in use.
+check "ops: the scrape reports the offloads in use" \
+  eval "grep -qx 'heimweg_dataplane_offload{kind=\"tun_tso\"} 1' '$TMPD/scrape.txt' && grep -qx 'heimweg_dataplane_offload{kind=\"udp_gso\"} 1' '$TMPD/scrape.txt'"
 if [[ ${HEIMWEG_METRICS_PER_PEER:-0} -gt 0 ]]; then
   check "ops: opted-in per-peer series are keyed by device id, without names" \
     eval "grep -qE '^heimweg_peer_received_bytes_total\\{device_id=\"[0-9]+\"\\} [1-9]' '$TMPD/scrape.txt' && grep -qE '^heimweg_peer_info\\{device=\"\",device_id=\"[0-9]+\",group=\"staff\"\\} 1' '$TMPD/scrape.txt'"

@@ -16,7 +16,7 @@ mod worker;
 
 use heimweg_core::{AdmissionConfig, Device, DropReason, IpNetwork, Key, Policy};
 use heimweg_sys::poll::EventFd;
-use heimweg_sys::tun::Tun;
+use heimweg_sys::tun::{Offload, Tun};
 use heimweg_sys::udp::UdpSocket;
 use parking_lot::{Mutex, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use std::io;
@@ -192,6 +192,11 @@ pub struct MetricsSnapshot {
     pub udp_recv_errors: u64,
     pub udp_send_dropped: u64,
     pub tun_write_errors: u64,
+    /// The TUN hands over TCP super-packets (TSO), and UDP ones (USO).
+    pub tun_tso: bool,
+    pub tun_uso: bool,
+    /// Every worker's socket still sends with UDP GSO (the kernel may refuse it for good).
+    pub udp_gso: bool,
 }
 
 /// A peer counts as active (connected) with a handshake this recent: WireGuard rekeys every
@@ -288,7 +293,13 @@ impl DataPlane {
                 .map_err(StartError::Worker)?;
             handles.push(h);
         }
-        tracing::info!(interface = %name, workers, port = shared.sockets.read().map(|s| s.port).unwrap_or(0), "data plane up");
+        tracing::info!(
+            interface = %name,
+            workers,
+            port = shared.sockets.read().map(|s| s.port).unwrap_or(0),
+            tun_offload = ?shared.tuns[0].offload(),
+            "data plane up"
+        );
         Ok(DataPlane {
             shared,
             workers: Mutex::new(handles),
@@ -351,7 +362,17 @@ impl DataPlane {
         let sum = |f: fn(&WorkerStats) -> &AtomicU64| {
             w.iter().map(|s| f(s).load(Ordering::Relaxed)).sum::<u64>()
         };
+        let tun = self.shared.tuns.first().map(|t| t.offload());
+        let udp_gso = self
+            .shared
+            .sockets
+            .read()
+            .map(|s| s.list.iter().all(|u| u.gso()))
+            .unwrap_or(false);
         MetricsSnapshot {
+            tun_tso: matches!(tun, Some(Offload::Tcp | Offload::TcpUdp)),
+            tun_uso: tun == Some(Offload::TcpUdp),
+            udp_gso,
             counters,
             handshake_queue_depth,
             peers,
@@ -768,6 +789,12 @@ mod tests {
                 removed: 1,
                 updated: 0
             }
+        );
+        let m = dp.metrics();
+        assert_eq!(m.peers, 1);
+        assert!(
+            m.tun_tso && m.udp_gso,
+            "this kernel offers TSO on TUN and UDP GSO"
         );
         let snapshot = UapiHandler::get(&dp);
         assert_eq!(snapshot.peers.len(), 1);
