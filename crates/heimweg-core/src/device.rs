@@ -882,8 +882,12 @@ impl Device {
             }));
         }
         let init = &pending.init;
-        let output = self.decapsulate_locked(now, id, peer, &mut live, init.src, &init.bytes, out);
-        match output {
+        let rx = Received {
+            now,
+            src: init.src,
+            datagram: &init.bytes,
+        };
+        match self.decapsulate_locked(id, peer, &mut live, rx, out) {
             Output::Network(t) => HandshakeStep::Done(Some(t)),
             _ => HandshakeStep::Done(None),
         }
@@ -926,16 +930,12 @@ impl Device {
             }
         }
         let result = result.unwrap_or(Err(WireGuardError::UnexpectedPacket));
-        match self.settle_decapsulation(
+        let rx = Received {
             now,
-            id,
-            peer,
-            &mut live,
-            init.src,
-            &init.bytes,
-            result,
-            out,
-        ) {
+            src: init.src,
+            datagram: &init.bytes,
+        };
+        match self.settle_decapsulation(id, peer, &mut live, rx, result, out) {
             Output::Network(t) => Some(t),
             _ => None,
         }
@@ -958,18 +958,16 @@ impl Device {
             return self.dropped(DropReason::UnknownIndex);
         };
         let mut live = peer.live.lock();
-        self.decapsulate_locked(now, id, peer, &mut live, src, datagram, out)
+        let rx = Received { now, src, datagram };
+        self.decapsulate_locked(id, peer, &mut live, rx, out)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn decapsulate_locked(
         &self,
-        now: Instant,
         id: PeerId,
         peer: &Peer,
         live: &mut Live,
-        src: SocketAddr,
-        datagram: &[u8],
+        rx: Received<'_>,
         out: &mut [u8],
     ) -> Output {
         let Some(tunn) = live.tunn.as_mut() else {
@@ -982,25 +980,23 @@ impl Device {
             return self.dropped(reason);
         };
         let base = out.as_ptr() as usize;
-        let result =
-            locate(tunn.decapsulate(Some(src.ip()), datagram, out), base).map(|l| l.settle(out));
-        self.settle_decapsulation(now, id, peer, live, src, datagram, result, out)
+        let result = locate(tunn.decapsulate(Some(rx.src.ip()), rx.datagram, out), base)
+            .map(|l| l.settle(out));
+        self.settle_decapsulation(id, peer, live, rx, result, out)
     }
 
     /// Acts on what the peer's `Tunn` made of `datagram`: counters, roaming, timers, and the
     /// source check of a decrypted packet.
-    #[allow(clippy::too_many_arguments)]
     fn settle_decapsulation(
         &self,
-        now: Instant,
         id: PeerId,
         peer: &Peer,
         live: &mut Live,
-        src: SocketAddr,
-        datagram: &[u8],
+        rx: Received<'_>,
         result: Result<Span, WireGuardError>,
         out: &mut [u8],
     ) -> Output {
+        let Received { now, src, datagram } = rx;
         let verdict = match result {
             Ok(Span::Done) => Output::Nothing,
             Ok(Span::Network(len)) => Output::Network(Transmit { dst: src, len }),
@@ -1250,6 +1246,14 @@ fn new_tunn(spec: &TunnSpec) -> Box<Tunn> {
         spec.index,
         Some(spec.limiter.clone()),
     ))
+}
+
+/// A datagram from the network, with when and from where it came.
+#[derive(Clone, Copy)]
+struct Received<'a> {
+    now: Instant,
+    src: SocketAddr,
+    datagram: &'a [u8],
 }
 
 /// What a `Tunn` result asks for, as a length from the start of the output buffer.
