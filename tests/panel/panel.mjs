@@ -173,7 +173,8 @@ try {
   check("devices: the server-side search finds the device by owner",
     (await page.locator("table.devices tbody tr").count()) === 1 &&
     (await page.textContent("table.devices")).includes("ipad-erika"));
-  await page.click("text=ipad-erika");
+  // The click navigates; a reload before that navigation has committed detaches the page.
+  await Promise.all([page.waitForURL(`${URL_}/devices/ipad-erika`), page.click("text=ipad-erika")]);
   check("device: the detail page shows the handshake and traffic",
     await until(10, async () => {
       await page.reload();
