@@ -289,6 +289,13 @@ impl Admission {
         true
     }
 
+    /// Empties the queue; returns how many initiations it held.
+    pub fn drain(&mut self) -> usize {
+        let n = self.queue.len();
+        self.queue.clear();
+        n
+    }
+
     pub fn pop(&mut self) -> Option<QueuedInit> {
         self.queue.pop_front()
     }

@@ -822,7 +822,15 @@ impl Device {
     /// Diffie-Hellmans) and [`Device::finish_handshake`]. [`Device::poll_handshake`] does all
     /// of it in one call.
     pub fn take_handshake(&self) -> Option<PendingHandshake> {
-        let identity = self.identity.as_ref()?;
+        let Some(identity) = self.identity.as_ref() else {
+            // The key was removed after these were queued: nothing can answer them. Left in the
+            // queue they would keep its depth above zero, and the workers polling without pause.
+            let stale = self.admission.lock().drain();
+            for _ in 0..stale {
+                self.counters.drop(DropReason::NoPrivateKey);
+            }
+            return None;
+        };
         let init = self.admission.lock().pop()?;
         Some(PendingHandshake {
             init,

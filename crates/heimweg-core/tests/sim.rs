@@ -1163,3 +1163,20 @@ fn workers_on_several_threads_share_the_device() {
     assert_eq!(after.total_drops(), before.total_drops());
     assert_eq!(d.peer_count(), 8 + 20);
 }
+
+/// Initiations queued when the private key is removed cannot be answered: they are dropped and
+/// counted, so the queue does not stay non-empty (which would keep the workers polling).
+#[test]
+fn removing_the_key_empties_the_handshake_queue() {
+    let mut sim = Sim::new(AdmissionConfig::default());
+    sim.add_client();
+    let init = initiation(&mut sim, 0);
+    let mut out = vec![0u8; 2048];
+    let from = sim.clients[0].addr;
+    let _ = sim.server.handle_network(sim.now, from, &init, &mut out);
+    assert_eq!(sim.server.handshake_queue_depth(), 1);
+    sim.server.set_private_key(None);
+    assert!(sim.server.take_handshake().is_none());
+    assert_eq!(sim.server.handshake_queue_depth(), 0);
+    assert_eq!(sim.server.counters().drops(DropReason::NoPrivateKey), 1);
+}
