@@ -345,8 +345,9 @@ impl DataPlane {
         v
     }
 
-    /// Everything the metrics endpoint reports. Reading shares the table with the workers, so
-    /// a scrape does not hold up traffic, however many peers it walks.
+    /// Everything the metrics endpoint reports. Reading shares the table with the workers; but
+    /// a peer change that arrives during the walk waits for it, and the workers wait behind
+    /// that change (walking in pieces, as `sync_peers` does, would bound it; not done yet).
     pub fn metrics(&self) -> MetricsSnapshot {
         let (counters, handshake_queue_depth, peers, active_peers) = {
             let d = self.shared.device();
