@@ -608,8 +608,14 @@ fn serve(
         state_dir.display(),
         ops.metrics_listen,
     );
+    // The reconciler reads on a connection of its own: API and panel readers never delay a
+    // revocation on its way to the data plane.
+    let reconciler_store = Arc::new(
+        rt.block_on(store.dedicated_reader())
+            .context("opening the reconciler's database connection")?,
+    );
     rt.spawn(reconcile::run(
-        store,
+        reconciler_store,
         running.dataplane.clone(),
         directory,
         reconcile::ReconcileMetrics::register(&registry)?,

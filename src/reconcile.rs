@@ -176,6 +176,22 @@ fn changed_status(
     out
 }
 
+/// Every [`STATUS_EVERY`], writes back what changed in the data plane's view of its peers.
+async fn record_status_loop(store: Arc<Store>, dataplane: Arc<DataPlane>) {
+    let mut written = HashMap::new();
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let seen = changed_status(&dataplane, &mut written);
+        if let Err(e) = store.record_status(&seen).await {
+            tracing::warn!(error = %e, "recording peer status failed");
+            written.clear();
+        }
+    }
+}
+
 /// Runs until the task is dropped.
 pub async fn run(
     store: Arc<Store>,
@@ -191,22 +207,18 @@ pub async fn run(
             None
         }
     };
+    // Writing what the data plane observed waits for the store's write lock like any write;
+    // in its own task, a busy store never delays the next reconcile.
+    tokio::spawn(record_status_loop(
+        Arc::clone(&store),
+        Arc::clone(&dataplane),
+    ));
     let mut applied_revision = None;
     let mut next_expiry: Option<i64> = None;
-    let mut written = HashMap::new();
-    let mut last_status = tokio::time::Instant::now();
     // When the store was first seen ahead of the data plane; None while in sync.
     let mut behind_since: Option<tokio::time::Instant> = None;
     let mut store_down = false;
     loop {
-        if last_status.elapsed() >= STATUS_EVERY {
-            last_status = tokio::time::Instant::now();
-            let seen = changed_status(&dataplane, &mut written);
-            if let Err(e) = store.record_status(&seen).await {
-                tracing::warn!(error = %e, "recording peer status failed");
-                written.clear();
-            }
-        }
         let now = unix_now();
         let revision = match store.revision().await {
             Ok(r) => {

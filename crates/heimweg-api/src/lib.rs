@@ -337,6 +337,8 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     TooManyRequests(String),
+    /// The store is overloaded or unreachable for the moment: 503 with `Retry-After`.
+    Unavailable(String),
     Internal(String),
 }
 
@@ -357,6 +359,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", m),
+            ApiError::Unavailable(m) => {
+                tracing::warn!(message = %m, "API request refused: the store is busy");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
             ApiError::Internal(cause) => {
                 let reference = format!(
                     "{:016x}",
@@ -379,6 +385,10 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         resp
     }
 }
@@ -390,6 +400,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
             e @ StoreError::PoolExhausted(_) => ApiError::Conflict(e.to_string()),
+            e @ StoreError::Busy => ApiError::Unavailable(e.to_string()),
             StoreError::Db(e) => ApiError::Internal(format!("database: {e}")),
         }
     }

@@ -15,6 +15,7 @@ backend_tests!(
     an_approved_access_request_becomes_the_requesters_enrollment,
     the_public_request_form_is_rate_limited,
     one_client_cannot_use_up_the_request_form,
+    concurrent_reads_and_changes_all_succeed,
 );
 
 use axum::body::Body;
@@ -1307,5 +1308,78 @@ async fn one_client_cannot_use_up_the_request_form(backend: Backend) {
         file_from(&env, b, "b-0").await,
         StatusCode::CREATED,
         "another client is not held up by the first"
+    );
+}
+
+/// The store's pools are small (a few connections); 20 readers of one device at once, with
+/// changes, rotations and revocations beside them, all get their answer. (A request that held
+/// one connection and waited for a second once made most of these time out with a 500.)
+async fn concurrent_reads_and_changes_all_succeed(backend: Backend) {
+    let Some(env) = env(backend, "concurrency").await else {
+        return;
+    };
+    for i in 0..20 {
+        let (st, v, _) = call(
+            &env,
+            Method::POST,
+            "/api/v1/devices",
+            Some(&env.admin),
+            Some(json!({"name": format!("d{i}")})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let env = Arc::new(env);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60usize {
+        let env = env.clone();
+        tasks.spawn(async move {
+            let (method, uri, token, body) = match i {
+                0..=19 => (
+                    Method::GET,
+                    "/api/v1/devices/d0".to_string(),
+                    &env.reader,
+                    None,
+                ),
+                20..=29 => (
+                    Method::GET,
+                    "/api/v1/devices?search=d".to_string(),
+                    &env.reader,
+                    None,
+                ),
+                30..=41 => (
+                    Method::PATCH,
+                    format!("/api/v1/devices/d{}", i - 29),
+                    &env.admin,
+                    Some(json!({"expires_at": 1_900_000_000 + i})),
+                ),
+                42..=53 => (
+                    Method::POST,
+                    format!("/api/v1/devices/d{}/rotate", i - 41),
+                    &env.admin,
+                    None,
+                ),
+                _ => (
+                    Method::POST,
+                    format!("/api/v1/devices/d{}/revoke", i - 40),
+                    &env.admin,
+                    None,
+                ),
+            };
+            let (st, v, _) = call(&env, method.clone(), &uri, Some(token), body).await;
+            (format!("{method} {uri}"), st, v)
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (what, st, v) = done.unwrap();
+        if !st.is_success() {
+            failed.push(format!("{what}: {st} {v}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 60 failed: {failed:#?}",
+        failed.len()
     );
 }

@@ -17,6 +17,7 @@ backend_tests!(
     unknown_names_and_bad_input_change_nothing,
     a_lock_holds_in_every_session_waiting_for_the_second_factor,
     redirects_never_leave_the_site,
+    twenty_helpdesk_page_loads_at_once_all_succeed,
 );
 
 use axum::body::Body;
@@ -992,4 +993,34 @@ async fn redirects_never_leave_the_site(backend: Backend) {
         "/devices?q=x",
         "a path of this site is kept"
     );
+}
+
+async fn twenty_helpdesk_page_loads_at_once_all_succeed(backend: Backend) {
+    let Some(env) = env(backend, "crowd").await else {
+        return;
+    };
+    env.add_admin("hugo", Role::Helpdesk).await;
+    for i in 0..5 {
+        env.enroll(&format!("ipad-{i}"), Some("anna")).await;
+    }
+    let mut b = Browser::default();
+    b.login(&env, "hugo").await;
+    let env = Arc::new(env);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (env, mut b) = (env.clone(), b.clone());
+        tasks.spawn(async move {
+            let uri = if i % 2 == 0 {
+                "/devices"
+            } else {
+                "/devices/ipad-1"
+            };
+            let page = b.get(&env, uri).await;
+            (page.status, page.excerpt())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (status, excerpt) = done.unwrap();
+        assert_eq!(status, StatusCode::OK, "{excerpt}");
+    }
 }

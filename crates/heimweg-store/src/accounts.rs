@@ -143,7 +143,7 @@ impl Store {
             "SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.name = $1"
         ))
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.as_ref().map(admin_from_row))
     }
@@ -152,7 +152,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {ADMIN_COLUMNS} FROM admins a ORDER BY a.name"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.iter().map(admin_from_row).collect())
     }
@@ -161,7 +161,7 @@ impl Store {
     pub async fn enabled_admin_count(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM admins WHERE disabled_at IS NULL")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?,
         )
     }
@@ -357,7 +357,7 @@ impl Store {
         .bind(step)
         .bind(admin_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?
         .rows_affected();
         Ok(done == 1)
@@ -379,7 +379,7 @@ impl Store {
         .bind(now)
         .bind(admin_id)
         .bind(code_hash)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?
         .rows_affected();
         Ok(done == 1)
@@ -391,7 +391,7 @@ impl Store {
             "SELECT COUNT(*) FROM admin_recovery_codes WHERE admin_id = $1 AND used_at IS NULL",
         )
         .bind(admin_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 
@@ -417,7 +417,7 @@ impl Store {
         .bind(csrf_token)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
@@ -431,7 +431,7 @@ impl Store {
         ))
         .bind(id_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.map(|r| Session {
             admin: admin_from_row(&r),
@@ -455,7 +455,7 @@ impl Store {
         .bind(now)
         .bind(expires_at)
         .bind(id_hash)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
@@ -464,7 +464,7 @@ impl Store {
     pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM admin_sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -474,7 +474,7 @@ impl Store {
         Ok(
             sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= $1")
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writes)
                 .await?
                 .rows_affected(),
         )

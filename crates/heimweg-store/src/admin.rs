@@ -87,7 +87,7 @@ impl Store {
         bump_revision(&mut tx).await?;
         // Read before commit: once committed the old key is dead, and a failed read after it
         // would lose the only copy of the new private key (in the caller's config).
-        let device = self.device_on(&mut tx, name).await?;
+        let device = crate::device_on(&mut tx, name).await?;
         tx.commit().await?;
         Ok(device)
     }
@@ -162,7 +162,7 @@ impl Store {
         )
         .await?;
         bump_revision(&mut tx).await?;
-        let device = self.device_on(&mut tx, name).await?;
+        let device = crate::device_on(&mut tx, name).await?;
         tx.commit().await?;
         Ok(device)
     }
@@ -224,7 +224,12 @@ impl Store {
         .await?;
         bump_revision(&mut tx).await?;
         tx.commit().await?;
-        self.group(name).await
+        Ok(Group {
+            allowed_prefixes: prefixes,
+            full_tunnel,
+            dns,
+            ..current
+        })
     }
 
     /// Creates a user (a member of staff who owns devices).
@@ -284,10 +289,11 @@ impl Store {
         let limit = if limit == 0 { 50 } else { limit.min(500) };
         let condition = "($1 IS NULL OR LOWER(u.name) LIKE $1 ESCAPE '\\' \
                          OR LOWER(u.email) LIKE $1 ESCAPE '\\')";
+        let mut conn = self.read().await?;
         let total: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users u WHERE {condition}"))
                 .bind(&pattern)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await?;
         let rows = sqlx::query(&format!(
             "{USER_SELECT} WHERE {condition} ORDER BY u.name LIMIT $3 OFFSET $4"
@@ -296,7 +302,7 @@ impl Store {
         .bind(now)
         .bind(i64::from(limit))
         .bind(i64::from(offset))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         Ok(Page {
             items: rows.iter().map(user_from_row).collect(),
@@ -308,7 +314,7 @@ impl Store {
         sqlx::query(&format!("{USER_SELECT} WHERE u.name = $1"))
             .bind(name)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .map(|r| user_from_row(&r))
             .ok_or_else(|| StoreError::NotFound(format!("there is no user named {name:?}")))
@@ -375,7 +381,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, name, scopes, created_at, revoked_at FROM api_tokens ORDER BY id DESC",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.iter().map(crate::token_from_row).collect())
     }

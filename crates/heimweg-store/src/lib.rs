@@ -72,7 +72,10 @@ pub const DEFAULT_ADDRESS_GRACE: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[source] sqlx::Error),
+    /// No connection came free in time: the store is overloaded or unreachable. Worth a retry.
+    #[error("the database is busy; try again in a moment")]
+    Busy,
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -81,6 +84,15 @@ pub enum StoreError {
     PoolExhausted(u8),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => StoreError::Busy,
+            e => StoreError::Db(e),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -264,11 +276,105 @@ fn split_strings(s: &str) -> Vec<String> {
         .collect()
 }
 
+fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StoreError::Invalid(
+            "the database URL must start with sqlite:// or postgres://".into(),
+        ))
+    }
+}
+
+/// A pool of `max` connections; read-only ones refuse writes in the database itself, so a
+/// write that strays onto a reader fails in every test instead of queueing for the lock.
+async fn open_pool(
+    url: &str,
+    backend: Backend,
+    access: Access,
+    max: u32,
+    options: PoolOptions,
+) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(options.acquire_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                match backend {
+                    Backend::Sqlite => {
+                        // Per connection: WAL lets readers read while one writes; NORMAL sync
+                        // is durable in WAL mode except against power loss in the last commit;
+                        // the busy timeout turns lock waits (another process writing) into
+                        // waits, not errors.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                        if access == Access::ReadOnly {
+                            conn.execute("PRAGMA query_only = ON").await?;
+                        }
+                    }
+                    Backend::Postgres => {
+                        if access == Access::ReadOnly {
+                            conn.execute("SET default_transaction_read_only = on")
+                                .await?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}
+
 pub struct Store {
-    pool: AnyPool,
+    /// Connections for reads only (the database refuses writes on them). A method takes at
+    /// most one and never waits for a second while it holds it: with a handful of
+    /// connections, a request that did would deadlock against its twins (issue found under 20
+    /// concurrent reads, where every holder waited for a fifth connection).
+    reads: AnyPool,
+    /// The connections writes run on, apart from the readers, so that readers never wait for
+    /// a writer's turn at the write lock and writers never take a reader's connection.
+    writes: AnyPool,
     backend: Backend,
     /// Kept for [`Store::watch`]; may hold a password, so never printed.
     url: String,
+}
+
+/// How many connections a [`Store`] keeps and how long a request waits for one.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Read connections. SQLite in WAL mode reads in parallel; two cores gain little beyond 8.
+    pub reads: u32,
+    /// Write connections: one on SQLite (it has one writer anyway); on PostgreSQL a few, since
+    /// session bookkeeping writes there without the store's write lock.
+    pub writes: u32,
+    /// How long a caller waits for a connection before it gets [`StoreError::Busy`].
+    pub acquire_timeout: Duration,
+}
+
+impl PoolOptions {
+    pub fn for_backend(backend: Backend) -> PoolOptions {
+        PoolOptions {
+            reads: 8,
+            writes: match backend {
+                Backend::Sqlite => 1,
+                Backend::Postgres => 4,
+            },
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Which kind of connection a pool hands out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadOnly,
+    ReadWrite,
 }
 
 impl Store {
@@ -288,42 +394,46 @@ impl Store {
     /// Connects to `sqlite://PATH` or `postgres://USER@HOST/DB` and brings the schema up to
     /// date. Several gateways may connect to one PostgreSQL database at once.
     pub async fn connect(url: &str) -> Result<Store> {
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::Invalid(
-                "the database URL must start with sqlite:// or postgres://".into(),
-            ));
-        };
+        let backend = backend_of(url)?;
+        Store::connect_with(url, PoolOptions::for_backend(backend)).await
+    }
+
+    /// [`Store::connect`] with pool sizes of the caller's choosing.
+    pub async fn connect_with(url: &str, options: PoolOptions) -> Result<Store> {
+        let backend = backend_of(url)?;
         sqlx::any::install_drivers(&[sqlx::sqlite::any::DRIVER, sqlx::postgres::any::DRIVER]).ok();
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // Per connection: WAL lets the reconciler read while the API writes;
-                        // NORMAL sync is durable in WAL mode except against power loss in the
-                        // last commit; the busy timeout turns lock waits into waits, not errors.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
+        let writes = open_pool(url, backend, Access::ReadWrite, options.writes, options).await?;
+        let reads = open_pool(url, backend, Access::ReadOnly, options.reads, options).await?;
         let store = Store {
-            pool,
+            reads,
+            writes,
             backend,
             url: url.to_string(),
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// A handle on the same database with a read connection of its own, for a caller that
+    /// must never queue behind the API's readers (the reconciler: a revocation reaches the
+    /// data plane within a second however busy the panel is). Writes share this store's.
+    pub async fn dedicated_reader(&self) -> Result<Store> {
+        let options = PoolOptions {
+            reads: 1,
+            ..PoolOptions::for_backend(self.backend)
+        };
+        let reads = open_pool(&self.url, self.backend, Access::ReadOnly, 1, options).await?;
+        Ok(Store {
+            reads,
+            writes: self.writes.clone(),
+            backend: self.backend,
+            url: self.url.clone(),
+        })
+    }
+
+    /// One read connection, held for the whole of one method and never beside another.
+    async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.reads.acquire().await?)
     }
 
     pub fn backend(&self) -> Backend {
@@ -345,9 +455,9 @@ impl Store {
     /// statement on (see the module documentation).
     async fn write(&self) -> Result<Tx<'static>> {
         match self.backend {
-            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite => Ok(self.writes.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writes.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(PG_WRITE_LOCK)
                     .execute(&mut *tx)
@@ -455,32 +565,7 @@ impl Store {
     }
 
     pub async fn settings(&self) -> Result<Settings> {
-        let rows = sqlx::query("SELECT key, value FROM settings")
-            .fetch_all(&self.pool)
-            .await?;
-        let get = |k: &str| {
-            rows.iter()
-                .find(|r| r.get::<String, _>(0) == k)
-                .map(|r| r.get::<String, _>(1))
-        };
-        let missing = || StoreError::NotFound("the gateway is not initialised".into());
-        Ok(Settings {
-            endpoint: get("endpoint"),
-            pool_v4: get("pool_v4")
-                .ok_or_else(missing)?
-                .parse()
-                .map_err(|_| missing())?,
-            pool_v6: get("pool_v6")
-                .ok_or_else(missing)?
-                .parse()
-                .map_err(|_| missing())?,
-            mtu: get("mtu").and_then(|v| v.parse().ok()).unwrap_or(1280),
-            address_grace: Duration::from_secs(
-                get("address_grace_s")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(DEFAULT_ADDRESS_GRACE.as_secs()),
-            ),
-        })
+        settings_on(&mut *self.read().await?).await
     }
 
     /// Sets the endpoint clients dial (`host:port`).
@@ -506,7 +591,7 @@ impl Store {
     pub async fn set_address_grace(&self, grace: Duration) -> Result<()> {
         sqlx::query("UPDATE settings SET value = $1 WHERE key = 'address_grace_s'")
             .bind(grace.as_secs().to_string())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -561,7 +646,7 @@ impl Store {
         sqlx::query("UPDATE settings SET value = $1 WHERE key = $2")
             .bind(value)
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -570,7 +655,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, name, allowed_prefixes, full_tunnel, dns FROM groups ORDER BY name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.iter().map(group_from_row).collect())
     }
@@ -580,7 +665,7 @@ impl Store {
             "SELECT id, name, allowed_prefixes, full_tunnel, dns FROM groups WHERE name = $1",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?
         .map(|r| group_from_row(&r))
         .ok_or_else(|| StoreError::NotFound(format!("there is no group named {name:?}")))
@@ -590,9 +675,9 @@ impl Store {
     /// address, and records it, all in one transaction.
     pub async fn add_device(&self, actor: &str, d: NewDevice, now: i64) -> Result<Device> {
         validate_name("device", &d.name)?;
-        let settings = self.settings().await?;
         let key = d.public_key.to_base64();
         let mut tx = self.write().await?;
+        let settings = settings_on(&mut tx).await?;
         let group_id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name = $1")
             .bind(&d.group)
             .fetch_optional(&mut *tx)
@@ -742,65 +827,7 @@ impl Store {
             Some(DeviceStatus::Revoked) => f.cond("d.revoked_at IS NOT NULL".into()),
         }
         let limit = if q.limit == 0 { 50 } else { q.limit.min(500) };
-        let mut conn = self.pool.acquire().await?;
-        self.devices_where(&mut conn, f, limit, q.offset).await
-    }
-
-    /// The one device query. Only the conditions in use reach the SQL, so each backend plans
-    /// the plain "newest 50" listing as the index walk it is (PostgreSQL would otherwise plan
-    /// `$1 IS NULL OR …` generically: join everything, then sort).
-    async fn devices_where(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        mut f: Filter,
-        limit: u32,
-        offset: u32,
-    ) -> Result<Page<Device>> {
-        let settings = self.settings().await?;
-        let filter = format!(
-            "FROM devices d JOIN groups g ON g.id = d.group_id
-             LEFT JOIN users u ON u.id = d.owner_id {}",
-            f.where_clause()
-        );
-        let total: i64 = f
-            .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) {filter}")))
-            .fetch_one(&mut *conn)
-            .await?;
-        let l = f.arg(Arg::Int(i64::from(limit)));
-        let o = f.arg(Arg::Int(i64::from(offset)));
-        let rows = f
-            .bind(sqlx::query(&format!(
-                "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
-                        d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at,
-                        d.last_endpoint, d.key_rotated_at
-                 {filter} ORDER BY d.id DESC LIMIT ${l} OFFSET ${o}"
-            )))
-            .fetch_all(&mut *conn)
-            .await?;
-        let items = rows
-            .iter()
-            .filter_map(|r| {
-                Some(Device {
-                    id: r.get(0),
-                    name: r.get(1),
-                    public_key: PublicKey::from_str(&r.get::<String, _>(2)).ok()?,
-                    group: r.get(3),
-                    owner: r.get(4),
-                    ipv4: pool::v4_at(&settings.pool_v4, r.get(5)),
-                    ipv6: pool::v6_at(&settings.pool_v6, r.get(6)),
-                    created_at: r.get(7),
-                    expires_at: r.get(8),
-                    revoked_at: r.get(9),
-                    last_handshake_at: r.get(10),
-                    last_endpoint: r.get(11),
-                    key_rotated_at: r.get(12),
-                })
-            })
-            .collect();
-        Ok(Page {
-            items,
-            total: total as u64,
-        })
+        devices_where(&mut *self.read().await?, f, limit, q.offset).await
     }
 
     /// Records what the data plane saw of each device: when it last completed a handshake and
@@ -830,20 +857,7 @@ impl Store {
 
     /// One device by its exact name.
     pub async fn device_by_name(&self, name: &str) -> Result<Device> {
-        let mut conn = self.pool.acquire().await?;
-        self.device_on(&mut conn, name).await
-    }
-
-    /// One device, read on `conn`: inside a write transaction, the state that will commit.
-    async fn device_on(&self, conn: &mut sqlx::AnyConnection, name: &str) -> Result<Device> {
-        let mut f = Filter::default();
-        let n = f.arg(Arg::Text(name.to_string()));
-        f.cond(format!("d.name = ${n}"));
-        let page = self.devices_where(conn, f, 1, 0).await?;
-        page.items
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::NotFound(format!("there is no device named {name:?}")))
+        device_on(&mut *self.read().await?, name).await
     }
 
     /// How many devices are in each state at `now`, and how many of the active ones had a
@@ -862,7 +876,7 @@ impl Store {
         )
         .bind(now)
         .bind(now - connected_secs)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(DeviceCounts {
             active,
@@ -874,14 +888,15 @@ impl Store {
 
     /// Every device that should be a peer at `now`: not revoked, not expired.
     pub async fn active_peers(&self, now: i64) -> Result<Vec<ActivePeer>> {
-        let settings = self.settings().await?;
+        let mut conn = self.read().await?;
+        let settings = settings_on(&mut conn).await?;
         let rows = sqlx::query(
             "SELECT public_key, preshared_key, ipv4_offset, ipv6_offset, group_id, id, name
              FROM devices
              WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         Ok(rows
             .iter()
@@ -909,7 +924,7 @@ impl Store {
             "SELECT MIN(expires_at) FROM devices WHERE revoked_at IS NULL AND expires_at > $1",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 
@@ -917,7 +932,7 @@ impl Store {
     pub async fn revision(&self) -> Result<i64> {
         let v: Option<String> =
             sqlx::query_scalar("SELECT value FROM settings WHERE key = 'revision'")
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
@@ -935,10 +950,11 @@ impl Store {
         offset: u32,
     ) -> Result<Page<AuditEntry>> {
         let condition = "($1 IS NULL OR subject = $1)";
+        let mut conn = self.read().await?;
         let total: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE {condition}"))
                 .bind(subject)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await?;
         let rows = sqlx::query(&format!(
             "SELECT at, actor, action, subject, detail FROM audit_log WHERE {condition}
@@ -947,7 +963,7 @@ impl Store {
         .bind(subject)
         .bind(i64::from(limit))
         .bind(i64::from(offset))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         Ok(Page {
             items: rows
@@ -1062,7 +1078,7 @@ impl Store {
              WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.as_ref().map(token_from_row))
     }
@@ -1149,7 +1165,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?)
     }
 
@@ -1169,7 +1185,7 @@ impl Store {
         )
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         if open.is_none() {
             return Ok(None);
@@ -1205,7 +1221,7 @@ impl Store {
     pub async fn unclaim_enrollment_link(&self, id: i64) -> Result<()> {
         sqlx::query("UPDATE enrollment_links SET used_at = NULL WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -1237,7 +1253,7 @@ impl Store {
              ORDER BY l.id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows
             .iter()
@@ -1254,6 +1270,104 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// The one device query. Only the conditions in use reach the SQL, so each backend plans
+/// the plain "newest 50" listing as the index walk it is (PostgreSQL would otherwise plan
+/// `$1 IS NULL OR …` generically: join everything, then sort).
+async fn devices_where(
+    conn: &mut sqlx::AnyConnection,
+    mut f: Filter,
+    limit: u32,
+    offset: u32,
+) -> Result<Page<Device>> {
+    let settings = settings_on(&mut *conn).await?;
+    let filter = format!(
+        "FROM devices d JOIN groups g ON g.id = d.group_id
+         LEFT JOIN users u ON u.id = d.owner_id {}",
+        f.where_clause()
+    );
+    let total: i64 = f
+        .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) {filter}")))
+        .fetch_one(&mut *conn)
+        .await?;
+    let l = f.arg(Arg::Int(i64::from(limit)));
+    let o = f.arg(Arg::Int(i64::from(offset)));
+    let rows = f
+        .bind(sqlx::query(&format!(
+            "SELECT d.id, d.name, d.public_key, g.name, u.name, d.ipv4_offset, d.ipv6_offset,
+                    d.created_at, d.expires_at, d.revoked_at, d.last_handshake_at,
+                    d.last_endpoint, d.key_rotated_at
+             {filter} ORDER BY d.id DESC LIMIT ${l} OFFSET ${o}"
+        )))
+        .fetch_all(&mut *conn)
+        .await?;
+    let items = rows
+        .iter()
+        .filter_map(|r| {
+            Some(Device {
+                id: r.get(0),
+                name: r.get(1),
+                public_key: PublicKey::from_str(&r.get::<String, _>(2)).ok()?,
+                group: r.get(3),
+                owner: r.get(4),
+                ipv4: pool::v4_at(&settings.pool_v4, r.get(5)),
+                ipv6: pool::v6_at(&settings.pool_v6, r.get(6)),
+                created_at: r.get(7),
+                expires_at: r.get(8),
+                revoked_at: r.get(9),
+                last_handshake_at: r.get(10),
+                last_endpoint: r.get(11),
+                key_rotated_at: r.get(12),
+            })
+        })
+        .collect();
+    Ok(Page {
+        items,
+        total: total as u64,
+    })
+}
+
+/// One device, read on `conn`: inside a write transaction, the state that will commit.
+async fn device_on(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Device> {
+    let mut f = Filter::default();
+    let n = f.arg(Arg::Text(name.to_string()));
+    f.cond(format!("d.name = ${n}"));
+    let page = devices_where(conn, f, 1, 0).await?;
+    page.items
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::NotFound(format!("there is no device named {name:?}")))
+}
+
+/// The settings, read on `conn`: inside a transaction, the values that will commit with it.
+async fn settings_on(conn: &mut sqlx::AnyConnection) -> Result<Settings> {
+    let rows = sqlx::query("SELECT key, value FROM settings")
+        .fetch_all(&mut *conn)
+        .await?;
+    let get = |k: &str| {
+        rows.iter()
+            .find(|r| r.get::<String, _>(0) == k)
+            .map(|r| r.get::<String, _>(1))
+    };
+    let missing = || StoreError::NotFound("the gateway is not initialised".into());
+    Ok(Settings {
+        endpoint: get("endpoint"),
+        pool_v4: get("pool_v4")
+            .ok_or_else(missing)?
+            .parse()
+            .map_err(|_| missing())?,
+        pool_v6: get("pool_v6")
+            .ok_or_else(missing)?
+            .parse()
+            .map_err(|_| missing())?,
+        mtu: get("mtu").and_then(|v| v.parse().ok()).unwrap_or(1280),
+        address_grace: Duration::from_secs(
+            get("address_grace_s")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_ADDRESS_GRACE.as_secs()),
+        ),
+    })
 }
 
 fn group_from_row(r: &AnyRow) -> Group {

@@ -135,7 +135,7 @@ impl Store {
         sqlx::query(&format!("{SELECT} WHERE r.id = $2"))
             .bind(now)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .map(|r| from_row(&r))
             .ok_or_else(|| StoreError::NotFound(format!("there is no access request {id}")))
@@ -150,7 +150,7 @@ impl Store {
         Ok(sqlx::query(&format!("{SELECT} WHERE r.request_hash = $2"))
             .bind(now)
             .bind(request_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
             .map(|r| from_row(&r)))
     }
@@ -180,7 +180,7 @@ impl Store {
         .bind(now)
         .bind(status)
         .bind(i64::from(limit.clamp(1, 1000)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.iter().map(from_row).collect())
     }

@@ -89,6 +89,13 @@ impl Scratch {
     pub async fn open(&self) -> Store {
         Store::connect(&self.url).await.expect("open scratch store")
     }
+
+    /// The store with pools of the test's choosing (tiny ones find nested acquisitions).
+    pub async fn open_with(&self, options: crate::PoolOptions) -> Store {
+        Store::connect_with(&self.url, options)
+            .await
+            .expect("open scratch store")
+    }
 }
 
 impl Drop for Scratch {
@@ -116,4 +123,19 @@ macro_rules! backend_tests {
             }
         }
     )*};
+}
+
+/// Read connections taken from a store and held until dropped: what a crowd of slow readers
+/// does to everyone else who reads through the same pool.
+pub struct HeldReads(#[allow(dead_code)] Vec<sqlx::pool::PoolConnection<sqlx::Any>>);
+
+impl Store {
+    /// Takes `n` of this store's read connections and holds them.
+    pub async fn hold_reads(&self, n: usize) -> HeldReads {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(self.read().await.expect("a read connection"));
+        }
+        HeldReads(held)
+    }
 }

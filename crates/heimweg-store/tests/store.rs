@@ -12,12 +12,16 @@ backend_tests!(
     two_gateways_share_one_database,
     users_tokens_and_requests_keep_their_invariants,
     concurrent_group_changes_do_not_undo_each_other,
+    no_operation_waits_for_a_second_connection,
+    concurrent_reads_and_writes_all_succeed_with_few_connections,
+    the_reconcilers_reader_does_not_queue_behind_other_readers,
 );
 
 use heimweg_control::PrivateKey;
 use heimweg_store::testing::Scratch;
 use heimweg_store::{
-    backend_tests, Backend, DeviceQuery, NewDevice, NewGroup, PeerStatus, Store, StoreError,
+    backend_tests, Backend, DeviceQuery, DeviceUpdate, GroupUpdate, NewDevice, NewGroup,
+    PeerStatus, PoolOptions, Store, StoreError,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -520,4 +524,176 @@ async fn concurrent_group_changes_do_not_undo_each_other(backend: Backend) {
         assert_eq!(g.allowed_prefixes, vec![net], "round {round}");
         assert_eq!(g.dns, vec![dns], "round {round}");
     }
+}
+
+/// One read and one write connection, and a short wait for them: a method that holds a
+/// connection while it waits for another one deadlocks against itself here, and the wait ends
+/// in `Busy` instead of the test hanging.
+fn one_connection_each() -> PoolOptions {
+    PoolOptions {
+        reads: 1,
+        writes: 1,
+        acquire_timeout: Duration::from_secs(3),
+    }
+}
+
+async fn tiny(backend: Backend, tag: &str, options: PoolOptions) -> Option<(Scratch, Store)> {
+    let db = Scratch::new(backend, tag).await?;
+    let store = db.open_with(options).await;
+    assert!(store
+        .init_defaults([0x12, 0x34, 0x56, 0x78, 0x9a], NOW)
+        .await
+        .unwrap());
+    Some((db, store))
+}
+
+async fn no_operation_waits_for_a_second_connection(backend: Backend) {
+    let Some((_db, store)) = tiny(backend, "one_conn", one_connection_each()).await else {
+        return;
+    };
+    store
+        .create_group(
+            "admin",
+            NewGroup {
+                name: "rathaus".into(),
+                allowed_prefixes: vec!["10.20.0.0/16".parse().unwrap()],
+                full_tunnel: false,
+                dns: vec![],
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    store.add_device("admin", device("a"), NOW).await.unwrap();
+    store.add_device("admin", device("b"), NOW).await.unwrap();
+    store.devices(&DeviceQuery::default(), NOW).await.unwrap();
+    store.device_by_name("a").await.unwrap();
+    store.active_peers(NOW).await.unwrap();
+    store
+        .rotate_device_key("admin", "a", PrivateKey::generate().public_key(), NOW)
+        .await
+        .unwrap();
+    store
+        .update_device(
+            "admin",
+            "a",
+            DeviceUpdate {
+                group: Some("rathaus".into()),
+                ..DeviceUpdate::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    store
+        .update_group(
+            "admin",
+            "rathaus",
+            GroupUpdate {
+                full_tunnel: Some(true),
+                ..GroupUpdate::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    store.users(None, 10, 0, NOW).await.unwrap();
+    store.user("m.muster", NOW).await.unwrap();
+    store.audit_entries(Some("a"), 10, 0).await.unwrap();
+    store.device_counts(NOW, 180).await.unwrap();
+    store.revoke_device("admin", "b", NOW).await.unwrap();
+    assert_eq!(
+        store.disable_user("admin", "m.muster", NOW).await.unwrap(),
+        1
+    );
+    assert!(store.active_peers(NOW).await.unwrap().is_empty());
+}
+
+async fn concurrent_reads_and_writes_all_succeed_with_few_connections(backend: Backend) {
+    let options = PoolOptions {
+        reads: 2,
+        writes: 1,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    let Some((_db, store)) = tiny(backend, "crowd", options).await else {
+        return;
+    };
+    let store = Arc::new(store);
+    for i in 0..12 {
+        store
+            .add_device("admin", device(&format!("d{i}")), NOW)
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let s = store.clone();
+        tasks.spawn(async move {
+            let name = format!("d{}", i % 12);
+            match i % 6 {
+                0 | 1 => s.device_by_name(&name).await.map(drop),
+                2 => s.devices(&DeviceQuery::default(), NOW).await.map(drop),
+                3 => s.active_peers(NOW).await.map(drop),
+                4 => s
+                    .update_device(
+                        "admin",
+                        &name,
+                        DeviceUpdate {
+                            expires_at: Some(Some(NOW + 1000 + i64::from(i))),
+                            ..DeviceUpdate::default()
+                        },
+                        NOW,
+                    )
+                    .await
+                    .map(drop),
+                _ => s
+                    .rotate_device_key("admin", &name, PrivateKey::generate().public_key(), NOW)
+                    .await
+                    .map(drop),
+            }
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done.unwrap() {
+            failures.push(e.to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+}
+
+async fn the_reconcilers_reader_does_not_queue_behind_other_readers(backend: Backend) {
+    let options = PoolOptions {
+        reads: 2,
+        writes: 1,
+        acquire_timeout: Duration::from_secs(1),
+    };
+    let Some((_db, store)) = tiny(backend, "reconciler_reader", options).await else {
+        return;
+    };
+    store
+        .add_device("admin", device("lost-ipad"), NOW)
+        .await
+        .unwrap();
+    let reconciler = store.dedicated_reader().await.unwrap();
+    // Every shared read connection is busy, as under a crowd of panel and API readers.
+    let _crowd = store.hold_reads(2).await;
+    assert!(
+        matches!(store.revision().await, Err(StoreError::Busy)),
+        "the crowd holds every shared reader"
+    );
+    // A revocation is a write and does not need a reader; the reconciler sees it at once.
+    let before = reconciler.revision().await.unwrap();
+    store
+        .revoke_device("admin", "lost-ipad", NOW)
+        .await
+        .unwrap();
+    assert!(reconciler.revision().await.unwrap() > before);
+    assert!(reconciler.active_peers(NOW).await.unwrap().is_empty());
+    assert!(reconciler.groups().await.unwrap().len() == 1);
+    assert_eq!(reconciler.next_expiry(NOW).await.unwrap(), None);
 }

@@ -441,6 +441,7 @@ pub enum PanelError {
     NotFound(String),
     BadRequest(String),
     TooManyRequests(String),
+    Unavailable(String),
     Internal(String),
 }
 
@@ -465,6 +466,7 @@ impl From<crate::ApiError> for PanelError {
             A::BadRequest(m) | A::Conflict(m) => PanelError::BadRequest(m),
             A::NotFound(m) => PanelError::NotFound(m),
             A::TooManyRequests(m) => PanelError::TooManyRequests(m),
+            A::Unavailable(m) => PanelError::Unavailable(m),
             A::Internal(m) => PanelError::Internal(m),
         }
     }
@@ -496,6 +498,10 @@ impl IntoResponse for PanelError {
             PanelError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found / Nicht gefunden", m),
             PanelError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Cannot do that / Nicht möglich", m),
             PanelError::TooManyRequests(m) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts / Zu viele Versuche", m),
+            PanelError::Unavailable(m) => {
+                tracing::warn!(message = %m, "panel request refused: the store is busy");
+                (StatusCode::SERVICE_UNAVAILABLE, "Busy / Ausgelastet", m)
+            }
             PanelError::Internal(cause) => {
                 let reference = format!("{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
                 tracing::error!(%reference, %cause, "panel request failed");
