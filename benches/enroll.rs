@@ -103,6 +103,7 @@ async fn run(db: &Scratch) {
             sealer: heimweg_api::panel::Sealer::new([7; 32]),
         },
         live: None,
+        trusted_proxies: Default::default(),
     });
 
     let start = Instant::now();

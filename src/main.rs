@@ -63,13 +63,8 @@ enum Command {
     Serve {
         #[command(flatten)]
         net: NetArgs,
-        /// Where the JSON API listens. Plain HTTP: keep it on localhost or behind a TLS proxy.
-        #[arg(long, env = "HEIMWEG_API_LISTEN", default_value = "127.0.0.1:8080")]
-        api_listen: SocketAddr,
-        /// Send the panel's cookies without the Secure flag, for a panel reached over plain
-        /// HTTP on a trusted network. Not needed for http://localhost or behind a TLS proxy.
-        #[arg(long, env = "HEIMWEG_PANEL_INSECURE_COOKIES")]
-        panel_insecure_cookies: bool,
+        #[command(flatten)]
+        web: WebArgs,
         #[command(flatten)]
         ops: OpsArgs,
     },
@@ -197,6 +192,31 @@ enum TokenCmd {
     Revoke {
         name: String,
     },
+}
+
+/// How the JSON API and the panel are served.
+#[derive(Args)]
+struct WebArgs {
+    /// Where the JSON API listens. Plain HTTP: keep it on localhost or behind a TLS proxy.
+    #[arg(long, env = "HEIMWEG_API_LISTEN", default_value = "127.0.0.1:8080")]
+    api_listen: SocketAddr,
+    /// Send the panel's cookies without the Secure flag, for a panel reached over plain
+    /// HTTP on a trusted network. Not needed for http://localhost or behind a TLS proxy.
+    #[arg(long, env = "HEIMWEG_PANEL_INSECURE_COOKIES")]
+    panel_insecure_cookies: bool,
+    /// Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names
+    /// the client, e.g. 127.0.0.1,::1 for a TLS proxy on this machine. Nobody else's is
+    /// believed: the per-client login and request limits count the connection's address.
+    #[arg(long = "trusted-proxy", env = "HEIMWEG_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    trusted_proxies: Vec<IpNet>,
+}
+
+/// A proxy's address (a /32 or /128) or network.
+fn parse_proxy(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an IP address nor a network"))
 }
 
 #[derive(Args)]
@@ -402,19 +422,9 @@ fn run(cli: Cli) -> Result<()> {
             config.addresses = addresses;
             gateway::run(config, &net.uapi_dir)
         }
-        Command::Serve {
-            net,
-            api_listen,
-            panel_insecure_cookies,
-            ops,
-        } => serve(
-            &cli.state_dir,
-            cli.database.as_deref(),
-            net,
-            api_listen,
-            panel_insecure_cookies,
-            ops,
-        ),
+        Command::Serve { net, web, ops } => {
+            serve(&cli.state_dir, cli.database.as_deref(), net, web, ops)
+        }
         Command::Device(cmd) => {
             runtime()?.block_on(device(&cli.state_dir, cli.database.as_deref(), cmd))
         }
@@ -517,10 +527,10 @@ fn serve(
     state_dir: &Path,
     database: Option<&str>,
     net: NetArgs,
-    api_listen: SocketAddr,
-    panel_insecure_cookies: bool,
+    web: WebArgs,
     ops: OpsArgs,
 ) -> Result<()> {
+    let api_listen = web.api_listen;
     let rt = runtime()?;
     let key = load_or_create_key(state_dir)?;
     let store = Arc::new(rt.block_on(open_store(state_dir, database, true))?);
@@ -558,10 +568,11 @@ fn serve(
             store: store.clone(),
             gateway_key: public,
             panel: heimweg_api::panel::PanelConfig {
-                secure_cookies: !panel_insecure_cookies,
+                secure_cookies: !web.panel_insecure_cookies,
                 sealer: heimweg_api::panel::Sealer::for_gateway(&key),
             },
             live: Some(live),
+            trusted_proxies: heimweg_api::TrustedProxies::new(web.trusted_proxies),
         }),
         heimweg_api::metrics::ApiMetrics::register(&registry)?,
     );

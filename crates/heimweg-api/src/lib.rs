@@ -47,6 +47,62 @@ pub struct AppState {
     /// This gateway's data plane, for the panel's live figures; `None` where there is none
     /// (tests of the API alone).
     pub live: Option<Arc<dyn LiveStats>>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// The reverse proxies in front of the API and panel (`HEIMWEG_TRUSTED_PROXIES`). Only a
+/// connection from one of them may say, in `X-Forwarded-For`, whom it forwards; anyone else
+/// could otherwise put a new address there at every attempt and escape the per-client limits.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Arc<Vec<ipnet::IpNet>>);
+
+impl TrustedProxies {
+    pub fn new(networks: Vec<ipnet::IpNet>) -> TrustedProxies {
+        TrustedProxies(Arc::new(networks))
+    }
+
+    fn contains(&self, addr: std::net::IpAddr) -> bool {
+        // An IPv4 client of a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let addr = match addr {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|n| n.contains(&addr))
+    }
+
+    /// The client a request comes from: the connection's peer, or, when that peer is a
+    /// trusted proxy, the right-most address in `X-Forwarded-For` that is not itself a
+    /// trusted proxy (each proxy appends the address it was connected from, so everything
+    /// left of that is whatever the client chose to send). A malformed entry ends the walk
+    /// at the last address a trusted proxy vouched for.
+    pub fn client(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> std::net::IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for entry in forwarded.iter().rev() {
+            let Ok(addr) = entry.parse::<std::net::IpAddr>() else {
+                break;
+            };
+            client = addr;
+            if !self.contains(addr) {
+                break;
+            }
+        }
+        client
+    }
 }
 
 /// What the panel shows of the data plane it runs beside.
@@ -228,37 +284,28 @@ impl RateLimit {
     }
 }
 
-/// The client's address: the connection's peer, or, when that is a proxy on this machine
-/// (loopback), the last address the proxy appended to `X-Forwarded-For`. Headers from
-/// anywhere else are not trusted. `None` when the server was not given peer addresses.
+/// The client's address (see [`TrustedProxies::client`]); `None` when the server was not
+/// given peer addresses.
 pub(crate) fn client_address(
+    proxies: &TrustedProxies,
     extensions: &axum::http::Extensions,
     headers: &axum::http::HeaderMap,
 ) -> Option<std::net::IpAddr> {
     let peer = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip())?;
-    if !peer.is_loopback() {
-        return Some(peer);
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .and_then(|a| a.trim().parse().ok());
-    Some(forwarded.unwrap_or(peer))
+    Some(proxies.client(peer, headers))
 }
 
 /// The client's address as an extractor (never fails).
 pub(crate) struct ClientAddr(pub(crate) Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(client_address(
+            &st.trusted_proxies,
             &parts.extensions,
             &parts.headers,
         )))
@@ -509,4 +556,64 @@ fn page(title: &str, body: &str) -> String {
          <body><h1>{t}</h1>{body}</body></html>",
         t = escape_markup(title)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrustedProxies;
+    use axum::http::HeaderMap;
+    use std::net::IpAddr;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_proxies() {
+        let none = TrustedProxies::default();
+        let lb = TrustedProxies::new(vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]);
+        let h = headers(&["192.0.2.1"]);
+        assert_eq!(none.client(ip("127.0.0.1"), &h), ip("127.0.0.1"));
+        assert_eq!(lb.client(ip("198.51.100.9"), &h), ip("198.51.100.9"));
+        assert_eq!(lb.client(ip("127.0.0.1"), &h), ip("192.0.2.1"));
+        assert_eq!(lb.client(ip("::1"), &h), ip("192.0.2.1"));
+        assert_eq!(lb.client(ip("::ffff:127.0.0.1"), &h), ip("192.0.2.1"));
+        // No header: the proxy itself is all we know.
+        assert_eq!(
+            lb.client(ip("127.0.0.1"), &HeaderMap::new()),
+            ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn the_right_most_untrusted_address_is_the_client() {
+        let proxies = TrustedProxies::new(vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/24".parse().unwrap(),
+        ]);
+        // The client wrote "6.6.6.6"; the first proxy appended the client's real address,
+        // the second proxy (10.0.0.5, trusted) appended the first one's.
+        let h = headers(&["6.6.6.6, 198.51.100.7, 10.0.0.5"]);
+        assert_eq!(proxies.client(ip("127.0.0.1"), &h), ip("198.51.100.7"));
+        // Several header lines read as one list.
+        let h = headers(&["6.6.6.6", "198.51.100.7"]);
+        assert_eq!(proxies.client(ip("127.0.0.1"), &h), ip("198.51.100.7"));
+        // Garbage ends the walk at the last address a trusted proxy vouched for.
+        let h = headers(&["198.51.100.7, not-an-address, 10.0.0.5"]);
+        assert_eq!(proxies.client(ip("127.0.0.1"), &h), ip("10.0.0.5"));
+        // Only trusted addresses: the left-most of them is as far as anyone vouches.
+        let h = headers(&["10.0.0.7, 10.0.0.5"]);
+        assert_eq!(proxies.client(ip("127.0.0.1"), &h), ip("10.0.0.7"));
+    }
 }

@@ -16,6 +16,7 @@ backend_tests!(
     the_public_request_form_is_rate_limited,
     one_client_cannot_use_up_the_request_form,
     concurrent_reads_and_changes_all_succeed,
+    forwarded_for_counts_only_from_a_trusted_proxy,
 );
 
 use axum::body::Body;
@@ -73,6 +74,7 @@ async fn env(backend: Backend, tag: &str) -> Option<Env> {
                 sealer: heimweg_api::panel::Sealer::new([7; 32]),
             },
             live: None,
+            trusted_proxies: Default::default(),
         },
         admin,
         reader,
@@ -1266,10 +1268,24 @@ async fn the_public_request_form_is_rate_limited(backend: Backend) {
 /// Files an access request as the client at `addr` (as `axum::serve` with connect info would
 /// record it).
 async fn file_from(env: &Env, addr: &str, device: &str) -> StatusCode {
+    file_forwarded(env, addr, None, device).await
+}
+
+/// A filing from connection peer `addr`, with an `X-Forwarded-For` header if given.
+async fn file_forwarded(
+    env: &Env,
+    addr: &str,
+    forwarded_for: Option<&str>,
+    device: &str,
+) -> StatusCode {
     let mut req = Request::builder()
         .method(Method::POST)
         .uri("/api/v1/access-requests")
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(f) = forwarded_for {
+        req = req.header("x-forwarded-for", f);
+    }
+    let mut req = req
         .body(Body::from(
             json!({"requester": "someone", "device_name": device}).to_string(),
         ))
@@ -1381,5 +1397,49 @@ async fn concurrent_reads_and_changes_all_succeed(backend: Backend) {
         failed.is_empty(),
         "{} of 60 failed: {failed:#?}",
         failed.len()
+    );
+}
+
+async fn forwarded_for_counts_only_from_a_trusted_proxy(backend: Backend) {
+    let Some(mut env) = env(backend, "forwarded").await else {
+        return;
+    };
+    // Addresses of their own per backend: the limiter is per process.
+    let (proxy, client, other) = match backend {
+        Backend::Sqlite => ("127.0.0.2:40000", "198.51.100.40", "198.51.100.41"),
+        Backend::Postgres => ("127.0.0.3:40000", "203.0.113.40", "203.0.113.41"),
+    };
+    // No proxy configured: a header from a loopback peer is the sender's own say-so, and a
+    // new address in it at every attempt does not make a new client.
+    for i in 0..3 {
+        let claimed = format!("192.0.2.{i}");
+        let st = file_forwarded(&env, proxy, Some(&claimed), &format!("direct-{i}")).await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let st = file_forwarded(&env, proxy, Some("192.0.2.99"), "direct-3").await;
+    assert_eq!(
+        st,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rotating the header escaped the limit"
+    );
+
+    // Behind a trusted proxy that appends the address it saw: the client is the right-most
+    // address no trusted proxy holds; what the client wrote left of it changes nothing.
+    env.state.trusted_proxies =
+        heimweg_api::TrustedProxies::new(vec!["127.0.0.0/8".parse().unwrap()]);
+    for i in 0..3 {
+        let chain = format!("10.9.9.{i}, {client}");
+        let st = file_forwarded(&env, proxy, Some(&chain), &format!("proxied-{i}")).await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let chain = format!("10.9.9.99, {client}");
+    let st = file_forwarded(&env, proxy, Some(&chain), "proxied-3").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy has a budget of its own.
+    let st = file_forwarded(&env, proxy, Some(other), "other-0").await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "clients behind the proxy share one bucket"
     );
 }

@@ -115,6 +115,7 @@ async fn env(backend: Backend, tag: &str) -> Option<Env> {
                 sealer: Sealer::new([7; 32]),
             },
             live: None,
+            trusted_proxies: Default::default(),
         },
     };
     env.add_admin(ADMIN, Role::Admin).await;

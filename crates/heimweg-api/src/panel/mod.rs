@@ -329,7 +329,7 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
         },
     };
     let path = req.uri().path().to_string();
-    let client = crate::client_address(req.extensions(), req.headers());
+    let client = crate::client_address(&st.trusted_proxies, req.extensions(), req.headers());
     let ctx = Ctx {
         lang,
         session: session.clone(),
