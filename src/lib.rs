@@ -3,6 +3,7 @@
 //! Library crates do the work; this crate only resolves what the operator asked for, starts the
 //! data plane and its UAPI socket, and stops them cleanly.
 
+pub mod files;
 pub mod gateway;
 pub mod live;
 pub mod metrics;

@@ -830,7 +830,7 @@ fn print_config(enrolled: &service::Enrollment, output: Option<&Path>, no_qr: bo
     let conf = &enrolled.config;
     match output {
         Some(path) => {
-            write_private(path, conf.as_bytes())?;
+            heimweg::files::write_private(path, conf.as_bytes())?;
             eprintln!("wrote {} ({})", path.display(), enrolled.file_name);
         }
         None => {
@@ -1177,25 +1177,6 @@ fn create_state_dir(state_dir: &Path) -> Result<()> {
         .with_context(|| format!("creating {}", state_dir.display()))
 }
 
-/// Writes a file that holds a secret: mode 0600 from the start, via a temporary name, so a
-/// crash never leaves a half-written or world-readable file.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 /// Reads a WireGuard key in base64, as `wg genkey` writes it.
 fn read_key(path: &Path) -> Result<[u8; 32]> {
     let text = std::fs::read_to_string(path)?;
@@ -1215,7 +1196,7 @@ fn load_or_create_key(state_dir: &Path) -> Result<[u8; 32]> {
     }
     create_state_dir(state_dir)?;
     let key = PrivateKey::generate();
-    write_private(&path, format!("{}\n", key.expose_base64()).as_bytes())?;
+    heimweg::files::write_private(&path, format!("{}\n", key.expose_base64()).as_bytes())?;
     tracing::info!(path = %path.display(), "generated the gateway key");
     Ok(key.expose_bytes())
 }
