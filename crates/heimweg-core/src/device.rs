@@ -230,6 +230,10 @@ struct Live {
     tx_bytes: u64,
     /// Set when boringtun may hold packets queued before a session existed.
     needs_flush: bool,
+    /// The longest of those packets (0 when it holds none): boringtun panics when asked to
+    /// encrypt one into a buffer too small for it, so a flush needs a buffer this long plus
+    /// [`DATA_OVERHEAD`].
+    waiting: usize,
     /// Its `Tunn` is lent out to answer a handshake without any lock (see
     /// [`Device::begin_handshake`]); `tunn` is `None` meanwhile.
     lent: bool,
@@ -440,6 +444,7 @@ impl Device {
                 rx_bytes: 0,
                 tx_bytes: 0,
                 needs_flush: false,
+                waiting: 0,
                 lent: false,
                 deadline: None,
             }),
@@ -645,6 +650,7 @@ impl Device {
         live.lent = false;
         live.tunn = tunn;
         live.needs_flush = false;
+        live.waiting = 0;
         if live.deadline.take().is_some() {
             *self.scheduled.get_mut() -= 1;
         }
@@ -1091,6 +1097,11 @@ impl Device {
         };
         let base = out.as_ptr() as usize;
         let result = locate(tunn.encapsulate(ip_packet, out), base).map(|l| l.settle(out));
+        if !matches!(result, Ok(Span::Network(_))) || out[0] != MSG_DATA as u8 {
+            // No session: boringtun queued the packet (and made an initiation, unless one is
+            // underway) until one exists.
+            live.waiting = live.waiting.max(ip_packet.len());
+        }
         let len = match result {
             Ok(Span::Network(len)) => len,
             // No session yet: boringtun queued the packet and a handshake is already underway.
@@ -1122,42 +1133,22 @@ impl Device {
     }
 
     /// Returns datagrams that are due: packets that waited for a session, then timer-driven
-    /// handshakes and keepalives. Call until it returns `None`.
+    /// handshakes and keepalives. Call until it returns `None`. A packet that waited goes out
+    /// only into a buffer that holds it (its length plus [`DATA_OVERHEAD`]); a smaller buffer
+    /// leaves it waiting for a later call.
     pub fn poll_transmit(&self, now: Instant, out: &mut [u8]) -> Option<Transmit> {
         if out.len() < MIN_OUT_LEN {
             return None;
         }
-        // The list's lock is never held while a peer's is taken (a `while let` would hold it
-        // through the body).
-        loop {
-            let next = self.flush.lock().pop();
-            let Some(id) = next else {
-                break;
-            };
-            let Some(peer) = self.peer_ref(id) else {
-                continue;
-            };
-            let mut live = peer.live.lock();
-            if !live.needs_flush {
-                continue;
-            }
-            let live = &mut *live;
-            let (Some(tunn), Some(endpoint)) = (live.tunn.as_mut(), live.endpoint) else {
-                live.needs_flush = false;
-                continue;
-            };
-            // An empty datagram asks boringtun for the next packet it queued.
-            let base = out.as_ptr() as usize;
-            let result = locate(tunn.decapsulate(None, &[], out), base).map(|l| l.settle(out));
-            match result {
-                Ok(Span::Network(len)) => {
-                    live.tx_bytes += len as u64;
-                    // It may hold more: back on the list, for the next call.
-                    self.flush.lock().push(id);
-                    return Some(Transmit { dst: endpoint, len });
-                }
-                _ => live.needs_flush = false,
-            }
+        // Peers whose waiting packets do not fit this buffer: they stay on the list for a call
+        // with a larger one (only a caller with buffers below the packets it fed has any).
+        let mut deferred = Vec::new();
+        let sent = self.flush_waiting(out, &mut deferred);
+        if !deferred.is_empty() {
+            self.flush.lock().extend(deferred);
+        }
+        if sent.is_some() {
+            return sent;
         }
         loop {
             let (at, id) = self.timers.lock().pop_due(now)?;
@@ -1193,6 +1184,47 @@ impl Device {
                     }
                 }
                 _ => self.schedule(id, live, now + TIMER_TICK),
+            }
+        }
+    }
+
+    /// The first packet that waited for a session and fits `out`, if any.
+    fn flush_waiting(&self, out: &mut [u8], deferred: &mut Vec<PeerId>) -> Option<Transmit> {
+        // The list's lock is never held while a peer's is taken (a `while let` would hold it
+        // through the body).
+        loop {
+            let next = self.flush.lock().pop();
+            let id = next?;
+            let Some(peer) = self.peer_ref(id) else {
+                continue;
+            };
+            let mut live = peer.live.lock();
+            if !live.needs_flush {
+                continue;
+            }
+            let live = &mut *live;
+            let (Some(tunn), Some(endpoint)) = (live.tunn.as_mut(), live.endpoint) else {
+                live.needs_flush = false;
+                continue;
+            };
+            if out.len() < live.waiting + DATA_OVERHEAD {
+                deferred.push(id);
+                continue;
+            }
+            // An empty datagram asks boringtun for the next packet it queued.
+            let base = out.as_ptr() as usize;
+            let result = locate(tunn.decapsulate(None, &[], out), base).map(|l| l.settle(out));
+            match result {
+                Ok(Span::Network(len)) => {
+                    live.tx_bytes += len as u64;
+                    // It may hold more: back on the list, for the next call.
+                    self.flush.lock().push(id);
+                    return Some(Transmit { dst: endpoint, len });
+                }
+                _ => {
+                    live.needs_flush = false;
+                    live.waiting = 0;
+                }
             }
         }
     }
