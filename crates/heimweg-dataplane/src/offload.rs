@@ -299,9 +299,12 @@ impl Tcp {
         ip_equal
             && self.th == first.th
             // acknowledgment number; data offset and reserved bits; window (the flags are
-            // checked by `parse`); the options (timestamps included) byte for byte
+            // checked by `parse`); urgent pointer (meaningless without URG, but segmenting the
+            // super-packet would give every segment the first one's); the options
+            // (timestamps included) byte for byte
             && p[t + 8..t + 13] == f[u + 8..u + 13]
             && p[t + 14..t + 16] == f[u + 14..u + 16]
+            && p[t + 18..t + 20] == f[u + 18..u + 20]
             && p[t + 20..t + self.th] == f[u + 20..u + first.th]
     }
 }
@@ -752,6 +755,23 @@ mod tests {
             vec![0x45, 0, 0],
             "garbage is passed through untouched"
         );
+    }
+
+    #[test]
+    fn a_segment_with_another_urgent_pointer_is_not_joined() {
+        // Found by fuzz/offload_coalesce: the urgent pointer was not compared, so coalescing
+        // and the kernel's segmenting gave the second packet the first one's.
+        let pay = vec![3u8; 400];
+        let a = tcp_packet(false, 0, TCP_ACK, &pay, 1);
+        let mut b = tcp_packet(false, 400, TCP_ACK, &pay, 1);
+        b[38..40].copy_from_slice(&1u16.to_be_bytes());
+        b[36..38].fill(0);
+        let c = !fold(sum(&b[20..], pseudo(&b, false, PROTO_TCP, b.len() - 20)));
+        b[36..38].copy_from_slice(&c.to_be_bytes());
+        let writes = coalesce(&[a.clone(), b.clone()]);
+        assert_eq!(writes.len(), 2, "two writes");
+        assert_eq!(writes[0].1, a);
+        assert_eq!(writes[1].1, b, "written untouched");
     }
 
     #[test]
