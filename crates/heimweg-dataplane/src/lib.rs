@@ -10,6 +10,9 @@
 //! It deliberately does not know about the store, the API or the panel: the control plane
 //! reaches it only through this handle. Every syscall lives in `heimweg-sys`.
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod offload;
 pub mod uapi;
 mod worker;
@@ -568,27 +571,11 @@ fn bind_sockets(port: u16, workers: usize) -> io::Result<Sockets> {
 
 impl UapiHandler for DataPlane {
     fn get(&self) -> DeviceSnapshot {
-        let now = SystemTime::now();
         let d = self.shared.device();
-        DeviceSnapshot {
-            private_key: d.private_key(),
-            listen_port: self.listen_port(),
-            fwmark: self.shared.fwmark.load(Ordering::Relaxed),
-            peers: d
-                .peers()
-                .map(|p| PeerSnapshot {
-                    public_key: p.public_key,
-                    preshared_key: p.preshared_key,
-                    endpoint: p.endpoint,
-                    persistent_keepalive: p.persistent_keepalive,
-                    allowed_ips: p.allowed_ips,
-                    // UAPI wants wall-clock epoch time; the core only knows "how long ago".
-                    last_handshake: p.last_handshake_ago.and_then(|ago| now.checked_sub(ago)),
-                    rx_bytes: p.rx_bytes,
-                    tx_bytes: p.tx_bytes,
-                })
-                .collect(),
-        }
+        let mut snapshot = device_snapshot(&d, SystemTime::now());
+        snapshot.listen_port = self.listen_port();
+        snapshot.fwmark = self.shared.fwmark.load(Ordering::Relaxed);
+        snapshot
     }
 
     fn set(&self, req: SetRequest) -> Result<(), UapiError> {
@@ -605,18 +592,7 @@ impl UapiHandler for DataPlane {
         if let Some(mark) = req.fwmark {
             self.shared.fwmark.store(mark, Ordering::Relaxed);
         }
-        {
-            let mut d = self.shared.device_mut();
-            if let Some(key) = req.private_key {
-                d.set_private_key(key);
-            }
-            if req.replace_peers {
-                d.clear_peers();
-            }
-            for change in &req.peers {
-                apply_peer_change(&mut d, change);
-            }
-        }
+        apply_set(&mut self.shared.device_mut(), &req);
         // New endpoints or keepalives may have moved a deadline earlier than a worker sleeps.
         self.shared.wake_all();
         Ok(())
@@ -624,6 +600,43 @@ impl UapiHandler for DataPlane {
 
     fn stats(&self) -> Vec<(String, u64)> {
         DataPlane::stats(self)
+    }
+}
+
+/// What `get=1` reports of the device (the port and the mark are the caller's).
+fn device_snapshot(d: &Device, now: SystemTime) -> DeviceSnapshot {
+    DeviceSnapshot {
+        private_key: d.private_key(),
+        listen_port: 0,
+        fwmark: 0,
+        peers: d
+            .peers()
+            .map(|p| PeerSnapshot {
+                public_key: p.public_key,
+                preshared_key: p.preshared_key,
+                endpoint: p.endpoint,
+                persistent_keepalive: p.persistent_keepalive,
+                allowed_ips: p.allowed_ips,
+                // UAPI wants wall-clock epoch time; the core only knows "how long ago".
+                last_handshake: p.last_handshake_ago.and_then(|ago| now.checked_sub(ago)),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+            })
+            .collect(),
+    }
+}
+
+/// The device's part of a validated `set=1` request, in one write hold of the peer table (the
+/// caller's): the key, then the peers.
+fn apply_set(d: &mut Device, req: &SetRequest) {
+    if let Some(key) = req.private_key {
+        d.set_private_key(key);
+    }
+    if req.replace_peers {
+        d.clear_peers();
+    }
+    for change in &req.peers {
+        apply_peer_change(d, change);
     }
 }
 

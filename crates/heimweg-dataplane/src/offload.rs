@@ -10,7 +10,7 @@
 
 use std::io::IoSlice;
 
-pub(crate) const VNET_HDR_LEN: usize = heimweg_sys::tun::VNET_HDR_LEN;
+pub const VNET_HDR_LEN: usize = heimweg_sys::tun::VNET_HDR_LEN;
 
 const F_NEEDS_CSUM: u8 = 1;
 const F_DATA_VALID: u8 = 2;
@@ -39,7 +39,7 @@ compile_error!("offload.rs encodes the virtio-net header little-endian");
 
 /// `struct virtio_net_hdr`, in the host's (little-endian) byte order the TUN uses by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct VnetHdr {
+pub struct VnetHdr {
     pub flags: u8,
     pub gso_type: u8,
     pub hdr_len: u16,
@@ -76,7 +76,7 @@ impl VnetHdr {
 
 /// Why a TUN read could not be turned into packets (counted as an inner-malformed drop).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Malformed;
+pub struct Malformed;
 
 // ---- checksums -------------------------------------------------------------------------------
 
@@ -139,7 +139,7 @@ fn ip_header(pkt: &[u8]) -> Option<(bool, usize, u8)> {
 /// and hands each to `emit`: a whole packet as it is (its checksum completed if the kernel
 /// left that to us), a super-packet cut at `gso_size` with every header fixed up, as a NIC's
 /// segmentation offload would. `scratch` must hold one segment (the MTU).
-pub(crate) fn segment(
+pub fn segment(
     hdr: VnetHdr,
     pkt: &mut [u8],
     scratch: &mut [u8],
@@ -339,7 +339,7 @@ struct Part {
 /// as possible. Packets of different flows may be reordered among each other; within a flow,
 /// order is kept. Allocation-free once its vectors have grown to a batch.
 #[derive(Default)]
-pub(crate) struct Coalescer {
+pub struct Coalescer {
     groups: Vec<Group>,
     parts: Vec<Part>,
 }

@@ -315,8 +315,17 @@ fn serve_connection(stream: UnixStream, handler: &dyn UapiHandler) -> io::Result
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
+    let writer = stream.try_clone()?;
+    serve(BufReader::new(stream), writer, handler)
+}
+
+/// The requests of one connection, read from `reader` and answered on `writer`. Apart from the
+/// socket so that the fuzz target drives exactly this framing from a byte slice.
+pub(crate) fn serve(
+    mut reader: impl BufRead,
+    mut writer: impl Write,
+    handler: &dyn UapiHandler,
+) -> io::Result<()> {
     loop {
         let op = match read_line(&mut reader, MAX_OP_LEN)? {
             Line::Full(op) => op,
