@@ -24,6 +24,8 @@
 //! It deliberately receives nothing beyond handshakes (the server side counts what arrived) and
 //! keeps no state beyond the run.
 
+mod api;
+
 use anyhow::{bail, Context, Result};
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
@@ -131,6 +133,27 @@ enum Command {
         #[arg(long)]
         seconds: f64,
     },
+    /// Many clients of the JSON API and the panel at once, while a prober times revocations
+    /// until the peer leaves the data plane. Tokens and the panel password come from the
+    /// environment (HEIMWEG_BENCH_ADMIN_TOKEN, HEIMWEG_BENCH_READ_TOKEN,
+    /// HEIMWEG_BENCH_PANEL_PASSWORD), not the command line.
+    Api {
+        /// The gateway's API and panel listener.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+        /// A panel account (helpdesk is enough: its clients only read pages).
+        #[arg(long)]
+        panel_user: String,
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 200)]
+        devices: usize,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// The gateway's UAPI socket, where the prober watches the peers.
+        #[arg(long)]
+        uapi_socket: std::path::PathBuf,
+    },
     /// Only the flood: junk initiations (and optionally random datagrams) for a while.
     Flood {
         #[arg(long)]
@@ -176,6 +199,34 @@ fn b64(bytes: &[u8]) -> String {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Api {
+            api,
+            panel_user,
+            clients,
+            devices,
+            seconds,
+            uapi_socket,
+        } => {
+            let env = |k: &str| std::env::var(k).with_context(|| format!("{k} is not set"));
+            let plan = api::Plan {
+                api,
+                admin_token: env("HEIMWEG_BENCH_ADMIN_TOKEN")?,
+                read_token: env("HEIMWEG_BENCH_READ_TOKEN")?,
+                panel_user,
+                panel_password: env("HEIMWEG_BENCH_PANEL_PASSWORD")?,
+                clients,
+                devices: devices.max(1),
+                duration: Duration::from_secs_f64(seconds),
+                uapi_socket,
+            };
+            // One thread, as a client machine's browser or script would not share the
+            // gateway's cores: the gateway keeps the rest.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            println!("{}", rt.block_on(api::run(plan))?);
+            Ok(())
+        }
         Command::Keys { devices, seed } => {
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
