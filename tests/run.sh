@@ -55,3 +55,9 @@ if [ "$(id -u)" = 0 ] && [ -z "${HEIMWEG_TEST_POSTGRES:-}" ]; then
   export HEIMWEG_TEST_POSTGRES="postgres://postgres@localhost/postgres?host=$pg_dir&port=5433"
 fi
 cargo nextest run --workspace --locked --no-fail-fast
+
+# Coverage-guided fuzzing of the data plane's parsers (fuzz/, nightly toolchain): a short run per
+# target in CI; tests/fuzz.sh alone runs them longer.
+if [ -n "${HEIMWEG_E2E:-}" ]; then
+  HEIMWEG_FUZZ_SECONDS=${HEIMWEG_FUZZ_SECONDS:-20} tests/fuzz.sh
+fi
