@@ -143,6 +143,41 @@ fn promtool_parses_every_dashboard_query() {
     );
 }
 
+/// The alerting rules load, and their unit tests pass: every alert fires on the series meant
+/// to fire it, with its labels and annotations, and stays quiet on the near misses.
+#[test]
+fn the_alert_rules_pass_their_unit_tests() {
+    let promtool = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !promtool {
+        assert!(
+            !e2e(),
+            "HEIMWEG_E2E=1 needs promtool (Debian package prometheus)"
+        );
+        eprintln!("skipped: needs promtool (HEIMWEG_E2E=1 via tests/run.sh)");
+        return;
+    }
+    for (command, file) in [
+        ("check", "deploy/prometheus-alerts.yml"),
+        ("test", "deploy/prometheus-alerts.test.yml"),
+    ] {
+        // The test file names the rules relative to itself: no working directory needed.
+        let out = Command::new("promtool")
+            .args([command, "rules"])
+            .arg(root().join(file))
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool {command} rules {file}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn systemd_accepts_the_unit() {
     if !e2e() {
