@@ -27,6 +27,14 @@ pub const GONE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 /// Connections served at the same time; more are closed right away.
 const MAX_CONNECTIONS: usize = 32;
+/// How long one connection may last in all. The idle timeout alone lets a client that sends a
+/// byte every few seconds hold its slot for ever, and [`MAX_CONNECTIONS`] of them would lock
+/// `wg` and the exporters out; `wg` itself needs a few milliseconds, a `setconf` of 50,000
+/// peers well under a second.
+#[cfg(not(test))]
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+#[cfg(test)]
+const CONNECTION_LIFETIME: Duration = Duration::from_millis(1500);
 /// Longest operation line (`get=1`, `set=1`, `stats=1`) we bother to read.
 const MAX_OP_LEN: usize = 64;
 
@@ -310,13 +318,37 @@ fn write_errno(w: &mut impl Write, errno: i32) -> io::Result<()> {
     w.write_all(format!("errno={errno}\n\n").as_bytes())
 }
 
-/// Serves requests on one connection until EOF, an unknown operation or a framing error.
+/// Serves requests on one connection until EOF, an unknown operation, a framing error or the
+/// end of its [`CONNECTION_LIFETIME`].
 fn serve_connection(stream: UnixStream, handler: &dyn UapiHandler) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let writer = stream.try_clone()?;
-    serve(BufReader::new(stream), writer, handler)
+    let reader = Deadline {
+        stream,
+        end: Instant::now() + CONNECTION_LIFETIME,
+    };
+    serve(BufReader::new(reader), writer, handler)
+}
+
+/// A socket whose reads wait at most [`IO_TIMEOUT`] each and end at `end` in all.
+struct Deadline {
+    stream: UnixStream,
+    end: Instant,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the UAPI connection outlived its time",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left.min(IO_TIMEOUT)))?;
+        self.stream.read(buf)
+    }
 }
 
 /// The requests of one connection, read from `reader` and answered on `writer`. Apart from the
@@ -491,6 +523,46 @@ mod tests {
                 return out;
             }
         }
+    }
+
+    #[test]
+    fn clients_that_trickle_bytes_cannot_keep_every_slot() {
+        let dir = TempDir::new();
+        let mock = Arc::new(Mock::default());
+        let handler: Arc<dyn UapiHandler> = mock;
+        let server = UapiServer::start(&dir.0, "wgslow", handler, noop()).unwrap();
+        // More slow clients than slots, each sending a byte well within the idle timeout.
+        let mut slow: Vec<UnixStream> = (0..MAX_CONNECTIONS + 8)
+            .map(|_| UnixStream::connect(server.path()).unwrap())
+            .collect();
+        let started = Instant::now();
+        let mut cut = vec![false; slow.len()];
+        while started.elapsed() < CONNECTION_LIFETIME * 3 && cut.iter().any(|c| !c) {
+            for (s, c) in slow.iter_mut().zip(cut.iter_mut()) {
+                if !*c && s.write_all(b"s").is_err() {
+                    *c = true;
+                }
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            cut.iter().all(|c| *c),
+            "every trickling connection is closed at the end of its lifetime"
+        );
+        // `wg show` gets through again (once the server threads have given their slots back,
+        // a moment after the clients saw their connections close).
+        let answered = (0..100).any(|_| {
+            let mut s = UnixStream::connect(server.path()).unwrap();
+            s.write_all(b"get=1\n\n").unwrap();
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            if reply.ends_with("errno=0\n\n") {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+            false
+        });
+        assert!(answered, "a new connection is served again");
     }
 
     #[test]
