@@ -6,11 +6,10 @@
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use heimweg_api::{generate_token, router, token_hash, AppState, SCOPES};
-use heimweg_control::PrivateKey;
+use heimweg_api::{router, AppState};
+use heimweg_control::{Name, PrivateKey, Role, Scopes, SessionStage};
+use heimweg_service::{Backend, Caller, Sealer, Service};
 use heimweg_store::testing::Scratch;
-use heimweg_store::{Backend, Role, SessionStage};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
@@ -82,30 +81,39 @@ fn main() {
     });
 }
 
-async fn run(db: &Scratch) {
-    let store = Arc::new(db.open().await);
-    store.init_defaults([1, 2, 3, 4, 5], 0).await.unwrap();
-    store
-        .set_endpoint("bench", "vpn.stadt.example:51820", 0)
+/// A service on `db` ready to enroll (defaults, an endpoint), the router over it, and a
+/// token with every scope.
+async fn setup(db: &Scratch) -> (Service, axum::Router, String) {
+    let service = Service::connect(db.url())
+        .await
+        .unwrap()
+        .with_gateway_key(PrivateKey::generate().public_key())
+        .with_sealer(Sealer::new([7; 32]));
+    service.init_defaults([1, 2, 3, 4, 5]).await.unwrap();
+    let system = Caller::system();
+    service
+        .set_endpoint(&system, "vpn.stadt.example:51820".parse().unwrap())
         .await
         .unwrap();
-    let token = generate_token();
-    let scopes: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
-    store
-        .create_api_token("bench", "bench", &token_hash(&token), &scopes, 0)
+    let token = service
+        .create_token(&system, &Name::new("bench").unwrap(), &Scopes::all())
         .await
-        .unwrap();
+        .unwrap()
+        .secret;
     let app = router(AppState {
-        store: store.clone(),
-        gateway_key: PrivateKey::generate().public_key(),
+        service: service.clone(),
         panel: heimweg_api::panel::PanelConfig {
             secure_cookies: true,
-            sealer: heimweg_api::panel::Sealer::new([7; 32]),
         },
         live: None,
         trusted_proxies: Default::default(),
     });
+    (service, app, token)
+}
 
+/// Enrolls [`DEVICES`] devices one request at a time: the total, and each request's time
+/// (sorted).
+async fn enroll_all(app: &axum::Router, token: &str) -> (Duration, Vec<Duration>) {
     let start = Instant::now();
     let mut per = Vec::with_capacity(DEVICES);
     for i in 0..DEVICES {
@@ -115,8 +123,8 @@ async fn run(db: &Scratch) {
         );
         let t = Instant::now();
         let st = request(
-            &app,
-            Auth::Bearer(&token),
+            app,
+            Auth::Bearer(token),
             Method::POST,
             "/api/v1/devices",
             Some(body),
@@ -125,8 +133,41 @@ async fn run(db: &Scratch) {
         assert_eq!(st, StatusCode::CREATED);
         per.push(t.elapsed());
     }
-    let total = start.elapsed();
     per.sort();
+    (start.elapsed(), per)
+}
+
+/// A logged-in admin's session id, for the panel's pages.
+async fn panel_session(service: &Service) -> String {
+    let (admin, _) = service
+        .create_admin(
+            &Caller::system(),
+            &Name::new("bench").unwrap(),
+            Role::Admin,
+            Some("bench-password-1".into()),
+        )
+        .await
+        .unwrap();
+    service
+        .start_session(None, admin.id, SessionStage::Full)
+        .await
+        .unwrap()
+        .id
+}
+
+/// One table row: `measure`, then p50 / p99 of sorted times.
+fn row(measure: &str, sorted: &[Duration]) {
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    println!(
+        "| {measure} | {} / {} |",
+        ms(percentile(sorted, 0.5)),
+        ms(percentile(sorted, 0.99))
+    );
+}
+
+async fn run(db: &Scratch) {
+    let (service, app, token) = setup(db).await;
+    let (total, per) = enroll_all(&app, &token).await;
     let size = db.size_bytes().await;
 
     let lists: Vec<String> = (0..QUERIES)
@@ -145,26 +186,7 @@ async fn run(db: &Scratch) {
 
     // The panel: a logged-in admin's session, then the rendered device list (50 rows, the
     // group filter's options, pagination) while paging through and searching.
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let admin = store
-        .create_admin("bench", "bench", "$argon2id$unused", Role::Admin, wall)
-        .await
-        .unwrap();
-    let session = generate_token();
-    store
-        .create_session(
-            &token_hash(&session),
-            admin.id,
-            SessionStage::Full,
-            "csrf",
-            wall,
-            wall + 3600,
-        )
-        .await
-        .unwrap();
+    let session = panel_session(&service).await;
     let pages: Vec<String> = (0..QUERIES)
         .map(|i| format!("/devices?status=all&page={}", 1 + (i * 37) % (DEVICES / 50)))
         .collect();
@@ -174,7 +196,6 @@ async fn run(db: &Scratch) {
     let page_t = timed(&app, Auth::Session(&session), &pages).await;
     let panel_search_t = timed(&app, Auth::Session(&session), &panel_searches).await;
 
-    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     println!("| measure | value |");
     println!("|---|---|");
     println!(
@@ -182,30 +203,16 @@ async fn run(db: &Scratch) {
         total.as_secs_f64(),
         DEVICES as f64 / total.as_secs_f64()
     );
-    println!(
-        "| enroll, p50 / p99 per request | {} / {} |",
-        ms(percentile(&per, 0.5)),
-        ms(percentile(&per, 0.99))
-    );
+    row("enroll, p50 / p99 per request", &per);
     println!("| database size | {:.1} MB |", size as f64 / 1e6);
-    println!(
-        "| list 50 (page through {DEVICES}), p50 / p99 | {} / {} |",
-        ms(percentile(&list_t, 0.5)),
-        ms(percentile(&list_t, 0.99))
+    row(
+        &format!("list 50 (page through {DEVICES}), p50 / p99"),
+        &list_t,
     );
-    println!(
-        "| search by owner, p50 / p99 | {} / {} |",
-        ms(percentile(&search_t, 0.5)),
-        ms(percentile(&search_t, 0.99))
+    row("search by owner, p50 / p99", &search_t);
+    row(
+        &format!("panel: device list page (50 of {DEVICES}), p50 / p99"),
+        &page_t,
     );
-    println!(
-        "| panel: device list page (50 of {DEVICES}), p50 / p99 | {} / {} |",
-        ms(percentile(&page_t, 0.5)),
-        ms(percentile(&page_t, 0.99))
-    );
-    println!(
-        "| panel: search by owner, p50 / p99 | {} / {} |",
-        ms(percentile(&panel_search_t, 0.5)),
-        ms(percentile(&panel_search_t, 0.99))
-    );
+    row("panel: search by owner, p50 / p99", &panel_search_t);
 }

@@ -5,9 +5,9 @@
 //! Data-plane series are read at scrape time from one snapshot, so they cost nothing between
 //! scrapes and a removed peer's series disappear with it. Aggregates only by default;
 //! per-peer series are opt-in, capped, and keyed by the device's id: names appear (in
-//! `heimweg_peer_info`) only when asked for, and endpoints never.
+//! `heimweg_peer_info`) only when asked for, and endpoints never. The devices about to expire
+//! are counted in the store at scrape time too.
 
-use crate::reconcile::Directory;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,8 @@ use axum::routing::get;
 use axum::Router;
 use heimweg_core::DropReason;
 use heimweg_dataplane::DataPlane;
-use heimweg_store::Store;
+use heimweg_service::reconcile::Directory;
+use heimweg_service::Service;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -90,6 +91,8 @@ struct Series {
 }
 
 impl Series {
+    // One declaration per family, with its help text: a list, read top to bottom.
+    #[allow(clippy::too_many_lines)]
     fn new() -> prometheus::Result<Series> {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels)
@@ -346,27 +349,69 @@ impl Collector for DataPlaneCollector {
     }
 }
 
+/// How far ahead `heimweg_devices_expiring` looks: its `within` labels and their seconds.
+const EXPIRING_WITHIN: [(&str, i64); 2] = [("1d", 86_400), ("7d", 604_800)];
+
+/// The store's answer about expiring devices must not hold up a scrape for long.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 struct OpsState {
     registry: Registry,
     dataplane: Arc<DataPlane>,
-    store: Arc<Store>,
+    service: Service,
+    expiring: IntGaugeVec,
 }
 
-/// The router of the operations listener.
-pub fn router(registry: Registry, dataplane: Arc<DataPlane>, store: Arc<Store>) -> Router {
-    Router::new()
+/// The router of the operations listener; registers the series it fills itself.
+pub fn router(
+    registry: Registry,
+    dataplane: Arc<DataPlane>,
+    service: Service,
+) -> prometheus::Result<Router> {
+    let expiring = IntGaugeVec::new(
+        Opts::new(
+            "heimweg_devices_expiring",
+            "Active devices whose expiry falls within the next day (within=1d) or week \
+             (within=7d); they stop working then unless someone extends them.",
+        ),
+        &["within"],
+    )?;
+    registry.register(Box::new(expiring.clone()))?;
+    Ok(Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(OpsState {
             registry,
             dataplane,
-            store,
-        })
+            service,
+            expiring,
+        }))
+}
+
+/// Counts the devices about to expire. The collectors run synchronously inside `gather`, so
+/// the store is asked here, before it; when it does not answer, the series keep their last
+/// values (an alert on them holds rather than flaps) and the log says why.
+async fn count_expiring(st: &OpsState) {
+    let within = EXPIRING_WITHIN.map(|(_, secs)| secs);
+    match tokio::time::timeout(STORE_TIMEOUT, st.service.devices_expiring(&within)).await {
+        Ok(Ok(counts)) => {
+            for ((label, _), n) in EXPIRING_WITHIN.iter().zip(counts) {
+                st.expiring.with_label_values(&[label]).set(n);
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "metrics: counting the expiring devices failed");
+        }
+        Err(_) => {
+            tracing::warn!("metrics: the store did not count the expiring devices within 2 s")
+        }
+    }
 }
 
 async fn metrics(State(st): State<OpsState>) -> Response {
+    count_expiring(&st).await;
     // Gathering takes the data plane's lock briefly: do it off the async threads.
     let registry = st.registry.clone();
     let families = match tokio::task::spawn_blocking(move || registry.gather()).await {
@@ -395,7 +440,7 @@ async fn readyz(State(st): State<OpsState>) -> Response {
         )
             .into_response();
     }
-    match tokio::time::timeout(Duration::from_secs(2), st.store.revision()).await {
+    match tokio::time::timeout(STORE_TIMEOUT, st.service.revision()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: the store failed");

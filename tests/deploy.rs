@@ -77,11 +77,12 @@ fn the_dashboard_queries_only_metrics_heimweg_exports() {
         "heimweg_dataplane_errors_total",
         "heimweg_api_requests_total",
         "heimweg_api_request_duration_seconds_bucket",
+        "heimweg_devices_expiring",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
     ];
     let sources = read("src/metrics.rs")
-        + &read("src/reconcile.rs")
+        + &read("crates/heimweg-service/src/reconcile/mod.rs")
         + &read("crates/heimweg-api/src/metrics.rs");
     for name in exported.iter().filter(|n| n.starts_with("heimweg_")) {
         let base = name.trim_end_matches("_bucket");

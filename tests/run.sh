@@ -33,6 +33,11 @@ fi
 
 cargo build --workspace --all-targets --locked
 
+# The mechanical guards: the code is formatted, and clippy finds nothing (what the project holds
+# itself to is in Cargo.toml's [workspace.lints] and clippy.toml).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 # The browser test's driver (Playwright, without its own browsers: it drives Debian's Chromium)
 # and the QR decoder, at the versions package-lock.json pins.
 (cd tests/panel && npm ci --no-audit --no-fund --loglevel=error)

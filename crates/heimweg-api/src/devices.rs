@@ -1,14 +1,16 @@
 //! `/api/v1/devices`: enroll, list, show, change, rotate the key of, and revoke devices.
 
-use crate::service::{self, EnrollRequest};
-use crate::{created_secret, double_option, now, page_limit, ApiError, AppState, Caller};
+use crate::{
+    created_secret, double_option, name, page_limit, path_name, ApiError, AppState, Caller,
+};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use heimweg_control::{qr::Qr, PublicKey};
-use heimweg_store::{Device, DeviceQuery, DeviceUpdate};
+use heimweg_control::Scope;
+use heimweg_control::{qr::Qr, DeviceStatus, ExpiryDays, PublicKey};
+use heimweg_service::{Device, DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -21,7 +23,7 @@ pub(crate) struct DeviceJson {
     owner: Option<String>,
     ipv4: String,
     ipv6: String,
-    status: &'static str,
+    status: DeviceStatus,
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
@@ -30,15 +32,15 @@ pub(crate) struct DeviceJson {
     key_rotated_at: Option<i64>,
 }
 
-impl From<Device> for DeviceJson {
-    fn from(d: Device) -> Self {
-        let status = d.status(now());
+impl DeviceJson {
+    pub(crate) fn new(d: Device, now: i64) -> Self {
+        let status = d.status(now);
         DeviceJson {
             id: d.id,
-            name: d.name,
+            name: d.name.to_string(),
             public_key: d.public_key.to_base64(),
-            group: d.group,
-            owner: d.owner,
+            group: d.group.to_string(),
+            owner: d.owner.map(|o| o.to_string()),
             ipv4: d.ipv4.to_string(),
             ipv6: d.ipv6.to_string(),
             status,
@@ -68,26 +70,31 @@ pub(crate) async fn list(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("devices:read")?;
+    caller.0.require(Scope::DevicesRead)?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
-    let status = p.status.as_deref().map(str::parse).transpose()?;
+    let status = p
+        .status
+        .as_deref()
+        .map(str::parse::<DeviceStatus>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let offset = p.offset.unwrap_or(0);
-    let page = st
-        .store
-        .devices(
-            &DeviceQuery {
-                search: p.search,
-                group: p.group,
-                owner: p.owner,
-                status,
-                limit,
-                offset,
-            },
-            now(),
-        )
-        .await?;
-    let items: Vec<DeviceJson> = page.items.into_iter().map(DeviceJson::from).collect();
+    let q = DeviceQuery {
+        search: p.search,
+        group: p.group,
+        owner: p.owner,
+        status,
+        limit,
+        offset,
+    };
+    let page = st.service.devices(&caller.0, &q).await?;
+    let now = st.service.now();
+    let items: Vec<DeviceJson> = page
+        .items
+        .into_iter()
+        .map(|d| DeviceJson::new(d, now))
+        .collect();
     Ok(Json(json!({
         "items": items,
         "total": page.total,
@@ -101,9 +108,12 @@ pub(crate) async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<DeviceJson>, ApiError> {
-    caller.require("devices:read")?;
-    let d = st.store.device_by_name(&name).await?;
-    Ok(Json(d.into()))
+    caller.0.require(Scope::DevicesRead)?;
+    let d = st
+        .service
+        .device(&caller.0, &path_name("device", &name)?)
+        .await?;
+    Ok(Json(DeviceJson::new(d, st.service.now())))
 }
 
 #[derive(Deserialize)]
@@ -126,38 +136,34 @@ pub(crate) async fn create(
     caller: Caller,
     body: Result<Json<CreateDevice>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require("devices:write")?;
+    caller.0.require(Scope::DevicesWrite)?;
     let Json(req) = body?;
-    let public_key = parse_key(req.public_key.as_deref())?;
-    let enrolled = service::enroll(
-        &st.store,
-        st.gateway_key,
-        &caller.actor(),
-        EnrollRequest {
-            name: req.name,
-            group: req.group,
-            owner: req.owner,
-            public_key,
-            expires_in_days: req.expires_in_days,
-        },
-        now(),
-    )
-    .await?;
-    Ok(config_response(&st, enrolled).await)
+    let request = EnrollRequest {
+        name: name("name", &req.name)?,
+        group: name("group", &req.group)?,
+        owner: req.owner.as_deref().map(|o| name("owner", o)).transpose()?,
+        public_key: parse_key(req.public_key.as_deref())?,
+        expires_in: req
+            .expires_in_days
+            .map(ExpiryDays::new)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    };
+    let enrolled = st.service.enroll(&caller.0, request).await?;
+    Ok(config_response(&st, enrolled))
 }
 
 /// The one response that carries a config: the device, the config text, QR code and iOS
 /// profile, never cached.
-async fn config_response(st: &AppState, enrolled: service::Enrollment) -> Response {
+fn config_response(st: &AppState, enrolled: Enrollment) -> Response {
     let qr_svg = Qr::encode(&enrolled.config).ok().map(|q| q.to_svg());
-    let mobileconfig = service::mobileconfig(&st.store, &enrolled).await;
     created_secret(json!({
-        "device": DeviceJson::from(enrolled.device),
+        "device": DeviceJson::new(enrolled.device, st.service.now()),
         "config": enrolled.config,
         "config_contains_private_key": enrolled.has_private_key,
         "file_name": enrolled.file_name,
         "qr_svg": qr_svg,
-        "mobileconfig": mobileconfig,
+        "mobileconfig": enrolled.mobileconfig,
     }))
 }
 
@@ -166,9 +172,9 @@ pub(crate) async fn revoke(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require("devices:write")?;
-    st.store
-        .revoke_device(&caller.actor(), &name, now())
+    caller.0.require(Scope::DevicesWrite)?;
+    st.service
+        .revoke(&caller.0, &path_name("active device", &name)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -192,19 +198,12 @@ pub(crate) async fn rotate(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require("devices:write")?;
+    caller.0.require(Scope::DevicesWrite)?;
     let req: Rotate = crate::optional_body(&body)?;
     let public_key = parse_key(req.public_key.as_deref())?;
-    let rotated = service::rotate(
-        &st.store,
-        st.gateway_key,
-        &caller.actor(),
-        &name,
-        public_key,
-        now(),
-    )
-    .await?;
-    Ok(config_response(&st, rotated).await)
+    let name = path_name("active device", &name)?;
+    let rotated = st.service.rotate(&caller.0, &name, public_key).await?;
+    Ok(config_response(&st, rotated))
 }
 
 #[derive(Deserialize)]
@@ -221,23 +220,20 @@ pub(crate) struct Update {
 pub(crate) async fn update(
     State(st): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    Path(device): Path<String>,
     body: Result<Json<Update>, JsonRejection>,
 ) -> Result<Json<DeviceJson>, ApiError> {
-    caller.require("devices:write")?;
+    caller.0.require(Scope::DevicesWrite)?;
     let Json(u) = body?;
-    let d = st
-        .store
-        .update_device(
-            &caller.actor(),
-            &name,
-            DeviceUpdate {
-                group: u.group,
-                owner: u.owner,
-                expires_at: u.expires_at,
-            },
-            now(),
-        )
-        .await?;
-    Ok(Json(d.into()))
+    let update = DeviceUpdate {
+        group: u.group.as_deref().map(|g| name("group", g)).transpose()?,
+        owner: u
+            .owner
+            .map(|o| o.as_deref().map(|o| name("owner", o)).transpose())
+            .transpose()?,
+        expires_at: u.expires_at,
+    };
+    let device = path_name("active device", &device)?;
+    let d = st.service.update_device(&caller.0, &device, update).await?;
+    Ok(Json(DeviceJson::new(d, st.service.now())))
 }

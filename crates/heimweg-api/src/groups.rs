@@ -1,11 +1,14 @@
 //! `/api/v1/groups`: groups and their access policy.
 
-use crate::{now, ApiError, AppState, Caller};
+use crate::{name, path_name, ApiError, AppState, Caller};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use heimweg_store::{Group, GroupUpdate, NewGroup};
+use heimweg_control::policy::{parse_dns, parse_networks};
+use heimweg_control::Scope;
+use heimweg_control::{GroupPolicy, TunnelMode};
+use heimweg_service::{Group, GroupPatch};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -22,22 +25,26 @@ impl From<Group> for GroupJson {
     fn from(g: Group) -> Self {
         GroupJson {
             id: g.id,
-            name: g.name,
-            allowed_prefixes: g.allowed_prefixes.iter().map(|n| n.to_string()).collect(),
-            full_tunnel: g.full_tunnel,
-            dns: g.dns,
+            name: g.name.to_string(),
+            allowed_prefixes: g.policy.networks().iter().map(|n| n.to_string()).collect(),
+            full_tunnel: g.policy.tunnel().is_full(),
+            dns: g.policy.dns().iter().map(|d| d.to_string()).collect(),
         }
     }
+}
+
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(e.to_string())
 }
 
 pub(crate) async fn list(
     State(st): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("groups:read")?;
+    caller.0.require(Scope::GroupsRead)?;
     let items: Vec<GroupJson> = st
-        .store
-        .groups()
+        .service
+        .groups(&caller.0)
         .await?
         .into_iter()
         .map(Into::into)
@@ -61,52 +68,17 @@ pub(crate) async fn create(
     caller: Caller,
     body: Result<Json<CreateGroup>, JsonRejection>,
 ) -> Result<(StatusCode, Json<GroupJson>), ApiError> {
-    caller.require("groups:write")?;
+    caller.0.require(Scope::GroupsWrite)?;
     let Json(req) = body?;
-    let prefixes = parse_prefixes(&req.allowed_prefixes)?;
-    check_dns(&req.dns)?;
-    let g = st
-        .store
-        .create_group(
-            &caller.actor(),
-            NewGroup {
-                name: req.name,
-                allowed_prefixes: prefixes,
-                full_tunnel: req.full_tunnel,
-                dns: req.dns,
-            },
-            now(),
-        )
-        .await?;
+    let name = name("name", &req.name)?;
+    let policy = GroupPolicy::parse(
+        &req.allowed_prefixes,
+        TunnelMode::from_full(req.full_tunnel),
+        &req.dns,
+    )
+    .map_err(bad)?;
+    let g = st.service.create_group(&caller.0, &name, &policy).await?;
     Ok((StatusCode::CREATED, Json(g.into())))
-}
-
-pub(crate) fn parse_prefixes(prefixes: &[String]) -> Result<Vec<ipnet::IpNet>, ApiError> {
-    let nets = prefixes
-        .iter()
-        .map(|p| {
-            p.parse::<ipnet::IpNet>().map(|n| n.trunc()).map_err(|_| {
-                ApiError::BadRequest(format!("{p:?} is not a CIDR such as 10.20.0.0/16"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if nets.is_empty() {
-        return Err(ApiError::BadRequest(
-            "allowed_prefixes must name at least one network".into(),
-        ));
-    }
-    Ok(nets)
-}
-
-pub(crate) fn check_dns(dns: &[String]) -> Result<(), ApiError> {
-    for d in dns {
-        if d.parse::<std::net::IpAddr>().is_err() && !heimweg_control::clientconf::is_hostname(d) {
-            return Err(ApiError::BadRequest(format!(
-                "dns entry {d:?} is neither an IP address nor a domain name"
-            )));
-        }
-    }
-    Ok(())
 }
 
 pub(crate) async fn show(
@@ -114,8 +86,9 @@ pub(crate) async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<GroupJson>, ApiError> {
-    caller.require("groups:read")?;
-    Ok(Json(st.store.group(&name).await?.into()))
+    caller.0.require(Scope::GroupsRead)?;
+    let name = path_name("group", &name)?;
+    Ok(Json(st.service.group(&caller.0, &name).await?.into()))
 }
 
 #[derive(Deserialize)]
@@ -126,36 +99,26 @@ pub(crate) struct UpdateGroup {
     dns: Option<Vec<String>>,
 }
 
-/// Changes a group's policy; its devices follow within a second. Their configs keep the
-/// AllowedIPs they were issued with: the gateway's filter, not the config, is the boundary.
+/// Changes a group's policy; its devices follow within a second.
 pub(crate) async fn update(
     State(st): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
     body: Result<Json<UpdateGroup>, JsonRejection>,
 ) -> Result<Json<GroupJson>, ApiError> {
-    caller.require("groups:write")?;
+    caller.0.require(Scope::GroupsWrite)?;
     let Json(req) = body?;
-    let allowed_prefixes = req
-        .allowed_prefixes
-        .as_deref()
-        .map(parse_prefixes)
-        .transpose()?;
-    if let Some(dns) = &req.dns {
-        check_dns(dns)?;
-    }
-    let g = st
-        .store
-        .update_group(
-            &caller.actor(),
-            &name,
-            GroupUpdate {
-                allowed_prefixes,
-                full_tunnel: req.full_tunnel,
-                dns: req.dns,
-            },
-            now(),
-        )
-        .await?;
+    let patch = GroupPatch {
+        networks: req
+            .allowed_prefixes
+            .as_deref()
+            .map(parse_networks)
+            .transpose()
+            .map_err(bad)?,
+        tunnel: req.full_tunnel.map(TunnelMode::from_full),
+        dns: req.dns.as_deref().map(parse_dns).transpose().map_err(bad)?,
+    };
+    let name = path_name("group", &name)?;
+    let g = st.service.update_group(&caller.0, &name, patch).await?;
     Ok(Json(g.into()))
 }

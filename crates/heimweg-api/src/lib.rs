@@ -1,15 +1,16 @@
-//! heimweg-api: the service layer and the JSON API under `/api/v1`.
+//! heimweg-api: HTTP for heimweg — the JSON API under `/api/v1`, the admin panel, and the
+//! public pages staff open (enrollment links, access requests).
 //!
-//! Every route requires a bearer token whose scopes cover it (see [`SCOPES`]), except three
-//! public ones whose secret or purpose is the authorisation: the OpenAPI document, the
-//! staff access-request form (`POST /api/v1/access-requests`), and the pages behind an
-//! enrollment link or a request's status link. Errors are JSON,
-//! `{"error": {"code", "message"}}`: 4xx say what to fix; 5xx carry only a reference, and the
-//! full cause goes to the log once. A config is in a response exactly once, with
-//! `Cache-Control: no-store`.
+//! Every API route requires a bearer token whose scopes cover it, except three public ones
+//! whose secret or purpose is the authorisation: the OpenAPI document, the staff
+//! access-request form (`POST /api/v1/access-requests`), and the pages behind an enrollment
+//! link or a request's status link. Errors are JSON, `{"error": {"code", "message"}}`: 4xx say
+//! what to fix; 5xx carry only a reference, and the full cause goes to the log once. A config
+//! is in a response exactly once, with `Cache-Control: no-store`.
 //!
-//! It deliberately holds no business logic beyond request handling (that is in [`service`] and
-//! the store) and never touches the data plane: the reconciler picks changes up from the store.
+//! It deliberately holds no business rule: handlers parse the request into the domain's
+//! types, call one function of `heimweg-service` with the caller, and render the answer. It
+//! does not depend on the store (the service is the only writer) nor on the data plane.
 
 mod devices;
 mod groups;
@@ -18,7 +19,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod panel;
 mod requests;
-pub mod service;
 mod tokens;
 mod users;
 
@@ -29,20 +29,16 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use heimweg_control::{escape_markup, PublicKey};
-use heimweg_store::{Store, StoreError};
+use heimweg_control::{escape_markup, Name, PublicKey};
+use heimweg_service::{Service, ServiceError, StoreError};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
-use service::ServiceError;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<Store>,
-    pub gateway_key: PublicKey,
+    pub service: Service,
     pub panel: panel::PanelConfig,
     /// This gateway's data plane, for the panel's live figures; `None` where there is none
     /// (tests of the API alone).
@@ -134,35 +130,6 @@ pub struct PeerLive {
     pub endpoint: Option<std::net::SocketAddr>,
 }
 
-/// Every scope a token can hold.
-pub const SCOPES: [&str; 9] = [
-    "devices:read",
-    "devices:write",
-    "groups:read",
-    "groups:write",
-    "users:read",
-    "users:write",
-    "tokens:read",
-    "tokens:write",
-    "audit:read",
-];
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Hex SHA-256 of a token: what the store keeps.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// A new random token (`hw_` + 43 base64url characters = 256 bits).
-pub fn generate_token() -> String {
-    format!("hw_{}", panel::secrets::random_token(32))
-}
-
 /// Every route: path and handlers. The router and the OpenAPI document are both checked
 /// against this one list (see `tests/api.rs`).
 pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
@@ -215,73 +182,51 @@ pub fn router(state: AppState) -> Router {
         .into_iter()
         .fold(Router::new(), |r, (path, handlers)| r.route(path, handlers))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state.clone())
         .merge(panel::routes(state))
 }
 
-/// The link secret an approved access request activates, derived from the requester's
-/// secret so that only the requester can compute it and the store keeps neither.
-pub fn request_link_secret(request_secret: &str) -> String {
-    use base64::Engine;
-    let mut h = Sha256::new();
-    h.update(b"heimweg access request link\0");
-    h.update(request_secret.as_bytes());
-    format!(
-        "hw_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
-    )
-}
-
-/// A token bucket's state: tokens left and when they were counted.
-type Bucket = (f64, std::time::Instant);
-
-/// How a token bucket refills: `burst` at once, then `per_second`.
-#[derive(Clone, Copy)]
-struct Rate {
-    per_second: f64,
-    burst: f64,
-}
-
-impl Rate {
-    /// Tokens in `bucket` at `now`; a bucket not seen before is full.
-    fn level(self, bucket: Option<Bucket>, now: std::time::Instant) -> f64 {
-        bucket.map_or(self.burst, |(tokens, last)| {
-            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst)
-        })
+/// Answers of `/api/` that did not come from a handler (axum's own: a body over the size
+/// limit, a path parameter of the wrong type, a method the route lacks) get the documented
+/// JSON error body too, with their status kept; a client never has to parse two formats.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
     }
-
-    /// Takes a token if there is one; returns whether it did and the bucket's new state.
-    fn take(self, bucket: Option<Bucket>, now: std::time::Instant) -> (bool, Bucket) {
-        let tokens = self.level(bucket, now);
-        let admitted = tokens >= 1.0;
-        (
-            admitted,
-            (if admitted { tokens - 1.0 } else { tokens }, now),
-        )
-    }
-}
-
-/// One token bucket: a process-wide bound on costly public operations (filings of access
-/// requests, password checks), whoever sends them.
-pub(crate) struct RateLimit {
-    rate: Rate,
-    state: std::sync::Mutex<Option<Bucket>>,
-}
-
-impl RateLimit {
-    pub(crate) const fn new(per_second: f64, burst: f64) -> RateLimit {
-        RateLimit {
-            rate: Rate { per_second, burst },
-            state: std::sync::Mutex::new(None),
-        }
-    }
-
-    pub(crate) fn admit(&self) -> bool {
-        let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (admitted, state) = self.rate.take(*b, std::time::Instant::now());
-        *b = Some(state);
-        admitted
-    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_lowercase(),
+        t => t.chars().take(200).collect(),
+    };
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let body = serde_json::to_vec(&json!({"error": {"code": code, "message": message}}))
+        .unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// The client's address (see [`TrustedProxies::client`]); `None` when the server was not
@@ -309,40 +254,6 @@ impl FromRequestParts<AppState> for ClientAddr {
             &parts.extensions,
             &parts.headers,
         )))
-    }
-}
-
-/// One token bucket per client address, for what a single client must not monopolise (login
-/// attempts). The table is bounded: when full, buckets that have refilled (clients gone
-/// quiet) are forgotten, and if none has, the newcomer shares one overflow bucket.
-pub(crate) struct KeyedRateLimit {
-    rate: Rate,
-    buckets: std::sync::Mutex<std::collections::HashMap<Option<std::net::IpAddr>, Bucket>>,
-}
-
-impl KeyedRateLimit {
-    const MAX_CLIENTS: usize = 4096;
-
-    pub(crate) fn new(per_second: f64, burst: f64) -> KeyedRateLimit {
-        KeyedRateLimit {
-            rate: Rate { per_second, burst },
-            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
-    pub(crate) fn admit(&self, client: Option<std::net::IpAddr>) -> bool {
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        let mut key = client;
-        if !b.contains_key(&key) && b.len() >= Self::MAX_CLIENTS {
-            b.retain(|_, v| self.rate.level(Some(*v), now) < self.rate.burst);
-            if b.len() >= Self::MAX_CLIENTS {
-                key = None;
-            }
-        }
-        let (admitted, state) = self.rate.take(b.get(&key).copied(), now);
-        b.insert(key, state);
-        admitted
     }
 }
 
@@ -378,8 +289,9 @@ fn created_secret(body: serde_json::Value) -> Response {
 /// The one error type of the API.
 #[derive(Debug)]
 pub enum ApiError {
-    Unauthorized,
-    Forbidden(&'static str),
+    /// Without a message: no (valid) token was sent.
+    Unauthorized(Option<String>),
+    Forbidden(String),
     BadRequest(String),
     NotFound(String),
     Conflict(String),
@@ -392,16 +304,14 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
-            ApiError::Unauthorized => (
+            ApiError::Unauthorized(m) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "send an API token as 'Authorization: Bearer <token>'".to_string(),
+                m.unwrap_or_else(|| {
+                    "send an API token as 'Authorization: Bearer <token>'".to_string()
+                }),
             ),
-            ApiError::Forbidden(scope) => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this token lacks the scope {scope:?}"),
-            ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
@@ -448,6 +358,8 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(m) => ApiError::BadRequest(m),
             e @ StoreError::PoolExhausted(_) => ApiError::Conflict(e.to_string()),
             e @ StoreError::Busy => ApiError::Unavailable(e.to_string()),
+            StoreError::Unauthorized(m) => ApiError::Unauthorized(Some(m)),
+            e @ StoreError::Corrupt { .. } => ApiError::Internal(e.to_string()),
             StoreError::Db(e) => ApiError::Internal(format!("database: {e}")),
         }
     }
@@ -461,6 +373,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotReady(m) => ApiError::Conflict(m),
             ServiceError::Invalid(m) => ApiError::BadRequest(m),
             ServiceError::Busy(m) => ApiError::TooManyRequests(m),
+            ServiceError::Forbidden(scope) => {
+                ApiError::Forbidden(format!("this token lacks the scope {:?}", scope.as_str()))
+            }
+            e @ ServiceError::AdminOnly(_) => ApiError::Forbidden(e.to_string()),
+            ServiceError::Unauthorized(_) => ApiError::Unauthorized(None),
         }
     }
 }
@@ -478,35 +395,13 @@ impl From<QueryRejection> for ApiError {
 }
 
 /// The caller, authenticated by bearer token.
-pub struct Caller {
-    token_id: i64,
-    token_name: String,
-    scopes: Vec<String>,
-}
+pub(crate) struct Caller(pub(crate) heimweg_service::Caller);
 
 /// Limits of a list request.
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit.unwrap_or(50) {
         l @ 1..=500 => Ok(l),
         _ => Err(ApiError::BadRequest("limit must be 1 to 500".into())),
-    }
-}
-
-impl Caller {
-    fn require(&self, scope: &'static str) -> Result<(), ApiError> {
-        if self.has(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(scope))
-        }
-    }
-
-    fn has(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
-    }
-
-    fn actor(&self) -> String {
-        format!("token:{}", self.token_name)
     }
 }
 
@@ -519,17 +414,21 @@ impl FromRequestParts<AppState> for Caller {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 128)
-            .ok_or(ApiError::Unauthorized)?;
-        let found = state.store.api_token_by_hash(&token_hash(token)).await?;
-        let t = found.ok_or(ApiError::Unauthorized)?;
-        Ok(Caller {
-            token_id: t.id,
-            token_name: t.name,
-            scopes: t.scopes,
-        })
+            .ok_or(ApiError::Unauthorized(None))?;
+        Ok(Caller(state.service.authenticate_token(token).await?))
     }
+}
+
+/// A name from a path or a body, for field `field`.
+fn name(field: &str, raw: &str) -> Result<Name, ApiError> {
+    Name::new(raw).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
+}
+
+/// A name in a path: what exists is found by it, names older versions stored included (they
+/// were validated less strictly); one that could never have been stored names nothing.
+fn path_name(what: &str, raw: &str) -> Result<Name, ApiError> {
+    Name::from_stored(raw)
+        .map_err(|_| ApiError::NotFound(format!("there is no {what} named {raw:?}")))
 }
 
 fn secret_headers(r: &mut Response) {

@@ -1,14 +1,14 @@
 //! `/api/v1/enrollment-links`, the public `/enroll/{token}` page they lead to, and the audit
 //! log.
 
-use crate::service;
-use crate::{created_secret, now, page, secret_headers, token_hash, ApiError, AppState, Caller};
+use crate::{created_secret, name, page, secret_headers, ApiError, AppState, Caller};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use heimweg_control::{escape_markup, qr::Qr};
+use heimweg_control::Scope;
+use heimweg_control::{escape_markup, qr::Qr, LinkHours};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -28,23 +28,24 @@ pub(crate) async fn create(
     caller: Caller,
     body: Result<Json<CreateLink>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require("devices:write")?;
+    caller.0.require(Scope::DevicesWrite)?;
     let Json(req) = body?;
-    let (link, token) = service::create_link(
-        &st.store,
-        &caller.actor(),
-        &req.device_name,
-        &req.group,
-        req.owner.as_deref(),
-        req.expires_in_hours,
-        now(),
-    )
-    .await?;
+    let device_name = name("device_name", &req.device_name)?;
+    let group = name("group", &req.group)?;
+    let owner = req.owner.as_deref().map(|o| name("owner", o)).transpose()?;
+    let lifetime = req
+        .expires_in_hours
+        .map_or(Ok(LinkHours::default()), LinkHours::new)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let offer = st
+        .service
+        .create_link(&caller.0, &device_name, &group, owner.as_ref(), lifetime)
+        .await?;
     let body = json!({
-        "id": link.id,
-        "device_name": link.device_name,
-        "path": format!("/enroll/{token}"),
-        "expires_at": link.expires_at,
+        "id": offer.link.id,
+        "device_name": offer.link.device_name,
+        "path": format!("/enroll/{}", offer.secret),
+        "expires_at": offer.link.expires_at,
     });
     Ok(created_secret(body))
 }
@@ -53,15 +54,15 @@ pub(crate) async fn list(
     State(st): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("devices:read")?;
-    let now = now();
+    caller.0.require(Scope::DevicesRead)?;
+    let now = st.service.now();
     let items: Vec<serde_json::Value> = st
-        .store
-        .enrollment_links(500)
+        .service
+        .links(&caller.0, 500)
         .await?
         .into_iter()
         .map(|l| {
-            let status = service::link_status(&l, now);
+            let status = l.status(now);
             json!({"id": l.id, "device_name": l.device_name, "group": l.group,
                    "owner": l.owner, "created_by": l.created_by, "created_at": l.created_at,
                    "expires_at": l.expires_at, "used_at": l.used_at, "status": status})
@@ -75,10 +76,8 @@ pub(crate) async fn revoke(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require("devices:write")?;
-    st.store
-        .revoke_enrollment_link(&caller.actor(), id, now())
-        .await?;
+    caller.0.require(Scope::DevicesWrite)?;
+    st.service.revoke_link(&caller.0, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -98,18 +97,33 @@ fn gone() -> Response {
     r
 }
 
+/// A link that could not be redeemed for a reason of the gateway's (a full address pool, no
+/// endpoint set): a page the staff member can read and pass on, not an API error. The link
+/// stays open, so it works once the cause is fixed.
+fn failed(e: heimweg_service::ServiceError) -> Response {
+    let api = ApiError::from(e);
+    let reason = match &api {
+        ApiError::Internal(_) | ApiError::Unavailable(_) => {
+            "The gateway could not finish the setup just now.".to_string()
+        }
+        ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Conflict(m) => m.clone(),
+        _ => "The setup was refused.".to_string(),
+    };
+    let status = api.into_response().status();
+    let body = format!(
+        "<p>{}</p><p>The link still works: try again later, or ask your IT department and tell          them this message.</p><p>Die Einrichtung ist nicht gelungen. Der Link gilt weiter:          versuchen Sie es später noch einmal oder wenden Sie sich mit dieser Meldung an Ihre          IT-Abteilung.</p>",
+        escape_markup(&reason)
+    );
+    let mut r = (status, Html(page("Setup failed", &body))).into_response();
+    secret_headers(&mut r);
+    r
+}
+
 /// Opening a link only shows what it sets up and a button: mail scanners and chat previews
 /// open links on their own, and must not use one up (and receive its private key).
 pub(crate) async fn confirm(State(st): State<AppState>, Path(token): Path<String>) -> Response {
-    if token.len() > 128 {
-        return gone();
-    }
-    let device = match st
-        .store
-        .open_enrollment_link(&token_hash(&token), now())
-        .await
-    {
-        Ok(Some(d)) => escape_markup(&d),
+    let device = match st.service.open_link(&token).await {
+        Ok(Some(l)) => escape_markup(l.device_name.as_str()),
         Ok(None) => return gone(),
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -128,23 +142,17 @@ pub(crate) async fn confirm(State(st): State<AppState>, Path(token): Path<String
 
 /// The confirmed link: claims it and shows the config, once.
 pub(crate) async fn redeem(State(st): State<AppState>, Path(token): Path<String>) -> Response {
-    if token.len() > 128 {
-        return gone();
-    }
-    let enrolled =
-        match service::redeem_link(&st.store, st.gateway_key, &token_hash(&token), now()).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return gone(),
-            Err(e) => return ApiError::from(e).into_response(),
-        };
+    let enrolled = match st.service.redeem_link(&token).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return gone(),
+        Err(e) => return failed(e),
+    };
     let qr = Qr::encode(&enrolled.config)
         .map(|q| q.to_svg())
         .unwrap_or_default();
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let profile = service::mobileconfig(&st.store, &enrolled)
-        .await
-        .unwrap_or_default();
+    let profile = enrolled.mobileconfig.clone().unwrap_or_default();
     let stem = enrolled.file_name.trim_end_matches(".conf");
     let body = format!(
         "<p>Scan this code with the WireGuard app (+ → Create from QR code), or download the \
@@ -176,9 +184,12 @@ pub(crate) async fn audit_log(
     caller: Caller,
     params: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("audit:read")?;
+    caller.0.require(Scope::AuditRead)?;
     let Query(p) = params?;
-    let entries = st.store.audit_log(p.limit.unwrap_or(100).min(1000)).await?;
+    let entries = st
+        .service
+        .audit_log(&caller.0, p.limit.unwrap_or(100))
+        .await?;
     let items: Vec<serde_json::Value> = entries
         .into_iter()
         .map(|e| {

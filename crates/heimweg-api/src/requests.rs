@@ -3,20 +3,18 @@
 //!
 //! The requester gets a random secret and keeps the status page's address; the store keeps
 //! only hashes. An approval activates an enrollment link derived from that secret
-//! ([`crate::request_link_secret`]), so the config reaches the person who asked, on the
+//! (`heimweg_service::request_link_secret`), so the config reaches the person who asked, on the
 //! device they asked from, without the admin handling any secret.
 
-use crate::{
-    created_secret, now, page, request_link_secret, secret_headers, service, token_hash, ApiError,
-    AppState, Caller,
-};
+use crate::{created_secret, name, page, secret_headers, ApiError, AppState, Caller};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use heimweg_control::escape_markup;
-use heimweg_store::{AccessRequest, NewAccessRequest};
+use heimweg_control::Scope;
+use heimweg_control::{escape_markup, LinkHours, RequestStatus};
+use heimweg_service::{AccessRequest, RequestForm};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -27,7 +25,7 @@ pub(crate) struct RequestJson {
     contact: String,
     device_name: String,
     reason: String,
-    status: String,
+    status: RequestStatus,
     created_at: i64,
     decided_at: Option<i64>,
     decided_by: Option<String>,
@@ -38,9 +36,9 @@ impl From<AccessRequest> for RequestJson {
     fn from(r: AccessRequest) -> Self {
         RequestJson {
             id: r.id,
-            requester: r.requester,
+            requester: r.requester.to_string(),
             contact: r.contact,
-            device_name: r.device_name,
+            device_name: r.device_name.to_string(),
             reason: r.reason,
             status: r.status,
             created_at: r.created_at,
@@ -69,22 +67,17 @@ pub(crate) async fn create(
     body: Result<Json<Create>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let (r, secret) = service::file_access_request(
-        &st.store,
-        client,
-        &NewAccessRequest {
-            requester: req.requester,
-            contact: req.contact,
-            device_name: req.device_name,
-            reason: req.reason,
-        },
-        now(),
-    )
-    .await?;
+    let form = RequestForm {
+        requester: req.requester,
+        contact: req.contact,
+        device_name: req.device_name,
+        reason: req.reason,
+    };
+    let filed = st.service.file_request(client, &form).await?;
     Ok(created_secret(json!({
-        "id": r.id,
-        "status": r.status,
-        "status_path": format!("/request/{secret}"),
+        "id": filed.request.id,
+        "status": filed.request.status,
+        "status_path": format!("/request/{}", filed.secret),
     })))
 }
 
@@ -100,11 +93,17 @@ pub(crate) async fn list(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("devices:read")?;
+    caller.0.require(Scope::DevicesRead)?;
     let Query(p) = params?;
+    let status = p
+        .status
+        .as_deref()
+        .map(str::parse::<RequestStatus>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let items: Vec<RequestJson> = st
-        .store
-        .access_requests(p.status.as_deref(), p.limit.unwrap_or(100), now())
+        .service
+        .requests(&caller.0, status, p.limit.unwrap_or(100))
         .await?
         .into_iter()
         .map(Into::into)
@@ -128,17 +127,17 @@ pub(crate) async fn approve(
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Result<Json<RequestJson>, ApiError> {
-    caller.require("devices:write")?;
+    caller.0.require(Scope::DevicesWrite)?;
     let req: Approve = crate::optional_body(&body)?;
-    let r = service::approve_access_request(
-        &st.store,
-        &caller.actor(),
-        id,
-        req.group.as_deref(),
-        req.expires_in_hours,
-        now(),
-    )
-    .await?;
+    let group = req.group.as_deref().map(|g| name("group", g)).transpose()?;
+    let lifetime = req
+        .expires_in_hours
+        .map_or(Ok(LinkHours::default()), LinkHours::new)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let r = st
+        .service
+        .approve_request(&caller.0, id, group.as_ref(), lifetime)
+        .await?;
     Ok(Json(r.into()))
 }
 
@@ -147,11 +146,8 @@ pub(crate) async fn reject(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<RequestJson>, ApiError> {
-    caller.require("devices:write")?;
-    let r = st
-        .store
-        .reject_access_request(&caller.actor(), id, now())
-        .await?;
+    caller.0.require(Scope::DevicesWrite)?;
+    let r = st.service.reject_request(&caller.0, id).await?;
     Ok(Json(r.into()))
 }
 
@@ -160,13 +156,7 @@ pub(crate) async fn status_page(
     State(st): State<AppState>,
     Path(secret): Path<String>,
 ) -> Response {
-    let found = if secret.len() > 128 {
-        Ok(None)
-    } else {
-        st.store
-            .access_request_by_hash(&token_hash(&secret), now())
-            .await
-    };
+    let found = st.service.request_status(&secret).await;
     let (status, title, body) = match found {
         Err(e) => return ApiError::from(e).into_response(),
         Ok(None) => (
@@ -174,10 +164,10 @@ pub(crate) async fn status_page(
             "Unknown request",
             "<p>There is no access request at this address.</p>".to_string(),
         ),
-        Ok(Some(r)) => {
-            let device = escape_markup(&r.device_name);
-            match (r.status.as_str(), r.link_open) {
-                ("pending", _) => (
+        Ok(Some((r, link))) => {
+            let device = escape_markup(r.device_name.as_str());
+            match (r.status, link) {
+                (RequestStatus::Pending, _) => (
                     StatusCode::OK,
                     "Waiting for approval",
                     format!(
@@ -186,17 +176,16 @@ pub(crate) async fn status_page(
                          device you want to connect.</p>"
                     ),
                 ),
-                ("approved", true) => (
+                (RequestStatus::Approved, Some(link)) => (
                     StatusCode::OK,
                     "Request approved",
                     format!(
                         "<p>Your request for <strong>{device}</strong> was approved. Open the \
                          link below on that device to set it up. It works once.</p>\
-                         <p><a href=\"/enroll/{}\">Set up {device} now</a></p>",
-                        request_link_secret(&secret)
+                         <p><a href=\"/enroll/{link}\">Set up {device} now</a></p>"
                     ),
                 ),
-                ("approved", false) => (
+                (RequestStatus::Approved, None) => (
                     StatusCode::OK,
                     "Request approved",
                     format!(

@@ -1,12 +1,14 @@
 //! `/api/v1/users`: the staff who own devices, and disabling a leaver in one step.
 
 use crate::devices::DeviceJson;
-use crate::{now, page_limit, ApiError, AppState, Caller};
+use crate::{name, page_limit, path_name, ApiError, AppState, Caller};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use heimweg_store::{DeviceQuery, User};
+use heimweg_control::Email;
+use heimweg_control::Scope;
+use heimweg_service::User;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -24,8 +26,8 @@ impl From<User> for UserJson {
     fn from(u: User) -> Self {
         UserJson {
             id: u.id,
-            name: u.name,
-            email: u.email,
+            name: u.name.to_string(),
+            email: u.email.map(|e| e.to_string()),
             created_at: u.created_at,
             disabled_at: u.disabled_at,
             active_devices: u.active_devices,
@@ -46,13 +48,13 @@ pub(crate) async fn list(
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("users:read")?;
+    caller.0.require(Scope::UsersRead)?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let offset = p.offset.unwrap_or(0);
     let page = st
-        .store
-        .users(p.search.as_deref(), limit, offset, now())
+        .service
+        .users(&caller.0, p.search.as_deref(), limit, offset)
         .await?;
     let items: Vec<UserJson> = page.items.into_iter().map(Into::into).collect();
     Ok(Json(json!({
@@ -72,45 +74,38 @@ pub(crate) async fn create(
     caller: Caller,
     body: Result<Json<CreateUser>, JsonRejection>,
 ) -> Result<(StatusCode, Json<UserJson>), ApiError> {
-    caller.require("users:write")?;
+    caller.0.require(Scope::UsersWrite)?;
     let Json(req) = body?;
+    let name = name("name", &req.name)?;
+    let email = req
+        .email
+        .as_deref()
+        .map(Email::new)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("email: {e}")))?;
     let u = st
-        .store
-        .create_user(&caller.actor(), &req.name, req.email.as_deref(), now())
+        .service
+        .create_user(&caller.0, &name, email.as_ref())
         .await?;
     Ok((StatusCode::CREATED, Json(u.into())))
 }
 
-/// The user and their devices (all of them, newest first, up to 500).
+/// The user and their devices (all of them, newest first, up to 500), the devices only for
+/// a caller that may see devices.
 pub(crate) async fn show(
     State(st): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("users:read")?;
-    let now = now();
-    let user = st.store.user(&name, now).await?;
-    let devices = if caller.has("devices:read") {
-        let page = st
-            .store
-            .devices(
-                &DeviceQuery {
-                    owner: Some(name),
-                    limit: 500,
-                    ..Default::default()
-                },
-                now,
-            )
-            .await?;
-        Some(
-            page.items
-                .into_iter()
-                .map(DeviceJson::from)
-                .collect::<Vec<_>>(),
-        )
-    } else {
-        None
-    };
+    caller.0.require(Scope::UsersRead)?;
+    let name = path_name("user", &name)?;
+    let (user, devices) = st.service.user(&caller.0, &name).await?;
+    let now = st.service.now();
+    let devices = devices.map(|ds| {
+        ds.into_iter()
+            .map(|d| DeviceJson::new(d, now))
+            .collect::<Vec<_>>()
+    });
     Ok(Json(
         json!({ "user": UserJson::from(user), "devices": devices }),
     ))
@@ -122,8 +117,9 @@ pub(crate) async fn disable(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require("users:write")?;
-    caller.require("devices:write")?;
-    let revoked = st.store.disable_user(&caller.actor(), &name, now()).await?;
+    caller.0.require(Scope::UsersWrite)?;
+    caller.0.require(Scope::DevicesWrite)?;
+    let name = path_name("enabled user", &name)?;
+    let revoked = st.service.disable_user(&caller.0, &name).await?;
     Ok(Json(json!({ "devices_revoked": revoked })))
 }

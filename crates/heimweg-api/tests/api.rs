@@ -1,6 +1,9 @@
 //! The API on a real SQLite file and a real PostgreSQL database, through the router without a
 //! server (tower `oneshot`). Every test runs on both backends.
 
+// Each test is one scenario that reads top to bottom; splitting it would hide the story.
+#![allow(clippy::too_many_lines)]
+
 backend_tests!(
     create_list_show_and_revoke_a_device,
     validation_errors_are_clear_and_change_nothing,
@@ -17,12 +20,14 @@ backend_tests!(
     one_client_cannot_use_up_the_request_form,
     concurrent_reads_and_changes_all_succeed,
     forwarded_for_counts_only_from_a_trusted_proxy,
+    refusals_before_any_handler_are_json_errors_too,
 );
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use heimweg_api::{generate_token, router, token_hash, AppState, SCOPES};
-use heimweg_control::PrivateKey;
+use heimweg_api::{router, AppState};
+use heimweg_control::{Name, PrivateKey, Scope, Scopes};
+use heimweg_service::{Caller, Sealer, Service};
 use heimweg_store::testing::Scratch;
 use heimweg_store::{backend_tests, Backend};
 use serde_json::{json, Value};
@@ -38,40 +43,25 @@ struct Env {
 
 async fn env(backend: Backend, tag: &str) -> Option<Env> {
     let db = Scratch::new(backend, tag).await?;
-    let store = db.open().await;
-    store
-        .init_defaults([1, 2, 3, 4, 5], 1_795_000_000)
-        .await
-        .unwrap();
-    store
-        .set_endpoint("test", "vpn.stadt.example:51820", 1_795_000_000)
-        .await
-        .unwrap();
-    let admin = generate_token();
-    let all: Vec<String> = SCOPES.iter().map(|s| s.to_string()).collect();
-    store
-        .create_api_token("test", "admin", &token_hash(&admin), &all, 0)
-        .await
-        .unwrap();
-    let reader = generate_token();
-    store
-        .create_api_token(
-            "test",
-            "reader",
-            &token_hash(&reader),
-            &["devices:read".into()],
-            0,
+    let service = Service::new(db.open().await)
+        .with_gateway_key(PrivateKey::generate().public_key())
+        .with_sealer(Sealer::new([7; 32]));
+    service.init_defaults([1, 2, 3, 4, 5]).await.unwrap();
+    service
+        .set_endpoint(
+            &Caller::system(),
+            "vpn.stadt.example:51820".parse().unwrap(),
         )
         .await
         .unwrap();
+    let admin = mint(&service, "admin", Scopes::all()).await;
+    let reader = mint(&service, "reader", Scopes::new([Scope::DevicesRead])).await;
     Some(Env {
         _db: db,
         state: AppState {
-            store: Arc::new(store),
-            gateway_key: PrivateKey::generate().public_key(),
+            service,
             panel: heimweg_api::panel::PanelConfig {
                 secure_cookies: true,
-                sealer: heimweg_api::panel::Sealer::new([7; 32]),
             },
             live: None,
             trusted_proxies: Default::default(),
@@ -79,6 +69,15 @@ async fn env(backend: Backend, tag: &str) -> Option<Env> {
         admin,
         reader,
     })
+}
+
+/// A token with `scopes`, made on the gateway's command line; its secret.
+async fn mint(service: &Service, name: &str, scopes: Scopes) -> String {
+    service
+        .create_token(&Caller::cli("test"), &Name::new(name).unwrap(), &scopes)
+        .await
+        .unwrap()
+        .secret
 }
 
 async fn call(
@@ -348,7 +347,8 @@ async fn an_exhausted_pool_is_a_conflict_with_a_clear_message(backend: Backend) 
         return;
     };
     env.state
-        .store
+        .service
+        .store_for_tests()
         .set_setting_for_tests("pool_v4", "10.9.9.0/30")
         .await
         .unwrap();
@@ -405,7 +405,7 @@ async fn every_route_needs_a_token_with_the_right_scope(backend: Backend) {
                 continue;
             };
             checked += 1;
-            assert!(SCOPES.contains(&scope), "{scope}");
+            assert!(scope.parse::<Scope>().is_ok(), "{scope}");
             assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {uri}");
             assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
             assert_eq!(v["error"]["code"], "unauthorized");
@@ -655,14 +655,19 @@ async fn enroll(env: &Env, name: &str, owner: &str) -> Value {
     v
 }
 
+/// The keys of the devices the data plane should have now.
 async fn active_keys(env: &Env) -> Vec<String> {
     env.state
-        .store
-        .active_peers(now())
+        .service
+        .peer_directory()
         .await
         .unwrap()
-        .into_iter()
-        .map(|p| p.public_key.to_base64())
+        .into_keys()
+        .map(|k| {
+            heimweg_control::PublicKey::from_bytes(k)
+                .unwrap()
+                .to_base64()
+        })
         .collect()
 }
 
@@ -769,7 +774,7 @@ async fn devices_and_groups_can_be_changed(backend: Backend) {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED);
-    let rev = env.state.store.revision().await.unwrap();
+    let rev = env.state.service.revision().await.unwrap();
     let later = now() + 7 * 86_400;
     let (st, v, _) = call(
         &env,
@@ -784,7 +789,7 @@ async fn devices_and_groups_can_be_changed(backend: Backend) {
     assert_eq!(v["expires_at"], later);
     assert_eq!(v["owner"], Value::Null);
     assert!(
-        env.state.store.revision().await.unwrap() > rev,
+        env.state.service.revision().await.unwrap() > rev,
         "the gateway follows"
     );
     // Bad changes are refused whole.
@@ -988,18 +993,12 @@ async fn tokens_are_managed_over_the_api_without_escalation(backend: Backend) {
     assert!(listed.contains("monitoring"));
     assert!(!listed.contains(&token), "secrets are never listed");
     // A token may only hand out what it holds.
-    let limited = generate_token();
-    env.state
-        .store
-        .create_api_token(
-            "test",
-            "limited",
-            &token_hash(&limited),
-            &["tokens:write".into(), "devices:read".into()],
-            0,
-        )
-        .await
-        .unwrap();
+    let limited = mint(
+        &env.state.service,
+        "limited",
+        Scopes::new([Scope::TokensWrite, Scope::DevicesRead]),
+    )
+    .await;
     let (st, v, _) = call(
         &env,
         Method::POST,
@@ -1442,4 +1441,59 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy(backend: Backend) {
         StatusCode::CREATED,
         "clients behind the proxy share one bucket"
     );
+}
+
+/// What axum refuses before a handler runs (too large, wrong path type, wrong method) has the
+/// same JSON error body as every other refusal, and keeps its status.
+async fn refusals_before_any_handler_are_json_errors_too(backend: Backend) {
+    let Some(env) = env(backend, "raw_refusals").await else {
+        return;
+    };
+    let cases = [
+        (
+            Method::POST,
+            "/api/v1/devices/anna/rotate",
+            Body::from(vec![b' '; 3 << 20]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Method::POST,
+            "/api/v1/enrollment-links/not-a-number/revoke",
+            Body::empty(),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/devices",
+            Body::empty(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", env.admin))
+            .body(body)
+            .unwrap();
+        let resp = router(env.state.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), status, "{method} {uri}");
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/json",
+            "{method} {uri}"
+        );
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], code, "{method} {uri}: {v}");
+        assert!(
+            !v["error"]["message"].as_str().unwrap().is_empty(),
+            "{method} {uri}"
+        );
+    }
 }

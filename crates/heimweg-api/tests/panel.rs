@@ -5,6 +5,9 @@
 //! A small cookie jar ([`Browser`]) plays the browser, so the tests see exactly the cookies
 //! and tokens a real one would send, and nothing more.
 
+// Each test is one scenario that reads top to bottom; splitting it would hide the story.
+#![allow(clippy::too_many_lines)]
+
 backend_tests!(
     login_rotates_the_session_and_sets_hardened_cookies,
     wrong_passwords_lock_the_account,
@@ -22,15 +25,16 @@ backend_tests!(
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use heimweg_api::panel::secrets::{
+use heimweg_api::panel::PanelConfig;
+use heimweg_api::{router, AppState};
+use heimweg_control::PrivateKey;
+use heimweg_control::{Actor, Name, Role};
+use heimweg_service::secrets::{
     hash_password, new_recovery_codes, new_totp_secret, recovery_code_hash, totp_code,
 };
-use heimweg_api::panel::{PanelConfig, Sealer};
-use heimweg_api::service::{self, EnrollRequest};
-use heimweg_api::{router, token_hash, AppState};
-use heimweg_control::PrivateKey;
+use heimweg_service::{token_hash, Caller, EnrollRequest, Sealer, Service};
 use heimweg_store::testing::Scratch;
-use heimweg_store::{backend_tests, Backend, DeviceQuery, Role, Store};
+use heimweg_store::{backend_tests, Backend, DeviceQuery, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,13 +60,26 @@ struct Env {
 }
 
 impl Env {
+    /// The store behind the service: tests set up states (a known TOTP secret, a lock
+    /// lifted) and look at what was written.
     fn store(&self) -> &Store {
-        &self.state.store
+        self.state.service.store_for_tests()
+    }
+
+    /// What the gateway seals second factors with.
+    fn sealer(&self) -> Sealer {
+        Sealer::new([7; 32])
     }
 
     async fn add_admin(&self, name: &str, role: Role) {
         self.store()
-            .create_admin("test", name, &hash_password(PASSWORD), role, unix_now())
+            .create_admin(
+                &Actor::System,
+                &n(name),
+                &hash_password(PASSWORD),
+                role,
+                unix_now(),
+            )
             .await
             .unwrap();
     }
@@ -77,42 +94,44 @@ impl Env {
 
     /// Enrolls a device behind the panel's back, as the API or CLI would.
     async fn enroll(&self, name: &str, owner: Option<&str>) {
-        service::enroll(
-            self.store(),
-            self.state.gateway_key,
-            "test",
-            EnrollRequest {
-                name: name.into(),
-                group: "default".into(),
-                owner: owner.map(String::from),
-                public_key: None,
-                expires_in_days: None,
-            },
-            unix_now(),
-        )
-        .await
-        .unwrap();
+        self.state
+            .service
+            .enroll(
+                &Caller::system(),
+                EnrollRequest {
+                    name: n(name),
+                    group: n("default"),
+                    owner: owner.map(n),
+                    public_key: None,
+                    expires_in: None,
+                },
+            )
+            .await
+            .unwrap();
     }
 }
 
 /// A store with the default group, an endpoint and one admin ([`ADMIN`], no second factor).
+fn n(name: &str) -> Name {
+    Name::new(name).unwrap()
+}
+
 async fn env(backend: Backend, tag: &str) -> Option<Env> {
     let db = Scratch::new(backend, &format!("panel_{tag}")).await?;
-    let store = db.open().await;
-    let now = unix_now();
-    store.init_defaults([1, 2, 3, 4, 5], now).await.unwrap();
-    store
-        .set_endpoint("test", "vpn.example:51820", now)
+    let service = Service::new(db.open().await)
+        .with_gateway_key(PrivateKey::generate().public_key())
+        .with_sealer(Sealer::new([7; 32]));
+    service.init_defaults([1, 2, 3, 4, 5]).await.unwrap();
+    service
+        .set_endpoint(&Caller::system(), "vpn.example:51820".parse().unwrap())
         .await
         .unwrap();
     let env = Env {
         _db: db,
         state: AppState {
-            store: Arc::new(store),
-            gateway_key: PrivateKey::generate().public_key(),
+            service,
             panel: PanelConfig {
                 secure_cookies: true,
-                sealer: Sealer::new([7; 32]),
             },
             live: None,
             trusted_proxies: Default::default(),
@@ -392,7 +411,7 @@ async fn wrong_passwords_lock_the_account(backend: Backend) {
             assert!(page.body.contains("locked"), "{}", page.excerpt());
         }
     }
-    let admin = env.store().admin(ADMIN).await.unwrap().unwrap();
+    let admin = env.store().admin(&n(ADMIN)).await.unwrap().unwrap();
     assert!(admin.locked_until.is_some_and(|u| u > unix_now()));
 
     // While locked, even the right password does not open it.
@@ -402,7 +421,7 @@ async fn wrong_passwords_lock_the_account(backend: Backend) {
     assert!(b.session().is_none());
 
     env.store()
-        .unlock_admin("test", ADMIN, unix_now())
+        .unlock_admin(&Actor::System, &n(ADMIN), unix_now())
         .await
         .unwrap();
     b.login(&env, ADMIN).await;
@@ -474,8 +493,8 @@ async fn cross_site_and_tokenless_posts_are_refused(backend: Backend) {
     assert!(page.body.contains("[Interface]"), "{}", page.excerpt());
     assert!(page.body.contains("data:application/octet-stream;base64,"));
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
-    let device = env.store().device_by_name("dev-a").await.unwrap();
-    assert_eq!(device.status(unix_now()), "active");
+    let device = env.store().device(&n("dev-a")).await.unwrap();
+    assert_eq!(device.status(unix_now()).as_str(), "active");
     // ... and so does one from a browser that sends only an Origin, when it is this site.
     let origin = format!("http://{HOST}");
     let page = enroll_with(&env, &mut b, "dev-b", Some(&csrf), &[("origin", &origin)]).await;
@@ -535,14 +554,14 @@ async fn helpdesk_can_look_but_not_change(backend: Backend) {
         )
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
-    assert!(env.store().device_by_name("hugo-laptop").await.is_err());
+    assert!(env.store().device(&n("hugo-laptop")).await.is_err());
 
     let page = b
         .post(&env, "/devices/anna-ipad/revoke", &[("_csrf", &csrf)])
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
-    let device = env.store().device_by_name("anna-ipad").await.unwrap();
-    assert_eq!(device.status(unix_now()), "active");
+    let device = env.store().device(&n("anna-ipad")).await.unwrap();
+    assert_eq!(device.status(unix_now()).as_str(), "active");
 
     let page = b
         .post(
@@ -553,7 +572,7 @@ async fn helpdesk_can_look_but_not_change(backend: Backend) {
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
     assert!(
-        env.store().admin("eve").await.unwrap().is_none(),
+        env.store().admin(&n("eve")).await.unwrap().is_none(),
         "no account of its own making"
     );
 }
@@ -570,9 +589,14 @@ async fn second_factor_is_required_once_set_up_and_codes_work_once(backend: Back
     let secret = new_totp_secret();
     let codes = new_recovery_codes();
     let hashes: Vec<String> = codes.iter().map(|c| recovery_code_hash(c)).collect();
-    let sealed = env.state.panel.sealer.seal(&secret);
+    let sealed = env.sealer().seal(&secret);
     env.store()
-        .set_admin_totp("test", ADMIN, Some((&sealed, &hashes)), unix_now())
+        .set_admin_totp(
+            &Actor::System,
+            &n(ADMIN),
+            Some((&sealed, &hashes)),
+            unix_now(),
+        )
         .await
         .unwrap();
 
@@ -628,7 +652,7 @@ async fn second_factor_is_required_once_set_up_and_codes_work_once(backend: Back
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
     assert_eq!(other.get(&env, "/devices").await.status, StatusCode::OK);
-    let id = env.store().admin(ADMIN).await.unwrap().unwrap().id;
+    let id = env.store().admin(&n(ADMIN)).await.unwrap().unwrap().id;
     assert_eq!(env.store().recovery_codes_left(id).await.unwrap(), 9);
 
     let mut third = Browser::default();
@@ -892,7 +916,7 @@ async fn unknown_names_and_bad_input_change_nothing(backend: Backend) {
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.excerpt());
     assert!(page.body.contains("10.20.0.0/33"), "{}", page.excerpt());
     assert!(
-        env.store().group("lab").await.is_err(),
+        env.store().group(&n("lab")).await.is_err(),
         "no group from a bad CIDR"
     );
 
@@ -912,9 +936,9 @@ async fn a_lock_holds_in_every_session_waiting_for_the_second_factor(backend: Ba
         return;
     };
     let secret = new_totp_secret();
-    let sealed = env.state.panel.sealer.seal(&secret);
+    let sealed = env.sealer().seal(&secret);
     env.store()
-        .set_admin_totp("test", ADMIN, Some((&sealed, &[])), unix_now())
+        .set_admin_totp(&Actor::System, &n(ADMIN), Some((&sealed, &[])), unix_now())
         .await
         .unwrap();
     // Someone with the password opens two partial sessions, then guesses codes in one.
@@ -955,7 +979,7 @@ async fn a_lock_holds_in_every_session_waiting_for_the_second_factor(backend: Ba
     assert_sent_to_login(&c.get(&env, "/devices").await, "/devices");
     // The code was not spent by the refused attempt: after an unlock it still works.
     env.store()
-        .unlock_admin("test", ADMIN, unix_now())
+        .unlock_admin(&Actor::System, &n(ADMIN), unix_now())
         .await
         .unwrap();
     let mut d = Browser::default();

@@ -1,16 +1,23 @@
-//! heimweg-control: the control plane's model of what a device gets.
+//! heimweg-control: the control plane's model — its typed domain and what a device gets.
 //!
-//! WireGuard keys with strict parsing and secrets that never print, client configs in the
-//! subset every stock WireGuard app accepts (iOS, Android, Windows, wg-quick), download file
-//! names valid everywhere, QR codes (SVG, PNG, terminal) with the error correction chosen
-//! to fit, and Apple `.mobileconfig` profiles for MDM-managed iPads.
+//! The domain: names (validated, normalised, compared without case), group policies,
+//! scopes, roles and the actor of every change, the states of devices, links and requests,
+//! the audit actions, bounded lifetimes. What a device gets: WireGuard keys with strict
+//! parsing and secrets that never print, client configs in the subset every stock WireGuard
+//! app accepts (iOS, Android, Windows, wg-quick), download file names valid everywhere, QR
+//! codes (SVG, PNG, terminal) with the error correction chosen to fit, and Apple
+//! `.mobileconfig` profiles for MDM-managed iPads.
 //!
-//! It deliberately does no I/O and knows nothing of the data plane: the store, the API and the
-//! reconciler build on it.
+//! It deliberately does no I/O and knows nothing of the data plane: the store, the service
+//! and the API build on it.
 
+pub mod access;
 pub mod clientconf;
 pub mod keys;
+pub mod lifecycle;
 pub mod mobileconfig;
+pub mod name;
+pub mod policy;
 pub mod qr;
 
 /// Escapes text for HTML and XML (element content and quoted attributes alike): the one
@@ -40,5 +47,9 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+pub use access::{Actor, RecordedActor, Role, Scope, Scopes, SessionStage};
 pub use clientconf::{config_file_name, ClientConfig, ConfigError, Endpoint};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
+pub use lifecycle::{AuditAction, DeviceStatus, ExpiryDays, LinkHours, LinkStatus, RequestStatus};
+pub use name::{Email, Name, NameError};
+pub use policy::{DnsEntry, GroupPolicy, PolicyError, TunnelMode};

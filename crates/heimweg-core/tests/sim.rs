@@ -6,6 +6,9 @@
 //! so loss and reordering are applied to data messages only: a lost handshake would stall a test
 //! for real seconds. Everything heimweg itself decides runs on the virtual clock.
 
+// Each test is one scenario that reads top to bottom; splitting it would hide the story.
+#![allow(clippy::too_many_lines)]
+
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use heimweg_core::{

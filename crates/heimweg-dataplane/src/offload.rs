@@ -899,6 +899,8 @@ mod tests {
     /// for, and its own 64 KiB sends must arrive as super-packets that `segment` cuts into
     /// valid, contiguous segments.
     #[test]
+    // One exchange with the kernel's TCP, step by step.
+    #[allow(clippy::too_many_lines)]
     fn the_kernel_takes_coalesced_writes_and_its_super_packets_cut_cleanly() {
         use heimweg_sys::{iface, tun::Tun};
         use std::io::{Read, Write};

@@ -421,6 +421,64 @@ async fn probe(plan: Arc<Plan>, stop: Instant) -> Result<Probes> {
     Ok(out)
 }
 
+/// Sends the `n`th request of client `id`, of kind `op`; `None` when there is nothing to
+/// send (a revocation with no enrollment of its own left).
+async fn send(
+    client: &mut Client,
+    plan: &Plan,
+    op: Op,
+    id: usize,
+    n: usize,
+    mine: &mut Vec<String>,
+) -> Option<Result<Answer>> {
+    let k = (id * 7 + n) % plan.devices;
+    let (admin, read) = (plan.admin_token.as_str(), plan.read_token.as_str());
+    Some(match op {
+        Op::ReadDevice => {
+            let path = format!("/api/v1/devices/bench-{k}");
+            client.json(Method::GET, &path, read, None).await
+        }
+        Op::SearchDevices => {
+            let path = format!("/api/v1/devices?search=bench-{}&limit=50", k % 10);
+            client.json(Method::GET, &path, read, None).await
+        }
+        Op::PanelList => {
+            client
+                .send(Method::GET, "/devices?q=bench", None, None)
+                .await
+        }
+        Op::PanelDevice => {
+            let path = format!("/devices/bench-{k}");
+            client.send(Method::GET, &path, None, None).await
+        }
+        Op::Enroll => {
+            let name = format!("c{id}-{n}");
+            let body = json!({ "name": name });
+            let a = client
+                .json(Method::POST, "/api/v1/devices", admin, Some(body))
+                .await;
+            if a.as_ref().is_ok_and(|a| a.status == StatusCode::CREATED) {
+                mine.push(name);
+            }
+            a
+        }
+        Op::Rotate => {
+            let path = format!("/api/v1/devices/bench-{k}/rotate");
+            client.json(Method::POST, &path, admin, None).await
+        }
+        Op::Patch => {
+            let path = format!("/api/v1/devices/bench-{k}");
+            let body = json!({ "expires_at": 4_000_000_000u64 + n as u64 });
+            client.json(Method::PATCH, &path, admin, Some(body)).await
+        }
+        Op::Revoke => {
+            let name = mine.pop()?;
+            let path = format!("/api/v1/devices/{name}/revoke");
+            client.json(Method::POST, &path, admin, None).await
+        }
+    })
+}
+
 /// One client's loop until `stop`.
 async fn client_loop(
     plan: Arc<Plan>,
@@ -436,67 +494,10 @@ async fn client_loop(
     let mut local: BTreeMap<Op, Tally> = BTreeMap::new();
     while Instant::now() < stop {
         let op = MIX[(id + n) % MIX.len()];
-        let k = (id * 7 + n) % plan.devices;
         n += 1;
         let t = Instant::now();
-        let answer = match op {
-            Op::ReadDevice => {
-                let path = format!("/api/v1/devices/bench-{k}");
-                client
-                    .json(Method::GET, &path, &plan.read_token, None)
-                    .await
-            }
-            Op::SearchDevices => {
-                let path = format!("/api/v1/devices?search=bench-{}&limit=50", k % 10);
-                client
-                    .json(Method::GET, &path, &plan.read_token, None)
-                    .await
-            }
-            Op::PanelList => {
-                client
-                    .send(Method::GET, "/devices?q=bench", None, None)
-                    .await
-            }
-            Op::PanelDevice => {
-                let path = format!("/devices/bench-{k}");
-                client.send(Method::GET, &path, None, None).await
-            }
-            Op::Enroll => {
-                let name = format!("c{id}-{n}");
-                let a = client
-                    .json(
-                        Method::POST,
-                        "/api/v1/devices",
-                        &plan.admin_token,
-                        Some(json!({"name": name})),
-                    )
-                    .await;
-                if a.as_ref().is_ok_and(|a| a.status == StatusCode::CREATED) {
-                    mine.push(name);
-                }
-                a
-            }
-            Op::Rotate => {
-                let path = format!("/api/v1/devices/bench-{k}/rotate");
-                client
-                    .json(Method::POST, &path, &plan.admin_token, None)
-                    .await
-            }
-            Op::Patch => {
-                let path = format!("/api/v1/devices/bench-{k}");
-                let until = 4_000_000_000u64 + n as u64;
-                let body = json!({ "expires_at": until });
-                client
-                    .json(Method::PATCH, &path, &plan.admin_token, Some(body))
-                    .await
-            }
-            Op::Revoke => {
-                let Some(name) = mine.pop() else { continue };
-                let path = format!("/api/v1/devices/{name}/revoke");
-                client
-                    .json(Method::POST, &path, &plan.admin_token, None)
-                    .await
-            }
+        let Some(answer) = send(&mut client, &plan, op, id, n, &mut mine).await else {
+            continue;
         };
         local
             .entry(op)

@@ -1,50 +1,21 @@
 //! Admin accounts of the web panel and their sessions. The store keeps only what cannot be
 //! used if the database leaks: argon2id hashes of passwords, SHA-256 of session ids and
 //! recovery codes, and TOTP secrets sealed by the caller. Hashing, sealing and deciding what a
-//! role may do is the API's business; here is the bookkeeping that has to be atomic: lockout
+//! role may do is the service's business; here is the bookkeeping that has to be atomic: lockout
 //! counting, one-time use of TOTP steps and recovery codes, and sessions that end with the
 //! account.
 
-use crate::{audit, validate_name, Result, Store, StoreError};
+use crate::db::{audit, decode_error};
+use crate::{stored_name, Result, Store, StoreError};
+use heimweg_control::{Actor, AuditAction, Name, Role, SessionStage};
 use sqlx::any::AnyRow;
 use sqlx::Row;
-
-/// What an admin may do in the panel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Look, never change: for the helpdesk that answers "is my VPN on?".
-    Helpdesk,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Helpdesk => "helpdesk",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Role> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "helpdesk" => Ok(Role::Helpdesk),
-            _ => Err(StoreError::Invalid(format!(
-                "role {s:?} is not one of admin, helpdesk"
-            ))),
-        }
-    }
-}
 
 /// An admin account, with what a login needs to check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
     pub id: i64,
-    pub name: String,
+    pub name: Name,
     pub role: Role,
     /// argon2id PHC string.
     pub password_hash: String,
@@ -54,24 +25,6 @@ pub struct Admin {
     pub locked_until: Option<i64>,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
-}
-
-/// How far a session has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionStage {
-    /// The password was right; the second factor is still due.
-    Password,
-    /// Logged in.
-    Full,
-}
-
-impl SessionStage {
-    fn as_str(self) -> &'static str {
-        match self {
-            SessionStage::Password => "password",
-            SessionStage::Full => "full",
-        }
-    }
 }
 
 /// A live session and its account.
@@ -88,73 +41,106 @@ pub struct Session {
 const ADMIN_COLUMNS: &str = "a.id, a.name, a.role, a.password_hash, a.totp_sealed, \
                              a.failed_logins, a.locked_until, a.created_at, a.disabled_at";
 
-fn admin_from_row(r: &AnyRow) -> Admin {
-    Admin {
-        id: r.get(0),
-        name: r.get(1),
-        // The CHECK constraint admits only the two roles; anything else reads as the lesser.
-        role: r.get::<String, _>(2).parse().unwrap_or(Role::Helpdesk),
+fn admin_from_row(r: &AnyRow) -> Result<Admin> {
+    let id: i64 = r.get(0);
+    Ok(Admin {
+        id,
+        name: stored_name("admins", id, &r.get::<String, _>(1))?,
+        role: r
+            .get::<String, _>(2)
+            .parse()
+            .map_err(|e| decode_error("admins", id, e))?,
         password_hash: r.get(3),
         totp_sealed: r.get(4),
         failed_logins: r.get(5),
         locked_until: r.get(6),
         created_at: r.get(7),
         disabled_at: r.get(8),
+    })
+}
+
+impl Admin {
+    /// The actor of what this account does.
+    pub fn actor(&self) -> Actor {
+        Actor::Admin {
+            id: self.id,
+            name: self.name.clone(),
+        }
     }
 }
 
 impl Store {
-    /// Creates an admin account.
+    /// Creates a panel account.
     pub async fn create_admin(
         &self,
-        actor: &str,
-        name: &str,
+        actor: &Actor,
+        name: &Name,
         password_hash: &str,
         role: Role,
         now: i64,
     ) -> Result<Admin> {
-        validate_name("admin", name)?;
-        let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "INSERT INTO admins (name, password_hash, role, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT(name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(password_hash)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if done == 0 {
+        let mut tx = self.write(actor).await?;
+        let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM admins WHERE name_key = $1")
+            .bind(name.key())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
             return Err(StoreError::Conflict(format!(
                 "an admin named {name:?} already exists"
             )));
         }
-        audit(&mut tx, now, actor, "admin.create", name, role.as_str()).await?;
+        sqlx::query(
+            "INSERT INTO admins (name, name_key, password_hash, role, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(name.as_str())
+        .bind(name.key())
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::AdminCreate,
+            name.as_str(),
+            role.as_str(),
+        )
+        .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.name_key = $1"
+        ))
+        .bind(name.key())
+        .fetch_one(&mut *tx)
+        .await?;
+        let admin = admin_from_row(&row)?;
         tx.commit().await?;
-        self.admin(name)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("admin {name:?} vanished")))
+        Ok(admin)
     }
 
-    pub async fn admin(&self, name: &str) -> Result<Option<Admin>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.name = $1"
+    pub async fn admin(&self, name: &Name) -> Result<Option<Admin>> {
+        sqlx::query(&format!(
+            "SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.name_key = $1"
         ))
-        .bind(name)
+        .bind(name.key())
         .fetch_optional(&self.reads)
-        .await?;
-        Ok(row.as_ref().map(admin_from_row))
+        .await?
+        .as_ref()
+        .map(admin_from_row)
+        .transpose()
     }
 
     pub async fn admins(&self) -> Result<Vec<Admin>> {
-        let rows = sqlx::query(&format!(
+        sqlx::query(&format!(
             "SELECT {ADMIN_COLUMNS} FROM admins a ORDER BY a.name"
         ))
         .fetch_all(&self.reads)
-        .await?;
-        Ok(rows.iter().map(admin_from_row).collect())
+        .await?
+        .iter()
+        .map(admin_from_row)
+        .collect()
     }
 
     /// How many enabled admin accounts exist: none means the panel needs its first one.
@@ -177,7 +163,7 @@ impl Store {
         lock_secs: i64,
         now: i64,
     ) -> Result<Option<i64>> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(&Actor::Panel).await?;
         let row: Option<(i64, String)> = sqlx::query_as(
             "UPDATE admins SET failed_logins = failed_logins + 1 WHERE id = $1
              RETURNING failed_logins, name",
@@ -200,13 +186,14 @@ impl Store {
                 .bind(admin_id)
                 .execute(&mut *tx)
                 .await?;
+            let detail = format!("{failures} failed logins; locked for {lock_secs} s");
             audit(
                 &mut tx,
                 now,
-                "panel",
-                "admin.lock",
+                &Actor::Panel,
+                AuditAction::AdminLock,
                 &name,
-                &format!("{failures} failed logins; locked for {lock_secs} s"),
+                &detail,
             )
             .await?;
             locked = Some(until);
@@ -217,43 +204,50 @@ impl Store {
 
     /// A login succeeded (`how`: "password", "password+totp", "password+recovery code"): the
     /// failure count starts again, and the audit log shows who came in.
-    pub async fn record_login(&self, admin_id: i64, how: &str, now: i64) -> Result<()> {
-        let mut tx = self.write().await?;
-        let name: Option<String> =
-            sqlx::query_scalar("UPDATE admins SET failed_logins = 0 WHERE id = $1 RETURNING name")
-                .bind(admin_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(name) = name {
-            audit(
-                &mut tx,
-                now,
-                &format!("admin:{name}"),
-                "admin.login",
-                &name,
-                how,
-            )
+    pub async fn record_login(&self, admin: &Admin, how: &str, now: i64) -> Result<()> {
+        let actor = admin.actor();
+        let mut tx = self.write(&actor).await?;
+        sqlx::query("UPDATE admins SET failed_logins = 0 WHERE id = $1")
+            .bind(admin.id)
+            .execute(&mut *tx)
             .await?;
-        }
+        audit(
+            &mut tx,
+            now,
+            &actor,
+            AuditAction::AdminLogin,
+            admin.name.as_str(),
+            how,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Lifts a lockout before it runs out.
-    pub async fn unlock_admin(&self, actor: &str, name: &str, now: i64) -> Result<()> {
-        let mut tx = self.write().await?;
-        let done =
-            sqlx::query("UPDATE admins SET failed_logins = 0, locked_until = NULL WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+    pub async fn unlock_admin(&self, actor: &Actor, name: &Name, now: i64) -> Result<()> {
+        let mut tx = self.write(actor).await?;
+        let done = sqlx::query(
+            "UPDATE admins SET failed_logins = 0, locked_until = NULL WHERE name_key = $1",
+        )
+        .bind(name.key())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if done == 0 {
             return Err(StoreError::NotFound(format!(
                 "there is no admin named {name:?}"
             )));
         }
-        audit(&mut tx, now, actor, "admin.unlock", name, "").await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::AdminUnlock,
+            name.as_str(),
+            "",
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -261,18 +255,18 @@ impl Store {
     /// Sets a new password and ends every session of the account.
     pub async fn set_admin_password(
         &self,
-        actor: &str,
-        name: &str,
+        actor: &Actor,
+        name: &Name,
         password_hash: &str,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(actor).await?;
         let id: i64 = sqlx::query_scalar(
             "UPDATE admins SET password_hash = $1, failed_logins = 0, locked_until = NULL
-             WHERE name = $2 RETURNING id",
+             WHERE name_key = $2 RETURNING id",
         )
         .bind(password_hash)
-        .bind(name)
+        .bind(name.key())
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("there is no admin named {name:?}")))?;
@@ -280,20 +274,28 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, now, actor, "admin.password", name, "").await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::AdminPassword,
+            name.as_str(),
+            "",
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Disables an account and ends its sessions at once.
-    pub async fn disable_admin(&self, actor: &str, name: &str, now: i64) -> Result<()> {
-        let mut tx = self.write().await?;
+    pub async fn disable_admin(&self, actor: &Actor, name: &Name, now: i64) -> Result<()> {
+        let mut tx = self.write(actor).await?;
         let id: i64 = sqlx::query_scalar(
-            "UPDATE admins SET disabled_at = $1 WHERE name = $2 AND disabled_at IS NULL
+            "UPDATE admins SET disabled_at = $1 WHERE name_key = $2 AND disabled_at IS NULL
              RETURNING id",
         )
         .bind(now)
-        .bind(name)
+        .bind(name.key())
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("there is no enabled admin named {name:?}")))?;
@@ -301,7 +303,15 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, now, actor, "admin.disable", name, "").await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::AdminDisable,
+            name.as_str(),
+            "",
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -310,18 +320,18 @@ impl Store {
     /// with `None`, off.
     pub async fn set_admin_totp(
         &self,
-        actor: &str,
-        name: &str,
+        actor: &Actor,
+        name: &Name,
         totp: Option<(&str, &[String])>,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(actor).await?;
         let id: i64 = sqlx::query_scalar(
-            "UPDATE admins SET totp_sealed = $1, totp_last_step = NULL WHERE name = $2
+            "UPDATE admins SET totp_sealed = $1, totp_last_step = NULL WHERE name_key = $2
              RETURNING id",
         )
         .bind(totp.map(|(sealed, _)| sealed))
-        .bind(name)
+        .bind(name.key())
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("there is no admin named {name:?}")))?;
@@ -337,11 +347,11 @@ impl Store {
                 .await?;
         }
         let action = if totp.is_some() {
-            "admin.totp_on"
+            AuditAction::AdminTotpOn
         } else {
-            "admin.totp_off"
+            AuditAction::AdminTotpOff
         };
-        audit(&mut tx, now, actor, action, name, "").await?;
+        audit(&mut tx, now, actor, action, name.as_str(), "").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -357,7 +367,7 @@ impl Store {
         .bind(step)
         .bind(admin_id)
         .bind(now)
-        .execute(&self.writes)
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(done == 1)
@@ -379,7 +389,7 @@ impl Store {
         .bind(now)
         .bind(admin_id)
         .bind(code_hash)
-        .execute(&self.writes)
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(done == 1)
@@ -417,7 +427,7 @@ impl Store {
         .bind(csrf_token)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.writes)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -433,13 +443,16 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.reads)
         .await?;
-        Ok(row.map(|r| Session {
-            admin: admin_from_row(&r),
-            stage: if r.get::<String, _>(9) == "full" {
-                SessionStage::Full
-            } else {
-                SessionStage::Password
-            },
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let admin = admin_from_row(&r)?;
+        Ok(Some(Session {
+            stage: r
+                .get::<String, _>(9)
+                .parse()
+                .map_err(|e| decode_error("admin_sessions", admin.id, e))?,
+            admin,
             csrf_token: r.get(10),
             created_at: r.get(11),
             last_seen_at: r.get(12),
@@ -455,7 +468,7 @@ impl Store {
         .bind(now)
         .bind(expires_at)
         .bind(id_hash)
-        .execute(&self.writes)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -464,7 +477,7 @@ impl Store {
     pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM admin_sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.writes)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -474,7 +487,7 @@ impl Store {
         Ok(
             sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= $1")
                 .bind(now)
-                .execute(&self.writes)
+                .execute(self.writer())
                 .await?
                 .rows_affected(),
         )

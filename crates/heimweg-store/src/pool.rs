@@ -4,7 +4,8 @@
 //! offset whose grace period has passed (oldest first). The `addresses` table's primary key is
 //! the final word on uniqueness.
 
-use crate::{Result, StoreError, Tx};
+use crate::db::Tx;
+use crate::{Result, StoreError};
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::{Ipv4Addr, Ipv6Addr};
 

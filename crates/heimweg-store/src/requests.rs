@@ -1,33 +1,35 @@
 //! Staff access requests: a public form files one, an admin approves or rejects it, and an
 //! approval becomes an enrollment link only the requester can open.
 //!
-//! The form is public, so what it can do is bounded: names are validated like any other, a
-//! device name can have one pending request, and at most [`MAX_PENDING`] requests wait at once
-//! (a flood fills the queue, it does not fill the disk or reach the data plane).
+//! The form is public, so what it can do is bounded: a device name can have one pending
+//! request, and at most [`MAX_PENDING`] requests wait at once (a flood fills the queue, it
+//! does not fill the disk or reach the data plane).
 
-use crate::{audit, insert_link, validate_name, Result, Store, StoreError};
-use sqlx::Row;
+use crate::db::{audit, decode_error};
+use crate::links::{insert_link, NewLink};
+use crate::{stored_name, Result, Store, StoreError};
+use heimweg_control::{Actor, AuditAction, Name, RequestStatus};
 
 /// Requests waiting for a decision beyond which the form says "try later".
 pub const MAX_PENDING: i64 = 500;
 
+/// A request as the form files it, validated by the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAccessRequest {
-    pub requester: String,
+    pub requester: Name,
     pub contact: String,
-    pub device_name: String,
+    pub device_name: Name,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessRequest {
     pub id: i64,
-    pub requester: String,
+    pub requester: Name,
     pub contact: String,
-    pub device_name: String,
+    pub device_name: Name,
     pub reason: String,
-    /// `pending`, `approved` or `rejected`.
-    pub status: String,
+    pub status: RequestStatus,
     pub created_at: i64,
     pub decided_at: Option<i64>,
     pub decided_by: Option<String>,
@@ -35,25 +37,56 @@ pub struct AccessRequest {
     pub link_open: bool,
 }
 
+#[derive(sqlx::FromRow)]
+struct RequestRow {
+    id: i64,
+    requester: String,
+    contact: String,
+    device_name: String,
+    reason: String,
+    status: String,
+    created_at: i64,
+    decided_at: Option<i64>,
+    decided_by: Option<String>,
+    link_open: i64,
+}
+
+/// `$1` is `now`, for whether an approved request's link is still open.
 const SELECT: &str = "SELECT r.id, r.requester, r.contact, r.device_name, r.reason, r.status,
         r.created_at, r.decided_at, r.decided_by,
         CASE WHEN l.id IS NOT NULL AND l.used_at IS NULL AND l.revoked_at IS NULL
-             AND l.expires_at > $1 THEN 1 ELSE 0 END
+             AND l.expires_at > $1 THEN 1 ELSE 0 END AS link_open
      FROM access_requests r LEFT JOIN enrollment_links l ON l.id = r.link_id";
 
-fn from_row(r: &sqlx::any::AnyRow) -> AccessRequest {
-    AccessRequest {
-        id: r.get(0),
-        requester: r.get(1),
-        contact: r.get(2),
-        device_name: r.get(3),
-        reason: r.get(4),
-        status: r.get(5),
-        created_at: r.get(6),
-        decided_at: r.get(7),
-        decided_by: r.get(8),
-        link_open: r.get::<i64, _>(9) != 0,
+impl TryFrom<RequestRow> for AccessRequest {
+    type Error = StoreError;
+    fn try_from(r: RequestRow) -> Result<AccessRequest> {
+        Ok(AccessRequest {
+            id: r.id,
+            requester: stored_name("access_requests", r.id, &r.requester)?,
+            contact: r.contact,
+            device_name: stored_name("access_requests", r.id, &r.device_name)?,
+            reason: r.reason,
+            status: r
+                .status
+                .parse()
+                .map_err(|e| decode_error("access_requests", r.id, e))?,
+            created_at: r.created_at,
+            decided_at: r.decided_at,
+            decided_by: r.decided_by,
+            link_open: r.link_open != 0,
+        })
     }
+}
+
+async fn request_on(conn: &mut sqlx::AnyConnection, id: i64, now: i64) -> Result<AccessRequest> {
+    sqlx::query_as::<_, RequestRow>(&format!("{SELECT} WHERE r.id = $2"))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no access request {id}")))?
+        .try_into()
 }
 
 impl Store {
@@ -66,21 +99,10 @@ impl Store {
         link_hash: &str,
         now: i64,
     ) -> Result<AccessRequest> {
-        validate_name("requester", &req.requester)?;
-        validate_name("device", &req.device_name)?;
-        if req.contact.len() > 254 || req.contact.chars().any(char::is_control) {
-            return Err(StoreError::Invalid(
-                "contact must be at most 254 printable characters".into(),
-            ));
-        }
-        if req.reason.chars().count() > 500
-            || req.reason.chars().any(|c| c.is_control() && c != '\n')
-        {
-            return Err(StoreError::Invalid(
-                "reason must be at most 500 characters".into(),
-            ));
-        }
-        let mut tx = self.write().await?;
+        let actor = Actor::Requester {
+            name: req.requester.to_string(),
+        };
+        let mut tx = self.write(&actor).await?;
         let pending: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM access_requests WHERE status = 'pending'")
                 .fetch_one(&mut *tx)
@@ -90,14 +112,19 @@ impl Store {
                 "too many requests are waiting for a decision; please try again later".into(),
             ));
         }
-        let clash: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM access_requests WHERE device_name = $1 AND status = 'pending'
-             UNION ALL SELECT id FROM devices WHERE name = $1",
-        )
-        .bind(&req.device_name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if clash.is_some() {
+        let pending_names: Vec<String> =
+            sqlx::query_scalar("SELECT device_name FROM access_requests WHERE status = 'pending'")
+                .fetch_all(&mut *tx)
+                .await?;
+        let key = req.device_name.key();
+        let device: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE name_key = $1")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let requested = pending_names
+            .iter()
+            .any(|n| heimweg_control::name::name_key(n) == key);
+        if device.is_some() || requested {
             // The form is public: say no more than "choose another", so it cannot be used to
             // list which device names exist.
             return Err(StoreError::Conflict(
@@ -111,34 +138,30 @@ impl Store {
         )
         .bind(request_hash)
         .bind(link_hash)
-        .bind(&req.requester)
+        .bind(req.requester.as_str())
         .bind(&req.contact)
-        .bind(&req.device_name)
+        .bind(req.device_name.as_str())
         .bind(&req.reason)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
+        let subject = req.device_name.as_str();
         audit(
             &mut tx,
             now,
-            &format!("request:{}", req.requester),
-            "request.create",
-            &req.device_name,
+            &actor,
+            AuditAction::RequestCreate,
+            subject,
             "",
         )
         .await?;
+        let request = request_on(&mut tx, id, now).await?;
         tx.commit().await?;
-        self.access_request(id, now).await
+        Ok(request)
     }
 
     pub async fn access_request(&self, id: i64, now: i64) -> Result<AccessRequest> {
-        sqlx::query(&format!("{SELECT} WHERE r.id = $2"))
-            .bind(now)
-            .bind(id)
-            .fetch_optional(&self.reads)
-            .await?
-            .map(|r| from_row(&r))
-            .ok_or_else(|| StoreError::NotFound(format!("there is no access request {id}")))
+        request_on(&mut *self.read().await?, id, now).await
     }
 
     /// The request its holder's secret hashes to, if any.
@@ -147,51 +170,47 @@ impl Store {
         request_hash: &str,
         now: i64,
     ) -> Result<Option<AccessRequest>> {
-        Ok(sqlx::query(&format!("{SELECT} WHERE r.request_hash = $2"))
+        sqlx::query_as::<_, RequestRow>(&format!("{SELECT} WHERE r.request_hash = $2"))
             .bind(now)
             .bind(request_hash)
             .fetch_optional(&self.reads)
             .await?
-            .map(|r| from_row(&r)))
+            .map(AccessRequest::try_from)
+            .transpose()
     }
 
-    /// Requests, oldest pending first when filtering by `pending`, newest first otherwise.
+    /// Requests, oldest pending first when filtering by pending, newest first otherwise.
     pub async fn access_requests(
         &self,
-        status: Option<&str>,
+        status: Option<RequestStatus>,
         limit: u32,
         now: i64,
     ) -> Result<Vec<AccessRequest>> {
-        if let Some(s) = status {
-            if !["pending", "approved", "rejected"].contains(&s) {
-                return Err(StoreError::Invalid(format!(
-                    "status {s:?} is not one of pending, approved, rejected"
-                )));
-            }
-        }
-        let order = if status == Some("pending") {
+        let order = if status == Some(RequestStatus::Pending) {
             "ASC"
         } else {
             "DESC"
         };
-        let rows = sqlx::query(&format!(
+        sqlx::query_as::<_, RequestRow>(&format!(
             "{SELECT} WHERE ($2 IS NULL OR r.status = $2) ORDER BY r.id {order} LIMIT $3"
         ))
         .bind(now)
-        .bind(status)
+        .bind(status.map(RequestStatus::as_str))
         .bind(i64::from(limit.clamp(1, 1000)))
         .fetch_all(&self.reads)
-        .await?;
-        Ok(rows.iter().map(from_row).collect())
+        .await?
+        .into_iter()
+        .map(AccessRequest::try_from)
+        .collect()
     }
 
     /// Approves a pending request: its enrollment link (for `group`, until `link_expires_at`)
     /// becomes valid, in the same transaction.
     pub async fn approve_access_request(
         &self,
-        actor: &str,
+        actor: &Actor,
         id: i64,
-        group: &str,
+        group: &Name,
         link_expires_at: i64,
         now: i64,
     ) -> Result<AccessRequest> {
@@ -200,63 +219,70 @@ impl Store {
                 "the link must expire in the future".into(),
             ));
         }
-        let mut tx = self.write().await?;
-        let row = sqlx::query(
-            "SELECT link_hash, device_name, requester FROM access_requests
+        let mut tx = self.write(actor).await?;
+        let row: Option<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT id, link_hash, device_name, requester FROM access_requests
              WHERE id = $1 AND status = 'pending'",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("there is no pending access request {id}")))?;
-        let (link_hash, device, requester): (String, String, String) =
-            (row.get(0), row.get(1), row.get(2));
-        let link_id = insert_link(
-            &mut tx,
-            actor,
-            &device,
-            group,
-            Some(&requester),
-            &link_hash,
-            link_expires_at,
-            now,
-        )
         .await?;
+        let (_, link_hash, device, requester) = row.ok_or_else(|| {
+            StoreError::NotFound(format!("there is no pending access request {id}"))
+        })?;
+        let link = NewLink {
+            device_name: stored_name("access_requests", id, &device)?,
+            group: group.clone(),
+            owner: Some(stored_name("access_requests", id, &requester)?),
+            token_hash: link_hash,
+            expires_at: link_expires_at,
+        };
+        let link_id = insert_link(&mut tx, actor, &link, now).await?;
         sqlx::query(
             "UPDATE access_requests SET status = 'approved', decided_at = $1, decided_by = $2,
                     link_id = $3
              WHERE id = $4",
         )
         .bind(now)
-        .bind(actor)
+        .bind(actor.to_string())
         .bind(link_id)
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        audit(&mut tx, now, actor, "request.approve", &device, group).await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::RequestApprove,
+            &device,
+            group.as_str(),
+        )
+        .await?;
+        let request = request_on(&mut tx, id, now).await?;
         tx.commit().await?;
-        self.access_request(id, now).await
+        Ok(request)
     }
 
     pub async fn reject_access_request(
         &self,
-        actor: &str,
+        actor: &Actor,
         id: i64,
         now: i64,
     ) -> Result<AccessRequest> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write(actor).await?;
         let device: String = sqlx::query_scalar(
             "UPDATE access_requests SET status = 'rejected', decided_at = $1, decided_by = $2
              WHERE id = $3 AND status = 'pending' RETURNING device_name",
         )
         .bind(now)
-        .bind(actor)
+        .bind(actor.to_string())
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("there is no pending access request {id}")))?;
-        audit(&mut tx, now, actor, "request.reject", &device, "").await?;
+        audit(&mut tx, now, actor, AuditAction::RequestReject, &device, "").await?;
+        let request = request_on(&mut tx, id, now).await?;
         tx.commit().await?;
-        self.access_request(id, now).await
+        Ok(request)
     }
 }

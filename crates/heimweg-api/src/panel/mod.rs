@@ -1,5 +1,6 @@
-//! The admin web panel: server-rendered HTML pages over the same store and service layer as
-//! the JSON API, with nothing of its own but sessions and rendering.
+//! The admin web panel: server-rendered HTML pages over the same service as the JSON API,
+//! with nothing of its own but sessions, forms and rendering. One module per page (or group
+//! of pages); this one holds the routes, the guard every page passes, and what pages share.
 //!
 //! - **Pages** are plain HTML forms ([`maud`] escapes everything it interpolates); a small
 //!   script only adds copy buttons and confirmation prompts, so every page works without it.
@@ -14,9 +15,16 @@
 //! - **Roles**: an admin may do everything, a helpdesk account may look but not change.
 //! - **Languages**: German and English, from `Accept-Language` or the switch in the header.
 
+mod account;
+mod admins;
 mod auth;
-mod pages;
-pub mod secrets;
+mod devices;
+mod groups;
+mod links;
+mod overview;
+mod requests;
+mod settings;
+mod users;
 
 use crate::AppState;
 use axum::body::Body;
@@ -27,10 +35,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use heimweg_store::{Role, Session, SessionStage};
+use heimweg_control::{LinkHours, Name, Role, SessionStage};
+use heimweg_service::{secrets, Caller, Session};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-pub use secrets::Sealer;
+pub(crate) use overview::{actor_label, audit_table};
 
 /// How the panel is served.
 #[derive(Debug, Clone)]
@@ -38,15 +47,8 @@ pub struct PanelConfig {
     /// Mark cookies `Secure` (and use the `__Host-` prefix). Off only for plain HTTP on
     /// purpose; browsers accept Secure cookies from `http://localhost` anyway.
     pub secure_cookies: bool,
-    /// Seals TOTP secrets at rest.
-    pub sealer: Sealer,
 }
 
-/// Idle sessions end after this, and every session after [`SESSION_MAX_SECS`].
-const SESSION_IDLE_SECS: i64 = 30 * 60;
-const SESSION_MAX_SECS: i64 = 12 * 3600;
-/// A session waiting for the second factor.
-const SESSION_PARTIAL_SECS: i64 = 5 * 60;
 /// Largest form body read: the longest field is a list of networks.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -56,46 +58,55 @@ const PANEL_JS: &str = include_str!("../../../../web/panel.js");
 /// The panel's routes; [`guard`] wraps all but the assets.
 pub fn routes(state: AppState) -> Router {
     let pages = Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::overview))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/login/totp", get(auth::totp_page).post(auth::totp))
         .route("/logout", post(auth::logout))
-        .route("/account", get(auth::account))
-        .route("/account/password", post(auth::change_password))
-        .route("/account/totp", post(auth::totp_begin))
-        .route("/account/totp/confirm", post(auth::totp_confirm))
-        .route("/account/totp/off", post(auth::totp_off))
+        .route("/account", get(account::account))
+        .route("/account/password", post(account::change_password))
+        .route("/account/totp", post(account::totp_begin))
+        .route("/account/totp/confirm", post(account::totp_confirm))
+        .route("/account/totp/off", post(account::totp_off))
         .route("/lang/{code}", get(lang_switch))
-        .route("/devices", get(pages::devices))
-        .route("/devices/new", get(pages::enroll_form).post(pages::enroll))
+        .route("/devices", get(devices::devices))
+        .route(
+            "/devices/new",
+            get(devices::enroll_form).post(devices::enroll),
+        )
         .route(
             "/devices/{name}",
-            get(pages::device).post(pages::device_update),
+            get(devices::device).post(devices::device_update),
         )
-        .route("/devices/{name}/revoke", post(pages::device_revoke))
-        .route("/devices/{name}/rotate", post(pages::device_rotate))
-        .route("/links", get(pages::links).post(pages::link_create))
-        .route("/links/{id}/revoke", post(pages::link_revoke))
-        .route("/requests", get(pages::requests))
-        .route("/requests/{id}/approve", post(pages::request_approve))
-        .route("/requests/{id}/reject", post(pages::request_reject))
-        .route("/access", get(pages::access_form).post(pages::access_file))
-        .route("/users", get(pages::users).post(pages::user_create))
-        .route("/users/{name}", get(pages::user))
-        .route("/users/{name}/disable", post(pages::user_disable))
-        .route("/groups", get(pages::groups).post(pages::group_create))
+        .route("/devices/{name}/revoke", post(devices::device_revoke))
+        .route("/devices/{name}/rotate", post(devices::device_rotate))
+        .route("/links", get(links::links).post(links::link_create))
+        .route("/links/{id}/revoke", post(links::link_revoke))
+        .route("/requests", get(requests::requests))
+        .route("/requests/{id}/approve", post(requests::request_approve))
+        .route("/requests/{id}/reject", post(requests::request_reject))
+        .route(
+            "/access",
+            get(requests::access_form).post(requests::access_file),
+        )
+        .route("/users", get(users::users).post(users::user_create))
+        .route("/users/{name}", get(users::user))
+        .route("/users/{name}/disable", post(users::user_disable))
+        .route("/groups", get(groups::groups).post(groups::group_create))
         .route(
             "/groups/{name}",
-            get(pages::group).post(pages::group_update),
+            get(groups::group).post(groups::group_update),
         )
-        .route("/audit", get(pages::audit))
+        .route("/audit", get(overview::audit))
         .route(
             "/settings",
-            get(pages::settings).post(pages::settings_update),
+            get(settings::settings).post(settings::settings_update),
         )
-        .route("/settings/admins", post(auth::admin_create))
-        .route("/settings/admins/{name}/unlock", post(auth::admin_unlock))
-        .route("/settings/admins/{name}/disable", post(auth::admin_disable))
+        .route("/settings/admins", post(admins::admin_create))
+        .route("/settings/admins/{name}/unlock", post(admins::admin_unlock))
+        .route(
+            "/settings/admins/{name}/disable",
+            post(admins::admin_disable),
+        )
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .route(
@@ -149,7 +160,7 @@ impl Lang {
     /// The choice in the `heimweg_lang` cookie, else the first of German or English in
     /// `Accept-Language` (by order; the weights of real browsers follow it).
     fn from_headers(headers: &HeaderMap) -> Lang {
-        match cookie(headers, LANG_COOKIE) {
+        match cookie(headers, LANG_COOKIE).as_deref() {
             Some("de") => return Lang::De,
             Some("en") => return Lang::En,
             _ => {}
@@ -178,16 +189,16 @@ impl Lang {
 
 const LANG_COOKIE: &str = "heimweg_lang";
 
-/// The value of cookie `name`.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
 }
 
 /// What [`guard`] learned about a request, for the handlers.
@@ -215,7 +226,19 @@ impl Ctx {
         }
     }
 
-    /// The logged-in admin if allowed to change things; a helpdesk account gets a clear 403.
+    /// The logged-in account as the service's caller: what it may do is the service's
+    /// decision (an admin everything, the helpdesk only look).
+    fn caller(&self) -> Result<Caller, PanelError> {
+        Ok(Caller::admin(&self.admin()?.admin))
+    }
+
+    /// Whether the logged-in account may change things: pages show their forms and buttons
+    /// only then (the service refuses the change anyway). A page that is only a form says
+    /// 403 at once.
+    fn may_change(&self) -> bool {
+        self.admin().is_ok_and(|s| s.admin.role == Role::Admin)
+    }
+
     fn writer(&self) -> Result<&Session, PanelError> {
         let s = self.admin()?;
         if s.admin.role == Role::Admin {
@@ -249,14 +272,16 @@ fn form_cookie_name(secure: bool) -> &'static str {
 /// `Set-Cookie` for a cookie of the panel: whole site, script cannot read it, never sent along
 /// with a request another site started.
 fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
-    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
-    if secure {
-        c.push_str("; Secure");
-    }
+    let mut c = cookie::Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .secure(secure)
+        .build();
     if let Some(age) = max_age {
-        c.push_str(&format!("; Max-Age={age}"));
+        c.set_max_age(cookie::time::Duration::seconds(age));
     }
-    HeaderValue::from_str(&c).expect("cookie values are base64url")
+    HeaderValue::from_str(&c.to_string()).expect("cookie values are base64url")
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -302,12 +327,11 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
     let secure = st.panel.secure_cookies;
     let headers = req.headers();
     let lang = Lang::from_headers(headers);
-    let now = crate::now();
     let session_hash = cookie(headers, session_cookie_name(secure))
         .filter(|v| v.len() <= 64)
-        .map(crate::token_hash);
+        .map(|v| heimweg_service::token_hash(&v));
     let session = match &session_hash {
-        Some(h) => match st.store.session(h, now).await {
+        Some(h) => match st.service.session(h).await {
             Ok(s) => s,
             Err(e) => {
                 return PanelError::Internal(format!("reading the session: {e}")).into_response()
@@ -320,7 +344,7 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
     let csrf = match &session {
         Some(s) => s.csrf_token.clone(),
         None => match cookie(headers, form_cookie_name(secure)).filter(|v| v.len() == 43) {
-            Some(v) => v.to_string(),
+            Some(v) => v,
             None => {
                 let t = secrets::random_token(32);
                 new_form_cookie = Some(t.clone());
@@ -361,13 +385,9 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
         }
         req = Request::from_parts(parts, Body::from(bytes));
     }
-    // Keep an active session alive, writing at most once a minute.
     if let (Some(s), Some(h)) = (&session, &session_hash) {
-        if s.stage == SessionStage::Full && now - s.last_seen_at >= 60 {
-            let until = (now + SESSION_IDLE_SECS).min(s.created_at + SESSION_MAX_SECS);
-            if let Err(e) = st.store.touch_session(h, now, until).await {
-                tracing::warn!(error = %e, "could not extend a panel session");
-            }
+        if let Err(e) = st.service.touch_session(h, s).await {
+            tracing::warn!(error = %e, "could not extend a panel session");
         }
     }
     req.extensions_mut().insert(ctx);
@@ -445,14 +465,8 @@ pub enum PanelError {
     Internal(String),
 }
 
-impl From<heimweg_store::StoreError> for PanelError {
-    fn from(e: heimweg_store::StoreError) -> Self {
-        crate::ApiError::from(e).into()
-    }
-}
-
-impl From<crate::service::ServiceError> for PanelError {
-    fn from(e: crate::service::ServiceError) -> Self {
+impl From<heimweg_service::ServiceError> for PanelError {
+    fn from(e: heimweg_service::ServiceError) -> Self {
         crate::ApiError::from(e).into()
     }
 }
@@ -461,7 +475,7 @@ impl From<crate::ApiError> for PanelError {
     fn from(e: crate::ApiError) -> Self {
         use crate::ApiError as A;
         match e {
-            A::Unauthorized => PanelError::Login("/".into()),
+            A::Unauthorized(_) => PanelError::Login("/".into()),
             A::Forbidden(_) => PanelError::Forbidden,
             A::BadRequest(m) | A::Conflict(m) => PanelError::BadRequest(m),
             A::NotFound(m) => PanelError::NotFound(m),
@@ -658,23 +672,93 @@ fn ago(l: Lang, at: Option<i64>, now: i64) -> String {
 
 /// A Unix time as an ISO-like UTC timestamp, for tables and the audit log.
 fn timestamp(at: i64) -> String {
-    let days = at.div_euclid(86_400);
-    let secs = at.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm): no calendar crate for one formatter.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60
-    )
+    match jiff::Timestamp::from_second(at) {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        // Beyond year 9999: shown as stored.
+        Err(_) => at.to_string(),
+    }
+}
+
+/// A handshake this recent means "connected" (WireGuard rekeys every 2 minutes in use).
+const CONNECTED_SECS: i64 = 180;
+
+/// A link lifetime typed into a form, in hours (72 when left empty).
+fn link_hours(l: Lang, field: &Option<String>) -> Result<LinkHours, PanelError> {
+    let refused = || {
+        PanelError::BadRequest(
+            l.t(
+                "Hours must be a whole number from 1 to 720.",
+                "Stunden müssen eine ganze Zahl von 1 bis 720 sein.",
+            )
+            .into(),
+        )
+    };
+    match given(field) {
+        None => Ok(LinkHours::default()),
+        Some(h) => h
+            .parse::<u32>()
+            .ok()
+            .and_then(|h| LinkHours::new(h).ok())
+            .ok_or_else(refused),
+    }
+}
+
+/// An empty form field means "not given".
+fn given(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A name typed into a form field called `label` (in the page's language).
+fn form_name(label: &str, raw: &str) -> Result<Name, PanelError> {
+    Name::new(raw.trim()).map_err(|e| PanelError::BadRequest(format!("{label}: {e}")))
+}
+
+/// A name in a path: what exists is found by it, names older versions stored included.
+fn path_name(raw: &str) -> Result<Name, PanelError> {
+    Name::from_stored(raw).map_err(|_| PanelError::NotFound(format!("nothing is named {raw:?}")))
+}
+
+/// The site's own address as the browser used it, for links handed to staff.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        == Some("https");
+    format!("{}://{host}", if https { "https" } else { "http" })
+}
+
+fn status_label(l: Lang, status: heimweg_control::DeviceStatus) -> &'static str {
+    use heimweg_control::DeviceStatus as S;
+    match status {
+        S::Active => l.t("active", "aktiv"),
+        S::Expired => l.t("expired", "abgelaufen"),
+        S::Revoked => l.t("revoked", "gesperrt"),
+    }
+}
+
+/// A name as one path segment.
+fn urlpath(name: &str) -> String {
+    form_urlencoded::byte_serialize(name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// The group chooser of a form, on `selected`.
+async fn group_select(
+    st: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    selected: &str,
+) -> Result<Markup, PanelError> {
+    let groups = st.service.groups(&ctx.caller()?).await?;
+    Ok(html! {
+        select id=(id) name="group" { @for g in &groups { option value=(g.name) selected[g.name == selected] { (g.name) } } }
+    })
 }
 
 /// A redirect after a successful POST (so a reload does not send the form again).

@@ -759,6 +759,8 @@ mod tests {
 
     /// Talks to the server with the real `wg` binary, which only looks in /var/run/wireguard.
     #[test]
+    // One conversation with the real `wg`, step by step.
+    #[allow(clippy::too_many_lines)]
     fn real_wg_show_dump_and_set() {
         let wg = Path::new("/usr/bin/wg");
         let wg_dir = Path::new("/var/run/wireguard");

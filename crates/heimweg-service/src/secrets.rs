@@ -1,13 +1,14 @@
-//! The panel's cryptography: argon2id password hashes, TOTP (RFC 6238), sealing of TOTP
-//! secrets at rest, and the random values behind sessions, CSRF tokens and recovery codes.
+//! The cryptography of accounts and secrets: argon2id password hashes, TOTP (RFC 6238, by
+//! `totp-rs`), sealing of TOTP secrets at rest, constant-time comparison (`subtle`), and the
+//! random values behind tokens, sessions, CSRF tokens and recovery codes.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// Passwords shorter than this are refused: with the lockout, 12 characters are out of reach
 /// of online guessing and hold up for a while if a hash leaks.
@@ -65,39 +66,44 @@ pub fn random_token(n: usize) -> String {
 
 /// Equal strings, compared in time that does not depend on where they differ.
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// The TOTP period and the steps either side that still count (clock drift of phones).
 const TOTP_PERIOD_SECS: i64 = 30;
 const TOTP_SKEW_STEPS: i64 = 1;
 
-/// The six-digit code for time step `step` (RFC 6238 with HMAC-SHA-1, what every
-/// authenticator app uses by default).
-pub fn totp_code(secret: &[u8], step: i64) -> u32 {
-    let mut mac =
-        <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(&(step as u64).to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let offset = usize::from(h[19] & 0x0f);
-    let bin =
-        u32::from_be_bytes([h[offset], h[offset + 1], h[offset + 2], h[offset + 3]]) & 0x7fff_ffff;
-    bin % 1_000_000
+fn totp(secret: &[u8]) -> totp_rs::TOTP {
+    // RFC 6238 with HMAC-SHA-1, six digits, 30 s: what every authenticator app uses by
+    // default. `new_unchecked` because secrets made before heimweg used this crate are 160
+    // bits, which its checked constructor accepts too; it is the size it refuses below 128
+    // bits that `new_totp_secret` never makes.
+    totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        0,
+        TOTP_PERIOD_SECS as u64,
+        secret.to_vec(),
+    )
 }
 
-/// The time step whose code `code` is, within the allowed drift of `now`.
+/// The six-digit code for time step `step`.
+pub fn totp_code(secret: &[u8], step: i64) -> String {
+    totp(secret).generate((step.max(0) * TOTP_PERIOD_SECS) as u64)
+}
+
+/// The time step whose code `code` is, within the allowed drift of `now`: the step, not just
+/// "valid", so that the store can accept each step once.
 pub fn totp_match(secret: &[u8], code: &str, now: i64) -> Option<i64> {
     let code = code.trim().replace(' ', "");
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let wanted: u32 = code.parse().ok()?;
+    let t = totp(secret);
     let step = now.div_euclid(TOTP_PERIOD_SECS);
-    (step - TOTP_SKEW_STEPS..=step + TOTP_SKEW_STEPS).find(|&s| totp_code(secret, s) == wanted)
+    (step - TOTP_SKEW_STEPS..=step + TOTP_SKEW_STEPS)
+        .filter(|s| *s >= 0)
+        .find(|&s| same(&t.generate((s * TOTP_PERIOD_SECS) as u64), &code))
 }
 
 /// A new TOTP secret: 160 bits, as RFC 4226 recommends.
@@ -109,21 +115,10 @@ pub fn new_totp_secret() -> Vec<u8> {
 
 /// RFC 4648 base32 without padding: how authenticator apps take a secret.
 pub fn base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        buffer = (buffer << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            out.push(ALPHABET[((buffer >> (bits - 5)) & 31) as usize] as char);
-            bits -= 5;
-        }
+    match totp_rs::Secret::Raw(bytes.to_vec()).to_encoded() {
+        totp_rs::Secret::Encoded(s) => s.trim_end_matches('=').to_string(),
+        totp_rs::Secret::Raw(_) => unreachable!("to_encoded always encodes"),
     }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
 }
 
 /// The `otpauth://` URI an authenticator app scans.
@@ -239,7 +234,11 @@ mod tests {
             (1_234_567_890, 89_005_924),
             (2_000_000_000, 69_279_037),
         ] {
-            assert_eq!(totp_code(secret, t / 30), code % 1_000_000, "t = {t}");
+            assert_eq!(
+                totp_code(secret, t / 30),
+                format!("{:06}", code % 1_000_000),
+                "t = {t}"
+            );
         }
         assert_eq!(totp_match(secret, "287082", 59), Some(1));
         assert_eq!(

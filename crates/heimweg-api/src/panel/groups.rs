@@ -1,0 +1,179 @@
+//! Groups and their access policy.
+
+use super::{
+    csrf_field, form_name, layout, path_name, see_other, urlpath, Ctx, PanelError, PanelResult,
+};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::Form;
+use heimweg_control::{GroupPolicy, TunnelMode};
+use heimweg_service::{Group, GroupPatch};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+fn lines(s: &str) -> Vec<String> {
+    s.split(['\n', ',', ' ', '\r'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn group_fields(ctx: &Ctx, g: Option<&Group>) -> Markup {
+    let l = ctx.lang;
+    let prefixes = g
+        .map(|g| {
+            g.policy
+                .networks()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let dns = g.map(|g| dns_text(&g.policy)).unwrap_or_default();
+    html! {
+        label for="prefixes" { (l.t("Networks the devices may reach, one per line (e.g. 10.20.0.0/16)", "Netze, die die Geräte erreichen dürfen, eins pro Zeile (z. B. 10.20.0.0/16)")) }
+        textarea id="prefixes" name="allowed_prefixes" rows="4" required spellcheck="false" { (prefixes) }
+        label.check { input type="checkbox" name="full_tunnel" value="on" checked[g.is_some_and(|g| g.policy.tunnel().is_full())];
+            " " (l.t("Full tunnel: send all traffic of the device through the VPN", "Voller Tunnel: den ganzen Verkehr des Geräts durch das VPN leiten")) }
+        label for="dns" { (l.t("DNS servers and search domains, comma-separated", "DNS-Server und Suchdomänen, durch Komma getrennt")) }
+        input id="dns" name="dns" value=(dns) spellcheck="false";
+    }
+}
+
+pub(super) async fn groups(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    let l = ctx.lang;
+    let groups = st.service.groups(&ctx.caller()?).await?;
+    let content = html! {
+        div.scroll { table {
+            thead { tr { th scope="col" { (l.t("Group", "Gruppe")) } th scope="col" { (l.t("May reach", "Darf erreichen")) } th scope="col" { (l.t("Tunnel", "Tunnel")) } th scope="col" { "DNS" } } }
+            tbody { @for g in &groups { tr {
+                td { a href={ "/groups/" (urlpath(g.name.as_str())) } { (g.name) } }
+                td { @for (i, p) in g.policy.networks().iter().enumerate() { @if i > 0 { ", " } code { (p) } } }
+                td { @if g.policy.tunnel().is_full() { (l.t("full", "voll")) } @else { (l.t("split", "geteilt")) } }
+                td { (dns_text(&g.policy)) }
+            } } }
+        } }
+        @if ctx.may_change() {
+            h2 { (l.t("New group", "Neue Gruppe")) }
+            form.card method="post" action="/groups" {
+                (csrf_field(&ctx))
+                label for="name" { (l.t("Name", "Name")) }
+                input id="name" name="name" required maxlength="64";
+                (group_fields(&ctx, None))
+                button type="submit" { (l.t("Create", "Anlegen")) }
+            }
+        }
+    };
+    Ok(layout(
+        &ctx,
+        l.t("Groups and access", "Gruppen und Zugriff"),
+        content,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct GroupForm {
+    name: Option<String>,
+    allowed_prefixes: String,
+    full_tunnel: Option<String>,
+    dns: Option<String>,
+}
+
+impl GroupForm {
+    /// The policy typed in, checked as the JSON API checks it.
+    fn policy(&self) -> Result<GroupPolicy, PanelError> {
+        GroupPolicy::parse(
+            &lines(&self.allowed_prefixes),
+            TunnelMode::from_full(self.full_tunnel.is_some()),
+            &lines(self.dns.as_deref().unwrap_or("")),
+        )
+        .map_err(|e| PanelError::BadRequest(e.to_string()))
+    }
+}
+
+/// A group's DNS entries as the form shows them.
+fn dns_text(p: &GroupPolicy) -> String {
+    p.dns()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(super) async fn group_create(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<GroupForm>,
+) -> PanelResult {
+    let caller = ctx.caller()?;
+    let name = form_name(ctx.lang.t("Name", "Name"), f.name.as_deref().unwrap_or(""))?;
+    let policy = f.policy()?;
+    let g = st.service.create_group(&caller, &name, &policy).await?;
+    Ok(see_other(&format!("/groups/{}", urlpath(g.name.as_str()))))
+}
+
+pub(super) async fn group(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PanelResult {
+    let l = ctx.lang;
+    let g = st.service.group(&ctx.caller()?, &path_name(&name)?).await?;
+    let content = html! {
+        @if ctx.may_change() {
+            form.card method="post" action={ "/groups/" (urlpath(g.name.as_str())) } {
+                (csrf_field(&ctx))
+                (group_fields(&ctx, Some(&g)))
+                p.hint { (l.t("Changes reach every connected device of the group within a second; configs already handed out keep their DNS and routes until renewed.",
+                              "Änderungen erreichen jedes verbundene Gerät der Gruppe binnen einer Sekunde; ausgegebene Konfigurationen behalten DNS und Routen bis zur Erneuerung.")) }
+                button type="submit" { (l.t("Save", "Speichern")) }
+            }
+        } @else {
+            dl.facts {
+                dt { (l.t("May reach", "Darf erreichen")) } dd { @for p in g.policy.networks() { code { (p) } " " } }
+                dt { (l.t("Tunnel", "Tunnel")) } dd { @if g.policy.tunnel().is_full() { (l.t("full", "voll")) } @else { (l.t("split", "geteilt")) } }
+                dt { "DNS" } dd { (dns_text(&g.policy)) }
+            }
+        }
+        p { a href={ "/devices?status=active&group=" (urlpath(g.name.as_str())) } { (l.t("Devices of this group", "Geräte dieser Gruppe")) } }
+    };
+    Ok(layout(
+        &ctx,
+        &format!("{} {}", l.t("Group", "Gruppe"), g.name),
+        content,
+    ))
+}
+
+pub(super) async fn group_update(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+    Form(f): Form<GroupForm>,
+) -> PanelResult {
+    let caller = ctx.caller()?;
+    let policy = f.policy()?;
+    let patch = GroupPatch {
+        networks: Some(policy.networks().to_vec()),
+        tunnel: Some(policy.tunnel()),
+        dns: Some(policy.dns().to_vec()),
+    };
+    st.service
+        .update_group(&caller, &path_name(&name)?, patch)
+        .await?;
+    Ok(see_other(&format!("/groups/{}", urlpath(&name))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_fields_split_on_lines_commas_and_spaces() {
+        assert_eq!(
+            lines("10.0.0.0/8\r\n192.0.2.0/24, 2001:db8::/32 "),
+            vec!["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"]
+        );
+    }
+}

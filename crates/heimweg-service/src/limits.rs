@@ -1,0 +1,89 @@
+//! Token buckets: bounds on what the public and the logged-in may ask for per second, so
+//! that no client (and not all of them together) can keep the gateway's cores or the store's
+//! write lock busy.
+
+/// A token bucket's state: tokens left and when they were counted.
+type Bucket = (f64, std::time::Instant);
+
+/// How a token bucket refills: `burst` at once, then `per_second`.
+#[derive(Clone, Copy)]
+struct Rate {
+    per_second: f64,
+    burst: f64,
+}
+
+impl Rate {
+    /// Tokens in `bucket` at `now`; a bucket not seen before is full.
+    fn level(self, bucket: Option<Bucket>, now: std::time::Instant) -> f64 {
+        bucket.map_or(self.burst, |(tokens, last)| {
+            (tokens + now.duration_since(last).as_secs_f64() * self.per_second).min(self.burst)
+        })
+    }
+
+    /// Takes a token if there is one; returns whether it did and the bucket's new state.
+    fn take(self, bucket: Option<Bucket>, now: std::time::Instant) -> (bool, Bucket) {
+        let tokens = self.level(bucket, now);
+        let admitted = tokens >= 1.0;
+        (
+            admitted,
+            (if admitted { tokens - 1.0 } else { tokens }, now),
+        )
+    }
+}
+
+/// One token bucket: a process-wide bound on costly public operations (filings of access
+/// requests, password checks), whoever sends them.
+pub struct RateLimit {
+    rate: Rate,
+    state: std::sync::Mutex<Option<Bucket>>,
+}
+
+impl RateLimit {
+    pub const fn new(per_second: f64, burst: f64) -> RateLimit {
+        RateLimit {
+            rate: Rate { per_second, burst },
+            state: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn admit(&self) -> bool {
+        let mut b = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (admitted, state) = self.rate.take(*b, std::time::Instant::now());
+        *b = Some(state);
+        admitted
+    }
+}
+
+/// One token bucket per client address, for what a single client must not monopolise (login
+/// attempts). The table is bounded: when full, buckets that have refilled (clients gone
+/// quiet) are forgotten, and if none has, the newcomer shares one overflow bucket.
+pub struct KeyedRateLimit {
+    rate: Rate,
+    buckets: std::sync::Mutex<std::collections::HashMap<Option<std::net::IpAddr>, Bucket>>,
+}
+
+impl KeyedRateLimit {
+    const MAX_CLIENTS: usize = 4096;
+
+    pub fn new(per_second: f64, burst: f64) -> KeyedRateLimit {
+        KeyedRateLimit {
+            rate: Rate { per_second, burst },
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    pub fn admit(&self, client: Option<std::net::IpAddr>) -> bool {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let mut key = client;
+        if !b.contains_key(&key) && b.len() >= Self::MAX_CLIENTS {
+            b.retain(|_, v| self.rate.level(Some(*v), now) < self.rate.burst);
+            if b.len() >= Self::MAX_CLIENTS {
+                key = None;
+            }
+        }
+        let (admitted, state) = self.rate.take(b.get(&key).copied(), now);
+        b.insert(key, state);
+        admitted
+    }
+}

@@ -1,0 +1,403 @@
+//! The reconciler: the one path from the store to the running data plane.
+//!
+//! It watches the store's revision (every write bumps it) and the plan's next wake-up (an
+//! expiry), and on either reads the state, makes the [`plan`] and hands the peers to the data
+//! plane through a [`PeerSink`], which touches only the peers that differ. Polling the
+//! revision every 200 ms keeps revocation well inside the one second the operators were
+//! promised, at the cost of one tiny query; on PostgreSQL a LISTEN/NOTIFY watcher wakes it as
+//! soon as any gateway or CLI commits, and on this gateway the service wakes it ([`Handle`])
+//! and waits for the pass, so that an enrolled device is a peer before the API answers.
+
+mod plan;
+
+pub use plan::{changed_status, plan, DesiredPeer, ObservedPeer, PeerMeta, Plan, State, Written};
+
+use crate::Service;
+use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+const POLL: Duration = Duration::from_millis(200);
+/// How often handshake times and endpoints are written back to the store for the panel and
+/// `heimweg device list`.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How long an enrollment waits for the data plane before it answers anyway (the peer
+/// follows with the next pass; the client's retry finds it).
+const SYNC_WAIT: Duration = Duration::from_secs(2);
+
+/// The data plane as the reconciler sees it.
+pub trait PeerSink: Send + Sync + 'static {
+    /// Makes the data plane's peers equal `peers`, touching only those that differ. Blocking:
+    /// at 100,000 peers a pass takes tens of milliseconds (called off the async threads).
+    fn sync(&self, peers: &[DesiredPeer]) -> SyncReport;
+    /// What the data plane observed of its peers.
+    fn observed(&self) -> Vec<ObservedPeer>;
+}
+
+/// What a sync changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub added: usize,
+    pub removed: usize,
+    pub updated: usize,
+}
+
+/// Public key → device, as of the last reconcile; read by the per-peer metrics.
+pub type Directory = RwLock<HashMap<[u8; 32], PeerMeta>>;
+
+/// The reconciler's own health, for `/metrics`.
+pub struct ReconcileMetrics {
+    /// Since when the store has been ahead of the data plane; read at every scrape, so a pass
+    /// that hangs shows as a growing lag instead of the last value set.
+    behind_since: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    applied_revision: IntGauge,
+    runs: IntCounterVec,
+}
+
+/// `heimweg_reconciler_lag_seconds`, computed when Prometheus asks.
+struct LagCollector {
+    behind_since: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    desc: prometheus::core::Desc,
+}
+
+impl prometheus::core::Collector for LagCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let since = *self.behind_since.lock().unwrap_or_else(|p| p.into_inner());
+        let gauge = Gauge::with_opts(Opts::new(
+            "heimweg_reconciler_lag_seconds",
+            "How long the store has held changes the data plane does not have yet (0: in sync).",
+        ))
+        .expect("a valid metric");
+        gauge.set(since.map_or(0.0, |t| t.elapsed().as_secs_f64()));
+        gauge.collect()
+    }
+}
+
+impl ReconcileMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<ReconcileMetrics> {
+        let behind_since = Arc::new(std::sync::Mutex::new(None));
+        let lag = LagCollector {
+            behind_since: Arc::clone(&behind_since),
+            desc: prometheus::core::Desc::new(
+                "heimweg_reconciler_lag_seconds".into(),
+                "How long the store has held changes the data plane does not have yet (0: in sync)."
+                    .into(),
+                vec![],
+                HashMap::new(),
+            )?,
+        };
+        let applied_revision = IntGauge::new(
+            "heimweg_reconciler_applied_revision",
+            "The store revision the data plane was last made equal to.",
+        )?;
+        let runs = IntCounterVec::new(
+            Opts::new(
+                "heimweg_reconciler_runs_total",
+                "Reconcile attempts by result (ok, error).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(lag))?;
+        registry.register(Box::new(applied_revision.clone()))?;
+        registry.register(Box::new(runs.clone()))?;
+        Ok(ReconcileMetrics {
+            behind_since,
+            applied_revision,
+            runs,
+        })
+    }
+
+    /// Records whether (and since when) the data plane is behind the store.
+    fn behind(&self, since: Option<tokio::time::Instant>) {
+        *self.behind_since.lock().unwrap_or_else(|p| p.into_inner()) =
+            since.map(tokio::time::Instant::into_std);
+    }
+}
+
+/// Asks the reconciler for a pass and waits for it.
+#[derive(Clone)]
+pub struct Handle {
+    kick: Arc<Notify>,
+    requested: Arc<AtomicU64>,
+    done: watch::Receiver<u64>,
+}
+
+impl Handle {
+    /// Returns once a pass that started after this call has finished (or after a short
+    /// wait, if the store does not answer): everything committed before the call is then in
+    /// the data plane.
+    pub async fn sync_now(&self) {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.kick.notify_one();
+        let mut done = self.done.clone();
+        let reached = tokio::time::timeout(SYNC_WAIT, done.wait_for(|d| *d >= ticket)).await;
+        if reached.is_err() {
+            tracing::warn!("the data plane did not follow within 2 s; it will at its next pass");
+        }
+    }
+}
+
+/// The reconciler of one gateway.
+pub struct Reconciler {
+    service: Service,
+    sink: Arc<dyn PeerSink>,
+    directory: Arc<Directory>,
+    metrics: ReconcileMetrics,
+    kick: Arc<Notify>,
+    requested: Arc<AtomicU64>,
+    done: watch::Sender<u64>,
+}
+
+impl Reconciler {
+    /// A reconciler reading through `service` (give it a dedicated reader: it must never queue
+    /// behind API readers) and applying to `sink`; the handle goes to the service that answers
+    /// enrollments.
+    pub fn new(
+        service: Service,
+        sink: Arc<dyn PeerSink>,
+        directory: Arc<Directory>,
+        metrics: ReconcileMetrics,
+    ) -> (Reconciler, Handle) {
+        let kick = Arc::new(Notify::new());
+        let requested = Arc::new(AtomicU64::new(0));
+        let (done, done_rx) = watch::channel(0);
+        let handle = Handle {
+            kick: Arc::clone(&kick),
+            requested: Arc::clone(&requested),
+            done: done_rx,
+        };
+        (
+            Reconciler {
+                service,
+                sink,
+                directory,
+                metrics,
+                kick,
+                requested,
+                done,
+            },
+            handle,
+        )
+    }
+
+    /// Reads the state and makes the plan for `now`.
+    async fn read_plan(&self, now: i64) -> crate::Result<Plan> {
+        let state = State {
+            groups: self.service.store.groups().await?,
+            devices: self.service.store.unrevoked_peers().await?,
+        };
+        Ok(plan(&state, now))
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        // On PostgreSQL, other gateways' and CLIs' commits wake the loop at once.
+        let mut watcher = match self.service.store.watch().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "no change notifications; polling only");
+                None
+            }
+        };
+        // Writing what the data plane observed waits for the store's write lock like any
+        // write; in its own task, a busy store never delays the next reconcile.
+        tokio::spawn(record_status_loop(
+            self.service.clone(),
+            Arc::clone(&self.sink),
+        ));
+        let mut progress = Progress::default();
+        loop {
+            // Every request made before this point is covered by this pass.
+            let ticket = self.requested.load(Ordering::SeqCst);
+            if self.pass(&mut progress).await {
+                self.done.send_if_modified(|d| {
+                    let moved = ticket > *d;
+                    *d = (*d).max(ticket);
+                    moved
+                });
+            }
+            match watcher.as_mut() {
+                Some(w) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = w.changed() => {}
+                        _ = self.kick.notified() => {}
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = self.kick.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes the data plane equal to the store if the revision moved or an expiry is due;
+    /// true when the data plane is in sync afterwards.
+    async fn pass(&self, p: &mut Progress) -> bool {
+        let now = self.service.now();
+        let revision = match self.service.store.revision().await {
+            Ok(r) => {
+                if std::mem::take(&mut p.store_down) {
+                    tracing::info!("the store answers again");
+                }
+                r
+            }
+            Err(e) => {
+                // The store is unreachable: count it and let the lag grow, so ops see it;
+                // log the outage once, not five times a second.
+                self.metrics.runs.with_label_values(&["error"]).inc();
+                let since = *p.behind_since.get_or_insert_with(tokio::time::Instant::now);
+                self.metrics.behind(Some(since));
+                if !std::mem::replace(&mut p.store_down, true) {
+                    tracing::warn!(error = %e, "the store does not answer; the data plane keeps its peers");
+                }
+                return false;
+            }
+        };
+        let due = p.wake_at.is_some_and(|t| t <= now);
+        if p.applied_revision == Some(revision) && !due {
+            return true;
+        }
+        let since = *p.behind_since.get_or_insert_with(tokio::time::Instant::now);
+        self.metrics.behind(Some(since));
+        match self.apply(now).await {
+            Ok(next) => {
+                p.applied_revision = Some(revision);
+                p.wake_at = next;
+                p.behind_since = None;
+                self.metrics.behind(None);
+                self.metrics.runs.with_label_values(&["ok"]).inc();
+                self.metrics.applied_revision.set(revision);
+                true
+            }
+            Err(e) => {
+                self.metrics.runs.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "reconcile failed; retrying");
+                false
+            }
+        }
+    }
+
+    /// One pass: plan and sync. Returns the plan's next wake-up.
+    async fn apply(&self, now: i64) -> Result<Option<i64>, PassError> {
+        let plan = self.read_plan(now).await?;
+        // A pass at 100,000 peers takes tens of milliseconds, the first one about a second:
+        // not on an async thread, where it would hold up the API.
+        let sink = Arc::clone(&self.sink);
+        let peers = plan.peers;
+        let (report, count) = tokio::task::spawn_blocking(move || {
+            let report = sink.sync(&peers);
+            (report, peers.len())
+        })
+        .await
+        .map_err(|e| PassError::Sync(e.to_string()))?;
+        if report != SyncReport::default() {
+            tracing::info!(
+                added = report.added,
+                removed = report.removed,
+                updated = report.updated,
+                peers = count,
+                "data plane reconciled"
+            );
+        }
+        if let Ok(mut d) = self.directory.write() {
+            *d = plan.directory;
+        }
+        Ok(plan.wake_at)
+    }
+}
+
+/// Where the reconciler stands between passes.
+#[derive(Default)]
+struct Progress {
+    applied_revision: Option<i64>,
+    /// The plan's next wake-up (an expiry).
+    wake_at: Option<i64>,
+    /// When the store was first seen ahead of the data plane; `None` while in sync.
+    behind_since: Option<tokio::time::Instant>,
+    store_down: bool,
+}
+
+/// The two ways a pass fails.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error(transparent)]
+    Read(#[from] crate::ServiceError),
+    #[error("the peer sync failed: {0}")]
+    Sync(String),
+}
+
+impl Service {
+    /// The plan's directory now (public key → device): who the data plane's peers are, for
+    /// `heimweg status`.
+    pub async fn peer_directory(&self) -> crate::Result<HashMap<[u8; 32], PeerMeta>> {
+        let state = State {
+            groups: self.store.groups().await?,
+            devices: self.store.unrevoked_peers().await?,
+        };
+        Ok(plan(&state, self.now()).directory)
+    }
+}
+
+/// Every [`STATUS_EVERY`], writes back what changed in the data plane's view of its peers.
+async fn record_status_loop(service: Service, sink: Arc<dyn PeerSink>) {
+    let mut written = Written::new();
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let observed = {
+            let sink = Arc::clone(&sink);
+            match tokio::task::spawn_blocking(move || sink.observed()).await {
+                Ok(o) => o,
+                Err(_) => continue,
+            }
+        };
+        let seen = changed_status(&observed, &mut written);
+        if let Err(e) = service.store.record_status(&seen).await {
+            tracing::warn!(error = %e, "recording peer status failed");
+            written.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag(registry: &Registry) -> f64 {
+        registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "heimweg_reconciler_lag_seconds")
+            .map(|f| f.get_metric()[0].get_gauge().get_value())
+            .expect("the lag is exported")
+    }
+
+    #[test]
+    fn the_lag_grows_while_a_pass_hangs_and_is_zero_in_sync() {
+        let registry = Registry::new();
+        let metrics = ReconcileMetrics::register(&registry).unwrap();
+        assert_eq!(lag(&registry), 0.0);
+        let since = tokio::time::Instant::now() - Duration::from_secs(3);
+        metrics.behind(Some(since));
+        // Nothing else happens (the pass hangs): every scrape still sees the lag grow.
+        let first = lag(&registry);
+        assert!(first >= 3.0, "{first}");
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(lag(&registry) > first);
+        metrics.behind(None);
+        assert_eq!(lag(&registry), 0.0);
+    }
+}

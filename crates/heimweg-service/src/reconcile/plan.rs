@@ -1,0 +1,271 @@
+//! The reconciler's decisions, without I/O: from the store's state and a moment, the peers
+//! the data plane should have and when to look again; from what the data plane observed,
+//! what to write back.
+
+use heimweg_control::{Name, PublicKey};
+use heimweg_store::{ActivePeer, Group, PeerStatus};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// What the plan is made from: every group, and every device that is not revoked.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    pub groups: Vec<Group>,
+    pub devices: Vec<ActivePeer>,
+}
+
+/// A peer the data plane should have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredPeer {
+    pub public_key: [u8; 32],
+    pub preshared_key: Option<[u8; 32]>,
+    /// The device's own addresses: the only sources it may send from.
+    pub addresses: [IpNet; 2],
+    /// What the device may reach (its group's networks and resolvers), shared by every peer
+    /// of the group: the same `Arc` for the same group.
+    pub policy: Arc<[IpNet]>,
+}
+
+/// Who a peer is, for the per-peer metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerMeta {
+    pub device_id: i64,
+    pub name: Name,
+    pub group: String,
+}
+
+/// The plan for one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub peers: Vec<DesiredPeer>,
+    /// Public key → device, for metrics and `heimweg status`.
+    pub directory: HashMap<[u8; 32], PeerMeta>,
+    /// The next moment the plan changes by itself (a device expires), if any: the reconciler
+    /// wakes then, not by polling the whole table.
+    pub wake_at: Option<i64>,
+}
+
+/// The peers at `now`: devices that are not revoked and not expired, each with its group's
+/// policy. A device whose group vanished reaches nothing.
+pub fn plan(state: &State, now: i64) -> Plan {
+    let nothing: Arc<[IpNet]> = Arc::from(Vec::new());
+    let groups: HashMap<i64, (Arc<[IpNet]>, &Group)> = state
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.id,
+                (Arc::from(g.policy.reachable().collect::<Vec<_>>()), g),
+            )
+        })
+        .collect();
+    let mut out = Plan::default();
+    for d in &state.devices {
+        match d.expires_at {
+            Some(at) if at <= now => continue,
+            Some(at) => out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at))),
+            None => {}
+        }
+        let (policy, group) = match groups.get(&d.group_id) {
+            Some((p, g)) => (Arc::clone(p), g.name.to_string()),
+            None => (Arc::clone(&nothing), String::new()),
+        };
+        out.peers.push(DesiredPeer {
+            public_key: *d.public_key.as_bytes(),
+            preshared_key: d.preshared_key,
+            addresses: [
+                IpNet::from(IpAddr::V4(d.ipv4)),
+                IpNet::from(IpAddr::V6(d.ipv6)),
+            ],
+            policy,
+        });
+        out.directory.insert(
+            *d.public_key.as_bytes(),
+            PeerMeta {
+                device_id: d.device_id,
+                name: d.name.clone(),
+                group,
+            },
+        );
+    }
+    out
+}
+
+/// What the data plane observed of one peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedPeer {
+    pub public_key: [u8; 32],
+    /// Unix seconds of the last completed handshake.
+    pub last_handshake_at: Option<i64>,
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// What was last written back for each key.
+pub type Written = HashMap<[u8; 32], (Option<i64>, Option<String>)>;
+
+/// The observations that differ from what was written last, as store rows; `written` is
+/// updated as if they were written. An idle gateway writes nothing, and a peer never seen
+/// is not written (it would only say "never" over another gateway's news).
+pub fn changed_status(observed: &[ObservedPeer], written: &mut Written) -> Vec<PeerStatus> {
+    let mut out = Vec::new();
+    for p in observed {
+        let endpoint = p.endpoint.map(|e| e.to_string());
+        let value = (p.last_handshake_at, endpoint.clone());
+        if written.get(&p.public_key) == Some(&value)
+            || (p.last_handshake_at.is_none() && endpoint.is_none())
+        {
+            continue;
+        }
+        let Ok(public_key) = PublicKey::from_bytes(p.public_key) else {
+            continue;
+        };
+        written.insert(p.public_key, value);
+        out.push(PeerStatus {
+            public_key,
+            last_handshake_at: p.last_handshake_at,
+            last_endpoint: endpoint,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heimweg_control::{GroupPolicy, PrivateKey, TunnelMode};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn group(id: i64, name: &str, nets: &[&str], dns: &[&str]) -> Group {
+        Group {
+            id,
+            name: Name::new(name).unwrap(),
+            policy: GroupPolicy::parse(nets, TunnelMode::Split, dns).unwrap(),
+        }
+    }
+
+    fn device(id: i64, group_id: i64, expires_at: Option<i64>) -> ActivePeer {
+        ActivePeer {
+            device_id: id,
+            name: Name::new(&format!("d{id}")).unwrap(),
+            public_key: PrivateKey::generate().public_key(),
+            preshared_key: None,
+            ipv4: Ipv4Addr::new(10, 77, 0, id as u8),
+            ipv6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, id as u16),
+            group_id,
+            expires_at,
+        }
+    }
+
+    fn state() -> State {
+        State {
+            groups: vec![
+                group(1, "rathaus", &["10.20.0.0/16"], &["10.20.0.53"]),
+                group(2, "bauamt", &["10.30.0.0/16"], &[]),
+            ],
+            devices: vec![
+                device(1, 1, None),
+                device(2, 1, Some(NOW + 60)),
+                device(3, 2, Some(NOW + 30)),
+            ],
+        }
+    }
+
+    #[test]
+    fn every_device_is_a_peer_with_its_groups_policy_and_own_addresses() {
+        let p = plan(&state(), NOW);
+        assert_eq!(p.peers.len(), 3);
+        let reach: Vec<String> = p.peers[0].policy.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            reach,
+            ["10.20.0.0/16", "10.20.0.53/32"],
+            "resolvers reachable too"
+        );
+        assert!(
+            Arc::ptr_eq(&p.peers[0].policy, &p.peers[1].policy),
+            "one policy per group"
+        );
+        assert_eq!(p.peers[2].policy.len(), 1);
+        assert_eq!(p.peers[0].addresses[0].to_string(), "10.77.0.1/32");
+        assert_eq!(p.directory.len(), 3);
+        assert_eq!(p.directory[&p.peers[2].public_key].group, "bauamt");
+    }
+
+    #[test]
+    fn expiry_removes_the_peer_on_time_and_sets_the_next_wake_up() {
+        let s = state();
+        assert_eq!(plan(&s, NOW).wake_at, Some(NOW + 30), "the earliest expiry");
+        let later = plan(&s, NOW + 30);
+        assert_eq!(later.peers.len(), 2, "expired at its second, not after");
+        assert!(!later.directory.values().any(|m| m.device_id == 3));
+        assert_eq!(later.wake_at, Some(NOW + 60));
+        let last = plan(&s, NOW + 60);
+        assert_eq!(last.peers.len(), 1);
+        assert_eq!(last.wake_at, None, "nothing left to expire: no wake-up");
+    }
+
+    #[test]
+    fn a_group_change_moves_the_peer_under_the_new_policy() {
+        let mut s = state();
+        s.devices[0].group_id = 2;
+        let p = plan(&s, NOW);
+        let reach: Vec<String> = p.peers[0].policy.iter().map(|n| n.to_string()).collect();
+        assert_eq!(reach, ["10.30.0.0/16"]);
+        // A group's policy change reaches every device in it.
+        s.groups[1] = group(2, "bauamt", &["10.31.0.0/16", "10.32.0.0/16"], &[]);
+        let p = plan(&s, NOW);
+        assert_eq!(p.peers[0].policy.len(), 2);
+        assert!(Arc::ptr_eq(&p.peers[0].policy, &p.peers[2].policy));
+    }
+
+    #[test]
+    fn a_revoked_device_is_no_peer_and_a_lost_group_reaches_nothing() {
+        let mut s = state();
+        // The store lists devices that are not revoked: a revocation is a device gone.
+        let revoked = s.devices.remove(1);
+        let p = plan(&s, NOW);
+        assert!(!p
+            .peers
+            .iter()
+            .any(|x| x.public_key == *revoked.public_key.as_bytes()));
+        s.groups.clear();
+        let p = plan(&s, NOW);
+        assert_eq!(p.peers.len(), 2);
+        assert!(p.peers.iter().all(|x| x.policy.is_empty()));
+    }
+
+    #[test]
+    fn status_is_written_only_when_it_changed_and_never_for_silence() {
+        let key = *PrivateKey::generate().public_key().as_bytes();
+        let quiet = *PrivateKey::generate().public_key().as_bytes();
+        let mut written = Written::new();
+        let seen = |at: i64| ObservedPeer {
+            public_key: key,
+            last_handshake_at: Some(at),
+            endpoint: Some("198.51.100.7:41000".parse().unwrap()),
+        };
+        let never = ObservedPeer {
+            public_key: quiet,
+            last_handshake_at: None,
+            endpoint: None,
+        };
+        let first = changed_status(&[seen(NOW), never.clone()], &mut written);
+        assert_eq!(
+            first.len(),
+            1,
+            "a peer never seen says nothing over another gateway"
+        );
+        assert_eq!(
+            first[0].last_endpoint.as_deref(),
+            Some("198.51.100.7:41000")
+        );
+        assert!(
+            changed_status(&[seen(NOW)], &mut written).is_empty(),
+            "idle: no write"
+        );
+        assert_eq!(changed_status(&[seen(NOW + 120)], &mut written).len(), 1);
+    }
+}

@@ -1,0 +1,211 @@
+//! Groups and their access policy.
+
+use crate::db::{audit, bump_revision, decode_error, Tx};
+use crate::{stored_name, Result, Store, StoreError};
+use heimweg_control::{Actor, AuditAction, DnsEntry, GroupPolicy, Name, TunnelMode};
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub id: i64,
+    pub name: Name,
+    pub policy: GroupPolicy,
+}
+
+/// A change to a group's policy; `None` leaves a part as it is. Applied to the policy as it
+/// is inside the write transaction, so two admins changing different parts at once never
+/// write each other's old values back.
+#[derive(Debug, Clone, Default)]
+pub struct GroupPatch {
+    pub networks: Option<Vec<IpNet>>,
+    pub tunnel: Option<TunnelMode>,
+    pub dns: Option<Vec<DnsEntry>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    id: i64,
+    name: String,
+    allowed_prefixes: String,
+    full_tunnel: i64,
+    dns: String,
+}
+
+const COLUMNS: &str = "id, name, allowed_prefixes, full_tunnel, dns";
+
+fn split(s: &str) -> Vec<&str> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+impl TryFrom<GroupRow> for Group {
+    type Error = StoreError;
+    fn try_from(r: GroupRow) -> Result<Group> {
+        let bad = |e: &dyn std::fmt::Display| decode_error("groups", r.id, e);
+        let networks = split(&r.allowed_prefixes)
+            .into_iter()
+            .map(str::parse::<IpNet>)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let dns = split(&r.dns)
+            .into_iter()
+            .map(str::parse::<DnsEntry>)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let tunnel = TunnelMode::from_full(r.full_tunnel != 0);
+        let policy = GroupPolicy::from_stored(networks, tunnel, dns);
+        Ok(Group {
+            id: r.id,
+            name: stored_name("groups", r.id, &r.name)?,
+            policy,
+        })
+    }
+}
+
+fn join<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// How a policy reads in the audit log.
+fn describe(p: &GroupPolicy) -> String {
+    format!(
+        "allowed={} full_tunnel={} dns={}",
+        join(p.networks()),
+        p.tunnel().is_full(),
+        join(p.dns())
+    )
+}
+
+/// Inserts a group whose name is free; returns its id.
+pub(crate) async fn insert_group(
+    tx: &mut Tx<'_>,
+    name: &Name,
+    policy: &GroupPolicy,
+    now: i64,
+) -> Result<i64> {
+    let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE name_key = $1")
+        .bind(name.key())
+        .fetch_optional(&mut **tx)
+        .await?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "a group named {name:?} already exists"
+        )));
+    }
+    Ok(sqlx::query_scalar(
+        "INSERT INTO groups (name, name_key, allowed_prefixes, full_tunnel, dns, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(name.as_str())
+    .bind(name.key())
+    .bind(join(policy.networks()))
+    .bind(i64::from(policy.tunnel().is_full()))
+    .bind(join(policy.dns()))
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// The id of the group named `name`, or a clear error.
+pub(crate) async fn group_id(tx: &mut Tx<'_>, name: &Name) -> Result<i64> {
+    sqlx::query_scalar("SELECT id FROM groups WHERE name_key = $1")
+        .bind(name.key())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no group named {name:?}")))
+}
+
+async fn group_on(conn: &mut sqlx::AnyConnection, name: &Name) -> Result<Group> {
+    sqlx::query_as::<_, GroupRow>(&format!("SELECT {COLUMNS} FROM groups WHERE name_key = $1"))
+        .bind(name.key())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no group named {name:?}")))?
+        .try_into()
+}
+
+impl Store {
+    pub async fn create_group(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        policy: &GroupPolicy,
+        now: i64,
+    ) -> Result<Group> {
+        let mut tx = self.write(actor).await?;
+        let id = insert_group(&mut tx, name, policy, now).await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::GroupCreate,
+            name.as_str(),
+            &join(policy.networks()),
+        )
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Group {
+            id,
+            name: name.clone(),
+            policy: policy.clone(),
+        })
+    }
+
+    /// Changes a group's policy; every device in it follows within a second.
+    pub async fn update_group(
+        &self,
+        actor: &Actor,
+        name: &Name,
+        patch: GroupPatch,
+        now: i64,
+    ) -> Result<Group> {
+        let mut tx = self.write(actor).await?;
+        let current = group_on(&mut tx, name).await?;
+        let policy = current
+            .policy
+            .with(patch.networks, patch.tunnel, patch.dns)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        sqlx::query(
+            "UPDATE groups SET allowed_prefixes = $1, full_tunnel = $2, dns = $3 WHERE id = $4",
+        )
+        .bind(join(policy.networks()))
+        .bind(i64::from(policy.tunnel().is_full()))
+        .bind(join(policy.dns()))
+        .bind(current.id)
+        .execute(&mut *tx)
+        .await?;
+        let detail = describe(&policy);
+        audit(
+            &mut tx,
+            now,
+            actor,
+            AuditAction::GroupUpdate,
+            current.name.as_str(),
+            &detail,
+        )
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Group { policy, ..current })
+    }
+
+    pub async fn groups(&self) -> Result<Vec<Group>> {
+        sqlx::query_as::<_, GroupRow>(&format!("SELECT {COLUMNS} FROM groups ORDER BY name"))
+            .fetch_all(&self.reads)
+            .await?
+            .into_iter()
+            .map(Group::try_from)
+            .collect()
+    }
+
+    pub async fn group(&self, name: &Name) -> Result<Group> {
+        group_on(&mut *self.read().await?, name).await
+    }
+}

@@ -1,0 +1,247 @@
+//! `heimweg device`: enroll, list, revoke, rotate and change devices.
+
+use super::state::{gateway_public_key, open_service};
+use super::{caller, existing_name, new_name, print_listing, Site};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use heimweg_control::{qr::Qr, ExpiryDays, Name, PublicKey};
+use heimweg_service::{DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment, Service};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum DeviceCmd {
+    /// Enroll a device. Prints its config (and a QR code for phones and tablets) once: the
+    /// private key is not stored anywhere.
+    Add(AddArgs),
+    /// List devices, newest first.
+    List {
+        /// Filter by name, owner or public key.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Revoke a device: the gateway drops it within a second.
+    Revoke { name: String },
+    /// Give a device a new key and print its new config once; the old key stops working
+    /// within a second. Name, addresses and history stay.
+    Rotate {
+        name: String,
+        /// The device's own new public key, if it generated the key itself.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Write the config to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Change a device's group, owner or expiry.
+    Set(SetArgs),
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    name: String,
+    #[arg(long, default_value = "default")]
+    group: String,
+    /// The staff member the device belongs to.
+    #[arg(long)]
+    owner: Option<String>,
+    /// The device's own public key, if it generated its key itself.
+    #[arg(long)]
+    public_key: Option<String>,
+    /// Days until the device stops working.
+    #[arg(long)]
+    expires_in_days: Option<u32>,
+    /// Write the config to this file (mode 0600) instead of printing it.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Do not print the QR code.
+    #[arg(long)]
+    no_qr: bool,
+}
+
+impl AddArgs {
+    fn request(&self) -> Result<EnrollRequest> {
+        Ok(EnrollRequest {
+            name: new_name("device name", &self.name)?,
+            group: existing_name("--group", &self.group)?,
+            owner: self
+                .owner
+                .as_deref()
+                .map(|o| new_name("--owner", o))
+                .transpose()?,
+            public_key: parse_public_key(self.public_key.as_deref())?,
+            expires_in: self.expires_in_days.map(expiry_days).transpose()?,
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct SetArgs {
+    name: String,
+    #[arg(long)]
+    group: Option<String>,
+    #[arg(long, conflicts_with = "no_owner")]
+    owner: Option<String>,
+    #[arg(long)]
+    no_owner: bool,
+    /// Days from now until the device stops working.
+    #[arg(long, conflicts_with = "never_expires")]
+    expires_in_days: Option<u32>,
+    #[arg(long)]
+    never_expires: bool,
+}
+
+impl SetArgs {
+    /// The change, with an expiry counted from `now`.
+    fn update(&self, now: i64) -> Result<DeviceUpdate> {
+        let owner = match (&self.owner, self.no_owner) {
+            (_, true) => Some(None),
+            (Some(o), false) => Some(Some(new_name("--owner", o)?)),
+            (None, false) => None,
+        };
+        let expires_at = match (self.expires_in_days, self.never_expires) {
+            (_, true) => Some(None),
+            (Some(days), false) => Some(Some(now + expiry_days(days)?.as_secs())),
+            (None, false) => None,
+        };
+        Ok(DeviceUpdate {
+            group: self
+                .group
+                .as_deref()
+                .map(|g| existing_name("--group", g))
+                .transpose()?,
+            owner,
+            expires_at,
+        })
+    }
+}
+
+pub async fn run(site: &Site, cmd: DeviceCmd) -> Result<()> {
+    let service = open_service(site, false).await?;
+    match cmd {
+        DeviceCmd::Add(args) => {
+            let service = service.with_gateway_key(gateway_public_key(&site.state_dir)?);
+            let enrolled = service.enroll(&caller(), args.request()?).await?;
+            print_config(&enrolled, args.output.as_deref(), args.no_qr)?;
+        }
+        DeviceCmd::List {
+            search,
+            group,
+            limit,
+            offset,
+        } => {
+            let query = DeviceQuery {
+                search,
+                group,
+                limit,
+                offset,
+                ..Default::default()
+            };
+            list(&service, &query).await?;
+        }
+        DeviceCmd::Revoke { name } => {
+            service
+                .revoke(&caller(), &existing_name("device", &name)?)
+                .await?;
+            println!("revoked {name}; a running gateway drops it within a second");
+        }
+        DeviceCmd::Rotate {
+            name,
+            public_key,
+            output,
+            no_qr,
+        } => {
+            let service = service.with_gateway_key(gateway_public_key(&site.state_dir)?);
+            let device = existing_name("device", &name)?;
+            let rotated = service
+                .rotate(&caller(), &device, parse_public_key(public_key.as_deref())?)
+                .await?;
+            print_config(&rotated, output.as_deref(), no_qr)?;
+            eprintln!("The old key of {name} stops working within a second.");
+        }
+        DeviceCmd::Set(args) => {
+            let update = args.update(service.now())?;
+            set(&service, &existing_name("device", &args.name)?, update).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn list(service: &Service, query: &DeviceQuery) -> Result<()> {
+    let page = service.devices(&caller(), query).await?;
+    let now = service.now();
+    let mut out = format!(
+        "{:<24} {:<12} {:<16} {:<10} {:<16} public key\n",
+        "name", "group", "ipv4", "state", "last handshake"
+    );
+    for d in &page.items {
+        let seen = d.last_handshake_at.map_or("never".to_string(), |t| {
+            format!("{} s ago", (now - t).max(0))
+        });
+        writeln!(
+            out,
+            "{:<24} {:<12} {:<16} {:<10} {:<16} {}",
+            d.name.as_str(),
+            d.group.as_str(),
+            d.ipv4,
+            d.status(now).as_str(),
+            seen,
+            d.public_key
+        )?;
+    }
+    writeln!(out, "({} of {} shown)", page.items.len(), page.total)?;
+    print_listing(&out)
+}
+
+async fn set(service: &Service, name: &Name, update: DeviceUpdate) -> Result<()> {
+    let d = service.update_device(&caller(), name, update).await?;
+    let now = service.now();
+    println!(
+        "{}: group {}, owner {}, expires {}",
+        d.name,
+        d.group,
+        d.owner.as_ref().map_or("-", |o| o.as_str()),
+        d.expires_at.map_or("never".to_string(), |t| format!(
+            "in {} days",
+            (t - now) / 86_400
+        ))
+    );
+    Ok(())
+}
+
+fn parse_public_key(key: Option<&str>) -> Result<Option<PublicKey>> {
+    key.map(|k| k.parse::<PublicKey>().context("--public-key"))
+        .transpose()
+}
+
+fn expiry_days(days: u32) -> Result<ExpiryDays> {
+    ExpiryDays::new(days).context("--expires-in-days")
+}
+
+/// Prints (or writes, mode 0600) a config that is shown once, with its QR code.
+fn print_config(enrolled: &Enrollment, output: Option<&Path>, no_qr: bool) -> Result<()> {
+    let conf = &enrolled.config;
+    match output {
+        Some(path) => {
+            heimweg::files::write_private(path, conf.as_bytes())?;
+            eprintln!("wrote {} ({})", path.display(), enrolled.file_name);
+        }
+        None => {
+            println!("# {} — {}", enrolled.file_name, enrolled.device.ipv4);
+            print!("{conf}");
+            if !no_qr {
+                println!("{}", Qr::encode(conf)?.to_terminal());
+            }
+            eprintln!("This is the only time this config is shown; it is not stored.");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! `heimweg group`: groups and their access policy.
+
+use super::state::open_service;
+use super::{caller, existing_name, new_name, print_listing, Site};
+use anyhow::Result;
+use clap::Subcommand;
+use heimweg_control::policy::parse_dns;
+use heimweg_control::{GroupPolicy, TunnelMode};
+use heimweg_service::GroupPatch;
+use ipnet::IpNet;
+use std::fmt::Write as _;
+
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    /// Create a group that may reach the given networks.
+    Add {
+        name: String,
+        /// A network the group's devices may reach (repeatable), e.g. 10.20.0.0/16.
+        #[arg(long = "allow", required = true)]
+        allow: Vec<IpNet>,
+        /// Resolver IPs or search domains for the devices (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// Route all of the device's traffic through the tunnel.
+        #[arg(long)]
+        full_tunnel: bool,
+    },
+    List,
+    /// Change a group's access policy; its devices follow within a second.
+    Set {
+        name: String,
+        /// Replaces the networks the group may reach (repeatable).
+        #[arg(long = "allow")]
+        allow: Vec<IpNet>,
+        /// Replaces the resolvers and search domains (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// true: all traffic through the tunnel; false: only the allowed networks.
+        #[arg(long)]
+        full_tunnel: Option<bool>,
+    },
+}
+
+pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
+    let service = open_service(site, false).await?;
+    match cmd {
+        GroupCmd::Add {
+            name,
+            allow,
+            dns,
+            full_tunnel,
+        } => {
+            let name = new_name("group name", &name)?;
+            let policy =
+                GroupPolicy::new(allow, TunnelMode::from_full(full_tunnel), parse_dns(&dns)?)?;
+            let g = service.create_group(&caller(), &name, &policy).await?;
+            println!("created group {}", g.name);
+        }
+        GroupCmd::Set {
+            name,
+            allow,
+            dns,
+            full_tunnel,
+        } => {
+            // A flag not given leaves that part of the policy as it is.
+            let patch = GroupPatch {
+                networks: (!allow.is_empty()).then_some(allow),
+                tunnel: full_tunnel.map(TunnelMode::from_full),
+                dns: (!dns.is_empty()).then(|| parse_dns(&dns)).transpose()?,
+            };
+            let name = existing_name("group", &name)?;
+            let g = service.update_group(&caller(), &name, patch).await?;
+            println!(
+                "changed group {}; its devices follow within a second",
+                g.name
+            );
+        }
+        GroupCmd::List => {
+            let mut out = String::new();
+            for g in service.groups(&caller()).await? {
+                let policy = &g.policy;
+                let nets: Vec<String> = policy.networks().iter().map(|n| n.to_string()).collect();
+                let dns: Vec<String> = policy.dns().iter().map(|d| d.to_string()).collect();
+                writeln!(
+                    out,
+                    "{:<16} {} {}{}",
+                    g.name.as_str(),
+                    if policy.tunnel().is_full() {
+                        "full"
+                    } else {
+                        "split"
+                    },
+                    nets.join(","),
+                    if dns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" dns={}", dns.join(","))
+                    }
+                )?;
+            }
+            print_listing(&out)?;
+        }
+    }
+    Ok(())
+}
