@@ -41,7 +41,8 @@ ALL_NS=("$NS_GW" "$NS_LAN" "$NS_C1" "$NS_C2")
 GWIF="hw${ID}p"
 C1IF="hw${ID}q1"
 C2IF="hw${ID}q2"
-SOCKETS=("$GWIF" "$C1IF" "$C2IF")
+C3IF="hw${ID}q3"
+SOCKETS=("$GWIF" "$C1IF" "$C2IF" "$C3IF")
 WG_RUN=/var/run/wireguard
 TMPD=$(mktemp -d /tmp/hwpv.XXXXXX)
 STATE="$TMPD/state"
@@ -315,6 +316,59 @@ print('\n'.join(e['action'] for e in json.loads(sys.stdin.read().split(' ', 1)[1
 }
 check "audit: both enrollments, the revocation and the rotation are logged" \
   eval "[[ \$(audit_actions | grep -c '^device.create$') -eq 2 && \$(audit_actions | grep -c '^device.revoke$') -eq 1 && \$(audit_actions | grep -c '^device.rotate$') -eq 1 ]]"
+
+# An enrolled device is a peer before the API answers: a client that dials at once is answered
+# at its first initiation. (It used to be dropped as handshake_invalid until the reconciler's
+# next poll, and the client waited for its 5 s retry.)
+hw group add quick --allow 203.0.113.0/24 >/dev/null
+# The revoked laptop-1 would go on knocking with its dead key: stop it, so that the count of
+# unknown-key initiations below is the new device's alone.
+nsx "$NS_C1" wg-quick down "$TMPD/$C1IF.conf" >>"$TMPD/wg-quick.log" 2>&1
+invalid_before=$(gw_stat drop_handshake_invalid)
+# The device brings its own key (as the apps can), so the key is known before the request, and
+# the gateway's peers are read over its UAPI socket in the same process, a millisecond after
+# the answer: no reconciler poll (every 200 ms) can have come in between by chance.
+quick_private=$(wg genkey)
+quick_key=$(wg pubkey <<<"$quick_private")
+enroll_and_look() {
+  nsx "$NS_GW" python3 - "$TOKEN" "$quick_key" "$WG_RUN/$GWIF.sock" "$TMPD/quick.json" <<'EOF'
+import base64, json, socket, sys, urllib.request
+token, key, sock, out = sys.argv[1:5]
+body = json.dumps({"name": "quick-3", "group": "quick", "public_key": key}).encode()
+req = urllib.request.Request("http://127.0.0.1:8080/api/v1/devices", data=body, method="POST",
+                             headers={"Authorization": "Bearer " + token,
+                                      "Content-Type": "application/json"})
+answer = urllib.request.urlopen(req, timeout=5).read()
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+s.sendall(b"get=1\n\n")
+reply = b""
+while not reply.endswith(b"\n\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    reply += chunk
+open(out, "wb").write(answer)
+hex_key = base64.b64decode(key).hex()
+sys.exit(0 if ("public_key=" + hex_key).encode() in reply else 1)
+EOF
+}
+check "enroll: the device is a peer of the data plane when the API answers" enroll_and_look
+( umask 077; python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['config'], end='')" "$TMPD/quick.json" |
+    sed "s|^\[Interface\]\$|[Interface]\nPrivateKey = $quick_private|" >"$TMPD/$C3IF.conf" )
+nsx "$NS_C1" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
+  wg-quick up "$TMPD/$C3IF.conf" >>"$TMPD/wg-quick.log" 2>&1
+# Any packet into the tunnel starts the handshake; nothing answers at that address.
+nsx "$NS_C1" ping -c 1 -W 1 -q 203.0.113.1 >/dev/null 2>&1 || true
+quick_handshake() { [[ $(nsx "$NS_C1" wg show "$C3IF" latest-handshakes | awk '{print $2}') -gt 0 ]]; }
+check "enroll: a client dialling at once has its session before its 5 s retry" \
+  wait_until 3 quick_handshake
+check "enroll: its first initiation was not dropped as an unknown key" \
+  test "$(gw_stat drop_handshake_invalid)" = "$invalid_before"
+nsx "$NS_C1" wg-quick down "$TMPD/$C3IF.conf" >>"$TMPD/wg-quick.log" 2>&1
+out=$(api POST /api/v1/devices/quick-3/revoke)
+check "enroll: a revocation, too, is in the data plane when the API answers" \
+  eval "[[ '${out%% *}' == 204 ]] && ! nsx '$NS_GW' wg show '$GWIF' peers | grep -qxF '$quick_key'"
 
 summary
 [[ $FAILED -eq 0 ]]
