@@ -37,8 +37,44 @@ pub struct Running {
     stop: mpsc::Receiver<Stop>,
 }
 
+/// Whether the UAPI socket takes changes (`wg set`, `wg syncconf`) or only answers `get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UapiWrites {
+    /// The standalone modes: the socket is how peers are configured.
+    Allowed,
+    /// `heimweg serve`: the database is the source of truth, and a change made over the socket
+    /// would hold only until the next reconcile, while `/readyz` says all is well. Refused,
+    /// with a message that says where to make it.
+    Refused,
+}
+
+/// The data plane's UAPI, with `set` refused.
+struct ReadOnly(Arc<DataPlane>);
+
+impl UapiHandler for ReadOnly {
+    fn get(&self) -> heimweg_dataplane::uapi::DeviceSnapshot {
+        UapiHandler::get(&*self.0)
+    }
+
+    fn set(
+        &self,
+        _: heimweg_dataplane::uapi::SetRequest,
+    ) -> Result<(), heimweg_dataplane::uapi::UapiError> {
+        tracing::warn!(
+            "refused a change over the UAPI socket: this gateway's peers come from its database"
+        );
+        Err(heimweg_dataplane::uapi::UapiError::NotPermitted(
+            "this gateway's peers come from its database; use heimweg or its API".into(),
+        ))
+    }
+
+    fn stats(&self) -> Vec<(String, u64)> {
+        UapiHandler::stats(&*self.0)
+    }
+}
+
 /// Starts the data plane and the UAPI socket; [`Running::wait`] then blocks until told to stop.
-pub fn start(config: Config, uapi_dir: &Path) -> Result<Running> {
+pub fn start(config: Config, uapi_dir: &Path, writes: UapiWrites) -> Result<Running> {
     validate_interface_name(&config.interface)?;
     let name = config.interface.clone();
     let dataplane = Arc::new(
@@ -47,7 +83,10 @@ pub fn start(config: Config, uapi_dir: &Path) -> Result<Running> {
     );
     let (tx, rx) = mpsc::channel::<Stop>();
     let gone_tx = tx.clone();
-    let handler: Arc<dyn UapiHandler> = dataplane.clone();
+    let handler: Arc<dyn UapiHandler> = match writes {
+        UapiWrites::Allowed => dataplane.clone(),
+        UapiWrites::Refused => Arc::new(ReadOnly(dataplane.clone())),
+    };
     let uapi = UapiServer::start(
         uapi_dir,
         dataplane.interface(),
@@ -101,7 +140,7 @@ impl Running {
 
 /// Starts the data plane and blocks until told to stop.
 pub fn run(config: Config, uapi_dir: &Path) -> Result<()> {
-    start(config, uapi_dir)?.wait();
+    start(config, uapi_dir, UapiWrites::Allowed)?.wait();
     Ok(())
 }
 

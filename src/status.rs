@@ -163,7 +163,11 @@ pub fn render(
         let name = names
             .get(&p.public_key_hex)
             .cloned()
-            .unwrap_or_else(|| format!("(unknown {}…)", &p.public_key_hex[..8]));
+            // The socket may belong to another implementation: no slicing of what it sent.
+            .unwrap_or_else(|| {
+                let short: String = p.public_key_hex.chars().take(8).collect();
+                format!("(unknown {short}…)")
+            });
         out.push_str(&format!(
             "  {:<32} {:>12} {:>12}  {:<16} {}\n",
             name,
@@ -221,5 +225,20 @@ mod tests {
         assert!(text.contains("1.0 MiB"));
         assert!(text.contains("no_route 3"));
         assert!(!text.contains("bbbbbbbb"), "idle peers are not talkers");
+    }
+
+    #[test]
+    fn a_short_or_odd_key_from_another_socket_renders_without_panicking() {
+        let (_, peers) = parse_get(&pairs(
+            "public_key=ab\ntx_bytes=5\npublic_key=äöü\ntx_bytes=9\n",
+        ));
+        let report = Report {
+            listen_port: 0,
+            peers,
+            stats: Default::default(),
+        };
+        let text = render("heimweg0", &report, &HashMap::new(), 10);
+        assert!(text.contains("(unknown ab…)"), "{text}");
+        assert!(text.contains("(unknown äöü…)"), "{text}");
     }
 }

@@ -133,7 +133,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
     let settings = rt.block_on(service.settings())?;
     let mut config = net.config(key);
     config.addresses = gateway_addresses(&settings);
-    let running = gateway::start(config, &net.uapi_dir)?;
+    let running = gateway::start(config, &net.uapi_dir, gateway::UapiWrites::Refused)?;
     let dataplane = running.dataplane.clone();
     let directory = Arc::new(Directory::default());
     let registry = heimweg::metrics::registry(

@@ -193,6 +193,11 @@ done
 check "reconcile: the gateway picked up both devices without a restart" \
   wait_until 2 eval "[[ \$(nsx '$NS_GW' wg show '$GWIF' peers | wc -l) -eq 2 ]]"
 check "traffic: laptop-1 reaches the allowed host" wait_until 15 ping_ok "$NS_C1" "$ALLOWED"
+# The database is the source of truth: `wg set` on the managed gateway is refused (it would hold
+# only until the next reconcile), and its peers stay.
+first_peer=$(nsx "$NS_GW" wg show "$GWIF" peers | head -n 1)
+check "uapi: the managed gateway refuses wg set, and keeps its peers" \
+  eval "! nsx '$NS_GW' wg set '$GWIF' peer '$first_peer' remove 2>/dev/null && [[ \$(nsx '$NS_GW' wg show '$GWIF' peers | wc -l) -eq 2 ]]"
 check "traffic: ipad-2 reaches the allowed host" wait_until 15 ping_ok "$NS_C2" "$ALLOWED"
 
 check "status: the store learns ipad-2's last handshake from the data plane" \

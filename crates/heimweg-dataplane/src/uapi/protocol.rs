@@ -121,6 +121,10 @@ pub enum UapiError {
     /// Anything else that went wrong while applying: -EIO.
     #[error("I/O error: {0}")]
     Io(String),
+    /// Changes are not taken over this socket (a gateway whose peers come from its database):
+    /// -EPERM, which `wg` reports as "Operation not permitted".
+    #[error("changes are not taken here: {0}")]
+    NotPermitted(String),
 }
 
 impl UapiError {
@@ -131,6 +135,7 @@ impl UapiError {
             UapiError::Protocol(_) => libc::EPROTO,
             UapiError::AddrInUse => libc::EADDRINUSE,
             UapiError::Io(_) => libc::EIO,
+            UapiError::NotPermitted(_) => libc::EPERM,
         }
     }
 }
