@@ -4,7 +4,7 @@
 use heimweg_core::{IpNetwork, Policy};
 use heimweg_dataplane::uapi::UapiHandler;
 use heimweg_dataplane::{DataPlane, PeerSpec};
-use heimweg_service::reconcile::{DesiredPeer, ObservedPeer, PeerSink, SyncReport};
+use heimweg_service::reconcile::{DesiredPeer, ObservedPeer, PeerPolicy, PeerSink, SyncReport};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,18 +25,26 @@ fn to_network(net: &IpNet) -> Option<IpNetwork> {
     IpNetwork::new_truncate(net.network(), net.prefix_len()).ok()
 }
 
+/// The data plane's lookup table for a planned policy.
+fn to_policy(p: &PeerPolicy) -> Policy {
+    Policy::with_denied(
+        p.allowed.iter().filter_map(to_network),
+        p.denied.iter().filter_map(to_network),
+    )
+}
+
 /// The data plane's peers for `peers`. The plan gives every peer of a group the same
-/// networks (one `Arc`), and the data plane keeps one `Policy` per group likewise: one lookup
+/// policy (one `Arc`), and the data plane keeps one `Policy` per group likewise: one lookup
 /// table per group, not per peer, at 100,000 peers.
 fn peer_specs(peers: &[DesiredPeer]) -> Vec<PeerSpec> {
     // Keyed by the plan's allocation, which `peers` keeps alive for the whole call.
-    let mut policies: HashMap<*const [IpNet], Arc<Policy>> = HashMap::new();
+    let mut policies: HashMap<*const PeerPolicy, Arc<Policy>> = HashMap::new();
     peers
         .iter()
         .map(|p| {
             let policy = policies
                 .entry(Arc::as_ptr(&p.policy))
-                .or_insert_with(|| Arc::new(Policy::new(p.policy.iter().filter_map(to_network))));
+                .or_insert_with(|| Arc::new(to_policy(&p.policy)));
             PeerSpec {
                 public_key: p.public_key,
                 preshared_key: p.preshared_key,
@@ -77,7 +85,7 @@ impl PeerSink for DataPlaneSink {
 mod tests {
     use super::*;
 
-    fn peer(key: u8, policy: &Arc<[IpNet]>) -> DesiredPeer {
+    fn peer(key: u8, policy: &Arc<PeerPolicy>) -> DesiredPeer {
         DesiredPeer {
             public_key: [key; 32],
             preshared_key: None,
@@ -91,8 +99,14 @@ mod tests {
 
     #[test]
     fn peers_of_one_group_share_one_policy_and_keep_their_own_addresses() {
-        let staff: Arc<[IpNet]> = Arc::from(vec!["10.20.0.0/16".parse::<IpNet>().unwrap()]);
-        let lan: Arc<[IpNet]> = Arc::from(vec!["10.30.0.0/16".parse::<IpNet>().unwrap()]);
+        let staff = Arc::new(PeerPolicy {
+            allowed: vec!["10.0.0.0/8".parse::<IpNet>().unwrap()],
+            denied: vec!["10.77.0.0/16".parse::<IpNet>().unwrap()],
+        });
+        let lan = Arc::new(PeerPolicy {
+            allowed: vec!["10.30.0.0/16".parse::<IpNet>().unwrap()],
+            denied: vec![],
+        });
         let specs = peer_specs(&[peer(1, &staff), peer(2, &lan), peer(3, &staff)]);
         let policy = |i: usize| specs[i].policy.as_ref().unwrap();
         assert!(Arc::ptr_eq(policy(0), policy(2)), "one Policy per group");
@@ -100,5 +114,10 @@ mod tests {
         assert_eq!(specs[1].public_key, [2; 32]);
         let addrs: Vec<String> = specs[2].allowed_ips.iter().map(|n| n.to_string()).collect();
         assert_eq!(addrs, ["10.77.0.3/32", "fd00::3/128"]);
+        assert!(policy(0).allows("10.20.0.1".parse().unwrap()));
+        assert!(
+            !policy(0).allows("10.77.0.9".parse().unwrap()),
+            "the carve-out reaches the data plane"
+        );
     }
 }

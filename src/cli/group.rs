@@ -24,6 +24,9 @@ pub enum GroupCmd {
         /// Route all of the device's traffic through the tunnel.
         #[arg(long)]
         full_tunnel: bool,
+        /// Let the group's devices reach other devices (of groups that allow it too).
+        #[arg(long)]
+        peer_to_peer: bool,
     },
     List,
     /// Change a group's access policy; its devices follow within a second.
@@ -38,6 +41,9 @@ pub enum GroupCmd {
         /// true: all traffic through the tunnel; false: only the allowed networks.
         #[arg(long)]
         full_tunnel: Option<bool>,
+        /// true: the group's devices may reach other devices; false: they may not.
+        #[arg(long)]
+        peer_to_peer: Option<bool>,
     },
 }
 
@@ -49,10 +55,12 @@ pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
             allow,
             dns,
             full_tunnel,
+            peer_to_peer,
         } => {
             let name = new_name("group name", &name)?;
             let policy =
-                GroupPolicy::new(allow, TunnelMode::from_full(full_tunnel), parse_dns(&dns)?)?;
+                GroupPolicy::new(allow, TunnelMode::from_full(full_tunnel), parse_dns(&dns)?)?
+                    .peer_to_peer(peer_to_peer);
             let g = service.create_group(&caller(), &name, &policy).await?;
             println!("created group {}", g.name);
         }
@@ -61,12 +69,14 @@ pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
             allow,
             dns,
             full_tunnel,
+            peer_to_peer,
         } => {
             // A flag not given leaves that part of the policy as it is.
             let patch = GroupPatch {
                 networks: (!allow.is_empty()).then_some(allow),
                 tunnel: full_tunnel.map(TunnelMode::from_full),
                 dns: (!dns.is_empty()).then(|| parse_dns(&dns)).transpose()?,
+                peer_to_peer,
             };
             let name = existing_name("group", &name)?;
             let g = service.update_group(&caller(), &name, patch).await?;
@@ -83,7 +93,7 @@ pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
                 let dns: Vec<String> = policy.dns().iter().map(|d| d.to_string()).collect();
                 writeln!(
                     out,
-                    "{:<16} {} {}{}",
+                    "{:<16} {} {}{}{}",
                     g.name.as_str(),
                     if policy.tunnel().is_full() {
                         "full"
@@ -95,6 +105,11 @@ pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
                         String::new()
                     } else {
                         format!(" dns={}", dns.join(","))
+                    },
+                    if policy.allows_peer_to_peer() {
+                        " peer-to-peer"
+                    } else {
+                        ""
                     }
                 )?;
             }

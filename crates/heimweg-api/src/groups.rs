@@ -19,6 +19,7 @@ pub(crate) struct GroupJson {
     allowed_prefixes: Vec<String>,
     full_tunnel: bool,
     dns: Vec<String>,
+    peer_to_peer: bool,
 }
 
 impl From<Group> for GroupJson {
@@ -29,6 +30,7 @@ impl From<Group> for GroupJson {
             allowed_prefixes: g.policy.networks().iter().map(|n| n.to_string()).collect(),
             full_tunnel: g.policy.tunnel().is_full(),
             dns: g.policy.dns().iter().map(|d| d.to_string()).collect(),
+            peer_to_peer: g.policy.allows_peer_to_peer(),
         }
     }
 }
@@ -61,6 +63,9 @@ pub(crate) struct CreateGroup {
     full_tunnel: bool,
     #[serde(default)]
     dns: Vec<String>,
+    /// Devices of the group may reach other devices (of groups that allow it too).
+    #[serde(default)]
+    peer_to_peer: bool,
 }
 
 pub(crate) async fn create(
@@ -76,7 +81,8 @@ pub(crate) async fn create(
         TunnelMode::from_full(req.full_tunnel),
         &req.dns,
     )
-    .map_err(bad)?;
+    .map_err(bad)?
+    .peer_to_peer(req.peer_to_peer);
     let g = st.service.create_group(&caller.0, &name, &policy).await?;
     Ok((StatusCode::CREATED, Json(g.into())))
 }
@@ -97,6 +103,7 @@ pub(crate) struct UpdateGroup {
     allowed_prefixes: Option<Vec<String>>,
     full_tunnel: Option<bool>,
     dns: Option<Vec<String>>,
+    peer_to_peer: Option<bool>,
 }
 
 /// Changes a group's policy; its devices follow within a second.
@@ -117,6 +124,7 @@ pub(crate) async fn update(
             .map_err(bad)?,
         tunnel: req.full_tunnel.map(TunnelMode::from_full),
         dns: req.dns.as_deref().map(parse_dns).transpose().map_err(bad)?,
+        peer_to_peer: req.peer_to_peer,
     };
     let name = path_name("group", &name)?;
     let g = st.service.update_group(&caller.0, &name, patch).await?;

@@ -167,17 +167,20 @@ pub fn document() -> Value {
             "id": { "type": "integer" }, "name": { "type": "string" },
             "allowed_prefixes": { "type": "array", "items": { "type": "string" } },
             "full_tunnel": { "type": "boolean" },
-            "dns": { "type": "array", "items": { "type": "string" } } } },
+            "dns": { "type": "array", "items": { "type": "string" } },
+            "peer_to_peer": { "type": "boolean" } } },
           "NewGroup": { "type": "object", "required": ["name", "allowed_prefixes"],
             "additionalProperties": false, "properties": {
             "name": { "type": "string" },
             "allowed_prefixes": { "type": "array", "items": { "type": "string" } },
             "full_tunnel": { "type": "boolean" },
-            "dns": { "type": "array", "items": { "type": "string" } } } },
+            "dns": { "type": "array", "items": { "type": "string" } },
+            "peer_to_peer": { "type": "boolean", "description": "Devices of the group may reach other devices (of groups that allow it too); off by default." } } },
           "GroupUpdate": { "type": "object", "additionalProperties": false, "properties": {
             "allowed_prefixes": { "type": "array", "items": { "type": "string" } },
             "full_tunnel": { "type": "boolean" },
-            "dns": { "type": "array", "items": { "type": "string" } } } },
+            "dns": { "type": "array", "items": { "type": "string" } },
+            "peer_to_peer": { "type": "boolean" } } },
           "GroupList": { "type": "object", "properties": {
             "items": { "type": "array", "items": schema("Group") },
             "total": { "type": "integer" } } },

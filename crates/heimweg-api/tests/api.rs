@@ -21,6 +21,7 @@ backend_tests!(
     concurrent_reads_and_changes_all_succeed,
     forwarded_for_counts_only_from_a_trusted_proxy,
     refusals_before_any_handler_are_json_errors_too,
+    device_to_device_traffic_is_off_unless_a_group_asks,
 );
 
 use axum::body::Body;
@@ -1496,4 +1497,42 @@ async fn refusals_before_any_handler_are_json_errors_too(backend: Backend) {
             "{method} {uri}"
         );
     }
+}
+
+async fn device_to_device_traffic_is_off_unless_a_group_asks(backend: Backend) {
+    let Some(env) = env(backend, "peer_to_peer").await else {
+        return;
+    };
+    // A new gateway's default group reaches the gateway's own addresses, not the device pools.
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/groups/default",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["allowed_prefixes"][0], "10.77.0.1/32", "{v}");
+    assert_eq!(v["peer_to_peer"], false);
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/groups",
+        Some(&env.admin),
+        Some(json!({"name": "lab", "allowed_prefixes": ["10.40.0.0/16"], "peer_to_peer": true})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["peer_to_peer"], true);
+    let (st, v, _) = call(
+        &env,
+        Method::PATCH,
+        "/api/v1/groups/lab",
+        Some(&env.admin),
+        Some(json!({"peer_to_peer": false})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["peer_to_peer"], false);
+    assert_eq!(v["allowed_prefixes"][0], "10.40.0.0/16", "the rest stays");
 }

@@ -1,6 +1,6 @@
 //! A group's access policy: the networks its devices may reach (the gateway enforces them on
-//! every packet), whether the client routes everything through the tunnel, and the resolvers
-//! and search domains its configs carry.
+//! every packet), whether the client routes everything through the tunnel, the resolvers and
+//! search domains its configs carry, and whether its devices may reach each other.
 
 use crate::clientconf::is_hostname;
 use ipnet::IpNet;
@@ -80,6 +80,9 @@ pub struct GroupPolicy {
     networks: Vec<IpNet>,
     tunnel: TunnelMode,
     dns: Vec<DnsEntry>,
+    /// Devices of the group may reach other devices (of groups that allow it too). Off unless
+    /// asked for: a lost laptop must not be a way into a colleague's.
+    peer_to_peer: bool,
 }
 
 impl GroupPolicy {
@@ -115,7 +118,19 @@ impl GroupPolicy {
             networks: nets,
             tunnel,
             dns,
+            peer_to_peer: false,
         })
+    }
+
+    /// The same policy with device-to-device traffic allowed or not.
+    pub fn peer_to_peer(mut self, allowed: bool) -> GroupPolicy {
+        self.peer_to_peer = allowed;
+        self
+    }
+
+    /// Whether the group's devices may reach other devices.
+    pub fn allows_peer_to_peer(&self) -> bool {
+        self.peer_to_peer
     }
 
     /// A policy as a store kept it. Earlier versions had no bounds; a group saved with more
@@ -136,6 +151,7 @@ impl GroupPolicy {
             networks: nets,
             tunnel,
             dns,
+            peer_to_peer: false,
         }
     }
 
@@ -189,12 +205,14 @@ impl GroupPolicy {
         networks: Option<Vec<IpNet>>,
         tunnel: Option<TunnelMode>,
         dns: Option<Vec<DnsEntry>>,
+        peer_to_peer: Option<bool>,
     ) -> Result<GroupPolicy, PolicyError> {
-        GroupPolicy::new(
+        Ok(GroupPolicy::new(
             networks.unwrap_or_else(|| self.networks.clone()),
             tunnel.unwrap_or(self.tunnel),
             dns.unwrap_or_else(|| self.dns.clone()),
-        )
+        )?
+        .peer_to_peer(peer_to_peer.unwrap_or(self.peer_to_peer)))
     }
 }
 

@@ -39,7 +39,7 @@ impl Service {
         patch: GroupPatch,
     ) -> Result<Group> {
         caller.require(Scope::GroupsWrite)?;
-        if patch.networks.is_none() && patch.tunnel.is_none() && patch.dns.is_none() {
+        if patch.is_empty() {
             return Err(crate::ServiceError::Invalid("nothing to change".into()));
         }
         let group = self

@@ -57,6 +57,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0006_admins.sql"),
     migration!("0007_name_keys.sql", Some(Backfill::NameKeys)),
     migration!("0008_name_keys_unique.sql"),
+    migration!("0009_peer_to_peer.sql"),
 ];
 
 /// The schema version this build brings a database to.

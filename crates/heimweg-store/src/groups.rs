@@ -20,6 +20,16 @@ pub struct GroupPatch {
     pub networks: Option<Vec<IpNet>>,
     pub tunnel: Option<TunnelMode>,
     pub dns: Option<Vec<DnsEntry>>,
+    pub peer_to_peer: Option<bool>,
+}
+
+impl GroupPatch {
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_none()
+            && self.tunnel.is_none()
+            && self.dns.is_none()
+            && self.peer_to_peer.is_none()
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -29,9 +39,10 @@ struct GroupRow {
     allowed_prefixes: String,
     full_tunnel: i64,
     dns: String,
+    peer_to_peer: i64,
 }
 
-const COLUMNS: &str = "id, name, allowed_prefixes, full_tunnel, dns";
+const COLUMNS: &str = "id, name, allowed_prefixes, full_tunnel, dns, peer_to_peer";
 
 fn split(s: &str) -> Vec<&str> {
     s.split(',')
@@ -55,7 +66,8 @@ impl TryFrom<GroupRow> for Group {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| bad(&e))?;
         let tunnel = TunnelMode::from_full(r.full_tunnel != 0);
-        let policy = GroupPolicy::from_stored(networks, tunnel, dns);
+        let policy =
+            GroupPolicy::from_stored(networks, tunnel, dns).peer_to_peer(r.peer_to_peer != 0);
         Ok(Group {
             id: r.id,
             name: stored_name("groups", r.id, &r.name)?,
@@ -75,10 +87,11 @@ fn join<T: ToString>(items: &[T]) -> String {
 /// How a policy reads in the audit log.
 fn describe(p: &GroupPolicy) -> String {
     format!(
-        "allowed={} full_tunnel={} dns={}",
+        "allowed={} full_tunnel={} dns={} peer_to_peer={}",
         join(p.networks()),
         p.tunnel().is_full(),
-        join(p.dns())
+        join(p.dns()),
+        p.allows_peer_to_peer()
     )
 }
 
@@ -99,14 +112,16 @@ pub(crate) async fn insert_group(
         )));
     }
     Ok(sqlx::query_scalar(
-        "INSERT INTO groups (name, name_key, allowed_prefixes, full_tunnel, dns, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO groups (name, name_key, allowed_prefixes, full_tunnel, dns, peer_to_peer,
+                             created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(name.as_str())
     .bind(name.key())
     .bind(join(policy.networks()))
     .bind(i64::from(policy.tunnel().is_full()))
     .bind(join(policy.dns()))
+    .bind(i64::from(policy.allows_peer_to_peer()))
     .bind(now)
     .fetch_one(&mut **tx)
     .await?)
@@ -170,14 +185,17 @@ impl Store {
         let current = group_on(&mut tx, name).await?;
         let policy = current
             .policy
-            .with(patch.networks, patch.tunnel, patch.dns)
+            .with(patch.networks, patch.tunnel, patch.dns, patch.peer_to_peer)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         sqlx::query(
-            "UPDATE groups SET allowed_prefixes = $1, full_tunnel = $2, dns = $3 WHERE id = $4",
+            "UPDATE groups SET allowed_prefixes = $1, full_tunnel = $2, dns = $3,
+                    peer_to_peer = $4
+             WHERE id = $5",
         )
         .bind(join(policy.networks()))
         .bind(i64::from(policy.tunnel().is_full()))
         .bind(join(policy.dns()))
+        .bind(i64::from(policy.allows_peer_to_peer()))
         .bind(current.id)
         .execute(&mut *tx)
         .await?;

@@ -119,7 +119,8 @@ impl Store {
     }
 
     /// First-run defaults: address pools (a random ULA /64, as RFC 4193 asks), MTU, and a
-    /// group `default` that reaches the pools only. Returns false if already initialised.
+    /// group `default` that reaches the gateway's own addresses only. Returns false if already
+    /// initialised.
     pub async fn init_defaults(&self, ula_global_id: [u8; 5], now: i64) -> Result<bool> {
         let mut tx = self.write(&Actor::System).await?;
         let exists: Option<String> =
@@ -157,12 +158,14 @@ impl Store {
         ] {
             put(&mut tx, k, &v).await?;
         }
-        let policy = GroupPolicy::new(
-            vec![IpNet::V4(pool_v4), IpNet::V6(pool_v6)],
-            TunnelMode::Split,
-            vec![],
-        )
-        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        // The default group reaches the gateway's own addresses and nothing else (a ping to
+        // the gateway tells a device it is connected); the admin names the city's networks.
+        let gateway = [
+            IpNet::from(std::net::IpAddr::V4(crate::pool::v4_at(&pool_v4, 1))),
+            IpNet::from(std::net::IpAddr::V6(crate::pool::v6_at(&pool_v6, 1))),
+        ];
+        let policy = GroupPolicy::new(gateway.to_vec(), TunnelMode::Split, vec![])
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let default = Name::new("default").expect("a valid name");
         crate::groups::insert_group(&mut tx, &default, &policy, now).await?;
         audit(

@@ -37,6 +37,8 @@ fn group_fields(ctx: &Ctx, g: Option<&Group>) -> Markup {
         textarea id="prefixes" name="allowed_prefixes" rows="4" required spellcheck="false" { (prefixes) }
         label.check { input type="checkbox" name="full_tunnel" value="on" checked[g.is_some_and(|g| g.policy.tunnel().is_full())];
             " " (l.t("Full tunnel: send all traffic of the device through the VPN", "Voller Tunnel: den ganzen Verkehr des Geräts durch das VPN leiten")) }
+        label.check { input type="checkbox" name="peer_to_peer" value="on" checked[g.is_some_and(|g| g.policy.allows_peer_to_peer())];
+            " " (l.t("Devices may reach each other (off: each device reaches only the networks above)", "Geräte dürfen einander erreichen (aus: jedes Gerät erreicht nur die Netze oben)")) }
         label for="dns" { (l.t("DNS servers and search domains, comma-separated", "DNS-Server und Suchdomänen, durch Komma getrennt")) }
         input id="dns" name="dns" value=(dns) spellcheck="false";
     }
@@ -79,6 +81,7 @@ pub(super) struct GroupForm {
     allowed_prefixes: String,
     full_tunnel: Option<String>,
     dns: Option<String>,
+    peer_to_peer: Option<String>,
 }
 
 impl GroupForm {
@@ -89,6 +92,7 @@ impl GroupForm {
             TunnelMode::from_full(self.full_tunnel.is_some()),
             &lines(self.dns.as_deref().unwrap_or("")),
         )
+        .map(|p| p.peer_to_peer(self.peer_to_peer.is_some()))
         .map_err(|e| PanelError::BadRequest(e.to_string()))
     }
 }
@@ -158,6 +162,7 @@ pub(super) async fn group_update(
         networks: Some(policy.networks().to_vec()),
         tunnel: Some(policy.tunnel()),
         dns: Some(policy.dns().to_vec()),
+        peer_to_peer: Some(policy.allows_peer_to_peer()),
     };
     st.service
         .update_group(&caller, &path_name(&name)?, patch)

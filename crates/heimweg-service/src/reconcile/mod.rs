@@ -10,7 +10,9 @@
 
 mod plan;
 
-pub use plan::{changed_status, plan, DesiredPeer, ObservedPeer, PeerMeta, Plan, State, Written};
+pub use plan::{
+    changed_status, plan, DesiredPeer, ObservedPeer, PeerMeta, PeerPolicy, Plan, State, Written,
+};
 
 use crate::Service;
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
@@ -189,10 +191,7 @@ impl Reconciler {
 
     /// Reads the state and makes the plan for `now`.
     async fn read_plan(&self, now: i64) -> crate::Result<Plan> {
-        let state = State {
-            groups: self.service.store.groups().await?,
-            devices: self.service.store.unrevoked_peers().await?,
-        };
+        let state = self.service.plan_state().await?;
         Ok(plan(&state, now))
     }
 
@@ -338,13 +337,20 @@ enum PassError {
 }
 
 impl Service {
+    /// What the reconciler's plan is made from.
+    async fn plan_state(&self) -> crate::Result<State> {
+        let settings = self.store.settings().await?;
+        Ok(State {
+            groups: self.store.groups().await?,
+            devices: self.store.unrevoked_peers().await?,
+            pools: vec![settings.pool_v4.into(), settings.pool_v6.into()],
+        })
+    }
+
     /// The plan's directory now (public key → device): who the data plane's peers are, for
     /// `heimweg status`.
     pub async fn peer_directory(&self) -> crate::Result<HashMap<[u8; 32], PeerMeta>> {
-        let state = State {
-            groups: self.store.groups().await?,
-            devices: self.store.unrevoked_peers().await?,
-        };
+        let state = self.plan_state().await?;
         Ok(plan(&state, self.now()).directory)
     }
 }

@@ -9,11 +9,40 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// What the plan is made from: every group, and every device that is not revoked.
+/// What the plan is made from: every group, every device that is not revoked, and the
+/// devices' address pools.
 #[derive(Debug, Clone, Default)]
 pub struct State {
     pub groups: Vec<Group>,
     pub devices: Vec<ActivePeer>,
+    /// The pools devices get their addresses from: carved out of what a group reaches unless
+    /// the group allows device-to-device traffic.
+    pub pools: Vec<IpNet>,
+}
+
+/// What a peer may reach: `allowed`, except the `denied` prefixes inside it (the most specific
+/// prefix holding an address decides).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerPolicy {
+    pub allowed: Vec<IpNet>,
+    pub denied: Vec<IpNet>,
+}
+
+impl PeerPolicy {
+    /// A group's policy at the gateway: its networks and resolvers; other devices only if the
+    /// group asks for it, else the pools are carved out (a network that covers them, or
+    /// 0.0.0.0/0 for a full tunnel, does not open them). A prefix the group names that is more
+    /// specific than a pool (the gateway's own address) stays open.
+    fn of(group: &Group, pools: &[IpNet]) -> PeerPolicy {
+        let mut allowed: Vec<IpNet> = group.policy.reachable().collect();
+        let denied = if group.policy.allows_peer_to_peer() {
+            allowed.extend(pools.iter().copied());
+            Vec::new()
+        } else {
+            pools.to_vec()
+        };
+        PeerPolicy { allowed, denied }
+    }
 }
 
 /// A peer the data plane should have.
@@ -23,9 +52,10 @@ pub struct DesiredPeer {
     pub preshared_key: Option<[u8; 32]>,
     /// The device's own addresses: the only sources it may send from.
     pub addresses: [IpNet; 2],
-    /// What the device may reach (its group's networks and resolvers), shared by every peer
-    /// of the group: the same `Arc` for the same group.
-    pub policy: Arc<[IpNet]>,
+    /// What the device may reach (its group's networks and resolvers, without other devices
+    /// unless the group allows it), shared by every peer of the group: the same `Arc` for the
+    /// same group.
+    pub policy: Arc<PeerPolicy>,
 }
 
 /// Who a peer is, for the per-peer metrics.
@@ -50,16 +80,11 @@ pub struct Plan {
 /// The peers at `now`: devices that are not revoked and not expired, each with its group's
 /// policy. A device whose group vanished reaches nothing.
 pub fn plan(state: &State, now: i64) -> Plan {
-    let nothing: Arc<[IpNet]> = Arc::from(Vec::new());
-    let groups: HashMap<i64, (Arc<[IpNet]>, &Group)> = state
+    let nothing = Arc::new(PeerPolicy::default());
+    let groups: HashMap<i64, (Arc<PeerPolicy>, &Group)> = state
         .groups
         .iter()
-        .map(|g| {
-            (
-                g.id,
-                (Arc::from(g.policy.reachable().collect::<Vec<_>>()), g),
-            )
-        })
+        .map(|g| (g.id, (Arc::new(PeerPolicy::of(g, &state.pools)), g)))
         .collect();
     let mut out = Plan::default();
     for d in &state.devices {
@@ -171,6 +196,10 @@ mod tests {
                 device(2, 1, Some(NOW + 60)),
                 device(3, 2, Some(NOW + 30)),
             ],
+            pools: vec![
+                "10.77.0.0/16".parse().unwrap(),
+                "fd00::/64".parse().unwrap(),
+            ],
         }
     }
 
@@ -178,7 +207,12 @@ mod tests {
     fn every_device_is_a_peer_with_its_groups_policy_and_own_addresses() {
         let p = plan(&state(), NOW);
         assert_eq!(p.peers.len(), 3);
-        let reach: Vec<String> = p.peers[0].policy.iter().map(|n| n.to_string()).collect();
+        let reach: Vec<String> = p.peers[0]
+            .policy
+            .allowed
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         assert_eq!(
             reach,
             ["10.20.0.0/16", "10.20.0.53/32"],
@@ -188,7 +222,7 @@ mod tests {
             Arc::ptr_eq(&p.peers[0].policy, &p.peers[1].policy),
             "one policy per group"
         );
-        assert_eq!(p.peers[2].policy.len(), 1);
+        assert_eq!(p.peers[2].policy.allowed.len(), 1);
         assert_eq!(p.peers[0].addresses[0].to_string(), "10.77.0.1/32");
         assert_eq!(p.directory.len(), 3);
         assert_eq!(p.directory[&p.peers[2].public_key].group, "bauamt");
@@ -212,12 +246,17 @@ mod tests {
         let mut s = state();
         s.devices[0].group_id = 2;
         let p = plan(&s, NOW);
-        let reach: Vec<String> = p.peers[0].policy.iter().map(|n| n.to_string()).collect();
+        let reach: Vec<String> = p.peers[0]
+            .policy
+            .allowed
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         assert_eq!(reach, ["10.30.0.0/16"]);
         // A group's policy change reaches every device in it.
         s.groups[1] = group(2, "bauamt", &["10.31.0.0/16", "10.32.0.0/16"], &[]);
         let p = plan(&s, NOW);
-        assert_eq!(p.peers[0].policy.len(), 2);
+        assert_eq!(p.peers[0].policy.allowed.len(), 2);
         assert!(Arc::ptr_eq(&p.peers[0].policy, &p.peers[2].policy));
     }
 
@@ -234,7 +273,39 @@ mod tests {
         s.groups.clear();
         let p = plan(&s, NOW);
         assert_eq!(p.peers.len(), 2);
-        assert!(p.peers.iter().all(|x| x.policy.is_empty()));
+        assert!(p.peers.iter().all(|x| x.policy.allowed.is_empty()));
+    }
+
+    #[test]
+    fn devices_reach_each_other_only_in_groups_that_ask_for_it() {
+        let mut s = state();
+        // A group whose networks cover the pool, and a full tunnel: the pool stays closed.
+        s.groups[0] = group(1, "rathaus", &["10.0.0.0/8", "10.77.0.1/32"], &[]);
+        let p = plan(&s, NOW);
+        let pools: Vec<String> = p.peers[0]
+            .policy
+            .denied
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(pools, ["10.77.0.0/16", "fd00::/64"]);
+        assert!(
+            p.peers[0]
+                .policy
+                .allowed
+                .contains(&"10.77.0.1/32".parse().unwrap()),
+            "a named address inside the pool (the gateway's) stays open"
+        );
+        // A group that asks for it reaches the pools, and nothing is carved out.
+        s.groups[1] = Group {
+            policy: s.groups[1].policy.clone().peer_to_peer(true),
+            ..s.groups[1].clone()
+        };
+        let p = plan(&s, NOW);
+        let bauamt = &p.peers[2].policy;
+        assert!(bauamt.denied.is_empty());
+        assert!(bauamt.allowed.contains(&"10.77.0.0/16".parse().unwrap()));
+        assert!(bauamt.allowed.contains(&"fd00::/64".parse().unwrap()));
     }
 
     #[test]
