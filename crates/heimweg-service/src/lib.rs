@@ -15,6 +15,7 @@
 
 mod accounts;
 mod audit;
+mod backup;
 mod devices;
 mod groups;
 pub mod limits;
@@ -43,9 +44,10 @@ pub use tokens::MintedToken;
 
 /// The store's types the callers read; the store itself stays behind the service.
 pub use heimweg_store::{
-    AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend, Device, DeviceCounts,
-    DeviceQuery, DeviceUpdate, EnrollmentLink, Group, GroupPatch, Page, PeerStatus, PoolOptions,
-    Session, Settings, StoreError, User, DEFAULT_ADDRESS_GRACE, MAX_PENDING,
+    AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend, BackupInfo, Device,
+    DeviceCounts, DeviceQuery, DeviceUpdate, EnrollmentLink, Group, GroupPatch, Page, PeerStatus,
+    PoolOptions, Session, Settings, StoreError, User, DEFAULT_ADDRESS_GRACE, MAX_PENDING,
+    POSTGRES_BACKUP,
 };
 
 /// Everything an operation can refuse or fail with.

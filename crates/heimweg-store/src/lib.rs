@@ -23,6 +23,7 @@
 
 mod accounts;
 mod audit;
+mod backup;
 mod db;
 mod devices;
 mod groups;
@@ -40,6 +41,7 @@ use sqlx::AnyPool;
 
 pub use accounts::{Admin, Session};
 pub use audit::AuditEntry;
+pub use backup::{BackupInfo, POSTGRES_BACKUP};
 pub use db::{Backend, PoolOptions, Watcher, SCHEMA_VERSION};
 pub use devices::{
     ActivePeer, Device, DeviceCounts, DeviceQuery, DeviceUpdate, NewDevice, PeerStatus,
