@@ -328,6 +328,77 @@ pub fn parse_handshake_anon(
     static_public: &x25519::PublicKey,
     packet: &HandshakeInit,
 ) -> Result<HalfHandshake, WireGuardError> {
+    let init = identify_handshake_init(static_private, static_public, packet)?;
+    Ok(HalfHandshake {
+        peer_index: init.peer_index,
+        peer_static_public: init.peer_static_public,
+    })
+}
+
+/// A handshake initiation processed as far as a responder can take it without knowing who sent
+/// it: the Diffie-Hellman of the initiator's ephemeral key with our static key is done and the
+/// initiator's static public key is decrypted. Nothing is authenticated yet: anyone can make an
+/// initiation that gets this far with any static public key in it.
+///
+/// Made by [`identify_handshake_init`]. Finish it with
+/// [`Tunn::handle_identified_handshake_init`](super::Tunn::handle_identified_handshake_init) on
+/// the tunnel whose peer is [`peer_static_public`](Self::peer_static_public); that tunnel does
+/// not repeat the work done here.
+pub struct IdentifiedHandshakeInit {
+    /// The responder's static public key this was computed for
+    static_public: [u8; KEY_LEN],
+    /// msg.sender_index
+    peer_index: u32,
+    /// The decrypted msg.encrypted_static
+    peer_static_public: [u8; KEY_LEN],
+    /// msg.unencrypted_ephemeral
+    peer_ephemeral_public: x25519::PublicKey,
+    /// initiator.chaining_key after DH(initiator.ephemeral_private, responder.static_public)
+    chaining_key: [u8; KEY_LEN],
+    /// initiator.hash after msg.encrypted_static
+    hash: [u8; KEY_LEN],
+    /// msg.encrypted_timestamp, not yet decrypted
+    encrypted_timestamp: [u8; TIMESTAMP_LEN + 16],
+}
+
+impl IdentifiedHandshakeInit {
+    /// The initiator's index for the session (msg.sender_index)
+    pub fn peer_index(&self) -> u32 {
+        self.peer_index
+    }
+
+    /// The static public key the initiator claims, not yet authenticated
+    pub fn peer_static_public(&self) -> [u8; 32] {
+        self.peer_static_public
+    }
+}
+
+impl std::fmt::Debug for IdentifiedHandshakeInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentifiedHandshakeInit")
+            .field("static_public", &self.static_public)
+            .field("peer_index", &self.peer_index)
+            .field("peer_static_public", &self.peer_static_public)
+            .field("peer_ephemeral_public", &self.peer_ephemeral_public)
+            .field("chaining_key", &"<redacted>")
+            .field("hash", &self.hash)
+            .field("encrypted_timestamp", &self.encrypted_timestamp)
+            .finish()
+    }
+}
+
+/// Like [`parse_handshake_anon`], but keeps the protocol state it computed, so that the peer's
+/// tunnel can answer the initiation without the same Diffie-Hellman and decryption again: see
+/// [`Tunn::handle_identified_handshake_init`](super::Tunn::handle_identified_handshake_init).
+///
+/// `static_public` must be the public key of `static_private`. It does not check the MACs: the
+/// caller verifies them first, for example with
+/// [`RateLimiter::verify_packet`](super::rate_limiter::RateLimiter::verify_packet).
+pub fn identify_handshake_init(
+    static_private: &x25519::StaticSecret,
+    static_public: &x25519::PublicKey,
+    packet: &HandshakeInit,
+) -> Result<IdentifiedHandshakeInit, WireGuardError> {
     let peer_index = packet.sender_idx;
     // initiator.chaining_key = HASH(CONSTRUCTION)
     let mut chaining_key = INITIAL_CHAIN_KEY;
@@ -361,10 +432,22 @@ pub fn parse_handshake_anon(
         packet.encrypted_static,
         &hash,
     )?;
+    // initiator.hash = HASH(initiator.hash || msg.encrypted_static)
+    hash = b2s_hash(&hash, packet.encrypted_static);
 
-    Ok(HalfHandshake {
+    let encrypted_timestamp = packet
+        .encrypted_timestamp
+        .try_into()
+        .map_err(|_| WireGuardError::InvalidPacket)?;
+
+    Ok(IdentifiedHandshakeInit {
+        static_public: static_public.to_bytes(),
         peer_index,
         peer_static_public,
+        peer_ephemeral_public,
+        chaining_key,
+        hash,
+        encrypted_timestamp,
     })
 }
 
@@ -483,52 +566,42 @@ impl Handshake {
         packet: HandshakeInit,
         dst: &'a mut [u8],
     ) -> Result<(&'a mut [u8], Session), WireGuardError> {
-        // initiator.chaining_key = HASH(CONSTRUCTION)
-        let mut chaining_key = INITIAL_CHAIN_KEY;
-        // initiator.hash = HASH(HASH(initiator.chaining_key || IDENTIFIER) || responder.static_public)
-        let mut hash = INITIAL_CHAIN_HASH;
-        hash = b2s_hash(&hash, self.params.static_public.as_bytes());
-        // msg.sender_index = little_endian(initiator.sender_index)
-        let peer_index = packet.sender_idx;
-        // msg.unencrypted_ephemeral = DH_PUBKEY(initiator.ephemeral_private)
-        let peer_ephemeral_public = x25519::PublicKey::from(*packet.unencrypted_ephemeral);
-        // initiator.hash = HASH(initiator.hash || msg.unencrypted_ephemeral)
-        hash = b2s_hash(&hash, peer_ephemeral_public.as_bytes());
-        // temp = HMAC(initiator.chaining_key, msg.unencrypted_ephemeral)
-        // initiator.chaining_key = HMAC(temp, 0x1)
-        chaining_key = b2s_hmac(
-            &b2s_hmac(&chaining_key, peer_ephemeral_public.as_bytes()),
-            &[0x01],
-        );
-        // temp = HMAC(initiator.chaining_key, DH(initiator.ephemeral_private, responder.static_public))
-        let ephemeral_shared = self
-            .params
-            .static_private
-            .diffie_hellman(&peer_ephemeral_public);
-        let temp = b2s_hmac(&chaining_key, &ephemeral_shared.to_bytes());
-        // initiator.chaining_key = HMAC(temp, 0x1)
-        chaining_key = b2s_hmac(&temp, &[0x01]);
-        // key = HMAC(temp, initiator.chaining_key || 0x2)
-        let key = b2s_hmac2(&temp, &chaining_key, &[0x02]);
-
-        let mut peer_static_public_decrypted = [0u8; KEY_LEN];
-        // msg.encrypted_static = AEAD(key, 0, initiator.static_public, initiator.hash)
-        aead_chacha20_open(
-            &mut peer_static_public_decrypted,
-            &key,
-            0,
-            packet.encrypted_static,
-            &hash,
+        let init = identify_handshake_init(
+            &self.params.static_private,
+            &self.params.static_public,
+            &packet,
         )?;
+        self.receive_identified_handshake_initialization(init, dst)
+    }
+
+    /// The rest of [`Handshake::receive_handshake_initialization`], from the state
+    /// [`identify_handshake_init`] left.
+    pub(super) fn receive_identified_handshake_initialization<'a>(
+        &mut self,
+        init: IdentifiedHandshakeInit,
+        dst: &'a mut [u8],
+    ) -> Result<(&'a mut [u8], Session), WireGuardError> {
+        // The state must come from our own static key: a successful decryption of the static
+        // with another key's state proves nothing to us. (Public keys: no need for a
+        // constant-time comparison.)
+        if init.static_public != self.params.static_public.to_bytes() {
+            return Err(WireGuardError::WrongKey);
+        }
 
         ring::constant_time::verify_slices_are_equal(
             self.params.peer_static_public.as_bytes(),
-            &peer_static_public_decrypted,
+            &init.peer_static_public,
         )
         .map_err(|_| WireGuardError::WrongKey)?;
 
-        // initiator.hash = HASH(initiator.hash || msg.encrypted_static)
-        hash = b2s_hash(&hash, packet.encrypted_static);
+        let IdentifiedHandshakeInit {
+            peer_index,
+            peer_ephemeral_public,
+            mut chaining_key,
+            mut hash,
+            encrypted_timestamp,
+            ..
+        } = init;
         // temp = HMAC(initiator.chaining_key, DH(initiator.static_private, responder.static_public))
         let temp = b2s_hmac(&chaining_key, self.params.static_shared.as_bytes());
         // initiator.chaining_key = HMAC(temp, 0x1)
@@ -537,7 +610,7 @@ impl Handshake {
         let key = b2s_hmac2(&temp, &chaining_key, &[0x02]);
         // msg.encrypted_timestamp = AEAD(key, 0, TAI64N(), initiator.hash)
         let mut timestamp = [0u8; TIMESTAMP_LEN];
-        aead_chacha20_open(&mut timestamp, &key, 0, packet.encrypted_timestamp, &hash)?;
+        aead_chacha20_open(&mut timestamp, &key, 0, &encrypted_timestamp, &hash)?;
 
         let timestamp = Tai64N::parse(&timestamp)?;
         if !timestamp.after(&self.last_handshake_timestamp) {
@@ -547,7 +620,7 @@ impl Handshake {
         self.last_handshake_timestamp = timestamp;
 
         // initiator.hash = HASH(initiator.hash || msg.encrypted_timestamp)
-        hash = b2s_hash(&hash, packet.encrypted_timestamp);
+        hash = b2s_hash(&hash, &encrypted_timestamp);
 
         self.previous = std::mem::replace(
             &mut self.state,

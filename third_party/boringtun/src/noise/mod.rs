@@ -9,7 +9,7 @@ mod session;
 mod timers;
 
 use crate::noise::errors::WireGuardError;
-use crate::noise::handshake::Handshake;
+use crate::noise::handshake::{Handshake, IdentifiedHandshakeInit};
 use crate::noise::rate_limiter::RateLimiter;
 use crate::noise::timers::{TimerName, Timers};
 use crate::x25519;
@@ -327,6 +327,49 @@ impl Tunn {
 
         let (packet, session) = self.handshake.receive_handshake_initialization(p, dst)?;
 
+        Ok(self.respond_to_handshake_init(packet, session))
+    }
+
+    /// Answers a handshake initiation that [`handshake::identify_handshake_init`] has taken as
+    /// far as it could without knowing the peer, continuing from there instead of starting over
+    /// as [`Tunn::decapsulate`] would: one Diffie-Hellman and one decryption fewer.
+    ///
+    /// Does everything else `decapsulate` does with an initiation: checks that `init` was
+    /// computed for this tunnel's static key and that the initiator's static key is this
+    /// tunnel's peer's (`WireGuardError::WrongKey` if not), authenticates the initiator and
+    /// refuses replays by the TAI64N timestamp, and then starts the session, updates the timers
+    /// and returns the handshake response to send.
+    ///
+    /// It does not verify the MACs and does not count the message for rate limiting: the caller
+    /// must have done so, e.g. with [`RateLimiter::verify_packet`], before calling
+    /// `identify_handshake_init`.
+    ///
+    /// `dst` must be at least 92 bytes long.
+    pub fn handle_identified_handshake_init<'a>(
+        &mut self,
+        init: IdentifiedHandshakeInit,
+        dst: &'a mut [u8],
+    ) -> TunnResult<'a> {
+        tracing::debug!(
+            message = "Received handshake_initiation",
+            remote_idx = init.peer_index()
+        );
+
+        match self
+            .handshake
+            .receive_identified_handshake_initialization(init, dst)
+        {
+            Ok((packet, session)) => self.respond_to_handshake_init(packet, session),
+            Err(e) => TunnResult::Err(e),
+        }
+    }
+
+    /// Starts the session a valid handshake initiation made and returns the response to it.
+    fn respond_to_handshake_init<'a>(
+        &mut self,
+        packet: &'a mut [u8],
+        session: session::Session,
+    ) -> TunnResult<'a> {
         // Store new session in ring buffer
         let index = session.local_index();
         self.sessions[index % N_SESSIONS] = Some(session);
@@ -337,7 +380,7 @@ impl Tunn {
 
         tracing::debug!(message = "Sending handshake_response", local_idx = index);
 
-        Ok(TunnResult::WriteToNetwork(packet))
+        TunnResult::WriteToNetwork(packet)
     }
 
     fn handle_handshake_response<'a>(
@@ -790,5 +833,188 @@ mod tests {
             unreachable!();
         };
         assert_eq!(sent_packet_buf, recv_packet_buf);
+    }
+
+    fn identify_handshake_init(
+        static_private: &x25519::StaticSecret,
+        handshake_init: &[u8],
+    ) -> IdentifiedHandshakeInit {
+        let static_public = x25519::PublicKey::from(static_private);
+        let packet = match Tunn::parse_incoming_packet(handshake_init) {
+            Ok(Packet::HandshakeInit(p)) => p,
+            _ => unreachable!(),
+        };
+        handshake::identify_handshake_init(static_private, &static_public, &packet)
+            .expect("the initiation is for this key")
+    }
+
+    fn send_ip_packet(from: &mut Tunn, to: &mut Tunn) {
+        let mut from_dst = [0u8; 1024];
+        let mut to_dst = [0u8; 1024];
+        let sent_packet_buf = create_ipv4_udp_packet();
+
+        let data = match from.encapsulate(&sent_packet_buf, &mut from_dst) {
+            TunnResult::WriteToNetwork(sent) => sent,
+            _ => unreachable!(),
+        };
+        let recv_packet_buf = match to.decapsulate(None, data, &mut to_dst) {
+            TunnResult::WriteToTunnelV4(recv, _addr) => recv,
+            r => panic!("expected an IPv4 packet, got {:?}", r),
+        };
+        assert_eq!(sent_packet_buf, recv_packet_buf);
+    }
+
+    #[test]
+    fn identified_handshake_init_completes_handshake() {
+        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
+        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
+        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
+        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+
+        let init = create_handshake_init(&mut my_tun);
+        let identified = identify_handshake_init(&their_secret_key, &init);
+        assert_eq!(identified.peer_static_public(), my_public_key.to_bytes());
+        assert_eq!(identified.peer_index(), (1 << 8) | 1);
+
+        let mut dst = vec![0u8; 2048];
+        let resp = match their_tun.handle_identified_handshake_init(identified, &mut dst) {
+            TunnResult::WriteToNetwork(resp) => resp.to_vec(),
+            r => panic!("expected a handshake response, got {:?}", r),
+        };
+        assert_eq!(resp.len(), HANDSHAKE_RESP_SZ);
+        let keepalive = parse_handshake_resp(&mut my_tun, &resp);
+        parse_keepalive(&mut their_tun, &keepalive);
+
+        send_ip_packet(&mut my_tun, &mut their_tun);
+        send_ip_packet(&mut their_tun, &mut my_tun);
+    }
+
+    #[test]
+    fn identified_handshake_init_for_another_responder_key_is_rejected() {
+        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
+        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
+        let other_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let other_public_key = x25519_dalek::PublicKey::from(&other_secret_key);
+        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+
+        // Our peer's genuine initiation, but to another responder and identified with its key.
+        let mut my_tun_to_other =
+            Tunn::new(my_secret_key.clone(), other_public_key, None, None, 1, None);
+        let init = create_handshake_init(&mut my_tun_to_other);
+        let identified = identify_handshake_init(&other_secret_key, &init);
+        assert_eq!(identified.peer_static_public(), my_public_key.to_bytes());
+
+        let mut dst = vec![0u8; 2048];
+        assert!(matches!(
+            their_tun.handle_identified_handshake_init(identified, &mut dst),
+            TunnResult::Err(WireGuardError::WrongKey)
+        ));
+
+        // Nothing was recorded: an initiation meant for us still works.
+        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 3, None);
+        let init = create_handshake_init(&mut my_tun);
+        let identified = identify_handshake_init(&their_secret_key, &init);
+        assert!(matches!(
+            their_tun.handle_identified_handshake_init(identified, &mut dst),
+            TunnResult::WriteToNetwork(_)
+        ));
+    }
+
+    #[test]
+    fn identified_handshake_init_from_another_peer_is_rejected() {
+        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
+        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
+        let stranger_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let stranger_public_key = x25519_dalek::PublicKey::from(&stranger_secret_key);
+        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+
+        let mut stranger_tun =
+            Tunn::new(stranger_secret_key, their_public_key, None, None, 1, None);
+        let init = create_handshake_init(&mut stranger_tun);
+        let identified = identify_handshake_init(&their_secret_key, &init);
+        assert_eq!(
+            identified.peer_static_public(),
+            stranger_public_key.to_bytes()
+        );
+
+        let mut dst = vec![0u8; 2048];
+        assert!(matches!(
+            their_tun.handle_identified_handshake_init(identified, &mut dst),
+            TunnResult::Err(WireGuardError::WrongKey)
+        ));
+    }
+
+    #[test]
+    fn identified_handshake_init_replay_is_rejected() {
+        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
+        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
+        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
+        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+
+        let init = create_handshake_init(&mut my_tun);
+        let mut dst = vec![0u8; 2048];
+        let identified = identify_handshake_init(&their_secret_key, &init);
+        assert!(matches!(
+            their_tun.handle_identified_handshake_init(identified, &mut dst),
+            TunnResult::WriteToNetwork(_)
+        ));
+
+        // The same initiation again, by either path, carries a timestamp already seen.
+        let identified = identify_handshake_init(&their_secret_key, &init);
+        assert!(matches!(
+            their_tun.handle_identified_handshake_init(identified, &mut dst),
+            TunnResult::Err(WireGuardError::WrongTai64nTimestamp)
+        ));
+        assert!(matches!(
+            their_tun.decapsulate(None, &init, &mut dst),
+            TunnResult::Err(WireGuardError::WrongTai64nTimestamp)
+        ));
+    }
+
+    #[test]
+    fn handshake_init_replay_after_decapsulate_is_rejected_when_identified() {
+        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
+        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
+        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
+        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+
+        let init = create_handshake_init(&mut my_tun);
+        create_handshake_response(&mut their_tun, &init);
+
+        let identified = identify_handshake_init(&their_secret_key, &init);
+        let mut dst = vec![0u8; 2048];
+        assert!(matches!(
+            their_tun.handle_identified_handshake_init(identified, &mut dst),
+            TunnResult::Err(WireGuardError::WrongTai64nTimestamp)
+        ));
+    }
+
+    #[test]
+    fn parse_handshake_anon_agrees_with_identify_handshake_init() {
+        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
+        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
+
+        let init = create_handshake_init(&mut my_tun);
+        let packet = match Tunn::parse_incoming_packet(&init) {
+            Ok(Packet::HandshakeInit(p)) => p,
+            _ => unreachable!(),
+        };
+        let half =
+            handshake::parse_handshake_anon(&their_secret_key, &their_public_key, &packet).unwrap();
+        let identified = identify_handshake_init(&their_secret_key, &init);
+        assert_eq!(half.peer_index, identified.peer_index());
+        assert_eq!(half.peer_static_public, identified.peer_static_public());
     }
 }
