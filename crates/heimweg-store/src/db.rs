@@ -395,9 +395,10 @@ async fn backfill(tx: &mut Tx<'_>, step: Backfill) -> Result<()> {
                     // Two names that differ only in case were two records before: both
                     // stay, the later one under a key no typed name can reach (names never
                     // hold control characters), so it is still found by its id and listed.
+                    // U+0001, not NUL: PostgreSQL text cannot hold a NUL byte.
                     if !seen.insert(key.clone()) {
                         tracing::warn!(table, id, %name, "a name differs from an earlier one only in case");
-                        key = format!("{key}\u{0}{id}");
+                        key = format!("{key}\u{1}{id}");
                     }
                     sqlx::query(&format!("UPDATE {table} SET name_key = $1 WHERE id = $2"))
                         .bind(key)
