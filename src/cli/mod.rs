@@ -3,6 +3,7 @@
 //! the rules (who may, what is valid, what is written) live in `heimweg-service`.
 
 mod admin;
+mod backup;
 mod device;
 mod group;
 mod request;
@@ -91,6 +92,10 @@ enum Command {
     /// Accounts of the web panel.
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// Write a consistent copy of the SQLite database to a new file while the gateway runs.
+    Backup(backup::BackupArgs),
+    /// Put a backup in place of the SQLite database; the gateway must be stopped.
+    Restore(backup::RestoreArgs),
 }
 
 impl Cli {
@@ -124,6 +129,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => block_on(user::run(&site, cmd)),
         Command::Request(cmd) => block_on(request::run(&site, cmd)),
         Command::Admin(cmd) => block_on(admin::run(&site, cmd)),
+        Command::Backup(args) => block_on(backup::backup(&site, args)),
+        Command::Restore(args) => block_on(backup::restore(&site, args)),
     }
 }
 

@@ -20,13 +20,14 @@ use std::str::FromStr;
 
 /// What to run instead of `heimweg backup` and `heimweg restore` on PostgreSQL.
 pub const POSTGRES_BACKUP: &str = "\
-heimweg backs up only its SQLite file; back up a PostgreSQL database with PostgreSQL's tools \
-(HEIMWEG_DATABASE_URL as in /etc/heimweg/env):
+heimweg backs up only its SQLite file; a PostgreSQL database is backed up and restored with \
+PostgreSQL's tools (HEIMWEG_DATABASE_URL as in /etc/heimweg/env):
   back up:  pg_dump --format=custom --file=heimweg.dump \"$HEIMWEG_DATABASE_URL\"
   restore:  stop every gateway on the database, then
-            psql \"$HEIMWEG_DATABASE_URL\" -c 'SELECT 1'   (the database exists and answers)
             pg_restore --clean --if-exists --no-owner --single-transaction \
 --dbname=\"$HEIMWEG_DATABASE_URL\" heimweg.dump
+            and start them again
+  check:    psql \"$HEIMWEG_DATABASE_URL\" -c 'SELECT max(version) FROM heimweg_migrations'
 See \"Backup and restore\" in deploy/README.md.";
 
 /// What a backup holds, as read from the backup itself.
