@@ -400,3 +400,15 @@ async fn two_gateways_share_one_postgresql_database() {
     .await
     .unwrap();
 }
+
+/// Backup and restore: `heimweg backup` while the gateway serves, `heimweg restore` refused
+/// while it runs, then a fresh gateway (new state directory, the old server.key) restored from
+/// the backup before its first start; both devices connect again with their unchanged configs.
+#[test]
+fn a_gateway_restored_from_a_backup_serves_every_device_again() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    run_script("tests/netns/backup.sh");
+}
