@@ -66,7 +66,10 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// The checksum of each migration this build ships, in order: what a backup's records must
 /// match.
 pub(crate) fn migration_checksums(backend: Backend) -> Vec<String> {
-    MIGRATIONS.iter().map(|m| checksum(m.sql(backend))).collect()
+    MIGRATIONS
+        .iter()
+        .map(|m| checksum(m.sql(backend)))
+        .collect()
 }
 
 /// How many connections a [`Store`] keeps and how long a request waits for one.
