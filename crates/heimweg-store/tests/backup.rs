@@ -386,3 +386,68 @@ async fn edit_copy(from: &Path, to: &Path, sql: &str) {
     sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
 }
+
+/// The SQLite migrations up to 8, as the heimweg that shipped them applied and recorded them.
+const OLD_MIGRATIONS: [&str; 8] = [
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
+    include_str!("../../../migrations/sqlite/0003_enrollment_links.sql"),
+    include_str!("../../../migrations/sqlite/0004_rotation_users_requests.sql"),
+    include_str!("../../../migrations/sqlite/0005_token_parents.sql"),
+    include_str!("../../../migrations/sqlite/0006_admins.sql"),
+    include_str!("../../../migrations/sqlite/0007_name_keys.sql"),
+    include_str!("../../../migrations/sqlite/0008_name_keys_unique.sql"),
+];
+
+/// Not per backend: an SQLite file written by an older heimweg (schema version 8) passes the
+/// check, and opening it (what `heimweg restore` does last) migrates it, keeping its rows.
+#[tokio::test]
+async fn an_older_backup_passes_and_is_migrated_when_opened() {
+    use sha2::{Digest, Sha256};
+    let dir = Dir::new("older");
+    let old = dir.join("old.db");
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&old)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    for (i, sql) in OLD_MIGRATIONS.iter().enumerate() {
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        if i == 0 {
+            sqlx::raw_sql("CREATE TABLE heimweg_migrations (version BIGINT PRIMARY KEY, checksum TEXT NOT NULL)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO heimweg_migrations (version, checksum) VALUES ($1, $2)")
+            .bind(i as i64 + 1)
+            .bind(hex::encode(Sha256::digest(sql.as_bytes())))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(
+        "PRAGMA user_version = 8;
+         INSERT INTO settings (key, value) VALUES ('revision', '41');
+         INSERT INTO groups (id, name, name_key, allowed_prefixes, full_tunnel, dns, created_at)
+             VALUES (7, 'Bauamt', 'bauamt', '10.20.0.0/16', 0, '', 1700000000);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let info = Store::verify_backup(&old).await.unwrap();
+    assert_eq!((info.schema_version, info.revision), (8, 41));
+    // What `heimweg restore` does after putting it in place: open it once, which migrates it.
+    let placed = dir.join("heimweg.db");
+    Store::backup_file(&old, &placed).await.unwrap();
+    let store = Store::open(&placed).await.unwrap();
+    assert_eq!(store.revision().await.unwrap(), 41);
+    let groups = store.groups().await.unwrap();
+    assert!(groups.iter().any(|g| g.name == "Bauamt"), "{groups:?}");
+    drop(store);
+    let migrated = Store::verify_backup(&placed).await.unwrap();
+    assert_eq!(migrated.schema_version, heimweg_store::SCHEMA_VERSION);
+}
