@@ -365,7 +365,7 @@ async fn probe(plan: Arc<Plan>, stop: Instant) -> Result<Probes> {
         .map_or(0, |d| d.as_nanos() as u64);
     while Instant::now() < stop {
         // A key of the prober's own, unique per run and round (as a device that made its key).
-        let secret = crate::device_secret(run_seed, round);
+        let secret = crate::keys::device_secret(run_seed, round);
         let public = boringtun::x25519::PublicKey::from(&secret);
         let hex_key: String = public
             .as_bytes()
@@ -374,7 +374,7 @@ async fn probe(plan: Arc<Plan>, stop: Instant) -> Result<Probes> {
             .collect();
         let name = format!("probe-{run_seed:x}-{round}");
         round += 1;
-        let body = json!({"name": name, "public_key": crate::b64(public.as_bytes())});
+        let body = json!({"name": name, "public_key": crate::keys::b64(public.as_bytes())});
         let t = Instant::now();
         let token = plan.admin_token.as_str();
         until_status(
