@@ -60,6 +60,10 @@ if [ "$(id -u)" = 0 ] && [ -z "${HEIMWEG_TEST_POSTGRES:-}" ]; then
   export HEIMWEG_TEST_POSTGRES="postgres://postgres@localhost/postgres?host=$pg_dir&port=5433"
 fi
 cargo nextest run --workspace --locked --no-fail-fast
+# boringtun's own unit tests, on the patched copy every crate builds against (third_party/boringtun:
+# outside the workspace, with its own Cargo.lock). The library's tests only, which include the
+# patch's and run in under a second once built; its benches time the crypto primitives.
+cargo test --manifest-path third_party/boringtun/Cargo.toml --locked --lib --target-dir target/boringtun
 
 # Coverage-guided fuzzing of the data plane's parsers (fuzz/, nightly toolchain): a short run per
 # target in CI; tests/fuzz.sh alone runs them longer.
