@@ -220,9 +220,14 @@ impl Setup {
 }
 
 fn tight() -> AdmissionConfig {
+    // Cookies from a queue of two (1 ms a handshake, one worker, 3 ms of wait), a known lane
+    // of two, and every table at its limit within a few datagrams.
     AdmissionConfig {
         queue_capacity: 3,
-        load_threshold: 2,
+        known_capacity: 2,
+        cookie_after: Duration::from_millis(3),
+        workers: 1,
+        initial_handshake_cost: Duration::from_millis(1),
         per_source_rate: 2,
         per_source_burst: 3,
         free_cookie_rate: 1,
@@ -230,6 +235,9 @@ fn tight() -> AdmissionConfig {
         per_source_cookie_rate: 1,
         per_source_cookie_burst: 2,
         max_sources: 2,
+        max_known: 2,
+        known_for: Duration::from_secs(60),
+        max_prompts_per_second: 2,
     }
 }
 
@@ -466,8 +474,13 @@ impl Gateway {
     /// the peer while its `Tunn` is lent out.
     pub fn stepwise_handshake(&mut self, meddle: u8, out_len: usize) {
         let out_len = out_len.min(self.out.len());
-        let Some(pending) = self.device.take_handshake() else {
-            return;
+        let pending = match self
+            .device
+            .take_handshake(self.now, &mut self.out[..out_len])
+        {
+            Some(heimweg_core::Taken::Pending(p)) => p,
+            Some(heimweg_core::Taken::Reply(Some(t))) => return self.transmit(t, out_len),
+            Some(heimweg_core::Taken::Reply(None)) | None => return,
         };
         let sender = pending.identify();
         let step = self

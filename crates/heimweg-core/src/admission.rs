@@ -2,26 +2,63 @@
 //!
 //! A handshake initiation costs the responder several X25519 operations before it even knows
 //! whether the sender is a configured peer, so initiations never run inline with data. They wait
-//! in a bounded queue; a full queue drops, a loaded queue (depth above a threshold) makes the core
-//! answer with cookie replies (mac2, WireGuard §5.4.7) instead, and every source address has a
-//! token bucket so that one address cannot take the whole budget. Cookie replies have a
-//! per-source budget of their own: a flood from a few addresses then costs a table lookup per
-//! datagram instead of the MACs and the encryption of a cookie reply.
+//! in bounded queues, and every source address has a token bucket so that one address cannot
+//! take the whole budget.
+//!
+//! A cookie reply (mac2, WireGuard §5.4.7) is what protects the cores, but it costs a stock
+//! device a whole retransmit: wireguard-go, the kernel and wireguard-nt only store the cookie
+//! and send their next initiation, with mac2, when their 5-second retransmit timer fires. So a
+//! cookie is demanded only where it pays:
+//!
+//! - when the queue's expected drain time (depth × measured cost of a handshake ÷ workers)
+//!   exceeds [`AdmissionConfig::cookie_after`]: the device would wait about as long anyway, and
+//!   its retransmit would find the queue shorter;
+//! - during a detected flood (most initiations of the last second came from no configured
+//!   peer): then initiations still waiting without mac2 are answered with a cookie instead of a
+//!   Diffie-Hellman as well, so a flood that got into the queue before it was detected costs a
+//!   cookie each, not a Diffie-Hellman.
+//!
+//! A storm of real devices is answered from the queue without cookies; entries are 192 bytes,
+//! so the default 32,768 hold the largest storm a 2-core gateway drains within the limit.
+//!
+//! Addresses that completed a handshake recently ("known" addresses: only a configured peer
+//! completes one) have a lane of their own, without cookies while it drains in time, and the
+//! workers alternate between the lanes, so half the handshake work is reserved for devices
+//! that were here before, whatever the flood does to the other lane. An initiation that waited
+//! longer than the client's retransmit interval is dropped unanswered: the client has sent a
+//! new one, and its answer to the old one would be discarded.
+//!
+//! Cookie replies have a per-source budget of their own: a flood from a few addresses then
+//! costs a table lookup per datagram instead of the MACs and the encryption of a cookie reply.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Size of a handshake initiation on the wire.
 pub const INIT_LEN: usize = 148;
 
+/// The stock clients' handshake retransmit interval (REKEY_TIMEOUT): a queued initiation older
+/// than this has been replaced by the client's next one.
+pub const RETRANSMIT: Duration = Duration::from_secs(5);
+
 /// Tunables of admission. The defaults suit a 2-core gateway; see `Default`.
 #[derive(Clone, Debug)]
 pub struct AdmissionConfig {
-    /// Initiations that may wait for Diffie-Hellman; more are dropped.
+    /// Initiations from addresses not known that may wait for Diffie-Hellman; more are dropped.
     pub queue_capacity: usize,
-    /// Queue depth from which we consider ourselves under load and demand cookies.
-    pub load_threshold: usize,
+    /// Initiations from known addresses that may wait.
+    pub known_capacity: usize,
+    /// Expected wait beyond which an initiation without mac2 gets a cookie reply instead of a
+    /// place in the queue. `Duration::ZERO` demands cookies always, `Duration::MAX` never
+    /// (outside a flood).
+    pub cookie_after: Duration,
+    /// Threads answering handshakes in parallel: the drain-time estimate divides by it.
+    pub workers: usize,
+    /// What one handshake costs a worker, until the drivers have measured it (see
+    /// [`crate::Device::record_handshake_cost`]).
+    pub initial_handshake_cost: Duration,
     /// Sustained initiations per second admitted per source address.
     pub per_source_rate: u32,
     /// Burst of initiations a source may send at once.
@@ -37,15 +74,26 @@ pub struct AdmissionConfig {
     pub per_source_cookie_burst: u32,
     /// Source addresses tracked at most; beyond that the least recently seen are forgotten.
     pub max_sources: usize,
+    /// Known addresses remembered at most, and for how long after their last handshake.
+    pub max_known: usize,
+    pub known_for: Duration,
+    /// Handshakes the gateway starts itself towards devices whose traffic reached it with a
+    /// session it does not know (a failover), per second at most.
+    pub max_prompts_per_second: u32,
 }
 
 impl Default for AdmissionConfig {
     fn default() -> Self {
         AdmissionConfig {
-            queue_capacity: 4096,
-            // About a quarter second of Diffie-Hellman for two cores: a storm of real devices
-            // is answered without a cookie round trip, a flood passes it within milliseconds.
-            load_threshold: 2048,
+            // 20,000 devices at once fit; each entry is 192 bytes, allocated as it fills.
+            queue_capacity: 32_768,
+            known_capacity: 8_192,
+            // The stock clients retransmit after 5 s: an answer expected within 3 s leaves
+            // room for an estimate that is off by half.
+            cookie_after: Duration::from_secs(3),
+            workers: 2,
+            // About what a 2-core gateway measures per responder handshake.
+            initial_handshake_cost: Duration::from_micros(250),
             // A carrier-grade NAT can put hundreds of staff behind one address on Monday at 8:00;
             // the queue and cookies protect the CPU, this only stops one address from hogging it.
             per_source_rate: 500,
@@ -60,6 +108,10 @@ impl Default for AdmissionConfig {
             per_source_cookie_rate: 200,
             per_source_cookie_burst: 400,
             max_sources: 65_536,
+            // A week: Monday's devices were here last week.
+            max_known: 65_536,
+            known_for: Duration::from_secs(7 * 24 * 3600),
+            max_prompts_per_second: 1_000,
         }
     }
 }
@@ -79,6 +131,30 @@ pub(crate) enum CookieGrant {
 pub(crate) struct QueuedInit {
     pub src: SocketAddr,
     pub bytes: [u8; INIT_LEN],
+    /// When it arrived.
+    pub at: Instant,
+    /// It carried a valid mac2 (the sender proved its address) or came from a known address:
+    /// a flood does not turn it into a cookie reply.
+    pub proven: bool,
+}
+
+/// Where an initiation goes, decided before its MACs are checked (see [`Admission::lane`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// The queue, without a cookie.
+    Open,
+    /// The known addresses' queue, without a cookie.
+    Known,
+    /// Only with a valid mac2; otherwise a cookie reply.
+    Guarded,
+}
+
+/// What [`Admission::pop`] hands out.
+pub(crate) enum Popped {
+    /// Do the Diffie-Hellman.
+    Work(QueuedInit),
+    /// Answer with a cookie reply: it has no mac2 and a flood was detected after it arrived.
+    Cookie(QueuedInit),
 }
 
 #[derive(Clone, Copy)]
@@ -155,20 +231,80 @@ impl Buckets {
     }
 }
 
+/// Addresses (per /64 for IPv6) from which a configured peer completed a handshake, and when
+/// it last did. Only a completed handshake adds one, so nobody without a device's key can.
+struct Known {
+    map: HashMap<IpAddr, Instant>,
+    last_prune: Option<Instant>,
+    max: usize,
+    keep: Duration,
+}
+
+impl Known {
+    fn contains(&self, now: Instant, ip: IpAddr) -> bool {
+        self.map
+            .get(&source_key(ip))
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.keep)
+    }
+
+    fn remember(&mut self, now: Instant, ip: IpAddr) {
+        let key = source_key(ip);
+        if !self.map.contains_key(&key) && self.map.len() >= self.max {
+            // At most once a second: forget the expired ones; if that makes no room, the
+            // newcomer waits (the ones here are real devices too).
+            if self
+                .last_prune
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+            {
+                return;
+            }
+            self.last_prune = Some(now);
+            let keep = self.keep;
+            self.map
+                .retain(|_, t| now.saturating_duration_since(*t) < keep);
+            if self.map.len() >= self.max {
+                return;
+            }
+        }
+        self.map.insert(key, now);
+    }
+}
+
+/// A count per one-second window.
+#[derive(Default)]
+struct Window(Option<(Instant, u32)>);
+
+impl Window {
+    /// The count of the current window (a new one if the last is over).
+    fn current(&mut self, now: Instant) -> &mut u32 {
+        match &mut self.0 {
+            Some((start, _)) if now.saturating_duration_since(*start) < Duration::from_secs(1) => {}
+            w => *w = Some((now, 0)),
+        }
+        &mut self.0.as_mut().expect("set above").1
+    }
+}
+
 pub(crate) struct Admission {
     pub config: AdmissionConfig,
     queue: VecDeque<QueuedInit>,
+    known_queue: VecDeque<QueuedInit>,
+    /// Whose turn it is when both queues hold initiations.
+    known_turn: bool,
     /// Initiations admitted to the queue, per source.
     buckets: Buckets,
     /// Cookie replies sent, per source.
     cookies: Buckets,
+    known: Known,
     /// Handshakes answered in the current one-second window, and how many of them came from
     /// no configured peer.
     window: Option<(Instant, u32, u32)>,
     /// Cookies are demanded until then, however short the queue: see [`Admission::record`].
     flooded_until: Option<Instant>,
-    /// Start of the current one-second window and the cookie replies granted in it.
-    cookie_window: Option<(Instant, u32)>,
+    /// Cookie replies granted in the current second.
+    cookie_window: Window,
+    /// Handshakes started towards devices in the current second.
+    prompt_window: Window,
 }
 
 /// A second in which at least this many initiations came from unknown keys, and they were the
@@ -180,7 +316,9 @@ const FLOOD_HOLD: Duration = Duration::from_secs(2);
 impl Admission {
     pub fn new(config: AdmissionConfig) -> Self {
         Admission {
-            queue: VecDeque::with_capacity(config.queue_capacity),
+            queue: VecDeque::new(),
+            known_queue: VecDeque::new(),
+            known_turn: true,
             buckets: Buckets::new(
                 config.per_source_rate,
                 config.per_source_burst,
@@ -191,20 +329,61 @@ impl Admission {
                 config.per_source_cookie_burst,
                 config.max_sources,
             ),
+            known: Known {
+                map: HashMap::new(),
+                last_prune: None,
+                max: config.max_known,
+                keep: config.known_for,
+            },
             window: None,
             flooded_until: None,
-            cookie_window: None,
+            cookie_window: Window::default(),
+            prompt_window: Window::default(),
             config,
         }
     }
 
-    /// Whether to demand cookies: the queue is deep, or a flood was seen in the last
-    /// [`FLOOD_HOLD`]. Without the hold, a sustained flood would be let back into the queue
-    /// (and cost a Diffie-Hellman each) every time the queue drained below the threshold; with
-    /// it, the flood costs only cookie replies, and real devices come in with mac2.
-    pub fn under_load(&self, now: Instant) -> bool {
-        self.queue.len() >= self.config.load_threshold
-            || self.flooded_until.is_some_and(|t| now < t)
+    /// Whether a flood was seen in the last [`FLOOD_HOLD`]. Without the hold, a sustained
+    /// flood would be let back into the queue (and cost a Diffie-Hellman each) every time the
+    /// last second's sample looked clean; with it, the flood costs only cookie replies, and
+    /// real devices come in with mac2 or from known addresses.
+    pub fn flooded(&self, now: Instant) -> bool {
+        self.flooded_until.is_some_and(|t| now < t)
+    }
+
+    /// How long an initiation queued behind `depth` others waits, with `cost` per handshake
+    /// and `workers` answering in parallel (`share` of them for this queue).
+    fn wait(&self, depth: usize, cost: Duration, share: f64) -> Duration {
+        let workers = (self.config.workers.max(1) as f64 * share).max(1.0);
+        cost.mul_f64((depth + 1) as f64 / workers)
+    }
+
+    /// Where an initiation from `src` goes, given the measured `cost` of a handshake. Known
+    /// addresses skip the cookie while their lane, served by half the workers when both lanes
+    /// are busy, drains in time; everyone else skips it while the whole backlog does and no
+    /// flood is on.
+    pub fn lane(&self, now: Instant, src: IpAddr, cost: Duration) -> Lane {
+        let limit = self.config.cookie_after;
+        if self.known.contains(now, src) {
+            let share = if self.queue.is_empty() { 1.0 } else { 0.5 };
+            if self.known_queue.len() < self.config.known_capacity
+                && self.wait(self.known_queue.len(), cost, share) < limit
+            {
+                return Lane::Known;
+            }
+            return Lane::Guarded;
+        }
+        let backlog = self.queue.len() + self.known_queue.len();
+        if self.flooded(now) || self.wait(backlog, cost, 1.0) >= limit {
+            Lane::Guarded
+        } else {
+            Lane::Open
+        }
+    }
+
+    /// Initiations waiting, in both lanes.
+    pub fn depth(&self) -> usize {
+        self.queue.len() + self.known_queue.len()
     }
 
     /// Records the outcome of one Diffie-Hellman on an initiation: `valid` when it came from
@@ -223,8 +402,9 @@ impl Admission {
         }
     }
 
-    pub fn depth(&self) -> usize {
-        self.queue.len()
+    /// Remembers that a configured peer completed a handshake from `ip`.
+    pub fn remember(&mut self, now: Instant, ip: IpAddr) {
+        self.known.remember(now, ip);
     }
 
     /// Takes one token from `src`'s bucket; false if it has none. A new source finding the
@@ -242,13 +422,7 @@ impl Admission {
     /// other addresses are not affected, and spoofed addresses filling the table cannot lock
     /// anyone out (a source new to a full table gets its cookie, within the total).
     pub fn allow_cookie(&mut self, now: Instant, src: IpAddr) -> Option<CookieGrant> {
-        let granted = match self.cookie_window {
-            Some((start, n)) if now.saturating_duration_since(start) < Duration::from_secs(1) => n,
-            _ => {
-                self.cookie_window = Some((now, 0));
-                0
-            }
-        };
+        let granted = *self.cookie_window.current(now);
         let grant = if granted < self.config.free_cookie_rate {
             CookieGrant::Free
         } else if granted >= self.config.max_cookie_rate {
@@ -260,44 +434,104 @@ impl Admission {
                 None => CookieGrant::Untracked,
             }
         };
-        if let Some((_, n)) = self.cookie_window.as_mut() {
-            *n += 1;
-        }
+        *self.cookie_window.current(now) += 1;
         Some(grant)
     }
 
     /// Gives back what [`Admission::allow_cookie`] granted to `src`, when no cookie was sent
     /// after all (its mac1 was wrong): to the budget that paid.
-    pub fn refund_cookie(&mut self, src: IpAddr, grant: CookieGrant) {
-        if let Some((_, n)) = self.cookie_window.as_mut() {
-            *n = n.saturating_sub(1);
-        }
+    pub fn refund_cookie(&mut self, now: Instant, src: IpAddr, grant: CookieGrant) {
+        let n = self.cookie_window.current(now);
+        *n = n.saturating_sub(1);
         if grant == CookieGrant::Bucket {
             self.cookies.give_back(src);
         }
     }
 
-    /// Queues an initiation; false if the queue is full.
-    pub fn push(&mut self, src: SocketAddr, datagram: &[u8]) -> bool {
-        if self.queue.len() >= self.config.queue_capacity {
+    /// Whether the gateway may start one more handshake of its own this second.
+    pub fn allow_prompt(&mut self, now: Instant) -> bool {
+        let n = self.prompt_window.current(now);
+        if *n >= self.config.max_prompts_per_second {
             return false;
         }
-        let Ok(bytes) = <[u8; INIT_LEN]>::try_from(datagram) else {
-            return false;
-        };
-        self.queue.push_back(QueuedInit { src, bytes });
+        *n += 1;
         true
     }
 
-    /// Empties the queue; returns how many initiations it held.
+    /// Queues an initiation in `lane` (`Guarded` ones got here with a valid mac2); false if
+    /// that queue is full.
+    pub fn push(&mut self, lane: Lane, src: SocketAddr, datagram: &[u8], now: Instant) -> bool {
+        let Ok(bytes) = <[u8; INIT_LEN]>::try_from(datagram) else {
+            return false;
+        };
+        let (queue, capacity) = match lane {
+            Lane::Known => (&mut self.known_queue, self.config.known_capacity),
+            Lane::Open | Lane::Guarded => (&mut self.queue, self.config.queue_capacity),
+        };
+        if queue.len() >= capacity {
+            return false;
+        }
+        queue.push_back(QueuedInit {
+            src,
+            bytes,
+            at: now,
+            proven: lane != Lane::Open,
+        });
+        true
+    }
+
+    /// Empties the queues; returns how many initiations they held.
     pub fn drain(&mut self) -> usize {
-        let n = self.queue.len();
+        let n = self.depth();
         self.queue.clear();
+        self.known_queue.clear();
         n
     }
 
-    pub fn pop(&mut self) -> Option<QueuedInit> {
-        self.queue.pop_front()
+    /// The next initiation to answer, alternating between the lanes while both hold some.
+    /// Those older than the client's retransmit interval are dropped on the way (counted in
+    /// `stale`): the client has sent another, and would discard an answer to this one.
+    pub fn pop(&mut self, now: Instant, stale: &mut u64) -> Option<Popped> {
+        loop {
+            let known = !self.known_queue.is_empty() && (self.known_turn || self.queue.is_empty());
+            self.known_turn = !known;
+            let init = if known {
+                self.known_queue.pop_front()
+            } else {
+                self.queue.pop_front()
+            }?;
+            if now.saturating_duration_since(init.at) >= RETRANSMIT {
+                *stale += 1;
+                continue;
+            }
+            if !init.proven && self.flooded(now) {
+                return Some(Popped::Cookie(init));
+            }
+            return Some(Popped::Work(init));
+        }
+    }
+}
+
+/// The measured cost of one handshake to a worker, as a moving average in nanoseconds: written
+/// by every worker after each handshake, read on every initiation, without a lock (a lost
+/// update among racing writers only delays the average by one sample).
+pub(crate) struct Cost(AtomicU64);
+
+impl Cost {
+    pub fn new(initial: Duration) -> Cost {
+        Cost(AtomicU64::new(initial.as_nanos() as u64))
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Folds in one sample with weight 1/16: a few hundred handshakes follow a change of load.
+    pub fn record(&self, sample: Duration) {
+        let old = self.0.load(Ordering::Relaxed);
+        let sample = sample.as_nanos().min(u128::from(u64::MAX / 2)) as u64;
+        self.0
+            .store(old - old / 16 + sample / 16, Ordering::Relaxed);
     }
 }
 
@@ -324,7 +558,10 @@ mod tests {
     fn cfg() -> AdmissionConfig {
         AdmissionConfig {
             queue_capacity: 4,
-            load_threshold: 2,
+            known_capacity: 2,
+            cookie_after: Duration::from_millis(3),
+            workers: 1,
+            initial_handshake_cost: Duration::from_millis(1),
             per_source_rate: 10,
             per_source_burst: 3,
             free_cookie_rate: 0,
@@ -332,6 +569,9 @@ mod tests {
             per_source_cookie_rate: 10,
             per_source_cookie_burst: 2,
             max_sources: 2,
+            max_known: 2,
+            known_for: Duration::from_secs(60),
+            max_prompts_per_second: 2,
         }
     }
 
@@ -423,11 +663,11 @@ mod tests {
             2
         );
         // A refund goes to the budget that paid: the bucket gets its token back.
-        a.refund_cookie(ip, CookieGrant::Bucket);
+        a.refund_cookie(t0, ip, CookieGrant::Bucket);
         assert_eq!(a.allow_cookie(t0, ip), Some(CookieGrant::Bucket));
         assert_eq!(a.allow_cookie(t0, ip), None);
         // A refund of a free cookie does not fill the bucket.
-        a.refund_cookie(ip, CookieGrant::Free);
+        a.refund_cookie(t0, ip, CookieGrant::Free);
         assert_eq!(a.allow_cookie(t0, ip), None, "the bucket is still empty");
         // Fresh addresses, each with a full bucket, still stop at the total of eight.
         let fresh =
@@ -447,20 +687,158 @@ mod tests {
         );
     }
 
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
-    fn queue_is_bounded_and_load_follows_depth() {
+    fn cookies_are_demanded_once_the_expected_wait_passes_the_limit() {
+        // 1 ms per handshake, one worker, cookies from 3 ms of expected wait.
         let mut a = Admission::new(cfg());
         let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
         let now = Instant::now();
-        assert!(!a.under_load(now));
-        assert!(a.push(src, &[1; INIT_LEN]));
-        assert!(a.push(src, &[2; INIT_LEN]));
-        assert!(a.under_load(now));
-        assert!(a.push(src, &[3; INIT_LEN]));
-        assert!(a.push(src, &[4; INIT_LEN]));
-        assert!(!a.push(src, &[5; INIT_LEN]), "full queue drops");
-        assert!(!a.push(src, &[5; 10]), "wrong size is refused");
-        assert_eq!(a.pop().unwrap().bytes[0], 1);
-        assert_eq!(a.depth(), 3);
+        let lane = |a: &Admission| a.lane(now, src.ip(), MS);
+        assert_eq!(lane(&a), Lane::Open);
+        assert!(a.push(Lane::Open, src, &[1; INIT_LEN], now));
+        assert_eq!(lane(&a), Lane::Open, "the next would wait 2 ms");
+        assert!(a.push(Lane::Open, src, &[2; INIT_LEN], now));
+        assert_eq!(lane(&a), Lane::Guarded, "the next would wait 3 ms");
+        // Twice the workers halve the wait.
+        a.config.workers = 2;
+        assert_eq!(lane(&a), Lane::Open);
+        // A cheaper handshake, measured, shortens it as well.
+        a.config.workers = 1;
+        assert_eq!(a.lane(now, src.ip(), MS / 2), Lane::Open);
+        assert!(a.push(Lane::Guarded, src, &[3; INIT_LEN], now));
+        assert!(a.push(Lane::Guarded, src, &[4; INIT_LEN], now));
+        assert!(
+            !a.push(Lane::Guarded, src, &[5; INIT_LEN], now),
+            "full queue drops"
+        );
+        assert!(
+            !a.push(Lane::Open, src, &[5; 10], now),
+            "wrong size is refused"
+        );
+        assert_eq!(a.depth(), 4);
+    }
+
+    #[test]
+    fn known_addresses_have_a_lane_that_a_flood_does_not_close() {
+        let mut a = Admission::new(cfg());
+        let now = Instant::now();
+        let device: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+        let stranger: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        a.remember(now, device.ip());
+        for _ in 0..FLOOD_MIN_INVALID {
+            a.record(now, false);
+        }
+        assert!(a.flooded(now));
+        assert_eq!(a.lane(now, stranger.ip(), MS), Lane::Guarded);
+        assert_eq!(
+            a.lane(now, "198.51.100.7".parse().unwrap(), MS),
+            Lane::Known,
+            "any port of a known address"
+        );
+        // A stranger's initiation that got in before the flood was seen is answered with a
+        // cookie; one with mac2, and the known device's, get their Diffie-Hellman.
+        assert!(a.push(Lane::Open, stranger, &[1; INIT_LEN], now));
+        assert!(a.push(Lane::Guarded, stranger, &[2; INIT_LEN], now));
+        assert!(a.push(Lane::Known, device, &[3; INIT_LEN], now));
+        let mut stale = 0;
+        let order: Vec<(u8, bool)> = std::iter::from_fn(|| a.pop(now, &mut stale))
+            .map(|p| match p {
+                Popped::Work(i) => (i.bytes[0], true),
+                Popped::Cookie(i) => (i.bytes[0], false),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [(3, true), (1, false), (2, true)],
+            "the lanes alternate"
+        );
+        // A known lane that would not drain in time is guarded too.
+        assert!(a.push(Lane::Known, device, &[4; INIT_LEN], now));
+        assert!(a.push(Lane::Known, device, &[5; INIT_LEN], now));
+        assert_eq!(a.lane(now, device.ip(), MS), Lane::Guarded);
+        // Forgotten after `known_for`: then it is a stranger (the flood is over by then).
+        assert!(a.pop(now, &mut stale).is_some() && a.pop(now, &mut stale).is_some());
+        assert_eq!(a.lane(now, device.ip(), MS), Lane::Known);
+        let later = now + Duration::from_secs(61);
+        assert_eq!(a.lane(later, device.ip(), MS), Lane::Open);
+    }
+
+    #[test]
+    fn the_lanes_share_the_work_while_both_are_busy() {
+        let mut a = Admission::new(AdmissionConfig {
+            queue_capacity: 100,
+            known_capacity: 100,
+            ..cfg()
+        });
+        let now = Instant::now();
+        let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        for i in 0..6 {
+            assert!(a.push(Lane::Guarded, src, &[i; INIT_LEN], now));
+        }
+        for i in 10..12 {
+            assert!(a.push(Lane::Known, src, &[i; INIT_LEN], now));
+        }
+        let mut stale = 0;
+        let order: Vec<u8> = std::iter::from_fn(|| a.pop(now, &mut stale))
+            .map(|p| match p {
+                Popped::Work(i) | Popped::Cookie(i) => i.bytes[0],
+            })
+            .collect();
+        assert_eq!(order, [10, 0, 11, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn initiations_older_than_a_retransmit_are_dropped_unanswered() {
+        let mut a = Admission::new(cfg());
+        let t0 = Instant::now();
+        let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert!(a.push(Lane::Open, src, &[1; INIT_LEN], t0));
+        assert!(a.push(Lane::Open, src, &[2; INIT_LEN], t0 + Duration::from_secs(1)));
+        let mut stale = 0;
+        let next = a.pop(t0 + RETRANSMIT, &mut stale);
+        assert!(matches!(next, Some(Popped::Work(i)) if i.bytes[0] == 2));
+        assert_eq!(stale, 1);
+        assert!(a.pop(t0 + RETRANSMIT, &mut stale).is_none());
+    }
+
+    #[test]
+    fn the_known_table_is_bounded_and_forgets_the_expired() {
+        let mut a = Admission::new(cfg());
+        let t0 = Instant::now();
+        let ip = |n: u8| IpAddr::from([198, 51, 100, n]);
+        a.remember(t0, ip(1));
+        a.remember(t0 + Duration::from_secs(30), ip(2));
+        a.remember(t0 + Duration::from_secs(30), ip(3));
+        let t = t0 + Duration::from_secs(30);
+        assert!(
+            !a.known.contains(t, ip(3)),
+            "full of live entries: the newcomer waits"
+        );
+        let t = t0 + Duration::from_secs(61);
+        a.remember(t, ip(3));
+        assert!(a.known.contains(t, ip(3)), "the expired one made room");
+        assert!(a.known.contains(t, ip(2)));
+        assert!(!a.known.contains(t, ip(1)));
+    }
+
+    #[test]
+    fn prompts_are_capped_per_second() {
+        let mut a = Admission::new(cfg());
+        let t0 = Instant::now();
+        assert!(a.allow_prompt(t0) && a.allow_prompt(t0));
+        assert!(!a.allow_prompt(t0));
+        assert!(a.allow_prompt(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_cost_average_follows_the_samples() {
+        let c = Cost::new(Duration::from_micros(250));
+        for _ in 0..200 {
+            c.record(Duration::from_micros(100));
+        }
+        let got = c.get().as_micros();
+        assert!((99..=101).contains(&got), "{got} µs");
     }
 }

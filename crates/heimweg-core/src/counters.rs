@@ -23,6 +23,9 @@ pub enum DropReason {
     HandshakeRateLimited,
     /// The bounded handshake queue was full.
     HandshakeQueueFull,
+    /// A queued initiation that waited longer than the client's retransmit interval: the client
+    /// has sent a new one since, and would discard an answer to this.
+    HandshakeStale,
     /// An initiation from a peer whose previous initiation another worker is answering right
     /// now (the client's retry gets through), or an answer computed while the peer was changed
     /// or removed.
@@ -53,13 +56,14 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::InvalidMac,
         DropReason::HandshakeInvalid,
         DropReason::HandshakeReplay,
         DropReason::HandshakeRateLimited,
         DropReason::HandshakeQueueFull,
+        DropReason::HandshakeStale,
         DropReason::HandshakeBusy,
         DropReason::UnknownIndex,
         DropReason::NoSession,
@@ -83,6 +87,7 @@ impl DropReason {
             DropReason::HandshakeReplay => "handshake_replay",
             DropReason::HandshakeRateLimited => "handshake_rate_limited",
             DropReason::HandshakeQueueFull => "handshake_queue_full",
+            DropReason::HandshakeStale => "handshake_stale",
             DropReason::HandshakeBusy => "handshake_busy",
             DropReason::UnknownIndex => "unknown_index",
             DropReason::NoSession => "no_session",
@@ -107,6 +112,9 @@ pub struct Counters {
     pub handshakes_ok: u64,
     /// Cookie replies sent instead of doing Diffie-Hellman, because we were under load.
     pub cookies_sent: u64,
+    /// Handshakes the gateway started because a device's traffic arrived under a session it
+    /// did not know, from where the store last saw the device (a failover).
+    pub handshakes_prompted: u64,
     /// Datagrams received from the network, of any kind.
     pub rx_datagrams: u64,
     /// Data packets decrypted and handed to the TUN.
@@ -143,6 +151,7 @@ impl Counters {
 pub(crate) enum Count {
     HandshakesOk,
     CookiesSent,
+    HandshakesPrompted,
     RxDatagrams,
     RxPackets,
     RxBytes,
@@ -150,7 +159,7 @@ pub(crate) enum Count {
     TxBytes,
 }
 
-const COUNTS: usize = 7;
+const COUNTS: usize = 8;
 const CELLS: usize = COUNTS + DropReason::ALL.len();
 /// More than the cores a gateway runs workers on is not needed: threads beyond share a shard,
 /// which stays correct (the adds are atomic), only slower.
@@ -202,6 +211,7 @@ impl Tally {
             drops: std::array::from_fn(|r| sum(COUNTS + r)),
             handshakes_ok: sum(Count::HandshakesOk as usize),
             cookies_sent: sum(Count::CookiesSent as usize),
+            handshakes_prompted: sum(Count::HandshakesPrompted as usize),
             rx_datagrams: sum(Count::RxDatagrams as usize),
             rx_packets: sum(Count::RxPackets as usize),
             rx_bytes: sum(Count::RxBytes as usize),

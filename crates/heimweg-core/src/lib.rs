@@ -23,8 +23,8 @@ mod timers;
 pub use admission::AdmissionConfig;
 pub use counters::{Counters, DropReason};
 pub use device::{
-    short_key, Device, HandshakeStep, Key, LentHandshake, Output, PeerId, PeerInfo, PeerSettings,
-    PendingHandshake, Transmit, DATA_OVERHEAD, MIN_OUT_LEN,
+    answer_next_handshake, short_key, Answered, Device, HandshakeStep, Key, LentHandshake, Output,
+    PeerId, PeerInfo, PeerSettings, PendingHandshake, Taken, Transmit, DATA_OVERHEAD, MIN_OUT_LEN,
 };
 pub use ip_network::IpNetwork;
 pub use policy::Policy;

@@ -272,12 +272,15 @@ impl DataPlane {
             .map(|_| EventFd::new())
             .collect::<io::Result<Vec<_>>>()
             .map_err(StartError::Worker)?;
+        // The handshake queue drains as fast as the workers answer, but no faster than the
+        // cores run them.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let admission = AdmissionConfig {
+            workers: workers.min(cores),
+            ..config.admission
+        };
         let shared = Arc::new(Shared {
-            device: parking_lot::RwLock::new(Device::new(
-                config.private_key,
-                seed,
-                config.admission,
-            )),
+            device: parking_lot::RwLock::new(Device::new(config.private_key, seed, admission)),
             tuns,
             sockets: RwLock::new(Arc::new(sockets)),
             sockets_generation: AtomicU64::new(0),
@@ -496,6 +499,22 @@ impl DataPlane {
             self.shared.wake_all();
         }
         report
+    }
+
+    /// Tells the data plane where the store last saw devices (by any gateway on the shared
+    /// database), so that after a failover their traffic makes this gateway start a handshake
+    /// at once (see `Device::set_endpoint_hint`). Keys that are not peers are ignored. Holds
+    /// the device for writing for a piece of the list at a time, like [`DataPlane::sync_peers`].
+    pub fn set_endpoint_hints(&self, hints: &[(Key, SocketAddr)]) {
+        for piece in hints.chunks(SYNC_PIECE) {
+            let mut d = self.shared.device.write();
+            for (key, addr) in piece {
+                if let Some(id) = d.peer_id(key) {
+                    d.set_endpoint_hint(id, *addr);
+                }
+            }
+            RwLockWriteGuard::unlock_fair(d);
+        }
     }
 
     /// Rebinds every worker socket to `port`. On failure the old sockets stay in place.

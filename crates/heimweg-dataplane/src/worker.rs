@@ -7,7 +7,7 @@
 
 use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
 use crate::{Shared, Sockets, WorkerStats};
-use heimweg_core::{DropReason, HandshakeStep, Output, DATA_OVERHEAD};
+use heimweg_core::{answer_next_handshake, DropReason, Output, DATA_OVERHEAD};
 use heimweg_sys::poll::wait_readable;
 use heimweg_sys::udp::{RecvMeta, Transmit as UdpTransmit};
 use std::io::{self, IoSlice};
@@ -329,26 +329,21 @@ fn housekeeping(
     }
     drop(d);
     // Handshakes: the Diffie-Hellmans run without the device's lock, so every worker answers
-    // handshakes at the same time and traffic of other peers goes on meanwhile.
+    // handshakes at the same time and traffic of other peers goes on meanwhile. Each one's wall
+    // time feeds the estimate of how long the queue takes to drain, which decides when a
+    // device is better off with a cookie.
     for _ in 0..HANDSHAKES_PER_ROUND {
         if out.free() == 0 {
             flush(tun, sock, out, stats);
         }
-        let Some(pending) = shared.device().take_handshake() else {
+        let started = Instant::now();
+        let Some(answered) = answer_next_handshake(|| shared.device(), now, out.slot()) else {
             break;
         };
-        let sender = pending.identify();
-        let step = shared
-            .device()
-            .begin_handshake(now, pending, sender, out.slot());
-        let answer = match step {
-            HandshakeStep::Done(t) => t,
-            HandshakeStep::Lent(mut lent) => {
-                lent.run(out.slot());
-                shared.device().finish_handshake(now, lent, out.slot())
-            }
-        };
-        if let Some(t) = answer {
+        if answered.diffie_hellman {
+            shared.device().record_handshake_cost(started.elapsed());
+        }
+        if let Some(t) = answered.transmit {
             out.take(Output::Network(t));
         }
     }

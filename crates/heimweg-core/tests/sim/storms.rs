@@ -1,0 +1,1 @@
+//! Storms, floods and failovers as stock clients live them.
