@@ -7,6 +7,7 @@ use heimweg_dataplane::{DataPlane, PeerSpec};
 use heimweg_service::reconcile::{DesiredPeer, ObservedPeer, PeerPolicy, PeerSink, SyncReport};
 use ipnet::IpNet;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -63,6 +64,10 @@ impl PeerSink for DataPlaneSink {
             removed: r.removed,
             updated: r.updated,
         }
+    }
+
+    fn endpoint_hints(&self, hints: &[([u8; 32], SocketAddr)]) {
+        self.dataplane.set_endpoint_hints(hints);
     }
 
     fn observed(&self) -> Vec<ObservedPeer> {

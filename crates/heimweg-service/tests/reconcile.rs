@@ -8,19 +8,23 @@ use heimweg_service::reconcile::{
 };
 use heimweg_service::{Caller, EnrollRequest, Service};
 use heimweg_store::testing::Scratch;
-use heimweg_store::{backend_tests, Backend};
+use heimweg_store::{backend_tests, Backend, PeerStatus};
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 backend_tests!(
     an_enrolled_device_is_a_peer_when_enroll_returns,
     a_revoked_device_is_gone_when_revoke_returns,
+    the_data_plane_learns_where_other_gateways_saw_devices,
 );
 
 /// A data plane that keeps the last peer set it was given.
 #[derive(Default)]
 struct Recorder {
     peers: Mutex<HashSet<[u8; 32]>>,
+    /// Every endpoint hint it was given.
+    hints: Mutex<Vec<([u8; 32], SocketAddr)>>,
 }
 
 impl PeerSink for Recorder {
@@ -36,6 +40,10 @@ impl PeerSink for Recorder {
 
     fn observed(&self) -> Vec<ObservedPeer> {
         Vec::new()
+    }
+
+    fn endpoint_hints(&self, hints: &[([u8; 32], SocketAddr)]) {
+        self.hints.lock().unwrap().extend(hints.iter().copied());
     }
 }
 
@@ -116,4 +124,70 @@ async fn a_revoked_device_is_gone_when_revoke_returns(backend: Backend) {
             .unwrap();
         assert!(!sink.has(&e.device.public_key), "revocation {i}");
     }
+}
+
+/// Another gateway on the database saw a device and wrote back where: this gateway's data plane
+/// gets that address as an endpoint hint (for a failover), and only for devices that are not
+/// revoked.
+async fn the_data_plane_learns_where_other_gateways_saw_devices(backend: Backend) {
+    let Some(db) = Scratch::new(backend, "hints").await else {
+        return;
+    };
+    let service =
+        Service::new(db.open().await).with_gateway_key(PrivateKey::generate().public_key());
+    service.init_defaults([1, 2, 3, 4, 5]).await.unwrap();
+    service
+        .set_endpoint(&Caller::system(), "vpn.example:51820".parse().unwrap())
+        .await
+        .unwrap();
+    let seen = service
+        .enroll(&Caller::system(), request("seen"))
+        .await
+        .unwrap();
+    let gone = service
+        .enroll(&Caller::system(), request("gone"))
+        .await
+        .unwrap();
+    let other_gateway = db.open().await;
+    let status = |key: &PublicKey, endpoint: &str| PeerStatus {
+        public_key: *key,
+        last_handshake_at: Some(service.now()),
+        last_endpoint: Some(endpoint.to_string()),
+    };
+    other_gateway
+        .record_status(&[
+            status(&seen.device.public_key, "198.51.100.7:41000"),
+            status(&gone.device.public_key, "198.51.100.8:41000"),
+        ])
+        .await
+        .unwrap();
+    service
+        .revoke(&Caller::system(), &Name::new("gone").unwrap())
+        .await
+        .unwrap();
+    let sink = Arc::new(Recorder::default());
+    let metrics = ReconcileMetrics::register(&prometheus::Registry::new()).unwrap();
+    let (reconciler, _handle) = Reconciler::new(
+        service.dedicated_reader().await.unwrap(),
+        sink.clone(),
+        Arc::new(Directory::default()),
+        metrics,
+    );
+    tokio::spawn(reconciler.run());
+    // The first read happens when the reconciler starts.
+    let mut hints = Vec::new();
+    for _ in 0..500 {
+        hints = sink.hints.lock().unwrap().clone();
+        if !hints.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        hints,
+        [(
+            *seen.device.public_key.as_bytes(),
+            "198.51.100.7:41000".parse().unwrap()
+        )]
+    );
 }

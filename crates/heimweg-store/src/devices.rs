@@ -563,6 +563,27 @@ impl Store {
             .collect()
     }
 
+    /// Where devices that are not revoked were last seen, by whichever gateway, for those whose
+    /// last handshake was at or after `since` (Unix seconds): the other gateways on a shared
+    /// database learn from it where to start a handshake after a failover. Rows whose key or
+    /// endpoint does not parse are skipped (the endpoint is only a hint).
+    pub async fn endpoints_seen_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(PublicKey, std::net::SocketAddr)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT public_key, last_endpoint FROM devices
+             WHERE revoked_at IS NULL AND last_endpoint IS NOT NULL AND last_handshake_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, endpoint)| Some((key.parse().ok()?, endpoint.parse().ok()?)))
+            .collect())
+    }
+
     /// Records what the data plane saw of each device: when it last completed a handshake and
     /// from where. This is observed state, not desired state: it bumps no revision and writes no
     /// audit entry. Keys of devices that no longer exist are ignored. With several gateways on

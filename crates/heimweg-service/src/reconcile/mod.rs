@@ -17,6 +17,7 @@ pub use plan::{
 use crate::Service;
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub trait PeerSink: Send + Sync + 'static {
     fn sync(&self, peers: &[DesiredPeer]) -> SyncReport;
     /// What the data plane observed of its peers.
     fn observed(&self) -> Vec<ObservedPeer>;
+    /// Where the store last saw devices, by key (see [`record_status_loop`]).
+    fn endpoint_hints(&self, hints: &[([u8; 32], SocketAddr)]);
 }
 
 /// What a sync changed.
@@ -355,12 +358,16 @@ impl Service {
     }
 }
 
-/// Every [`STATUS_EVERY`], writes back what changed in the data plane's view of its peers.
+/// Every [`STATUS_EVERY`], writes back what changed in the data plane's view of its peers, and
+/// reads where every gateway on the database last saw each device, for the data plane's
+/// endpoint hints (a failover). The first read, at start, takes every device's; later ones the
+/// devices with a handshake in the last few rounds (written back by their gateway within a
+/// round of it).
 async fn record_status_loop(service: Service, sink: Arc<dyn PeerSink>) {
     let mut written = Written::new();
+    let mut hints_since = 0;
     let mut tick = tokio::time::interval(STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
         tick.tick().await;
         let observed = {
@@ -374,6 +381,19 @@ async fn record_status_loop(service: Service, sink: Arc<dyn PeerSink>) {
         if let Err(e) = service.store.record_status(&seen).await {
             tracing::warn!(error = %e, "recording peer status failed");
             written.clear();
+        }
+        let now = service.now();
+        match service.store.endpoints_seen_since(hints_since).await {
+            Ok(rows) => {
+                hints_since = now - 3 * STATUS_EVERY.as_secs() as i64;
+                let hints: Vec<([u8; 32], SocketAddr)> = rows
+                    .into_iter()
+                    .map(|(key, addr)| (*key.as_bytes(), addr))
+                    .collect();
+                let sink = Arc::clone(&sink);
+                let _ = tokio::task::spawn_blocking(move || sink.endpoint_hints(&hints)).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "reading where devices were seen failed"),
         }
     }
 }
