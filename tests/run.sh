@@ -60,6 +60,10 @@ if [ "$(id -u)" = 0 ] && [ -z "${HEIMWEG_TEST_POSTGRES:-}" ]; then
   export HEIMWEG_TEST_POSTGRES="postgres://postgres@localhost/postgres?host=$pg_dir&port=5433"
 fi
 cargo nextest run --workspace --locked --no-fail-fast
+# The core's simulator runs boringtun on a simulated clock (feature simulated-clock): a build of
+# its own, since features unify across a build and every other binary needs the real clock.
+cargo clippy -p heimweg-core --features simulated-clock --all-targets --locked -- -D warnings
+cargo nextest run -p heimweg-core --features simulated-clock --locked --no-fail-fast
 # boringtun's own unit tests, on the patched copy every crate builds against (third_party/boringtun:
 # outside the workspace, with its own Cargo.lock). The library's tests only, which include the
 # patch's and run in under a second once built; its benches time the crypto primitives.

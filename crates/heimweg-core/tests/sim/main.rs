@@ -67,6 +67,8 @@ struct Client {
     /// Initiations it sent, and cookie replies it received.
     initiations: u32,
     cookies: u32,
+    /// When [`initiation`] last made one.
+    last_initiation: Option<Instant>,
 }
 
 struct InFlight {
@@ -155,11 +157,14 @@ impl Sim {
         }
     }
 
+    /// splitmix64: reproducible, and without the patterns a plain xorshift shows when the same
+    /// sequence of sends repeats every retransmit round.
     fn rand(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     fn server_addr() -> SocketAddr {
@@ -216,6 +221,7 @@ impl Sim {
             connected_at: None,
             initiations: 0,
             cookies: 0,
+            last_initiation: None,
         });
         i
     }
@@ -485,10 +491,14 @@ impl IntoOwned for TunnResult<'_> {
     }
 }
 
-/// The initiation client `i` would send now. The clock moves on by a millisecond first: its
-/// TAI64N timestamp must be newer than the client's last, or the gateway takes it for a replay.
+/// The initiation client `i` would send now. If it sent one at this very moment, the clock moves
+/// on by a millisecond first: its TAI64N timestamp must be newer than the client's last, or the
+/// gateway takes it for a replay.
 fn initiation(sim: &mut Sim, i: usize) -> Vec<u8> {
-    sim.advance(Duration::from_millis(1));
+    if sim.clients[i].last_initiation == Some(sim.now) {
+        sim.advance(Duration::from_millis(1));
+    }
+    sim.clients[i].last_initiation = Some(sim.now);
     let mut out = vec![0u8; 2048];
     match sim.clients[i]
         .tunn
