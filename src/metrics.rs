@@ -108,7 +108,9 @@ impl Series {
             handshakes: counter(
                 "heimweg_handshakes_total",
                 "Handshake initiations by result: ok, cookie_sent (answered with a cookie \
-                 under load), rate_limited (per-source limit or full queue), invalid.",
+                 under load), rate_limited (per-source limit, full queue, or waited past the \
+                 client's retransmit), invalid; and prompted: handshakes the gateway started \
+                 because a device's traffic arrived under another gateway's session.",
                 &["result"],
             )?,
             packets: counter(
@@ -138,8 +140,9 @@ impl Series {
             )?,
             queue: IntGauge::new(
                 "heimweg_handshake_queue_depth",
-                "Handshake initiations waiting for a worker; past the load threshold \
-                 (2,048 by default) the gateway answers with cookies.",
+                "Handshake initiations waiting for a worker; once they would take more than \
+                 3 s to answer (measured cost per handshake), the gateway answers new ones with \
+                 cookies.",
             )?,
             busy: CounterVec::new(
                 Opts::new(
@@ -250,10 +253,13 @@ impl DataPlaneCollector {
         };
         set(&s.handshakes, "ok", c.handshakes_ok);
         set(&s.handshakes, "cookie_sent", c.cookies_sent);
+        set(&s.handshakes, "prompted", c.handshakes_prompted);
         set(
             &s.handshakes,
             "rate_limited",
-            c.drops(DropReason::HandshakeRateLimited) + c.drops(DropReason::HandshakeQueueFull),
+            c.drops(DropReason::HandshakeRateLimited)
+                + c.drops(DropReason::HandshakeQueueFull)
+                + c.drops(DropReason::HandshakeStale),
         );
         set(
             &s.handshakes,

@@ -7,9 +7,11 @@
 # Topology: gateways a (198.51.100.1) and b (198.51.100.2) and client c (198.51.100.11) on one
 # bridge. Both gateways run `heimweg serve` against the same database; b got a's server.key.
 # Asserts: a device enrolled through a's API becomes a peer on b within a second (PostgreSQL
-# NOTIFY, no restart); the client connects through a; when a stops and the client is pointed
-# at b (what a DNS or VIP move does), the same config works through b; a revocation made with
-# the CLI reaches b within a second; b's handshake is written back to the shared store.
+# NOTIFY, no restart); the client connects through a; b learns from the store where a saw the
+# device; when a dies and the client is pointed at b (what a DNS or VIP move does), b starts the
+# handshake on the client's first packet and the same config works through b within seconds,
+# not wireguard-go's 15; a revocation made with the CLI reaches b within a second; b's handshake
+# is written back to the shared store.
 # Prints PASS/FAIL lines and finally "N passed, M failed"; exits 1 if any failed.
 set -eEuo pipefail
 
@@ -103,11 +105,28 @@ nsx "$NS_C" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
   wg-quick up "$TMPD/$IF_C.conf" >>"$TMPD/wg-quick.log" 2>&1
 check "traffic: the client reaches the gateway address through a" wait_until 15 ping_ok
 
-# ---- failover: a goes away, the endpoint moves to b ----
-kill -TERM "$PID_A"; wait "$PID_A" 2>/dev/null || true
+# ---- failover: a dies, the client's traffic goes to b ----
+# a writes back where it sees the device, b reads everyone's (each every 10 s): b takes it as
+# the device's endpoint hint.
+CLIENT_EP=$(nsx "$NS_A" wg show "$IF_A" endpoints | awk 'NR == 1 {print $2}')
+check "hint: b learns from the store where a sees the device ($CLIENT_EP)" \
+  wait_until 25 eval "nsx '$NS_B' wg show '$IF_B' endpoints | grep -qF '$CLIENT_EP'"
+# A ping every 100 ms with timestamps, across the failover.
+nsx "$NS_C" ping -D -i 0.1 -W 1 10.77.0.1 >"$TMPD/ping.log" 2>&1 &
+BG_PIDS+=("$!")
+kill -KILL "$PID_A"; wait "$PID_A" 2>/dev/null || true
 GWPUB=$(nsx "$NS_B" wg show "$IF_B" public-key)
+t_switch=$(date +%s.%N)
 nsx "$NS_C" wg set "$IF_C" peer "$GWPUB" endpoint 198.51.100.2:51820
 check "failover: the same config works through b" wait_until 20 ping_ok
+# The client keeps sending on a's session; b does not know it, sees that it comes from where the
+# store saw the device, and starts a handshake at once. Without that, wireguard-go starts one
+# itself only after 15 s (keepalive timeout plus rekey timeout).
+moved_ms=$(awk -v t="$t_switch" '/bytes from/ { s = $1; gsub(/[][]/, "", s);
+  if (s + 0 > t + 0) { printf "%d", (s - t) * 1000; exit } }' "$TMPD/ping.log")
+log "the client's traffic went through b ${moved_ms:-never} ms after the switch"
+check "failover: b started the handshake, traffic flows within 5 s (wireguard-go alone: 15 s)" \
+  eval "[[ -n '$moved_ms' && '$moved_ms' -lt 5000 ]]"
 check "status: b's handshake reaches the shared store" \
   wait_until 20 eval "hw device list | grep -q ' s ago '"
 
