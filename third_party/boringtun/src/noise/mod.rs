@@ -835,6 +835,22 @@ mod tests {
         assert_eq!(sent_packet_buf, recv_packet_buf);
     }
 
+    fn key_pair() -> (x25519::StaticSecret, x25519::PublicKey) {
+        let secret_key = x25519::StaticSecret::random_from_rng(OsRng);
+        let public_key = x25519::PublicKey::from(&secret_key);
+        (secret_key, public_key)
+    }
+
+    /// Like `create_two_tuns`, and also my public key and their secret key, with which
+    /// initiations to them are identified outside their tunnel.
+    fn create_two_tuns_with_keys() -> (Tunn, Tunn, x25519::PublicKey, x25519::StaticSecret) {
+        let (my_secret_key, my_public_key) = key_pair();
+        let (their_secret_key, their_public_key) = key_pair();
+        let my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
+        let their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+        (my_tun, their_tun, my_public_key, their_secret_key)
+    }
+
     fn identify_handshake_init(
         static_private: &x25519::StaticSecret,
         handshake_init: &[u8],
@@ -866,12 +882,8 @@ mod tests {
 
     #[test]
     fn identified_handshake_init_completes_handshake() {
-        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
-        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
-        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
-        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+        let (mut my_tun, mut their_tun, my_public_key, their_secret_key) =
+            create_two_tuns_with_keys();
 
         let init = create_handshake_init(&mut my_tun);
         let identified = identify_handshake_init(&their_secret_key, &init);
@@ -893,12 +905,9 @@ mod tests {
 
     #[test]
     fn identified_handshake_init_for_another_responder_key_is_rejected() {
-        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
-        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
-        let other_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let other_public_key = x25519_dalek::PublicKey::from(&other_secret_key);
+        let (my_secret_key, my_public_key) = key_pair();
+        let (their_secret_key, their_public_key) = key_pair();
+        let (other_secret_key, other_public_key) = key_pair();
         let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
 
         // Our peer's genuine initiation, but to another responder and identified with its key.
@@ -926,14 +935,11 @@ mod tests {
 
     #[test]
     fn identified_handshake_init_from_another_peer_is_rejected() {
-        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
-        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
-        let stranger_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let stranger_public_key = x25519_dalek::PublicKey::from(&stranger_secret_key);
-        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+        let (_my_tun, mut their_tun, _my_public_key, their_secret_key) =
+            create_two_tuns_with_keys();
+        let (stranger_secret_key, stranger_public_key) = key_pair();
 
+        let their_public_key = x25519::PublicKey::from(&their_secret_key);
         let mut stranger_tun =
             Tunn::new(stranger_secret_key, their_public_key, None, None, 1, None);
         let init = create_handshake_init(&mut stranger_tun);
@@ -952,12 +958,8 @@ mod tests {
 
     #[test]
     fn identified_handshake_init_replay_is_rejected() {
-        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
-        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
-        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
-        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+        let (mut my_tun, mut their_tun, _my_public_key, their_secret_key) =
+            create_two_tuns_with_keys();
 
         let init = create_handshake_init(&mut my_tun);
         let mut dst = vec![0u8; 2048];
@@ -981,12 +983,8 @@ mod tests {
 
     #[test]
     fn handshake_init_replay_after_decapsulate_is_rejected_when_identified() {
-        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let my_public_key = x25519_dalek::PublicKey::from(&my_secret_key);
-        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
-        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
-        let mut their_tun = Tunn::new(their_secret_key.clone(), my_public_key, None, None, 2, None);
+        let (mut my_tun, mut their_tun, _my_public_key, their_secret_key) =
+            create_two_tuns_with_keys();
 
         let init = create_handshake_init(&mut my_tun);
         create_handshake_response(&mut their_tun, &init);
@@ -1001,10 +999,9 @@ mod tests {
 
     #[test]
     fn parse_handshake_anon_agrees_with_identify_handshake_init() {
-        let my_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let their_secret_key = x25519_dalek::StaticSecret::random_from_rng(OsRng);
-        let their_public_key = x25519_dalek::PublicKey::from(&their_secret_key);
-        let mut my_tun = Tunn::new(my_secret_key, their_public_key, None, None, 1, None);
+        let (mut my_tun, _their_tun, _my_public_key, their_secret_key) =
+            create_two_tuns_with_keys();
+        let their_public_key = x25519::PublicKey::from(&their_secret_key);
 
         let init = create_handshake_init(&mut my_tun);
         let packet = match Tunn::parse_incoming_packet(&init) {
