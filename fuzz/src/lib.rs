@@ -474,7 +474,7 @@ impl Gateway {
     /// the peer while its `Tunn` is lent out.
     pub fn stepwise_handshake(&mut self, meddle: u8, out_len: usize) {
         let out_len = out_len.min(self.out.len());
-        let pending = match self
+        let mut pending = match self
             .device
             .take_handshake(self.now, &mut self.out[..out_len])
         {
@@ -482,10 +482,10 @@ impl Gateway {
             Some(heimweg_core::Taken::Reply(Some(t))) => return self.transmit(t, out_len),
             Some(heimweg_core::Taken::Reply(None)) | None => return,
         };
-        let sender = pending.identify();
+        pending.identify();
         let step = self
             .device
-            .begin_handshake(self.now, pending, sender, &mut self.out[..out_len]);
+            .begin_handshake(self.now, pending, &mut self.out[..out_len]);
         let answer = match step {
             heimweg_core::HandshakeStep::Done(t) => t,
             heimweg_core::HandshakeStep::Lent(mut lent) => {

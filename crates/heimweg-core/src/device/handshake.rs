@@ -8,18 +8,30 @@ pub struct PendingHandshake {
     init: QueuedInit,
     secret: StaticSecret,
     public: PublicKey,
+    /// What [`PendingHandshake::identify`] computed, which the peer's `Tunn` continues from.
+    identified: Option<IdentifiedHandshakeInit>,
 }
 
 impl PendingHandshake {
-    /// The sender's static public key, if the initiation decrypts for us: one Diffie-Hellman,
-    /// with no device state, so callers run it without holding the device.
-    pub fn identify(&self) -> Option<Key> {
-        match Tunn::parse_incoming_packet(&self.init.bytes) {
-            Ok(Packet::HandshakeInit(p)) => parse_handshake_anon(&self.secret, &self.public, &p)
-                .ok()
-                .map(|half| half.peer_static_public),
-            _ => None,
-        }
+    /// Finds out who sent the initiation, if it decrypts for us: one Diffie-Hellman, with no
+    /// device state, so callers run it without holding the device. The state it computed is
+    /// kept, and the peer's `Tunn` answers from there (boringtun as patched in
+    /// `third_party/boringtun`) instead of doing this Diffie-Hellman a second time.
+    pub fn identify(&mut self) -> Option<Key> {
+        let Ok(Packet::HandshakeInit(p)) = Tunn::parse_incoming_packet(&self.init.bytes) else {
+            return None;
+        };
+        let identified = identify_handshake_init(&self.secret, &self.public, &p).ok()?;
+        let sender = identified.peer_static_public();
+        self.identified = Some(identified);
+        Some(sender)
+    }
+
+    /// The sender [`PendingHandshake::identify`] found.
+    pub fn sender(&self) -> Option<Key> {
+        self.identified
+            .as_ref()
+            .map(IdentifiedHandshakeInit::peer_static_public)
     }
 }
 
@@ -77,8 +89,9 @@ pub fn answer_next_handshake<D: Deref<Target = Device>>(
         }
         Taken::Pending(p) => p,
     };
-    let sender = pending.identify();
-    let step = device().begin_handshake(now, pending, sender, out);
+    let mut pending = pending;
+    pending.identify();
+    let step = device().begin_handshake(now, pending, out);
     let transmit = match step {
         HandshakeStep::Done(t) => t,
         HandshakeStep::Lent(mut lent) => {
@@ -101,6 +114,7 @@ pub struct LentHandshake {
     generation: u64,
     tunn: Lent,
     init: QueuedInit,
+    identified: Option<IdentifiedHandshakeInit>,
     result: Option<Result<Span, WireGuardError>>,
 }
 
@@ -121,7 +135,7 @@ impl LentHandshake {
             return;
         };
         let base = out.as_ptr() as usize;
-        let result = tunn.decapsulate(Some(self.init.src.ip()), &self.init.bytes, out);
+        let result = answer_initiation(tunn, &self.init, self.identified.take(), out);
         self.result = Some(locate(result, base).map(|l| l.settle(out)));
     }
 }
@@ -252,6 +266,7 @@ impl Device {
                 init,
                 secret: identity.secret.clone(),
                 public: identity.public,
+                identified: None,
             })),
             Popped::Cookie(init) => {
                 Some(Taken::Reply(self.cookie_reply(now, identity, &init, out)))
@@ -353,11 +368,10 @@ impl Device {
     pub fn begin_handshake(
         &self,
         now: Instant,
-        pending: PendingHandshake,
-        sender: Option<Key>,
+        mut pending: PendingHandshake,
         out: &mut [u8],
     ) -> HandshakeStep {
-        let known = sender.and_then(|k| self.by_key.get(&k).copied());
+        let known = pending.sender().and_then(|k| self.by_key.get(&k).copied());
         self.admission.lock().record(now, known.is_some());
         let Some((id, peer)) = known.and_then(|id| Some((id, self.peer_ref(id)?))) else {
             return HandshakeStep::Done(self.dropped_none(DropReason::HandshakeInvalid));
@@ -393,16 +407,24 @@ impl Device {
                 generation: peer.generation,
                 tunn,
                 init: pending.init,
+                identified: pending.identified,
                 result: None,
             }));
         }
+        let live = &mut *live;
+        let Some(tunn) = live.tunn.as_mut() else {
+            return HandshakeStep::Done(self.dropped_none(DropReason::NoSession));
+        };
         let init = &pending.init;
+        let base = out.as_ptr() as usize;
+        let result = answer_initiation(tunn, init, pending.identified.take(), out);
+        let result = locate(result, base).map(|l| l.settle(out));
         let rx = Received {
             now,
             src: init.src,
             datagram: &init.bytes,
         };
-        match self.decapsulate_locked(id, peer, &mut live, rx, out) {
+        match self.settle_decapsulation(id, peer, live, rx, result, out) {
             Output::Network(t) => HandshakeStep::Done(Some(t)),
             _ => HandshakeStep::Done(None),
         }
@@ -422,6 +444,7 @@ impl Device {
             tunn,
             init,
             result,
+            ..
         } = *lent;
         let Some(peer) = self.peer_ref(id).filter(|p| p.generation == generation) else {
             return self.dropped_none(DropReason::HandshakeBusy);
@@ -454,5 +477,19 @@ impl Device {
             Output::Network(t) => Some(t),
             _ => None,
         }
+    }
+}
+
+/// The peer's `Tunn` answers an initiation: from where [`PendingHandshake::identify`] left off,
+/// or, for one that was not identified first, from the start.
+fn answer_initiation<'a>(
+    tunn: &mut Tunn,
+    init: &QueuedInit,
+    identified: Option<IdentifiedHandshakeInit>,
+    out: &'a mut [u8],
+) -> TunnResult<'a> {
+    match identified {
+        Some(identified) => tunn.handle_identified_handshake_init(identified, out),
+        None => tunn.decapsulate(Some(init.src.ip()), &init.bytes, out),
     }
 }

@@ -9,7 +9,7 @@ use crate::packet;
 use crate::policy::Policy;
 use crate::timers::Timers;
 use boringtun::noise::errors::WireGuardError;
-use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::handshake::{identify_handshake_init, IdentifiedHandshakeInit};
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};

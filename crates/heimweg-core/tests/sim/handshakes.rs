@@ -96,11 +96,9 @@ fn handshakes_answered_outside_the_lock_survive_what_happens_meanwhile() {
 
     // a has no session, so its Tunn is lent out to answer without the lock.
     queue(&mut sim, a);
-    let pending = take(&sim, now);
-    let sender = pending.identify();
-    let HandshakeStep::Lent(mut lent_a) =
-        sim.server.begin_handshake(now, pending, sender, &mut out)
-    else {
+    let mut pending = take(&sim, now);
+    pending.identify();
+    let HandshakeStep::Lent(mut lent_a) = sim.server.begin_handshake(now, pending, &mut out) else {
         panic!("a peer without a session lends its Tunn");
     };
     // Meanwhile: a second initiation from a waits for the client's retry, and traffic to a
@@ -126,11 +124,9 @@ fn handshakes_answered_outside_the_lock_survive_what_happens_meanwhile() {
 
     // b's answer, computed outside, completes a session the client accepts.
     queue(&mut sim, b);
-    let pending = take(&sim, now);
-    let sender = pending.identify();
-    let HandshakeStep::Lent(mut lent_b) =
-        sim.server.begin_handshake(now, pending, sender, &mut out)
-    else {
+    let mut pending = take(&sim, now);
+    pending.identify();
+    let HandshakeStep::Lent(mut lent_b) = sim.server.begin_handshake(now, pending, &mut out) else {
         panic!("a peer without a session lends its Tunn");
     };
     lent_b.run(&mut out);
@@ -152,10 +148,10 @@ fn handshakes_answered_outside_the_lock_survive_what_happens_meanwhile() {
     let _ = sim.server.handle_network(now, from, &keepalive, &mut out);
     // With a session, b's next initiation (a rekey) is answered under the lock at once.
     queue(&mut sim, b);
-    let pending = take(&sim, now);
-    let sender = pending.identify();
+    let mut pending = take(&sim, now);
+    pending.identify();
     assert!(matches!(
-        sim.server.begin_handshake(now, pending, sender, &mut out),
+        sim.server.begin_handshake(now, pending, &mut out),
         HandshakeStep::Done(Some(_))
     ));
 }
@@ -209,9 +205,9 @@ fn an_answer_made_before_the_peer_was_added_again_is_not_used() {
         let from = sim.clients[a].addr;
         let mut buf = vec![0u8; 2048];
         let _ = sim.server.handle_network(now, from, &init, &mut buf);
-        let pending = take(sim, now);
-        let sender = pending.identify();
-        match sim.server.begin_handshake(now, pending, sender, out) {
+        let mut pending = take(sim, now);
+        pending.identify();
+        match sim.server.begin_handshake(now, pending, out) {
             HandshakeStep::Lent(l) => l,
             HandshakeStep::Done(_) => panic!("a peer without a session lends its Tunn"),
         }
