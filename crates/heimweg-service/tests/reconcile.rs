@@ -4,7 +4,8 @@
 
 use heimweg_control::{Name, PrivateKey, PublicKey};
 use heimweg_service::reconcile::{
-    DesiredPeer, Directory, ObservedPeer, PeerSink, ReconcileMetrics, Reconciler, SyncReport,
+    DesiredPeer, Directory, Handle, ObservedPeer, PeerSink, ReconcileMetrics, Reconciler,
+    SyncReport,
 };
 use heimweg_service::{Caller, EnrollRequest, Service};
 use heimweg_store::testing::Scratch;
@@ -63,6 +64,12 @@ async fn gateway(backend: Backend, tag: &str) -> Option<(Scratch, Service, Arc<R
         .set_endpoint(&Caller::system(), "vpn.example:51820".parse().unwrap())
         .await
         .unwrap();
+    let (sink, handle) = start_reconciler(&service).await;
+    Some((db, service.with_reconciler(handle), sink))
+}
+
+/// A reconciler for `service` running over a fresh `Recorder`.
+async fn start_reconciler(service: &Service) -> (Arc<Recorder>, Handle) {
     let sink = Arc::new(Recorder::default());
     let metrics = ReconcileMetrics::register(&prometheus::Registry::new()).unwrap();
     let (reconciler, handle) = Reconciler::new(
@@ -72,7 +79,7 @@ async fn gateway(backend: Backend, tag: &str) -> Option<(Scratch, Service, Arc<R
         metrics,
     );
     tokio::spawn(reconciler.run());
-    Some((db, service.with_reconciler(handle), sink))
+    (sink, handle)
 }
 
 fn request(name: &str) -> EnrollRequest {
@@ -165,15 +172,7 @@ async fn the_data_plane_learns_where_other_gateways_saw_devices(backend: Backend
         .revoke(&Caller::system(), &Name::new("gone").unwrap())
         .await
         .unwrap();
-    let sink = Arc::new(Recorder::default());
-    let metrics = ReconcileMetrics::register(&prometheus::Registry::new()).unwrap();
-    let (reconciler, _handle) = Reconciler::new(
-        service.dedicated_reader().await.unwrap(),
-        sink.clone(),
-        Arc::new(Directory::default()),
-        metrics,
-    );
-    tokio::spawn(reconciler.run());
+    let (sink, _handle) = start_reconciler(&service).await;
     // The first read happens when the reconciler starts.
     let mut hints = Vec::new();
     for _ in 0..500 {

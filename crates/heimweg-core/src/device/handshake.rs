@@ -339,14 +339,7 @@ impl Device {
         }
         let live = &mut *live;
         live.prompted_at = Some(now);
-        let tunn = match live.tunn {
-            Some(ref mut t) => t,
-            None => {
-                let t = new_tunn(&tunn_spec(identity, peer));
-                self.tunnels.fetch_add(1, Ordering::Relaxed);
-                live.tunn.insert(t)
-            }
-        };
+        let tunn = self.tunn_of(identity, peer, live);
         let base = out.as_ptr() as usize;
         let result =
             locate(tunn.format_handshake_initiation(out, false), base).map(|l| l.settle(out));

@@ -510,14 +510,7 @@ impl Device {
             return self.dropped(DropReason::NoEndpoint);
         };
         // An idle peer gets its `Tunn` now: the packet waits in it while it starts a handshake.
-        let tunn = match live.tunn {
-            Some(ref mut t) => t,
-            None => {
-                let t = new_tunn(&tunn_spec(identity, peer));
-                self.tunnels.fetch_add(1, Ordering::Relaxed);
-                live.tunn.insert(t)
-            }
-        };
+        let tunn = self.tunn_of(identity, peer, live);
         let base = out.as_ptr() as usize;
         let result = locate(tunn.encapsulate(ip_packet, out), base).map(|l| l.settle(out));
         if !matches!(result, Ok(Span::Network(_))) || out[0] != MSG_DATA as u8 {
@@ -538,6 +531,15 @@ impl Device {
         self.counters.add(Count::TxBytes, ip_packet.len() as u64);
         self.schedule(id, live, now + TIMER_TICK);
         Output::Network(Transmit { dst: endpoint, len })
+    }
+
+    /// The peer's `Tunn`, made now (a Diffie-Hellman) if the peer is idle and holds none.
+    fn tunn_of<'l>(&self, identity: &Identity, peer: &Peer, live: &'l mut Live) -> &'l mut Tunn {
+        if live.tunn.is_none() {
+            self.tunnels.fetch_add(1, Ordering::Relaxed);
+        }
+        live.tunn
+            .get_or_insert_with(|| new_tunn(&tunn_spec(identity, peer)))
     }
 
     /// Makes sure the peer's timers are looked at no later than `at`. Usually it is due sooner
