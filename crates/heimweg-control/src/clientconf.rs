@@ -94,6 +94,13 @@ pub fn is_hostname(s: &str) -> bool {
         })
 }
 
+/// A search domain every app reads as one: a host name that is not only digits and dots.
+/// wg-quick reads a `DNS` entry of digits and dots (or with a colon) as a resolver's address,
+/// so `10.0.0` would be a broken nameserver on Linux and a search domain elsewhere.
+pub fn is_search_domain(s: &str) -> bool {
+    is_hostname(s) && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
 /// Everything a device's config holds.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -128,7 +135,7 @@ impl ClientConfig {
         if self.persistent_keepalive == Some(0) {
             return Err(ConfigError::BadKeepalive);
         }
-        if let Some(bad) = self.dns_search.iter().find(|d| !is_hostname(d)) {
+        if let Some(bad) = self.dns_search.iter().find(|d| !is_search_domain(d)) {
             return Err(ConfigError::BadSearchDomain(bad.clone()));
         }
         let mut allowed = self.allowed_ips.clone();
@@ -305,6 +312,10 @@ mod tests {
         assert_eq!(c.render(), Err(ConfigError::NoAllowedIps));
         let mut c = sample(true);
         c.dns_search = vec!["bad domain".into()];
+        assert!(matches!(c.render(), Err(ConfigError::BadSearchDomain(_))));
+        // wg-quick would read it as a resolver (a group stored by an older version).
+        let mut c = sample(true);
+        c.dns_search = vec!["10.0.0".into()];
         assert!(matches!(c.render(), Err(ConfigError::BadSearchDomain(_))));
         let mut c = sample(true);
         c.addresses.clear();

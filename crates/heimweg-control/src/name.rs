@@ -8,8 +8,8 @@
 //! - 1 to [`Name::MAX_CHARS`] characters, no space at either end;
 //! - no control characters, no line or paragraph separators, no Unicode noncharacters (U+FFFE
 //!   is not allowed in XML), no characters that reorder or hide text (bidi overrides and
-//!   isolates, zero-width joiners and spaces, the BOM) — text that displays as one name and is
-//!   another;
+//!   isolates, and every default-ignorable code point: zero-width joiners and spaces, fillers,
+//!   variation selectors, tags, the BOM) — text that displays as one name and is another;
 //! - case does not make a different name: `Anna-iPad` and `anna-ipad` are the same device.
 //!   A name is kept and shown as it was first written; [`Name::key`] is what uniqueness and
 //!   lookups compare.
@@ -82,9 +82,11 @@ impl Name {
     }
 }
 
-/// The comparison key of a name as stored (see [`Name::key`]).
+/// The comparison key of a name as stored (see [`Name::key`]): NFC again after lower-casing,
+/// since the lower case of an NFC text need not be NFC (`J` with a combining caron has no
+/// precomposed form, `ǰ` has), and a key must be the key of itself.
 pub fn name_key(name: &str) -> String {
-    name.nfc().flat_map(char::to_lowercase).collect()
+    name.nfc().flat_map(char::to_lowercase).nfc().collect()
 }
 
 /// What kind of character `c` is, if names must not contain it.
@@ -98,13 +100,39 @@ fn forbidden(c: char) -> Option<&'static str> {
         Some("a Unicode noncharacter")
     } else if matches!(u, 0x202A..=0x202E | 0x2066..=0x2069 | 0x200E | 0x200F | 0x061C) {
         Some("a character that changes the direction of text")
-    } else if matches!(u, 0x200B..=0x200D | 0x2060..=0x2064 | 0xFEFF | 0x00AD | 0x180E) {
+    } else if default_ignorable(u) {
         Some("an invisible character")
     } else if c.is_whitespace() && c != ' ' {
         Some("a space other than the ordinary one")
     } else {
         None
     }
+}
+
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): what renders as nothing
+/// where it is not understood. Soft hyphen, joiners and zero-width spaces, fillers, variation
+/// selectors, the BOM, invisible operators, tags (which can spell a hidden text).
+fn default_ignorable(u: u32) -> bool {
+    matches!(
+        u,
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 impl fmt::Display for Name {
@@ -253,6 +281,48 @@ mod tests {
         let decomposed = Name::new("Ka\u{308}mmerei").unwrap();
         assert_eq!(composed, decomposed, "stored in NFC");
         assert_eq!(name_key("STRASSE"), name_key("strasse"));
+    }
+
+    #[test]
+    fn a_key_is_its_own_key() {
+        // Found writing fuzz/domain_text (its key invariant): upper-case J with a combining caron has no precomposed
+        // form, lower case it has (U+01F0), so lower-casing the NFC form left a key that was
+        // not NFC, and "J\u{30C}" and "\u{1F0}" (the same name but for case) got two keys.
+        let upper = Name::new("J\u{30C}osef").unwrap();
+        let lower = Name::new("\u{1F0}osef").unwrap();
+        assert_eq!(upper.key(), lower.key());
+        assert_eq!(name_key(&upper.key()), upper.key());
+        assert_eq!(upper.key(), "\u{1F0}osef");
+    }
+
+    #[test]
+    fn invisible_characters_are_refused() {
+        // Found writing fuzz/domain_text: Unicode's default-ignorable code points render as
+        // nothing, so "anna" and "anna" with one of them looked like one name and were two.
+        for c in [
+            '\u{034F}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{17B4}',
+            '\u{180B}',
+            '\u{206A}',
+            '\u{3164}',
+            '\u{FE0F}',
+            '\u{FFA0}',
+            '\u{FFF0}',
+            '\u{1D173}',
+            '\u{E0001}',
+            '\u{E0041}',
+        ] {
+            let err = Name::new(&format!("anna{c}")).unwrap_err().to_string();
+            assert!(err.contains("invisible"), "U+{:04X}: {err}", u32::from(c));
+        }
+        assert_eq!(
+            Name::new("\u{3164}"),
+            Err(NameError::Character("an invisible character", 0x3164))
+        );
+        // Stored names stay readable.
+        assert!(Name::from_stored("anna\u{E0041}").is_ok());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! every packet), whether the client routes everything through the tunnel, the resolvers and
 //! search domains its configs carry, and whether its devices may reach each other.
 
-use crate::clientconf::is_hostname;
+use crate::clientconf::{is_hostname, is_search_domain};
 use ipnet::IpNet;
 use std::fmt;
 use std::net::IpAddr;
@@ -38,7 +38,23 @@ pub enum DnsEntry {
 
 impl std::str::FromStr for DnsEntry {
     type Err = PolicyError;
+    /// A resolver's address, or a search domain every app reads as one (see
+    /// [`is_search_domain`]: not `10.0.0`, which wg-quick takes for a resolver).
     fn from_str(s: &str) -> Result<DnsEntry, PolicyError> {
+        match DnsEntry::from_stored(s) {
+            Ok(DnsEntry::SearchDomain(d)) if !is_search_domain(&d) => {
+                Err(PolicyError::Dns(d.chars().take(80).collect()))
+            }
+            entry => entry,
+        }
+    }
+}
+
+impl DnsEntry {
+    /// An entry as a store kept it. Earlier versions took any host name as a search domain,
+    /// digits and dots only included; such a group stays readable (its configs are refused
+    /// until someone corrects it, see [`crate::ClientConfig::render`]).
+    pub fn from_stored(s: &str) -> Result<DnsEntry, PolicyError> {
         let s = s.trim();
         if let Ok(ip) = s.parse::<IpAddr>() {
             Ok(DnsEntry::Resolver(ip))
@@ -276,5 +292,32 @@ mod tests {
             GroupPolicy::parse(&["10.0.0.0/8"], TunnelMode::Split, &["not a domain"]),
             Err(PolicyError::Dns(_))
         ));
+    }
+
+    #[test]
+    fn a_search_domain_of_digits_and_dots_is_refused() {
+        // Found by fuzz/artifacts: "10.0.0" passed as a search domain, and wg-quick reads an
+        // entry of digits and dots as a resolver's address: the Linux client got a broken
+        // nameserver line, outside AllowedIPs, and lost the search domain.
+        for typo in ["10.0.0", "192.168.1.1.1", "123", "1."] {
+            assert_eq!(
+                typo.parse::<DnsEntry>(),
+                Err(PolicyError::Dns(typo.into())),
+                "{typo}"
+            );
+        }
+        assert_eq!(
+            "10.0.0.53".parse::<DnsEntry>(),
+            Ok(DnsEntry::Resolver("10.0.0.53".parse().unwrap()))
+        );
+        assert_eq!(
+            "intern.10.example".parse::<DnsEntry>(),
+            Ok(DnsEntry::SearchDomain("intern.10.example".into()))
+        );
+        // What older versions stored still reads.
+        assert_eq!(
+            DnsEntry::from_stored("10.0.0"),
+            Ok(DnsEntry::SearchDomain("10.0.0".into()))
+        );
     }
 }

@@ -62,7 +62,7 @@ impl TryFrom<GroupRow> for Group {
             .map_err(|e| bad(&e))?;
         let dns = split(&r.dns)
             .into_iter()
-            .map(str::parse::<DnsEntry>)
+            .map(DnsEntry::from_stored)
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| bad(&e))?;
         let tunnel = TunnelMode::from_full(r.full_tunnel != 0);
