@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: real WireGuard peers (wireguard-go, wg, wg-quick), namespaces
 # and traffic tools, tcpdump to capture packets for the replay test, and a PostgreSQL server
-# for the second store backend; Prometheus (and promtool), nftables and systemd-analyze for the
-# operations checks; Chromium, Node.js and npm for the browser test of the panel.
-PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 tcpdump openresolv
-      procps ca-certificates postgresql prometheus nftables systemd chromium)
+# for the second store backend; python3-venv for schemathesis (from PyPI) against the OpenAPI
+# document; Prometheus (and promtool), nftables and systemd-analyze for the operations checks;
+# Chromium, Node.js and npm for the browser test of the panel.
+PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 python3-venv tcpdump
+      openresolv procps ca-certificates postgresql prometheus nftables systemd chromium)
 # Node.js and npm: the machine's own if it has them, else Debian's.
 command -v node >/dev/null || PKGS+=(nodejs)
 command -v npm >/dev/null || PKGS+=(npm)
@@ -73,4 +74,11 @@ cargo test --manifest-path third_party/boringtun/Cargo.toml --locked --lib --tar
 # target in CI; tests/fuzz.sh alone runs them longer.
 if [ -n "${HEIMWEG_E2E:-}" ]; then
   HEIMWEG_FUZZ_SECONDS=${HEIMWEG_FUZZ_SECONDS:-20} tests/fuzz.sh
+fi
+
+# schemathesis against the OpenAPI document (tests/schemathesis.sh: the gateway in a namespace of
+# its own, generated requests for every operation, about two minutes): fails on any 5xx and on
+# any answer the document does not describe.
+if [ -n "${HEIMWEG_E2E:-}" ]; then
+  tests/schemathesis.sh
 fi

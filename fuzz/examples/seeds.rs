@@ -1,6 +1,8 @@
 //! Writes the seed corpus, `fuzz/seeds/<target>/`: real handshake messages with the harness's
 //! fixed keys, transport packets, a cookie reply, IPv4/IPv6 TCP/UDP packets, TUN reads with
-//! virtio-net headers, UAPI requests as `wg setconf` sends them, key texts. Rerun it when the
+//! virtio-net headers, UAPI requests as `wg setconf` sends them, key texts, names, policies,
+//! endpoints and states as people type them, device artifacts' parts, panel form bodies. Rerun
+//! it when the
 //! harness's keys or framing change: `cargo run --example seeds` in `fuzz/`.
 
 use boringtun::noise::TunnResult;
@@ -19,6 +21,9 @@ fn main() {
     coalesce(&root.join("offload_coalesce"));
     uapi(&root.join("uapi_request"));
     keys(&root.join("keys"));
+    domain_text(&root.join("domain_text"));
+    artifacts(&root.join("artifacts"));
+    panel_forms(&root.join("panel_forms"));
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -504,4 +509,175 @@ fn keys(dir: &Path) {
             .as_bytes(),
     );
     write(dir, "raw", &[0x9a; 32]);
+}
+
+fn domain_text(dir: &Path) {
+    for (name, text) in [
+        ("name", "anna-ipad"),
+        ("name-umlaut", "Stadtkämmerei Laptop 3"),
+        ("name-decomposed", "Ka\u{308}mmerei"),
+        // Upper-case J and a combining caron have no precomposed form; lower case they do
+        // (U+01F0): the key must be normalised after lower-casing.
+        ("name-j-caron", "J\u{30C}osef"),
+        // A tag character: invisible, so "anna" and this would look the same.
+        ("name-tag", "anna\u{E0041}"),
+        ("name-hangul-filler", "\u{3164}"),
+        ("name-long", &"ä".repeat(64)),
+        ("name-outer-space", " anna"),
+        ("name-bidi", "a\u{202e}b"),
+        ("name-stored", "anna\u{200b} "),
+        ("email", " anna@stadt.example "),
+        (
+            "policy",
+            "10.20.1.7/16\n10.20.0.0/16\nfd00:20::1/48\n\n10.20.0.53\nRathaus.Example",
+        ),
+        ("policy-numeric-domain", "10.0.0.0/8\n\n10.0.0"),
+        ("endpoint", "VPN.stadt.example:51820"),
+        ("endpoint-v6", "[2001:db8::1]:51820"),
+        ("endpoint-v4", "192.0.2.1:443"),
+        ("scopes", "devices:read devices:write,audit:read\ndevices:read"),
+        ("state-audit", "settings.endpoint"),
+        ("state-device", "active"),
+        ("state-link", "expired"),
+        ("actor-link", "link:2:admin:anna"),
+        ("actor-cli", "cli:root"),
+        ("numbers", "\u{1}\u{0}\u{0}\u{0}\u{d0}\u{2}\u{0}\u{0}"),
+    ] {
+        write(dir, name, text.as_bytes());
+    }
+}
+
+fn artifacts(dir: &Path) {
+    // Record 5: flags, MTU, keepalive, IPv4, IPv6, key (see the target).
+    let numbers = |flags: u8, mtu: u16, keepalive: u16| {
+        let mut n = vec![flags];
+        n.extend_from_slice(&mtu.to_le_bytes());
+        n.extend_from_slice(&keepalive.to_le_bytes());
+        n.extend_from_slice(&[10, 77, 0, 2]);
+        n.extend_from_slice(&[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        n.extend_from_slice(&[0x5a; 32]);
+        n
+    };
+    let seed = |parts: &[(u8, &[u8])]| {
+        let mut out = Vec::new();
+        for (tag, body) in parts {
+            record(&mut out, *tag, body);
+        }
+        out
+    };
+    write(
+        dir,
+        "split",
+        &seed(&[
+            (0, "Jürgen's iPad (Büro)".as_bytes()),
+            (1, b"10.20.0.0/16\nfd00:20::/48"),
+            (2, b"10.1.0.53\nverwaltung.example.de"),
+            (3, b"vpn.stadt.example:51820"),
+            (5, &numbers(4 | 16, 100, 25)),
+        ]),
+    );
+    write(
+        dir,
+        "full-psk-macos",
+        &seed(&[
+            (0, b"Anna & Co <iPad>"),
+            (1, b"10.0.0.0/8"),
+            (2, b"2001:db8::53\n10.0.0.53"),
+            (3, b"[2001:db8::1]:443"),
+            (4, "Stadt Musterhausen \"IT\"".as_bytes()),
+            (5, &numbers(1 | 2 | 4 | 8, 220, 0)),
+        ]),
+    );
+    write(
+        dir,
+        "template",
+        &seed(&[(0, b"CON"), (1, b"192.168.7.0/24"), (5, &numbers(0, 0, 0))]),
+    );
+    write(
+        dir,
+        "numeric-search-domain",
+        &seed(&[(0, b"laptop"), (2, b"10.0.0"), (5, &numbers(4, 120, 0))]),
+    );
+    write(
+        dir,
+        "many-networks",
+        &seed(&[(
+            1,
+            (0..64)
+                .map(|i| format!("fd00:{i:x}::/48"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_bytes(),
+        )]),
+    );
+    write(
+        dir,
+        "markup",
+        &seed(&[(6, b"<a href=\"x\">&amp; 'y'</a> &#x26; &"), (0, b"nul.x")]),
+    );
+}
+
+fn panel_forms(dir: &Path) {
+    let csrf = "_csrf=vJ4yq3Jk0n8bq3Jk0n8bq3Jk0n8bq3Jk0n8bq3J";
+    for (name, body) in [
+        (
+            "enroll",
+            format!("{csrf}&name=ipad-mueller&group=Default&owner=&public_key=&expires_in_days=30"),
+        ),
+        (
+            "enroll-key",
+            format!(
+                "{csrf}&name=Anna%27s+iPad&group=Default&owner=Anna+M%C3%BCller\
+                 &public_key=hY2Fk1gUkDf57uQ44ws%2FhFrhBx8aP3AXJ9VZnkFZdTc%3D&expires_in_days=3650"
+            ),
+        ),
+        (
+            "group",
+            format!(
+                "{csrf}&name=Verwaltung&allowed_prefixes=10.20.0.0%2F16%0D%0Afd00%3A20%3A%3A%2F48\
+                 &dns=10.20.0.53%2C+rathaus.example&full_tunnel=on&peer_to_peer=on"
+            ),
+        ),
+        (
+            "group-update",
+            format!("{csrf}&allowed_prefixes=10.0.0.0%2F8&dns="),
+        ),
+        (
+            "link",
+            format!("{csrf}&device_name=laptop&group=Default&owner=&expires_in_hours=24"),
+        ),
+        ("approve", format!("{csrf}&group=Default&expires_in_hours=")),
+        (
+            "device-edit",
+            format!("{csrf}&group=Default&owner=anna&expires_on=2026-11-30"),
+        ),
+        ("settings", format!("{csrf}&endpoint=vpn.example.de%3A51820")),
+        (
+            "login",
+            format!("{csrf}&name=admin&password=correct+horse&next=%2Fdevices%3Fq%3Dx"),
+        ),
+        ("totp", format!("{csrf}&code=123456&next=%2F%2Fevil.example")),
+        (
+            "password",
+            format!("{csrf}&current=old&new=twelve+chars+long&repeat=twelve+chars+long"),
+        ),
+        (
+            "totp-confirm",
+            format!("{csrf}&sealed=abc&code=123456&password=pw"),
+        ),
+        ("admin", format!("{csrf}&name=heidi&role=helpdesk")),
+        (
+            "user",
+            format!("{csrf}&name=Anna+M%C3%BCller&email=anna%40stadt.example"),
+        ),
+        (
+            "access",
+            format!("{csrf}&requester=Petra&contact=p%40x&device_name=ipad&reason=Homeoffice%0A"),
+        ),
+        ("device-list", "q=ipad&group=&owner=&status=all&page=2".into()),
+        ("audit", "subject=anna&page=4294967295".into()),
+        ("no-csrf", "name=x&group=y&_csrf=&_csrf=z".into()),
+    ] {
+        write(dir, name, body.as_bytes());
+    }
 }

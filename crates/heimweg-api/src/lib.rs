@@ -13,6 +13,9 @@
 //! does not depend on the store (the service is the only writer) nor on the data plane.
 
 mod devices;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod links;
 pub mod metrics;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
 pub(super) struct AccountParams {
-    done: Option<String>,
+    pub(super) done: Option<String>,
 }
 
 pub(super) async fn account(
@@ -93,9 +93,9 @@ pub(super) async fn account(
 
 #[derive(Deserialize)]
 pub(super) struct PasswordForm {
-    current: String,
-    new: String,
-    repeat: String,
+    pub(super) current: String,
+    pub(super) new: String,
+    pub(super) repeat: String,
 }
 
 fn password_problem_text(l: Lang, p: NewPasswordProblem) -> &'static str {
@@ -212,9 +212,9 @@ fn totp_setup_page(ctx: &Ctx, setup: &TotpSetup, error: Option<&str>) -> Respons
 
 #[derive(Deserialize)]
 pub(super) struct TotpConfirmForm {
-    sealed: String,
-    code: String,
-    password: String,
+    pub(super) sealed: String,
+    pub(super) code: String,
+    pub(super) password: String,
 }
 
 pub(super) async fn totp_confirm(
@@ -275,7 +275,7 @@ pub(super) async fn totp_confirm(
 
 #[derive(Deserialize)]
 pub(super) struct PasswordOnly {
-    password: String,
+    pub(super) password: String,
 }
 
 pub(super) async fn totp_off(

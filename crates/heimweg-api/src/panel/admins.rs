@@ -78,8 +78,8 @@ pub(super) async fn admin_section(st: &AppState, ctx: &Ctx) -> Result<maud::Mark
 
 #[derive(Deserialize)]
 pub(super) struct NewAdmin {
-    name: String,
-    role: String,
+    pub(super) name: String,
+    pub(super) role: String,
 }
 
 /// Creates an account with a random first password, shown once to hand over.

@@ -16,7 +16,7 @@ use maud::html;
 use serde::Deserialize;
 
 /// Where to go after login: a path of this site, never another site or the login page.
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next.and_then(local_path) {
         Some(n) if !n.starts_with("/login") => n.to_string(),
         _ => "/".into(),
@@ -51,7 +51,7 @@ fn redirect_with_cookie(to: &str, cookie: axum::http::HeaderValue) -> Response {
 
 #[derive(Deserialize, Default)]
 pub(super) struct NextParam {
-    next: Option<String>,
+    pub(super) next: Option<String>,
 }
 
 fn login_form(ctx: &Ctx, next: &str, name: &str, error: Option<&str>) -> maud::Markup {
@@ -88,9 +88,9 @@ pub(super) async fn login_page(ctx: Ctx, Query(q): Query<NextParam>) -> Response
 
 #[derive(Deserialize)]
 pub(super) struct LoginForm {
-    name: String,
-    password: String,
-    next: Option<String>,
+    pub(super) name: String,
+    pub(super) password: String,
+    pub(super) next: Option<String>,
 }
 
 pub(super) fn lock_message(ctx: &Ctx, until: i64) -> String {
@@ -180,8 +180,8 @@ pub(super) async fn totp_page(ctx: Ctx, Query(q): Query<NextParam>) -> Response 
 
 #[derive(Deserialize)]
 pub(super) struct TotpForm {
-    code: String,
-    next: Option<String>,
+    pub(super) code: String,
+    pub(super) next: Option<String>,
 }
 
 pub(super) async fn totp(

@@ -20,11 +20,11 @@ use serde::Deserialize;
 const PAGE_SIZE: u32 = 50;
 #[derive(Deserialize, Default)]
 pub(super) struct DeviceFilter {
-    q: Option<String>,
-    group: Option<String>,
-    owner: Option<String>,
-    status: Option<String>,
-    page: Option<u32>,
+    pub(super) q: Option<String>,
+    pub(super) group: Option<String>,
+    pub(super) owner: Option<String>,
+    pub(super) status: Option<String>,
+    pub(super) page: Option<u32>,
 }
 
 pub(super) async fn devices(
@@ -151,11 +151,11 @@ fn device_table(l: Lang, devices: &[Device], now: i64) -> Markup {
 
 #[derive(Deserialize, Default)]
 pub(super) struct EnrollForm {
-    name: String,
-    group: String,
-    owner: Option<String>,
-    public_key: Option<String>,
-    expires_in_days: Option<String>,
+    pub(super) name: String,
+    pub(super) group: String,
+    pub(super) owner: Option<String>,
+    pub(super) public_key: Option<String>,
+    pub(super) expires_in_days: Option<String>,
 }
 
 async fn enroll_form_markup(
@@ -427,13 +427,13 @@ pub(super) async fn device(
 
 #[derive(Deserialize)]
 pub(super) struct DeviceEdit {
-    group: String,
-    owner: Option<String>,
-    expires_on: Option<String>,
+    pub(super) group: String,
+    pub(super) owner: Option<String>,
+    pub(super) expires_on: Option<String>,
 }
 
 /// The last second (UTC) of a `YYYY-MM-DD` date: "expires on the 30th" includes the 30th.
-fn end_of_date(s: &str) -> Option<i64> {
+pub(super) fn end_of_date(s: &str) -> Option<i64> {
     let date: jiff::civil::Date = s.parse().ok()?;
     let end = date
         .at(23, 59, 59, 0)

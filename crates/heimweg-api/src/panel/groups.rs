@@ -77,16 +77,16 @@ pub(super) async fn groups(State(st): State<AppState>, ctx: Ctx) -> PanelResult 
 
 #[derive(Deserialize)]
 pub(super) struct GroupForm {
-    name: Option<String>,
-    allowed_prefixes: String,
-    full_tunnel: Option<String>,
-    dns: Option<String>,
-    peer_to_peer: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) allowed_prefixes: String,
+    pub(super) full_tunnel: Option<String>,
+    pub(super) dns: Option<String>,
+    pub(super) peer_to_peer: Option<String>,
 }
 
 impl GroupForm {
     /// The policy typed in, checked as the JSON API checks it.
-    fn policy(&self) -> Result<GroupPolicy, PanelError> {
+    pub(super) fn policy(&self) -> Result<GroupPolicy, PanelError> {
         GroupPolicy::parse(
             &lines(&self.allowed_prefixes),
             TunnelMode::from_full(self.full_tunnel.is_some()),

@@ -75,10 +75,10 @@ pub(super) async fn links(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
 
 #[derive(Deserialize)]
 pub(super) struct LinkForm {
-    device_name: String,
-    group: String,
-    owner: Option<String>,
-    expires_in_hours: Option<String>,
+    pub(super) device_name: String,
+    pub(super) group: String,
+    pub(super) owner: Option<String>,
+    pub(super) expires_in_hours: Option<String>,
 }
 
 pub(super) async fn link_create(

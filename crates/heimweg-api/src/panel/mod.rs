@@ -26,6 +26,9 @@ mod requests;
 mod settings;
 mod users;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
+
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -376,11 +379,7 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
             )
             .into_response();
         };
-        let sent = form_urlencoded::parse(&bytes)
-            .find(|(k, _)| k == "_csrf")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        if !secrets::same(&sent, &csrf) {
+        if !secrets::same(&sent_csrf(&bytes), &csrf) {
             return PanelError::Csrf(lang).into_response();
         }
         req = Request::from_parts(parts, Body::from(bytes));
@@ -399,6 +398,14 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
         );
     }
     resp
+}
+
+/// The CSRF token a form body carries: its first `_csrf` field, or nothing.
+fn sent_csrf(body: &[u8]) -> String {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "_csrf")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 /// The security headers of every panel answer, refusals included.

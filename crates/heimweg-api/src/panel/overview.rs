@@ -141,8 +141,8 @@ pub(crate) fn audit_table(l: Lang, entries: &[AuditEntry]) -> Markup {
 
 #[derive(Deserialize, Default)]
 pub(super) struct AuditParams {
-    subject: Option<String>,
-    page: Option<u32>,
+    pub(super) subject: Option<String>,
+    pub(super) page: Option<u32>,
 }
 
 pub(super) async fn audit(

@@ -75,8 +75,8 @@ pub(super) async fn requests(State(st): State<AppState>, ctx: Ctx) -> PanelResul
 
 #[derive(Deserialize)]
 pub(super) struct ApproveForm {
-    group: Option<String>,
-    expires_in_hours: Option<String>,
+    pub(super) group: Option<String>,
+    pub(super) expires_in_hours: Option<String>,
 }
 
 pub(super) async fn request_approve(
@@ -108,10 +108,10 @@ pub(super) async fn request_reject(
 
 #[derive(Deserialize, Default)]
 pub(super) struct AccessForm {
-    requester: String,
-    contact: Option<String>,
-    device_name: String,
-    reason: Option<String>,
+    pub(super) requester: String,
+    pub(super) contact: Option<String>,
+    pub(super) device_name: String,
+    pub(super) reason: Option<String>,
 }
 
 fn access_form_markup(ctx: &Ctx, f: &AccessForm, error: Option<&str>) -> Markup {

@@ -45,7 +45,7 @@ pub(super) async fn settings(State(st): State<AppState>, ctx: Ctx) -> PanelResul
 
 #[derive(Deserialize)]
 pub(super) struct SettingsForm {
-    endpoint: String,
+    pub(super) endpoint: String,
 }
 
 pub(super) async fn settings_update(

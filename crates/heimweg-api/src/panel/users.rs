@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
 pub(super) struct Search {
-    q: Option<String>,
+    pub(super) q: Option<String>,
 }
 
 pub(super) async fn users(
@@ -54,8 +54,8 @@ pub(super) async fn users(
 
 #[derive(Deserialize)]
 pub(super) struct UserForm {
-    name: String,
-    email: Option<String>,
+    pub(super) name: String,
+    pub(super) email: Option<String>,
 }
 
 pub(super) async fn user_create(
