@@ -6,6 +6,9 @@ LOADGEN=${LOADGEN:-$PWD/target/release/heimweg-loadgen}
 GT=${GT:-/opt/gotatun/bin/gotatun}
 BT=${BT:-/opt/boringtun/bin/boringtun-cli}
 WGGO=${WGGO:-$(command -v wireguard-go || true)}
+# HWG_B: a second heimweg-wg build (implementation `heimweg-b`), for before/after series that
+# alternate two builds the same way they alternate implementations.
+HWG_B=${HWG_B:-}
 TICK=$(getconf CLK_TCK)
 
 # bench_init NAME PREFIX: refuses to run without root; sets NS_S and NS_C (the server's and
@@ -37,12 +40,14 @@ PIN_SERVER=(); PIN_GENERATOR=()
 [[ -n ${SERVER_CPUS:-} ]] && PIN_SERVER=(taskset -c "$SERVER_CPUS")
 [[ -n ${GENERATOR_CPUS:-} ]] && PIN_GENERATOR=(taskset -c "$GENERATOR_CPUS")
 
-# start_wg NS IFNAME IMPL: starts IMPL (heimweg, wggo, gotatun, boringtun) on IFNAME in NS,
-# logging to $TMPD/IFNAME.log; its PID in STARTED once its UAPI socket is there.
+# start_wg NS IFNAME IMPL: starts IMPL (heimweg, heimweg-b, wggo, gotatun, boringtun) on IFNAME
+# in NS, logging to $TMPD/IFNAME.log; its PID in STARTED once its UAPI socket is there.
 start_wg() {
   local ns=$1 ifn=$2 impl=$3
   case $impl in
     heimweg)   ip netns exec "$ns" "${PIN_SERVER[@]}" "$HWG" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
+    heimweg-b) [[ -x $HWG_B ]] || { echo "$0: heimweg-b needs HWG_B, a heimweg-wg binary" >&2; exit 2; }
+               ip netns exec "$ns" "${PIN_SERVER[@]}" "$HWG_B" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
     wggo)      LOG_LEVEL=error ip netns exec "$ns" "${PIN_SERVER[@]}" "$WGGO" -f "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
     gotatun)   ip netns exec "$ns" "${PIN_SERVER[@]}" "$GT" -f --disable-drop-privileges "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
     boringtun) ip netns exec "$ns" "${PIN_SERVER[@]}" "$BT" -f --disable-drop-privileges "$ifn" >"$TMPD/$ifn.log" 2>&1 & ;;
