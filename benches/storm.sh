@@ -33,10 +33,13 @@
 # alternate within each of the RUNS rounds; the table gives medians over the rounds.
 # FLOOD_RATE=200000 adds a flood during the storm: initiations from 4,096 unknown keys with a
 # valid mac1, from FLOOD_SOURCES (default 50) other addresses, from 0.5 s before the devices
-# start until they are done; the server's own UDP counters (/proc/net/snmp in its namespace)
-# show what arrived and what its socket dropped.
+# start until they are done, or with FLOOD_SECS until that many seconds after they started (so
+# that every server meets the same flood, however soon it is done); the server's own UDP
+# counters (/proc/net/snmp in its namespace) show what arrived and what its socket dropped.
 # KNOWN=1000: the first 1,000 devices connect once, calmly, before the flood (and the storm)
 # starts; then all N start at once. The table then has rows for the known and the new devices.
+# Known devices use the first half of the SOURCES addresses, new ones the other half: a new
+# device comes from an address the server has not seen.
 # PROCS: generator processes, each with a slice of the devices (a process cannot hold more
 # sockets than its file limit, 20,000 here): 1 up to 15,000 devices, 2 above. They start at one
 # wall-clock instant PREP_S seconds after launch (default: enough to prepare and warm up) and
@@ -70,6 +73,7 @@ bench_init storm.sh hwst
 netns_pair "$NS_S" "$NS_C" 10.200 "$SOURCES"
 FLOOD_RATE=${FLOOD_RATE:-0}
 FLOOD_SOURCES=${FLOOD_SOURCES:-50}
+FLOOD_SECS=${FLOOD_SECS:-0}
 if [[ $FLOOD_RATE -gt 0 ]]; then
   for k in $(seq 0 $((FLOOD_SOURCES - 1))); do
     echo "address add 10.200.200.$((1 + k))/16 dev c0"
@@ -96,6 +100,7 @@ run_storm() {
       ${PIN_GENERATOR[*]} '$LOADGEN' storm --server 10.200.255.254:51820 --server-key '$SERVER_PUB' \
       --devices $size --first $((PEERS - N + off)) --source-base $FIRST_SOURCE --sources $SOURCES \
       --deadline-secs $DEADLINE --flood-rate $rate --flood-sources $FLOOD_SOURCES \
+      --flood-secs $FLOOD_SECS \
       --known-devices $known ${at[*]} ${MODEL_ARGS[*]} --times-file '$TMPD/times.$p' --json" \
       >"$TMPD/report.$p" 2>"$TMPD/generator.$p.log" &
     pids+=($!)

@@ -96,6 +96,7 @@ impl Fleet {
             retry,
             deadline,
             flood: None,
+            flood_for: Duration::ZERO,
             known: 0,
             start_at: None,
         })
@@ -218,9 +219,15 @@ struct StormArgs {
     flood_rate: u32,
     #[command(flatten)]
     flood_sources: FloodSources,
+    /// Keep the flood going until this many seconds after the devices started, however soon
+    /// they are done, so that every server meets the same flood (0: until the last device
+    /// is done).
+    #[arg(long, default_value_t = 0.0)]
+    flood_secs: f64,
     /// The first K devices connect once before the storm (and before the flood), calmly;
-    /// then they start a fresh handshake with the others, from the same sockets. The report
-    /// gives them (`known`) and the others (`new`) apart.
+    /// then they start a fresh handshake with the others, from the same sockets. They use the
+    /// first half of the source addresses, the new devices the other half. The report gives
+    /// them (`known`) and the others (`new`) apart.
     #[arg(long, default_value_t = 0)]
     known_devices: u32,
     /// Start the devices at this wall-clock time (milliseconds since 1970), so that several
@@ -322,6 +329,7 @@ fn run_storm(args: StormArgs) -> Result<()> {
         source_base: args.flood_sources.base,
         sources: args.flood_sources.count,
     });
+    plan.flood_for = Duration::from_secs_f64(args.flood_secs);
     plan.known = args.known_devices;
     plan.start_at = args
         .start_at_unix_ms

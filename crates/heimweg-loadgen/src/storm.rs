@@ -34,6 +34,8 @@ pub struct Plan {
     /// From the start: a device without a session by then has failed.
     pub deadline: Duration,
     pub flood: Option<Flood>,
+    /// The flood lasts at least this long after the devices start (zero: until they are done).
+    pub flood_for: Duration,
     /// The first `known` devices connect once before the storm.
     pub known: u32,
     /// When the devices start (several processes, one storm); `None`: once prepared.
@@ -48,11 +50,25 @@ const FLOOD_RAMP: Duration = Duration::from_millis(500);
 const WARMUP_PER_SECOND: f64 = 1000.0;
 
 impl Plan {
+    /// Device `local`'s source address, round-robin over the sources. With known devices
+    /// they take the first half of the addresses and the new ones the other half: a device
+    /// enrolled this morning comes from an address the server has not seen, a laptop that was
+    /// connected before from where it was (a gateway may favour those, as heimweg does).
+    fn source(&self, local: u32) -> Ipv4Addr {
+        let half = self.sources / 2;
+        let (offset, count) = match (self.known, half) {
+            (0, _) | (_, 0) => (0, self.sources),
+            (known, _) if local < known => (0, half),
+            _ => (half, self.sources - half),
+        };
+        Ipv4Addr::from(u32::from(self.source_base) + offset + local % count)
+    }
+
     /// Device `local` of this run: its socket, bound to its source address and connected to
     /// the server, and a fresh tunnel. `generation` tells apart the tunnels one device has in
     /// a run (its sender indexes differ).
     fn device(&self, local: u32, generation: u32) -> Result<Device> {
-        let source = Ipv4Addr::from(u32::from(self.source_base) + local % self.sources);
+        let source = self.source(local);
         let socket = std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(source), 0))
             .with_context(|| {
                 format!(
@@ -183,6 +199,7 @@ pub async fn run(plan: Plan) -> Result<Storm> {
     report.prepare = prepare;
     report.warmup = warmup;
     if let Some(f) = flooding {
+        tokio::time::sleep_until((start + plan.flood_for).into()).await;
         report.flood = Some(f.finish()?);
     }
     Ok(Storm {
