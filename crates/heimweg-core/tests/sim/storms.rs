@@ -5,7 +5,7 @@
 use super::*;
 
 /// One worker that spends `cost` of simulated time per handshake, and the default policy
-/// otherwise (cookies from 3 s of expected wait).
+/// otherwise (cookies from 4.75 s of expected wait).
 fn one_worker(cost: Duration) -> AdmissionConfig {
     AdmissionConfig {
         workers: 1,
@@ -71,28 +71,28 @@ fn a_storm_the_queue_drains_in_time_gets_no_cookie_and_no_retry() {
 
 #[test]
 fn beyond_the_drain_limit_only_the_tail_gets_cookies_and_comes_back_on_its_retransmit() {
-    // 10 ms a handshake on one worker: a queue of 300 is 3 s of work, so of 450 devices at
-    // once about 300 are answered from the queue and the rest get a cookie.
+    // 10 ms a handshake on one worker: a queue of 475 is 4.75 s of work, so of 600 devices at
+    // once about 475 are answered from the queue and the rest get a cookie.
     let cost = Duration::from_millis(10);
-    let mut sim = storm_sim(one_worker(cost), cost, 450, 45);
-    all_at_once(&mut sim, 0..450);
+    let mut sim = storm_sim(one_worker(cost), cost, 600, 60);
+    all_at_once(&mut sim, 0..600);
     sim.run(Duration::from_secs(15));
     let cookies = sim.server.counters().cookies_sent;
     assert!(
-        (140..=160).contains(&cookies),
-        "{cookies} cookies: only the devices beyond 3 s of queue get one"
+        (115..=135).contains(&cookies),
+        "{cookies} cookies: only the devices beyond 4.75 s of queue get one"
     );
-    assert_eq!(sim.server.counters().handshakes_ok, 450);
+    assert_eq!(sim.server.counters().handshakes_ok, 600);
     assert_eq!(sim.server.counters().drops(DropReason::HandshakeStale), 0);
     for (i, c) in sim.clients.iter().enumerate() {
         let t = took(&sim, i);
         if c.cookies == 0 {
             // Answered from the queue, before the device's own retransmit.
             assert_eq!(c.initiations, 1, "client {i}");
-            assert!(t < Duration::from_secs(4), "client {i} after {t:?}");
+            assert!(t < Duration::from_secs(5), "client {i} after {t:?}");
         } else {
             // Its retransmit carried mac2 and found the queue drained: answered behind the
-            // other retransmits (150 of them at this machine's 10 ms a handshake).
+            // other retransmits (125 of them at this machine's 10 ms a handshake).
             assert_eq!((c.cookies, c.initiations), (1, 2), "client {i}");
             assert!(t >= Duration::from_secs(5), "client {i} after {t:?}");
             assert!(t < Duration::from_secs(7), "client {i} after {t:?}");
