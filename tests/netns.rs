@@ -404,6 +404,19 @@ async fn two_gateways_share_one_postgresql_database() {
     .unwrap();
 }
 
+/// The store on a PostgreSQL server across a network (tests/netns/pgtls.sh): a real server
+/// with TLS and a certificate from a CA made for the test; heimweg refuses URLs without a
+/// verified TLS connection before connecting, works with `sslmode=verify-full` and the CA (the
+/// server logs TLS), and fails on another CA or a host name the certificate does not hold.
+#[test]
+fn a_remote_database_is_reached_over_verified_tls_only() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    run_script("tests/netns/pgtls.sh");
+}
+
 /// Backup and restore: `heimweg backup` while the gateway serves, `heimweg restore` refused
 /// while it runs, then a fresh gateway (new state directory, the old server.key) restored from
 /// the backup before its first start; both devices connect again with their unchanged configs.

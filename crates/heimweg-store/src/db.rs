@@ -104,6 +104,61 @@ enum Access {
     ReadWrite,
 }
 
+/// Refuses a PostgreSQL URL that would carry the store over a network without a verified TLS
+/// connection. Whoever sits on that path could read password hashes and sealed secrets and,
+/// worse, rewrite the peer set: enroll a device of their own. So a server that is not on this
+/// machine (a Unix socket, `localhost`, a loopback address) needs `sslmode=verify-full` (or
+/// `verify-ca`) with the city's CA in `sslrootcert` or the system's store; `sslmode=disable`,
+/// written out, is accepted for a link that is encrypted already (IPsec, WireGuard) and
+/// logged. libpq's default `prefer`, `allow` and `require` are refused: the first two fall
+/// back to plain text, and none checks who answers.
+fn check_transport(url: &str) -> Result<()> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    // The options sqlx will use: the URL over PG* environment variables, as libpq reads them.
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("the PostgreSQL URL does not parse: {e}")))?;
+    let host = options.get_host();
+    let local = options.get_socket().is_some()
+        || host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match options.get_ssl_mode() {
+        _ if local => Ok(()),
+        PgSslMode::VerifyFull | PgSslMode::VerifyCa => Ok(()),
+        PgSslMode::Disable => {
+            tracing::warn!(
+                host,
+                "the store's PostgreSQL connection is not encrypted (sslmode=disable): only \
+                 for a link that is encrypted already"
+            );
+            Ok(())
+        }
+        mode => Err(StoreError::Invalid(format!(
+            "PostgreSQL at {host} is reached over the network with sslmode={}, which does not \
+             check the server: add sslmode=verify-full&sslrootcert=/etc/heimweg/db-ca.pem (the \
+             CA that signed the server's certificate) to the URL, or sslmode=disable if the \
+             link is encrypted already",
+            ssl_mode_name(mode)
+        ))),
+    }
+}
+
+fn ssl_mode_name(mode: sqlx::postgres::PgSslMode) -> &'static str {
+    use sqlx::postgres::PgSslMode;
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer (the default)",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
+}
+
 fn backend_of(url: &str) -> Result<Backend> {
     if url.starts_with("sqlite:") {
         Ok(Backend::Sqlite)
@@ -185,6 +240,9 @@ impl Store {
     /// [`Store::connect`] with pool sizes of the caller's choosing.
     pub async fn connect_with(url: &str, options: PoolOptions) -> Result<Store> {
         let backend = backend_of(url)?;
+        if backend == Backend::Postgres {
+            check_transport(url)?;
+        }
         sqlx::any::install_drivers(&[sqlx::sqlite::any::DRIVER, sqlx::postgres::any::DRIVER]).ok();
         let writes = open_pool(url, backend, Access::ReadWrite, options.writes, options).await?;
         let reads = open_pool(url, backend, Access::ReadOnly, options.reads, options).await?;
@@ -580,4 +638,37 @@ pub(crate) fn decode_error(
     let e = StoreError::corrupt(table, id, reason);
     tracing::error!(error = %e, "a stored row does not decode");
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_transport;
+
+    #[test]
+    fn a_remote_postgresql_needs_a_verified_tls_connection() {
+        for url in [
+            "postgres://heimweg:x@db.stadt.example/heimweg",
+            "postgres://heimweg:x@db.stadt.example/heimweg?sslmode=prefer",
+            "postgres://heimweg:x@db.stadt.example/heimweg?sslmode=allow",
+            "postgresql://heimweg:x@10.0.0.5:5432/heimweg?sslmode=require",
+        ] {
+            let err = check_transport(url).unwrap_err().to_string();
+            assert!(err.contains("sslmode=verify-full"), "{url}: {err}");
+            // The password is not repeated in the error, which ends up in logs.
+            assert!(!err.contains(":x@"), "{url}: {err}");
+        }
+        for url in [
+            "postgres://heimweg:x@db.stadt.example/heimweg?sslmode=verify-full&sslrootcert=/etc/heimweg/db-ca.pem",
+            "postgres://heimweg:x@db.stadt.example/heimweg?sslmode=verify-ca",
+            "postgres://heimweg:x@db.stadt.example/heimweg?sslmode=disable",
+            // On this machine: nothing to intercept.
+            "postgres://heimweg:x@localhost/heimweg",
+            "postgres://heimweg:x@127.0.0.1:5433/heimweg",
+            "postgres://heimweg:x@[::1]/heimweg",
+            "postgres://heimweg@db.stadt.example/heimweg?host=/run/postgresql",
+        ] {
+            assert!(check_transport(url).is_ok(), "{url}");
+        }
+        assert!(check_transport("postgres://%zz").is_err());
+    }
 }
