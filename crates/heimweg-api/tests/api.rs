@@ -503,6 +503,14 @@ async fn an_enrollment_link_works_once_and_can_be_withdrawn(backend: Backend) {
     assert_eq!(st, StatusCode::OK, "{html}");
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+    // The page holds a private key: no other site may frame it (clickjacking a staff member
+    // into revealing it), and no browser may sniff it into something else.
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     assert!(html.contains("<svg") && html.contains("download=\"carla-ipad.conf\""));
     assert!(html.contains("download=\"carla-ipad.mobileconfig\""));
     let (_, v, _) = call(

@@ -54,6 +54,20 @@ impl RateLimit {
     }
 }
 
+/// The unit that counts as one client: an IPv4 address, or an IPv6 /64. A subscriber gets a
+/// whole /64 (or more) and can send from any address in it, so keying by the address would
+/// give one attacker 2^64 buckets, and fill the table for everyone.
+fn client_unit(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(a) => {
+            let mut o = a.octets();
+            o[8..].fill(0);
+            std::net::IpAddr::V6(o.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// One token bucket per client address, for what a single client must not monopolise (login
 /// attempts). The table is bounded: when full, buckets that have refilled (clients gone
 /// quiet) are forgotten, and if none has, the newcomer shares one overflow bucket.
@@ -75,7 +89,7 @@ impl KeyedRateLimit {
     pub fn admit(&self, client: Option<std::net::IpAddr>) -> bool {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
-        let mut key = client;
+        let mut key = client.map(client_unit);
         if !b.contains_key(&key) && b.len() >= Self::MAX_CLIENTS {
             b.retain(|_, v| self.rate.level(Some(*v), now) < self.rate.burst);
             if b.len() >= Self::MAX_CLIENTS {
@@ -85,5 +99,34 @@ impl KeyedRateLimit {
         let (admitted, state) = self.rate.take(b.get(&key).copied(), now);
         b.insert(key, state);
         admitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyedRateLimit;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        // No refill to speak of: a burst of 3 per client.
+        let limit = KeyedRateLimit::new(1e-9, 3.0);
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
+            assert!(limit.admit(ip(host)), "{host}");
+        }
+        // Another address of the same /64 finds the bucket empty.
+        assert!(!limit.admit(ip("2001:db8:1:2:dead:beef::1")));
+        // The next /64 and IPv4 clients have their own.
+        assert!(limit.admit(ip("2001:db8:1:3::1")));
+        assert!(limit.admit(ip("192.0.2.7")));
+        assert!(limit.admit(ip("192.0.2.8")));
+        // An IPv4 client seen as an IPv4-mapped IPv6 address is the same client.
+        assert!(limit.admit(ip("192.0.2.7")));
+        assert!(limit.admit(ip("::ffff:192.0.2.7")));
+        assert!(!limit.admit(ip("192.0.2.7")));
     }
 }

@@ -11,8 +11,9 @@ use heimweg_control::{Actor, AuditAction, Name, Role, SessionStage};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-/// An admin account, with what a login needs to check.
-#[derive(Debug, Clone, PartialEq)]
+/// An admin account, with what a login needs to check. `Debug` leaves out the hash and the
+/// sealed secret, so that a stray `{:?}` in a log line does not carry them.
+#[derive(Clone, PartialEq)]
 pub struct Admin {
     pub id: i64,
     pub name: Name,
@@ -27,8 +28,8 @@ pub struct Admin {
     pub disabled_at: Option<i64>,
 }
 
-/// A live session and its account.
-#[derive(Debug, Clone, PartialEq)]
+/// A live session and its account. `Debug` leaves out the CSRF token.
+#[derive(Clone, PartialEq)]
 pub struct Session {
     pub admin: Admin,
     pub stage: SessionStage,
@@ -36,6 +37,35 @@ pub struct Session {
     pub created_at: i64,
     pub last_seen_at: i64,
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("password_hash", &"<redacted>")
+            .field("totp", &self.totp_sealed.as_ref().map(|_| "<redacted>"))
+            .field("failed_logins", &self.failed_logins)
+            .field("locked_until", &self.locked_until)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("admin", &self.admin)
+            .field("stage", &self.stage)
+            .field("csrf_token", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 const ADMIN_COLUMNS: &str = "a.id, a.name, a.role, a.password_hash, a.totp_sealed, \
@@ -491,5 +521,39 @@ impl Store {
                 .await?
                 .rows_affected(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Admin, Session};
+    use heimweg_control::{Name, Role, SessionStage};
+
+    #[test]
+    fn debug_leaves_out_hashes_sealed_secrets_and_tokens() {
+        let admin = Admin {
+            id: 1,
+            name: Name::new("anna").unwrap(),
+            role: Role::Admin,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$SALTSALT$HASHHASH".into(),
+            totp_sealed: Some("SEALEDTOTPSECRET".into()),
+            failed_logins: 0,
+            locked_until: None,
+            created_at: 0,
+            disabled_at: None,
+        };
+        let session = Session {
+            admin,
+            stage: SessionStage::Full,
+            csrf_token: "CSRFTOKENVALUE".into(),
+            created_at: 0,
+            last_seen_at: 0,
+            expires_at: 0,
+        };
+        let shown = format!("{session:?}");
+        assert!(shown.contains("anna"), "{shown}");
+        for secret in ["argon2id", "HASHHASH", "SEALEDTOTPSECRET", "CSRFTOKENVALUE"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 }
