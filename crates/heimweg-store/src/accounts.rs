@@ -8,8 +8,6 @@
 use crate::db::{audit, decode_error};
 use crate::{stored_name, Result, Store, StoreError};
 use heimweg_control::{Actor, AuditAction, Name, Role, SessionStage};
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
 /// An admin account, with what a login needs to check. `Debug` leaves out the hash and the
 /// sealed secret, so that a stray `{:?}` in a log line does not carry them.
@@ -71,22 +69,51 @@ impl std::fmt::Debug for Session {
 const ADMIN_COLUMNS: &str = "a.id, a.name, a.role, a.password_hash, a.totp_sealed, \
                              a.failed_logins, a.locked_until, a.created_at, a.disabled_at";
 
-fn admin_from_row(r: &AnyRow) -> Result<Admin> {
-    let id: i64 = r.get(0);
-    Ok(Admin {
-        id,
-        name: stored_name("admins", id, &r.get::<String, _>(1))?,
-        role: r
-            .get::<String, _>(2)
-            .parse()
-            .map_err(|e| decode_error("admins", id, e))?,
-        password_hash: r.get(3),
-        totp_sealed: r.get(4),
-        failed_logins: r.get(5),
-        locked_until: r.get(6),
-        created_at: r.get(7),
-        disabled_at: r.get(8),
-    })
+/// An `admins` row as stored, decoded by column name.
+#[derive(sqlx::FromRow)]
+struct AdminRow {
+    id: i64,
+    name: String,
+    role: String,
+    password_hash: String,
+    totp_sealed: Option<String>,
+    failed_logins: i64,
+    locked_until: Option<i64>,
+    created_at: i64,
+    disabled_at: Option<i64>,
+}
+
+impl TryFrom<AdminRow> for Admin {
+    type Error = StoreError;
+    fn try_from(r: AdminRow) -> Result<Admin> {
+        Ok(Admin {
+            name: stored_name("admins", r.id, &r.name)?,
+            role: r
+                .role
+                .parse()
+                .map_err(|e| decode_error("admins", r.id, e))?,
+            id: r.id,
+            password_hash: r.password_hash,
+            totp_sealed: r.totp_sealed,
+            failed_logins: r.failed_logins,
+            locked_until: r.locked_until,
+            created_at: r.created_at,
+            disabled_at: r.disabled_at,
+        })
+    }
+}
+
+/// A session joined with its account (the session's own creation time renamed, as the
+/// account has one too).
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    #[sqlx(flatten)]
+    admin: AdminRow,
+    stage: String,
+    csrf_token: String,
+    session_created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
 }
 
 impl Admin {
@@ -139,37 +166,36 @@ impl Store {
             role.as_str(),
         )
         .await?;
-        let row = sqlx::query(&format!(
+        let row: AdminRow = sqlx::query_as(&format!(
             "SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.name_key = $1"
         ))
         .bind(name.key())
         .fetch_one(&mut *tx)
         .await?;
-        let admin = admin_from_row(&row)?;
+        let admin = Admin::try_from(row)?;
         tx.commit().await?;
         Ok(admin)
     }
 
     pub async fn admin(&self, name: &Name) -> Result<Option<Admin>> {
-        sqlx::query(&format!(
+        sqlx::query_as::<_, AdminRow>(&format!(
             "SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.name_key = $1"
         ))
         .bind(name.key())
         .fetch_optional(&self.reads)
         .await?
-        .as_ref()
-        .map(admin_from_row)
+        .map(Admin::try_from)
         .transpose()
     }
 
     pub async fn admins(&self) -> Result<Vec<Admin>> {
-        sqlx::query(&format!(
+        sqlx::query_as::<_, AdminRow>(&format!(
             "SELECT {ADMIN_COLUMNS} FROM admins a ORDER BY a.name"
         ))
         .fetch_all(&self.reads)
         .await?
-        .iter()
-        .map(admin_from_row)
+        .into_iter()
+        .map(Admin::try_from)
         .collect()
     }
 
@@ -464,8 +490,9 @@ impl Store {
 
     /// The live session with this id hash: not expired, its account enabled.
     pub async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ADMIN_COLUMNS}, s.stage, s.csrf_token, s.created_at, s.last_seen_at, s.expires_at
+        let row: Option<SessionRow> = sqlx::query_as(&format!(
+            "SELECT {ADMIN_COLUMNS}, s.stage, s.csrf_token, s.created_at AS session_created_at,
+                    s.last_seen_at, s.expires_at
              FROM admin_sessions s JOIN admins a ON a.id = s.admin_id
              WHERE s.id_hash = $1 AND s.expires_at > $2 AND a.disabled_at IS NULL"
         ))
@@ -476,17 +503,17 @@ impl Store {
         let Some(r) = row else {
             return Ok(None);
         };
-        let admin = admin_from_row(&r)?;
+        let admin = Admin::try_from(r.admin)?;
         Ok(Some(Session {
             stage: r
-                .get::<String, _>(9)
+                .stage
                 .parse()
                 .map_err(|e| decode_error("admin_sessions", admin.id, e))?,
             admin,
-            csrf_token: r.get(10),
-            created_at: r.get(11),
-            last_seen_at: r.get(12),
-            expires_at: r.get(13),
+            csrf_token: r.csrf_token,
+            created_at: r.session_created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
         }))
     }
 
