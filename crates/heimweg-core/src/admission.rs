@@ -535,8 +535,7 @@ impl Cost {
     /// Folds in one sample with weight 1/256: about a thousand handshakes (a fifth of a second
     /// on two busy cores) follow a change of load. The samples are wall times, so one that
     /// the scheduler preempted counts a whole time slice; with a weight of 1/16 each such
-    /// sample lifted the estimate by a quarter, and the devices arriving just then got cookies
-    /// for a queue that drained in time (500-1,500 of 20,000 in a storm on this machine).
+    /// sample lifted the estimate by a quarter for the devices arriving just then.
     pub fn record(&self, sample: Duration) {
         let old = self.0.load(Ordering::Relaxed);
         let sample = sample.as_nanos().min(u128::from(u64::MAX / 2)) as u64;
