@@ -104,6 +104,7 @@ async fn setup(db: &Scratch) -> (Service, axum::Router, String) {
         service: service.clone(),
         panel: heimweg_api::panel::PanelConfig {
             secure_cookies: true,
+            public_url: None,
         },
         live: None,
         trusted_proxies: Default::default(),

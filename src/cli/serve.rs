@@ -56,6 +56,11 @@ struct WebArgs {
     /// believed: the per-client login and request limits count the connection's address.
     #[arg(long = "trusted-proxy", env = "HEIMWEG_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
     trusted_proxies: Vec<IpNet>,
+    /// The address staff reach the panel's public pages at, e.g. https://vpn.stadt.example:
+    /// the enrollment and request links the panel hands out start with it. Unset, a link is
+    /// built from the request's Host and X-Forwarded-Proto headers.
+    #[arg(long, env = "HEIMWEG_PUBLIC_URL", value_parser = heimweg_api::panel::public_url)]
+    public_url: Option<String>,
 }
 
 /// A proxy's address (a /32 or /128) or network.
@@ -233,6 +238,7 @@ fn start_api(
             service: service.clone(),
             panel: heimweg_api::panel::PanelConfig {
                 secure_cookies: !web.panel_insecure_cookies,
+                public_url: web.public_url.clone(),
             },
             live: Some(live),
             trusted_proxies: heimweg_api::TrustedProxies::new(web.trusted_proxies.clone()),

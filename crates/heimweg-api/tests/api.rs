@@ -63,6 +63,7 @@ async fn env(backend: Backend, tag: &str) -> Option<Env> {
             service,
             panel: heimweg_api::panel::PanelConfig {
                 secure_cookies: true,
+                public_url: None,
             },
             live: None,
             trusted_proxies: Default::default(),

@@ -21,6 +21,7 @@ backend_tests!(
     a_lock_holds_in_every_session_waiting_for_the_second_factor,
     redirects_never_leave_the_site,
     twenty_helpdesk_page_loads_at_once_all_succeed,
+    links_start_with_the_public_url,
 );
 
 use axum::body::Body;
@@ -132,6 +133,7 @@ async fn env(backend: Backend, tag: &str) -> Option<Env> {
             service,
             panel: PanelConfig {
                 secure_cookies: true,
+                public_url: None,
             },
             live: None,
             trusted_proxies: Default::default(),
@@ -1048,4 +1050,52 @@ async fn twenty_helpdesk_page_loads_at_once_all_succeed(backend: Backend) {
         let (status, excerpt) = done.unwrap();
         assert_eq!(status, StatusCode::OK, "{excerpt}");
     }
+}
+
+/// An enrollment link starts with the configured public URL, whatever `Host` and
+/// `X-Forwarded-Proto` the admin's request carried; without one, with the address the
+/// browser used.
+async fn links_start_with_the_public_url(backend: Backend) {
+    let Some(mut env) = env(backend, "public_url").await else {
+        return;
+    };
+    let mut b = Browser::default();
+    b.login(&env, ADMIN).await;
+    let link = |page: &Page| -> String {
+        let at = page.body.find("id=\"link-url\"").expect("a link box");
+        let value = &page.body[at..];
+        let start = value.find("value=\"").unwrap() + 7;
+        value[start..start + value[start..].find('"').unwrap()].to_string()
+    };
+    let token = b.csrf(&env).await;
+    let fields = [
+        ("device_name", "tablet-1"),
+        ("group", "default"),
+        ("_csrf", token.as_str()),
+    ];
+    let page = b.post(&env, "/links", &fields).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(
+        link(&page).starts_with(&format!("http://{HOST}/enroll/")),
+        "{}",
+        link(&page)
+    );
+
+    env.state.panel.public_url = Some("https://vpn.stadt.example".into());
+    let fields = [
+        ("device_name", "tablet-2"),
+        ("group", "default"),
+        ("_csrf", token.as_str()),
+    ];
+    let headers = [
+        ("sec-fetch-site", "same-origin"),
+        ("x-forwarded-proto", "http"),
+    ];
+    let page = b.post_with(&env, "/links", &fields, &headers).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(
+        link(&page).starts_with("https://vpn.stadt.example/enroll/"),
+        "{}",
+        link(&page)
+    );
 }

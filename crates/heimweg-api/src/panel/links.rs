@@ -100,7 +100,7 @@ pub(super) async fn link_create(
         .create_link(&caller, &device_name, &group, owner.as_ref(), hours)
         .await?;
     let link = offer.link;
-    let url = format!("{}/enroll/{}", base_url(&headers), offer.secret);
+    let url = format!("{}/enroll/{}", base_url(&st, &headers), offer.secret);
     let qr = Qr::encode(&url).map(|q| q.to_svg()).unwrap_or_default();
     let content = html! {
         p { (l.t("Send this link to the person who sets up", "Senden Sie diesen Link an die Person, die")) " " strong { (link.device_name) } " " (l.t("(by e-mail, chat, or show the QR code). It works once, until", "einrichtet (per E-Mail, Chat, oder zeigen Sie den QR-Code). Er gilt einmal, bis")) " " (timestamp(link.expires_at)) "." }

@@ -50,6 +50,31 @@ pub struct PanelConfig {
     /// Mark cookies `Secure` (and use the `__Host-` prefix). Off only for plain HTTP on
     /// purpose; browsers accept Secure cookies from `http://localhost` anyway.
     pub secure_cookies: bool,
+    /// The address staff reach the gateway's pages at (`HEIMWEG_PUBLIC_URL`, checked by
+    /// [`public_url`]), for the links the panel hands out. Without it a link is built from the
+    /// request's `Host` and `X-Forwarded-Proto`, which only a proxy that sets both gets right.
+    pub public_url: Option<String>,
+}
+
+/// Checks a public URL: `http` or `https`, a host (and port), nothing after it but one `/`;
+/// returned without the slash.
+pub fn public_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?}: a public URL starts with https:// (or http://)"))?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return Err(format!(
+            "{s:?}: a public URL is the scheme and the host name (and port), e.g. \
+             https://vpn.stadt.example, without a path, query or user"
+        ));
+    }
+    Ok(format!("{}{host}", &s[..s.len() - rest.len()]))
 }
 
 /// Largest form body read: the longest field is a list of networks.
@@ -725,8 +750,12 @@ fn path_name(raw: &str) -> Result<Name, PanelError> {
     Name::from_stored(raw).map_err(|_| PanelError::NotFound(format!("nothing is named {raw:?}")))
 }
 
-/// The site's own address as the browser used it, for links handed to staff.
-fn base_url(headers: &HeaderMap) -> String {
+/// The site's own address for links handed to staff: the configured public URL, else as the
+/// browser used it.
+fn base_url(st: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &st.panel.public_url {
+        return url.clone();
+    }
     let host = headers
         .get("host")
         .and_then(|v| v.to_str().ok())
@@ -781,6 +810,29 @@ fn trusted_svg(svg: String) -> PreEscaped<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_url_is_a_scheme_and_a_host() {
+        for (given, kept) in [
+            ("https://vpn.stadt.example", "https://vpn.stadt.example"),
+            ("https://vpn.stadt.example/", "https://vpn.stadt.example"),
+            ("http://10.0.0.1:8080", "http://10.0.0.1:8080"),
+            ("https://[2001:db8::1]:8443/", "https://[2001:db8::1]:8443"),
+        ] {
+            assert_eq!(public_url(given).as_deref(), Ok(kept), "{given}");
+        }
+        for bad in [
+            "vpn.stadt.example",
+            "ftp://vpn.stadt.example",
+            "https://",
+            "https://vpn.stadt.example/heimweg",
+            "https://vpn.stadt.example?x=1",
+            "https://user@vpn.stadt.example",
+            "https://vpn.stadt.example\"><script>",
+        ] {
+            assert!(public_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn language_follows_the_cookie_then_accept_language() {

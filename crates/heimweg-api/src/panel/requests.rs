@@ -174,7 +174,7 @@ pub(super) async fn access_file(
             }
         }
     };
-    let url = format!("{}/request/{secret}", base_url(&headers));
+    let url = format!("{}/request/{secret}", base_url(&st, &headers));
     let content = html! {
         p { (l.t("Your request was sent. Keep the address below (bookmark it): it shows whether it was approved, and then sets up your device. Only you have it.",
                  "Ihre Anfrage wurde gesendet. Behalten Sie die Adresse unten (als Lesezeichen): Sie zeigt, ob zugesagt wurde, und richtet dann Ihr Gerät ein. Nur Sie haben sie.")) }
