@@ -71,3 +71,26 @@ cleanup() {
 trap cleanup EXIT
 trap 'ABORT_AT="$BASH_COMMAND (exit $?) at line $LINENO in ${FUNCNAME[*]:-main}, called from lines ${BASH_LINENO[*]}"' ERR
 trap 'exit 130' INT TERM
+
+# gateway_topology LAN_ADDRESS...: the topology backup.sh and provisioning.sh share. Every
+# namespace in ALL_NS with loopback up; NS_GW forwards, reaches NS_LAN over lan0 (192.0.2.1/24;
+# NS_LAN holds the LAN_ADDRESSes, /24 each, and routes the device pool 10.77.0.0/16 back), and
+# bridges NS_C1 and NS_C2 on br0 (198.51.100.1/24; the clients are .11 and .12).
+gateway_topology() {
+  local ns a n=0
+  for ns in "${ALL_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  nsx "$NS_GW" sysctl -qw net.ipv4.ip_forward=1
+  ip link add lan0 netns "$NS_GW" type veth peer name eth0 netns "$NS_LAN"
+  ip -n "$NS_GW" addr add 192.0.2.1/24 dev lan0; ip -n "$NS_GW" link set lan0 up
+  for a in "$@"; do ip -n "$NS_LAN" addr add "$a/24" dev eth0; done
+  ip -n "$NS_LAN" link set eth0 up
+  ip -n "$NS_LAN" route add 10.77.0.0/16 via 192.0.2.1
+  ip -n "$NS_GW" link add br0 type bridge; ip -n "$NS_GW" addr add 198.51.100.1/24 dev br0
+  ip -n "$NS_GW" link set br0 up
+  for ns in "$NS_C1" "$NS_C2"; do
+    n=$((n + 1))
+    ip link add "up$n" netns "$NS_GW" type veth peer name eth0 netns "$ns"
+    ip -n "$NS_GW" link set "up$n" master br0 up
+    ip -n "$ns" addr add "198.51.100.1$n/24" dev eth0; ip -n "$ns" link set eth0 up
+  done
+}
