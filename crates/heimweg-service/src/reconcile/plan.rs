@@ -164,6 +164,11 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
+    /// Networks as text, for comparing with literals.
+    fn texts<N: ToString>(networks: &[N]) -> Vec<String> {
+        networks.iter().map(ToString::to_string).collect()
+    }
+
     fn group(id: i64, name: &str, nets: &[&str], dns: &[&str]) -> Group {
         Group {
             id,
@@ -207,12 +212,7 @@ mod tests {
     fn every_device_is_a_peer_with_its_groups_policy_and_own_addresses() {
         let p = plan(&state(), NOW);
         assert_eq!(p.peers.len(), 3);
-        let reach: Vec<String> = p.peers[0]
-            .policy
-            .allowed
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
+        let reach = texts(&p.peers[0].policy.allowed);
         assert_eq!(
             reach,
             ["10.20.0.0/16", "10.20.0.53/32"],
@@ -246,12 +246,7 @@ mod tests {
         let mut s = state();
         s.devices[0].group_id = 2;
         let p = plan(&s, NOW);
-        let reach: Vec<String> = p.peers[0]
-            .policy
-            .allowed
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
+        let reach = texts(&p.peers[0].policy.allowed);
         assert_eq!(reach, ["10.30.0.0/16"]);
         // A group's policy change reaches every device in it.
         s.groups[1] = group(2, "bauamt", &["10.31.0.0/16", "10.32.0.0/16"], &[]);
@@ -282,12 +277,7 @@ mod tests {
         // A group whose networks cover the pool, and a full tunnel: the pool stays closed.
         s.groups[0] = group(1, "rathaus", &["10.0.0.0/8", "10.77.0.1/32"], &[]);
         let p = plan(&s, NOW);
-        let pools: Vec<String> = p.peers[0]
-            .policy
-            .denied
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
+        let pools = texts(&p.peers[0].policy.denied);
         assert_eq!(pools, ["10.77.0.0/16", "fd00::/64"]);
         assert!(
             p.peers[0]
