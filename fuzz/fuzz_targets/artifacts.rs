@@ -21,7 +21,7 @@
 use heimweg_control::mobileconfig::{self, ApplePlatform};
 use heimweg_control::qr::Qr;
 use heimweg_control::{
-    config_file_name, escape_markup, ClientConfig, Endpoint, GroupPolicy, Name, PresharedKey,
+    config_file_name, escape_markup, PRIVATE_KEY_PLACEHOLDER, ClientConfig, Endpoint, GroupPolicy, Name, PresharedKey,
     PrivateKey, PublicKey, TunnelMode,
 };
 use heimweg_fuzz::Records;
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     escaping(free);
-    file_name(free);
+    file_name(free, i64::from(numbers.u16(11)) + 1);
     let _ = Qr::encode(free);
     escaping(name);
 
@@ -122,7 +122,7 @@ fuzz_target!(|data: &[u8]| {
         .render()
         .unwrap_or_else(|e| panic!("a config of valid parts was refused: {e}\n{conf:?}"));
     config_reads_back(&config, &conf, &policy);
-    file_name(name.as_str());
+    file_name(name.as_str(), i64::from(numbers.u16(7)) + 1);
 
     let platform = if numbers.flag(8) {
         ApplePlatform::MacOs
@@ -163,6 +163,10 @@ fn config_reads_back(config: &str, conf: &ClientConfig, policy: &GroupPolicy) {
         !config.chars().any(|c| c.is_control() && c != '\n'),
         "a control character in the config"
     );
+    // wg-quick cuts a line at '#': the only '#' is the placeholder of a device's own key.
+    let placeholder = format!("[Interface]\n{PRIVATE_KEY_PLACEHOLDER}\n");
+    assert_eq!(config.starts_with(&placeholder), conf.private_key.is_none());
+    let config = config.strip_prefix(&placeholder).map_or(config.to_string(), |rest| format!("[Interface]\n{rest}"));
     assert!(!config.contains('#'), "wg-quick cuts a line at '#'");
     let mut section = "";
     let mut seen: Vec<(&str, &str)> = Vec::new();
@@ -239,12 +243,12 @@ fn config_reads_back(config: &str, conf: &ClientConfig, policy: &GroupPolicy) {
 
 /// Android and wg-quick take the tunnel name from the file name; Windows refuses DOS device
 /// names (before the first dot) and names with a dot at either end.
-fn file_name(name: &str) {
+fn file_name(name: &str, id: i64) {
     const DOS: [&str; 22] = [
         "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
         "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
     ];
-    let file = config_file_name(name);
+    let file = config_file_name(name, id);
     let stem = file.strip_suffix(".conf").expect(".conf");
     assert!((1..=15).contains(&stem.len()), "{file:?}");
     assert!(

@@ -4,15 +4,16 @@ use super::state::{gateway_public_key, open_service};
 use super::{caller, existing_name, new_name, print_listing, Site};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use heimweg_control::{qr::Qr, ExpiryDays, Name, PublicKey};
+use heimweg_control::{compact_for_qr, qr::Qr, ExpiryDays, Name, PublicKey, OWN_KEY_STEPS};
 use heimweg_service::{DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment, Service};
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum DeviceCmd {
-    /// Enroll a device. Prints its config (and a QR code for phones and tablets) once: the
-    /// private key is not stored anywhere.
+    /// Enroll a device. Prints its config (and, on a terminal, a QR code for phones and
+    /// tablets) once: the private key is not stored anywhere.
     Add(AddArgs),
     /// List devices, newest first.
     List {
@@ -38,8 +39,8 @@ pub enum DeviceCmd {
         /// Write the config to this file (mode 0600) instead of printing it.
         #[arg(long)]
         output: Option<PathBuf>,
-        #[arg(long)]
-        no_qr: bool,
+        #[command(flatten)]
+        qr: QrArgs,
     },
     /// Change a device's group, owner or expiry.
     Set(SetArgs),
@@ -62,9 +63,8 @@ pub struct AddArgs {
     /// Write the config to this file (mode 0600) instead of printing it.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Do not print the QR code.
-    #[arg(long)]
-    no_qr: bool,
+    #[command(flatten)]
+    qr: QrArgs,
 }
 
 impl AddArgs {
@@ -130,7 +130,7 @@ pub async fn run(site: &Site, cmd: DeviceCmd) -> Result<()> {
         DeviceCmd::Add(args) => {
             let service = service.with_gateway_key(gateway_public_key(&site.state_dir)?);
             let enrolled = service.enroll(&caller(), args.request()?).await?;
-            print_config(&enrolled, args.output.as_deref(), args.no_qr)?;
+            print_config(&enrolled, args.output.as_deref(), &args.qr)?;
         }
         DeviceCmd::List {
             search,
@@ -157,14 +157,14 @@ pub async fn run(site: &Site, cmd: DeviceCmd) -> Result<()> {
             name,
             public_key,
             output,
-            no_qr,
+            qr,
         } => {
             let service = service.with_gateway_key(gateway_public_key(&site.state_dir)?);
             let device = existing_name("device", &name)?;
             let rotated = service
                 .rotate(&caller(), &device, parse_public_key(public_key.as_deref())?)
                 .await?;
-            print_config(&rotated, output.as_deref(), no_qr)?;
+            print_config(&rotated, output.as_deref(), &qr)?;
             eprintln!("The old key of {name} stops working within a second.");
         }
         DeviceCmd::Set(args) => {
@@ -226,8 +226,23 @@ fn expiry_days(days: u32) -> Result<ExpiryDays> {
     ExpiryDays::new(days).context("--expires-in-days")
 }
 
-/// Prints (or writes, mode 0600) a config that is shown once, with its QR code.
-fn print_config(enrolled: &Enrollment, output: Option<&Path>, no_qr: bool) -> Result<()> {
+/// How the QR code of a config is shown.
+#[derive(Args, Clone)]
+pub struct QrArgs {
+    /// Do not show the QR code.
+    #[arg(long, conflicts_with = "qr_file")]
+    no_qr: bool,
+    /// Write the QR code as an image instead (mode 0600: it holds the private key); PNG or
+    /// SVG by the file's extension.
+    #[arg(long, value_name = "FILE.png|FILE.svg")]
+    qr_file: Option<PathBuf>,
+}
+
+/// Prints (or writes, mode 0600) a config that is shown once. Standard output gets only the
+/// config unless it is a terminal, so `heimweg device add X > X.conf` is a file every app
+/// imports; the QR code goes to whichever of standard output and standard error is a
+/// terminal, and only when it fits there.
+fn print_config(enrolled: &Enrollment, output: Option<&Path>, qr: &QrArgs) -> Result<()> {
     let conf = &enrolled.config;
     match output {
         Some(path) => {
@@ -237,11 +252,60 @@ fn print_config(enrolled: &Enrollment, output: Option<&Path>, no_qr: bool) -> Re
         None => {
             println!("# {} — {}", enrolled.file_name, enrolled.device.ipv4);
             print!("{conf}");
-            if !no_qr {
-                println!("{}", Qr::encode(conf)?.to_terminal());
-            }
-            eprintln!("This is the only time this config is shown; it is not stored.");
         }
     }
+    if !enrolled.has_private_key {
+        eprintln!("{OWN_KEY_STEPS}");
+    } else if let Some(path) = &qr.qr_file {
+        write_qr_image(path, conf)?;
+    } else if !qr.no_qr {
+        show_qr(enrolled, output.is_none())?;
+    }
+    eprintln!("This is the only time this config is shown; it is not stored.");
+    Ok(())
+}
+
+/// The QR code on a terminal: standard output if the config went there and it is one, else
+/// standard error if that is one; nowhere when neither is (a script, a pipe).
+fn show_qr(enrolled: &Enrollment, config_on_stdout: bool) -> Result<()> {
+    let conf = &enrolled.config;
+    let name = enrolled.device.name.as_str();
+    let stem = enrolled.file_name.trim_end_matches(".conf");
+    let qr = Qr::encode_smallest(&compact_for_qr(conf))?;
+    let stdout_tty = config_on_stdout && std::io::stdout().is_terminal();
+    let columns = if stdout_tty {
+        terminal_size::terminal_size_of(std::io::stdout())
+    } else if std::io::stderr().is_terminal() {
+        terminal_size::terminal_size_of(std::io::stderr())
+    } else {
+        return Ok(());
+    }
+    .map_or(80, |(w, _)| usize::from(w.0));
+    if qr.terminal_columns() > columns {
+        eprintln!(
+            "The QR code needs {} columns and this terminal has {columns}. Import the config \
+             from the file, or get a new config with its code as an image: heimweg device rotate \
+             {} --qr-file {}.png (or .svg).",
+            qr.terminal_columns(),
+            name,
+            stem
+        );
+    } else if stdout_tty {
+        print!("{}", qr.to_terminal());
+    } else {
+        eprint!("{}", qr.to_terminal());
+    }
+    Ok(())
+}
+
+fn write_qr_image(path: &Path, conf: &str) -> Result<()> {
+    let qr = Qr::encode(conf)?;
+    let image = match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("png") => qr.to_png(8),
+        Some(e) if e.eq_ignore_ascii_case("svg") => qr.to_svg().into_bytes(),
+        _ => anyhow::bail!("--qr-file: the file name must end in .png or .svg"),
+    };
+    heimweg::files::write_private(path, &image)?;
+    eprintln!("wrote the QR code to {}", path.display());
     Ok(())
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use heimweg_control::Scope;
-use heimweg_control::{qr::Qr, DeviceStatus, ExpiryDays, PublicKey};
+use heimweg_control::{qr::Qr, DeviceStatus, ExpiryDays, PublicKey, OWN_KEY_STEPS};
 use heimweg_service::{Device, DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -156,7 +156,12 @@ pub(crate) async fn create(
 /// The one response that carries a config: the device, the config text, QR code and iOS
 /// profile, never cached.
 fn config_response(st: &AppState, enrolled: Enrollment) -> Response {
-    let qr_svg = Qr::encode(&enrolled.config).ok().map(|q| q.to_svg());
+    // A template without its private key is no config an app can import from a QR code.
+    let qr_svg = enrolled
+        .has_private_key
+        .then(|| Qr::encode(&enrolled.config).ok().map(|q| q.to_svg()))
+        .flatten();
+    let next_step = (!enrolled.has_private_key).then_some(OWN_KEY_STEPS);
     created_secret(json!({
         "device": DeviceJson::new(enrolled.device, st.service.now()),
         "config": enrolled.config,
@@ -164,6 +169,7 @@ fn config_response(st: &AppState, enrolled: Enrollment) -> Response {
         "file_name": enrolled.file_name,
         "qr_svg": qr_svg,
         "mobileconfig": enrolled.mobileconfig,
+        "next_step": next_step,
     }))
 }
 

@@ -160,9 +160,15 @@ pub fn document() -> Value {
             "public_key": { "type": "string" } } },
           "Config": { "type": "object", "description": "Shown once; not stored.", "properties": {
             "device": schema("Device"), "config": { "type": "string" },
-            "config_contains_private_key": { "type": "boolean" },
-            "file_name": { "type": "string" }, "qr_svg": { "type": ["string", "null"] },
-            "mobileconfig": { "type": ["string", "null"] } } },
+            "config_contains_private_key": { "type": "boolean", "description":
+              "false: the device made its own key; the config has a commented placeholder line \
+               where that key goes, and no QR code or profile" },
+            "file_name": { "type": "string", "description":
+              "an importable tunnel name, different for every device" },
+            "qr_svg": { "type": ["string", "null"] },
+            "mobileconfig": { "type": ["string", "null"] },
+            "next_step": { "type": ["string", "null"], "description":
+              "what to do with a config without its private key" } } },
           "Group": { "type": "object", "properties": {
             "id": { "type": "integer" }, "name": { "type": "string" },
             "allowed_prefixes": { "type": "array", "items": { "type": "string" } },

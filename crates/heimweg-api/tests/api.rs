@@ -27,7 +27,7 @@ backend_tests!(
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use heimweg_api::{router, AppState};
-use heimweg_control::{Name, PrivateKey, Scope, Scopes};
+use heimweg_control::{Name, PrivateKey, Scope, Scopes, PRIVATE_KEY_PLACEHOLDER};
 use heimweg_service::{Caller, Sealer, Service};
 use heimweg_store::testing::Scratch;
 use heimweg_store::{backend_tests, Backend};
@@ -155,8 +155,7 @@ async fn create_list_show_and_revoke_a_device(backend: Backend) {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    assert!(!v["config"].as_str().unwrap().contains("PrivateKey"));
-    assert_eq!(v["config_contains_private_key"], false);
+    assert_is_a_template(&v);
     assert!(
         v["mobileconfig"].is_null(),
         "no profile without a complete config"
@@ -744,8 +743,7 @@ async fn a_rotated_key_replaces_the_old_one_and_keeps_the_addresses(backend: Bac
     )
     .await;
     assert_eq!(st, StatusCode::CREATED);
-    assert_eq!(v["config_contains_private_key"], false);
-    assert!(!v["config"].as_str().unwrap().contains("PrivateKey"));
+    assert_is_a_template(&v);
     let (st, _, _) = call(
         &env,
         Method::POST,
@@ -1544,4 +1542,18 @@ async fn device_to_device_traffic_is_off_unless_a_group_asks(backend: Backend) {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["peer_to_peer"], false);
     assert_eq!(v["allowed_prefixes"][0], "10.40.0.0/16", "the rest stays");
+}
+
+/// A config for a device that made its own key: the placeholder where the key goes and no key
+/// line, no QR code (no app imports it), and what to do.
+fn assert_is_a_template(v: &Value) {
+    let config = v["config"].as_str().unwrap();
+    assert_eq!(v["config_contains_private_key"], false);
+    assert!(config.starts_with(&format!("[Interface]\n{PRIVATE_KEY_PLACEHOLDER}\n")));
+    assert!(!config.lines().any(|l| l.starts_with("PrivateKey")));
+    assert!(
+        v["qr_svg"].is_null(),
+        "no QR code of a config without its key"
+    );
+    assert!(v["next_step"].as_str().unwrap().contains("# PrivateKey"));
 }

@@ -3,7 +3,9 @@
 //! The iOS app refuses any `[Interface]` key but PrivateKey, ListenPort, Address, DNS and MTU;
 //! Android and iOS refuse `PersistentKeepalive = off`; every app refuses empty values. So we
 //! emit only the five portable `[Peer]` keys and four `[Interface]` keys, each once, integers
-//! only, no comments. The MTU is always explicit (home links behind PPPoE or DS-Lite black-hole
+//! only. The one comment is the placeholder of a device that made its own key: every app
+//! (wg-quick, Android, Apple, Windows) drops everything after `#`, and every app refuses a
+//! config without `PrivateKey`, so the line marks where the device's key goes. The MTU is always explicit (home links behind PPPoE or DS-Lite black-hole
 //! the 1420 a laptop would guess), and every DNS server is routed through the tunnel, because
 //! iOS sends all queries to the tunnel's resolver once one is set.
 
@@ -101,11 +103,25 @@ pub fn is_search_domain(s: &str) -> bool {
     is_hostname(s) && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
+/// The `[Interface]` line of a config whose device made its own key: a comment every app
+/// ignores, where the device's private key goes. Replacing it with `PrivateKey = <key>` gives
+/// exactly the config heimweg would have rendered with that key.
+pub const PRIVATE_KEY_PLACEHOLDER: &str =
+    "# PrivateKey = <this device's own private key: heimweg never had it; write it here and delete the \"# \">";
+
+/// What to do with such a template, for the command line and the API.
+pub const OWN_KEY_STEPS: &str =
+    "This device made its own key, so its config has no private key and no QR code (no app \
+imports a config without one). On the device, replace the line starting with \"# PrivateKey\" by \
+\"PrivateKey = \" and the device's private key, then import the file (wg-quick up, or the app's \
+import from file); in an app whose empty tunnel made the key, keep its PrivateKey line and paste \
+the rest of this config below it.";
+
 /// Everything a device's config holds.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `None` when the device supplied its own public key: the config is then a template the
-    /// app completes with the key it generated.
+    /// `None` when the device supplied its own public key: the config is then a template with
+    /// [`PRIVATE_KEY_PLACEHOLDER`] where the key it generated goes.
     pub private_key: Option<PrivateKey>,
     /// The device's tunnel addresses (a /32 and a /128).
     pub addresses: Vec<IpNet>,
@@ -147,8 +163,13 @@ impl ClientConfig {
         let join = |items: Vec<String>| items.join(", ");
         let mut out = String::with_capacity(512);
         out.push_str("[Interface]\n");
-        if let Some(k) = &self.private_key {
-            let _ = writeln!(out, "PrivateKey = {}", k.expose_base64());
+        match &self.private_key {
+            Some(k) => {
+                let _ = writeln!(out, "PrivateKey = {}", k.expose_base64());
+            }
+            None => {
+                let _ = writeln!(out, "{PRIVATE_KEY_PLACEHOLDER}");
+            }
         }
         let _ = writeln!(
             out,
@@ -183,10 +204,53 @@ impl ClientConfig {
     }
 }
 
-/// A download file name every app imports: Android and wg-quick take the tunnel name from it
-/// (`[a-zA-Z0-9_=+.-]{1,15}`), Windows also refuses DOS device names and leading/trailing dots.
-pub fn config_file_name(wanted: &str) -> String {
-    let mut name: String = wanted
+/// The same config without the optional spaces around `=` and after `,`, which every app's
+/// parser trims anyway: about 30 bytes less, one QR version smaller, so a terminal QR code of a
+/// typical config fits 80 columns. Only for a QR code: the file keeps the usual spelling.
+pub fn compact_for_qr(config: &str) -> String {
+    let mut out = String::with_capacity(config.len());
+    for line in config.lines() {
+        let line = if line.starts_with('#') {
+            line.to_string()
+        } else {
+            line.replacen(" = ", "=", 1).replace(", ", ",")
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The longest tunnel name Android and wg-quick accept (Linux's interface name limit).
+const TUNNEL_NAME_MAX: usize = 15;
+
+/// A download file name every app imports, different for every device: Android and wg-quick
+/// take the tunnel name from it (`[a-zA-Z0-9_=+.-]{1,15}`), Windows also refuses DOS device
+/// names and leading or trailing dots.
+///
+/// A name that already is such a tunnel name (without `=`) is used as it is; names are unique
+/// without case, so two devices never share one. Any other name (umlauts, spaces, other
+/// scripts, too long) is spelled with the permitted characters, cut, and ends in `=` and the
+/// device's id: only these names contain `=`, and the id differs, so `日本語` and `----` no
+/// longer both become `hw.conf`. (Ids are the store's row ids; up to 12 digits fit.)
+pub fn config_file_name(wanted: &str, device_id: i64) -> String {
+    const DOS: [&str; 22] = [
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    ];
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_+.-".contains(c);
+    let edge = |c: char| c == '.' || c == '-';
+    let stem = wanted.split('.').next().unwrap_or("").to_ascii_uppercase();
+    let usable_as_is = (1..=TUNNEL_NAME_MAX).contains(&wanted.len())
+        && wanted.chars().all(plain)
+        && !wanted.starts_with(edge)
+        && !wanted.ends_with(edge)
+        && !DOS.contains(&stem.as_str());
+    if usable_as_is {
+        return format!("{wanted}.conf");
+    }
+    let suffix = format!("={device_id}");
+    let spelled: String = wanted
         .chars()
         .map(|c| match c {
             'ä' => 'a',
@@ -196,24 +260,17 @@ pub fn config_file_name(wanted: &str) -> String {
             'Ö' => 'O',
             'Ü' => 'U',
             'ß' => 's',
-            c if c.is_ascii_alphanumeric() || "_=+.-".contains(c) => c,
+            c if plain(c) => c,
             _ => '-',
         })
         .collect();
-    name = name.trim_matches(|c| c == '.' || c == '-').to_string();
-    name.truncate(15);
-    name = name.trim_end_matches(['.', '-']).to_string();
-    const DOS: [&str; 22] = [
-        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
-    ];
-    let stem = name.split('.').next().unwrap_or("").to_ascii_uppercase();
-    if name.is_empty() || DOS.contains(&stem.as_str()) {
-        name = format!("hw-{name}");
-        name.truncate(15);
-        name = name.trim_end_matches(['.', '-']).to_string();
+    let room = TUNNEL_NAME_MAX.saturating_sub(suffix.len());
+    let mut prefix: String = spelled.trim_matches(edge).chars().take(room).collect();
+    prefix = prefix.trim_end_matches(edge).to_string();
+    if prefix.is_empty() {
+        prefix = "hw".into();
     }
-    format!("{name}.conf")
+    format!("{prefix}{suffix}.conf")
 }
 
 #[cfg(test)]
@@ -350,43 +407,122 @@ mod tests {
     }
 
     #[test]
-    fn template_without_private_key_for_client_supplied_keys() {
-        let text = sample(false).render().unwrap();
-        assert!(!text.contains("PrivateKey"));
-        assert!(text.starts_with("[Interface]\nAddress = "));
+    fn a_template_becomes_the_full_config_once_the_key_is_written_in() {
+        let template = sample(false).render().unwrap();
+        assert!(template.starts_with(&format!(
+            "[Interface]\n{PRIVATE_KEY_PLACEHOLDER}\nAddress = "
+        )));
+        // Every app strips from `#` on: the placeholder is no key line until someone writes one.
+        let uncommented = template.lines().filter(|l| !l.starts_with('#'));
+        assert!(!uncommented.clone().any(|l| l.contains("PrivateKey")));
+        let key = "sC+4Y0X3Zt7GmG0y9Ck6nSy6jrxcJjA6Fz9QvH6bKFo=";
+        let completed = template.replace(PRIVATE_KEY_PLACEHOLDER, &format!("PrivateKey = {key}"));
+        assert_eq!(completed, sample(true).render().unwrap());
+    }
+
+    #[test]
+    fn the_compact_spelling_reads_as_the_same_config() {
+        // As the apps read a line: the key before the first '=', list items split at ',',
+        // both trimmed.
+        let read = |text: &str| -> Vec<(String, Vec<String>)> {
+            text.lines()
+                .map(|l| match l.split_once('=') {
+                    Some((k, v)) => (
+                        k.trim().to_string(),
+                        v.split(',').map(|i| i.trim().to_string()).collect(),
+                    ),
+                    None => (l.to_string(), vec![]),
+                })
+                .collect()
+        };
+        for private in [true, false] {
+            let full = sample(private).render().unwrap();
+            let compact = compact_for_qr(&full);
+            assert_eq!(read(&compact), read(&full));
+            assert!(compact.len() < full.len());
+            assert!(compact
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .all(|l| !l.contains(' ')));
+        }
+    }
+
+    fn is_tunnel_file_name(s: &str) -> bool {
+        let Some(stem) = s.strip_suffix(".conf") else {
+            return false;
+        };
+        (1..=15).contains(&stem.len())
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_=+.-".contains(&b))
+            && !stem.starts_with(['.', '-'])
+            && !stem.ends_with(['.', '-'])
     }
 
     #[test]
     fn file_names_are_valid_on_every_platform() {
-        assert_eq!(config_file_name("stadt-vpn"), "stadt-vpn.conf");
+        assert_eq!(config_file_name("stadt-vpn", 7), "stadt-vpn.conf");
         assert_eq!(
-            config_file_name("Jürgen's iPad (Büro)"),
-            "Jurgen-s-iPad.conf"
+            config_file_name("Jürgen's iPad (Büro)", 12),
+            "Jurgen-s-iPa=12.conf"
         );
-        assert_eq!(config_file_name("CON"), "hw-CON.conf");
-        assert_eq!(config_file_name("nul.x"), "hw-nul.x.conf");
-        assert_eq!(config_file_name("..."), "hw.conf");
-        assert_eq!(config_file_name(""), "hw.conf");
-        let re = |s: &str| {
-            let stem = s.strip_suffix(".conf").unwrap();
-            (1..=15).contains(&stem.len())
-                && stem
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_=+.-".contains(&b))
-                && !stem.starts_with('.')
-                && !stem.ends_with('.')
-        };
+        assert_eq!(config_file_name("CON", 3), "CON=3.conf");
+        assert_eq!(config_file_name("nul.x", 4), "nul.x=4.conf");
+        assert_eq!(config_file_name("...", 5), "hw=5.conf");
+        assert_eq!(config_file_name("", 6), "hw=6.conf");
         for s in [
             "a".repeat(40),
             "ünïcödé ☃ name".into(),
             "x.y.z.".into(),
             " - ".into(),
+            "a=b".into(),
         ] {
-            assert!(
-                re(&config_file_name(&s)),
-                "{s:?} -> {}",
-                config_file_name(&s)
-            );
+            let f = config_file_name(&s, 999_999_999_999);
+            assert!(is_tunnel_file_name(&f), "{s:?} -> {f}");
+        }
+    }
+
+    #[test]
+    fn different_devices_get_different_file_names() {
+        // What collided before: other scripts, only punctuation, a shared long prefix, a name
+        // that looks like another's spelled-out form.
+        let names = [
+            "日本語",
+            "----",
+            "Rathaus-Laptop-001",
+            "Rathaus-Laptop-002",
+            "Büro",
+            "Buro",
+            "hw=1",
+            "hw",
+            "Bu-ro",
+            "Bü ro",
+        ];
+        let files: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| config_file_name(n, i as i64 + 1))
+            .collect();
+        for (i, a) in files.iter().enumerate() {
+            assert!(is_tunnel_file_name(a), "{a}");
+            for b in &files[i + 1..] {
+                assert_ne!(a.to_ascii_lowercase(), b.to_ascii_lowercase());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_two_devices_share_a_file_name(
+            a in "[a-zA-Z0-9_=+. äöüß日-]{0,24}",
+            b in "[a-zA-Z0-9_=+. äöüß日-]{0,24}",
+            ids in (1i64..1_000_000_000_000, 1i64..1_000_000_000_000),
+        ) {
+            // Two devices: names that differ without case, ids that differ.
+            proptest::prop_assume!(a.to_lowercase() != b.to_lowercase() && ids.0 != ids.1);
+            let (fa, fb) = (config_file_name(&a, ids.0), config_file_name(&b, ids.1));
+            proptest::prop_assert!(is_tunnel_file_name(&fa), "{} -> {}", a, fa);
+            proptest::prop_assert_ne!(fa.to_ascii_lowercase(), fb.to_ascii_lowercase());
         }
     }
 }

@@ -48,7 +48,10 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 pub use access::{Actor, RecordedActor, Role, Scope, Scopes, SessionStage};
-pub use clientconf::{config_file_name, ClientConfig, ConfigError, Endpoint};
+pub use clientconf::{
+    compact_for_qr, config_file_name, ClientConfig, ConfigError, Endpoint, OWN_KEY_STEPS,
+    PRIVATE_KEY_PLACEHOLDER,
+};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
 pub use lifecycle::{AuditAction, DeviceStatus, ExpiryDays, LinkHours, LinkStatus, RequestStatus};
 pub use name::{Email, Name, NameError};

@@ -109,22 +109,39 @@ impl Qr {
         out
     }
 
+    /// The smallest symbol for `text` (error correction L), for a terminal, where every module
+    /// is a character cell and the screen is undamaged.
+    pub fn encode_smallest(text: &str) -> Result<Qr, TooLong> {
+        QrCode::with_error_correction_level(text.as_bytes(), EcLevel::L)
+            .map(|code| Qr { code })
+            .map_err(|_| TooLong(text.len()))
+    }
+
+    /// Character cells per line of [`Qr::to_terminal`]: the modules and the quiet zone.
+    pub fn terminal_columns(&self) -> usize {
+        self.width() + 2 * QUIET_ZONE
+    }
+
     /// Two modules per character cell with half blocks, for `heimweg device add` in a
-    /// terminal. Dark modules are drawn as the terminal background (light-on-dark terminals
-    /// are the norm), so the light parts are the blocks.
+    /// terminal. Every line sets its own colours, black on white (the fixed entries 16 and 231
+    /// of the 256-colour palette, which themes do not change), so the code reads the same on a
+    /// dark and on a light terminal; the colours are reset at each line's end.
     pub fn to_terminal(&self) -> String {
-        let side = (self.width() + 2 * QUIET_ZONE) as isize;
+        const BLACK_ON_WHITE: &str = "\x1b[38;5;16;48;5;231m";
+        const RESET: &str = "\x1b[0m";
+        let side = self.terminal_columns() as isize;
         let q = QUIET_ZONE as isize;
-        let light = |x: isize, y: isize| {
+        let dark = |x: isize, y: isize| {
             let (mx, my) = (x - q, y - q);
-            !(mx >= 0 && my >= 0 && self.dark(mx as usize, my as usize))
+            mx >= 0 && my >= 0 && self.dark(mx as usize, my as usize)
         };
         let mut out = String::new();
         let mut y = 0;
         while y < side {
+            out.push_str(BLACK_ON_WHITE);
             for x in 0..side {
-                let top = light(x, y);
-                let bottom = y + 1 < side && light(x, y + 1);
+                let top = dark(x, y);
+                let bottom = y + 1 < side && dark(x, y + 1);
                 out.push(match (top, bottom) {
                     (true, true) => '█',
                     (true, false) => '▀',
@@ -132,6 +149,7 @@ impl Qr {
                     (false, false) => ' ',
                 });
             }
+            out.push_str(RESET);
             out.push('\n');
             y += 2;
         }
@@ -187,17 +205,80 @@ mod tests {
         assert!(Qr::encode(&"x".repeat(4000)).is_err());
     }
 
+    /// Reads a terminal rendering back into pixels (4 per module) and decodes it: what a phone
+    /// sees on the screen, whatever the terminal's own colours.
+    fn decode_terminal(term: &str) -> String {
+        let rows: Vec<Vec<(bool, bool)>> = term
+            .lines()
+            .map(|l| {
+                assert!(l.starts_with("\x1b[38;5;16;48;5;231m") && l.ends_with("\x1b[0m"));
+                l.trim_start_matches("\x1b[38;5;16;48;5;231m")
+                    .trim_end_matches("\x1b[0m")
+                    .chars()
+                    .map(|c| match c {
+                        '█' => (true, true),
+                        '▀' => (true, false),
+                        '▄' => (false, true),
+                        ' ' => (false, false),
+                        other => panic!("unexpected {other:?}"),
+                    })
+                    .collect()
+            })
+            .collect();
+        let (w, h, s) = (rows[0].len(), rows.len() * 2, 4);
+        let mut px = vec![255u8; w * s * h * s];
+        for (r, row) in rows.iter().enumerate() {
+            for (x, &(top, bottom)) in row.iter().enumerate() {
+                for (dy, dark) in [(0, top), (1, bottom)] {
+                    if dark {
+                        for yy in 0..s {
+                            for xx in 0..s {
+                                px[((2 * r + dy) * s + yy) * w * s + x * s + xx] = 0;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut img =
+            rqrr::PreparedImage::prepare_from_greyscale(w * s, h * s, |x, y| px[y * w * s + x]);
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "exactly one symbol");
+        grids[0].decode().unwrap().1
+    }
+
     #[test]
-    fn svg_and_terminal_renderings_have_the_symbol() {
-        let qr = Qr::encode("hello").unwrap();
-        let svg = qr.to_svg();
-        assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.contains("path"));
+    fn the_terminal_code_decodes_and_a_full_config_fits_80_columns() {
+        // A complete config as heimweg renders it: private and preshared key, both address
+        // families, resolver and search domain, a split tunnel of four networks, a long name.
+        let config = "[Interface]\n\
+            PrivateKey = sC+4Y0X3Zt7GmG0y9Ck6nSy6jrxcJjA6Fz9QvH6bKFo=\n\
+            Address = 10.77.123.234/32, fd77::7bea/128\n\
+            DNS = 10.1.0.53, verwaltung.stadt-beispiel.de\n\
+            MTU = 1380\n\n\
+            [Peer]\n\
+            PublicKey = hY2Fk1gUkDf57uQ44ws/hFrhBx8aP3AXJ9VZnkFZdTc=\n\
+            PresharedKey = BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n\
+            AllowedIPs = 10.20.0.0/16, 10.30.0.0/16, fd00:20::/48, 192.168.100.0/24, 10.1.0.53/32\n\
+            Endpoint = vpn.stadt-beispiel.de:51820\n\
+            PersistentKeepalive = 25\n";
+        let compact = crate::clientconf::compact_for_qr(config);
+        let qr = Qr::encode_smallest(&compact).unwrap();
+        assert!(
+            qr.terminal_columns() <= 80,
+            "{} columns",
+            qr.terminal_columns()
+        );
         let term = qr.to_terminal();
-        let rows: Vec<&str> = term.lines().collect();
-        let side = qr.width() + 2 * QUIET_ZONE;
-        assert_eq!(rows.len(), side.div_ceil(2));
-        assert!(rows.iter().all(|r| r.chars().count() == side));
-        assert!(rows[0].chars().all(|c| c == '█'), "quiet zone on top");
+        assert_eq!(decode_terminal(&term), compact);
+        let side = qr.terminal_columns();
+        assert_eq!(term.lines().count(), side.div_ceil(2));
         assert!(format!("{qr:?}").contains("version"));
+    }
+
+    #[test]
+    fn the_svg_has_the_symbol() {
+        let svg = Qr::encode("hello").unwrap().to_svg();
+        assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.contains("path"));
     }
 }

@@ -96,7 +96,7 @@ pub(crate) fn finish(mut conf: ClientConfig, device: Device) -> Result<Enrollmen
         )
     });
     Ok(Enrollment {
-        file_name: config_file_name(device.name.as_str()),
+        file_name: config_file_name(device.name.as_str(), device.id),
         has_private_key,
         device,
         config,

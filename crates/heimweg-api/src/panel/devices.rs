@@ -329,7 +329,8 @@ fn config_page(ctx: &Ctx, e: Enrollment, title: &str) -> Response {
             p { (l.t("In the WireGuard app: + → Create from QR code.", "In der WireGuard-App: + → Aus QR-Code erstellen.")) }
             div.qr #config-qr role="img" aria-label=(l.t("QR code of the config", "QR-Code der Konfiguration")) { (trusted_svg(svg)) }
         } @else {
-            p { (l.t("The device brought its own key: import this config there; it has no private key.", "Das Gerät hat einen eigenen Schlüssel: importieren Sie diese Konfiguration dort; sie enthält keinen privaten Schlüssel.")) }
+            p #own-key-steps { (l.t("The device made its own key, so this config has no private key and no QR code: no app imports a config without one. On the device, replace the line starting with “# PrivateKey” by “PrivateKey = ” and the device's private key, then import the file. In an app whose empty tunnel made the key, keep its PrivateKey line and paste the rest of this config below it.",
+                "Das Gerät hat seinen Schlüssel selbst erzeugt; diese Konfiguration enthält daher keinen privaten Schlüssel und keinen QR-Code: keine App importiert eine Konfiguration ohne ihn. Ersetzen Sie auf dem Gerät die Zeile, die mit „# PrivateKey“ beginnt, durch „PrivateKey = “ und den privaten Schlüssel des Geräts und importieren Sie dann die Datei. In einer App, deren leerer Tunnel den Schlüssel erzeugt hat, behalten Sie dessen PrivateKey-Zeile und fügen den Rest dieser Konfiguration darunter ein.")) }
         }
         h2 { (l.t("Laptop or MDM: download", "Laptop oder MDM: herunterladen")) }
         p.downloads {
