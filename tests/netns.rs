@@ -337,38 +337,57 @@ fn heimweg_up_configures_its_interface_and_keeps_its_key() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// An MDM export's archive as an MDM and the devices read it: every entry is well-formed XML
+/// (xmllint) and a plist (Python's plistlib, an independent, strict parser of Apple's format)
+/// carrying the config, under the device's stable identifier.
 #[test]
-fn mobileconfig_parses_as_a_plist_carrying_the_config() {
+fn mobileconfig_archives_hold_plists_carrying_the_config() {
     if !enabled() {
-        eprintln!("skipped: set HEIMWEG_E2E=1 to run the system tests (needs python3)");
+        eprintln!("skipped: set HEIMWEG_E2E=1 to run the system tests (needs python3, xmllint)");
         return;
     }
-    use heimweg_control::mobileconfig::{render, ApplePlatform};
+    use heimweg_control::mobileconfig::{payload_identifier, render, zip, ApplePlatform};
     let (_, cfg) = sample_configs().remove(0);
     let text = cfg.render().unwrap();
-    let profile = render(
-        "Anna's iPad & more",
-        &text,
-        "vpn.stadt.example:51820",
-        "Stadt <Beispiel>",
-        ApplePlatform::Ios,
-    );
+    let profiles: Vec<(String, String)> = [
+        ("Anna's iPad & more", ApplePlatform::Ios, 7),
+        ("Büro-Mac <2>", ApplePlatform::MacOs, 8),
+    ]
+    .into_iter()
+    .map(|(name, platform, id)| {
+        let profile = render(
+            name,
+            &text,
+            "vpn.stadt.example:51820",
+            "Stadt <Beispiel>",
+            platform,
+            &payload_identifier(&cfg.gateway_public_key, id),
+        );
+        (format!("{id}.mobileconfig"), profile)
+    })
+    .collect();
     let dir = std::env::temp_dir().join(format!("heimweg-plist-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("p.mobileconfig");
-    std::fs::write(&file, &profile).unwrap();
-    // Python's plistlib is an independent, strict parser of Apple's format.
+    let file = dir.join("profiles.zip");
+    std::fs::write(&file, zip(&profiles).unwrap()).unwrap();
     let out = Command::new("python3")
         .args([
             "-c",
-            "import plistlib, sys\n\
-             p = plistlib.load(open(sys.argv[1], 'rb'))\n\
-             v = p['PayloadContent'][0]\n\
-             assert p['PayloadType'] == 'Configuration'\n\
-             assert v['PayloadType'] == 'com.apple.vpn.managed'\n\
-             assert v['VPNSubType'] == 'com.wireguard.ios'\n\
-             assert v['UserDefinedName'] == \"Anna's iPad & more\"\n\
-             sys.stdout.write(v['VendorConfig']['WgQuickConfig'])",
+            "import plistlib, subprocess, sys, zipfile\n\
+             z = zipfile.ZipFile(sys.argv[1])\n\
+             assert sorted(z.namelist()) == ['7.mobileconfig', '8.mobileconfig'], z.namelist()\n\
+             for n, name, sub in [('7', \"Anna's iPad & more\", 'ios'), ('8', 'Büro-Mac <2>', 'macos')]:\n\
+             \x20   data = z.read(n + '.mobileconfig')\n\
+             \x20   subprocess.run(['xmllint', '--noout', '-'], input=data, check=True)\n\
+             \x20   p = plistlib.loads(data)\n\
+             \x20   v = p['PayloadContent'][0]\n\
+             \x20   assert p['PayloadType'] == 'Configuration'\n\
+             \x20   assert p['PayloadIdentifier'].endswith('.device.' + n), p['PayloadIdentifier']\n\
+             \x20   assert v['PayloadIdentifier'] == p['PayloadIdentifier'] + '.vpn'\n\
+             \x20   assert v['PayloadType'] == 'com.apple.vpn.managed'\n\
+             \x20   assert v['VPNSubType'] == 'com.wireguard.' + sub\n\
+             \x20   assert v['UserDefinedName'] == name\n\
+             \x20   sys.stdout.write(v['VendorConfig']['WgQuickConfig'])",
         ])
         .arg(&file)
         .output()
@@ -379,7 +398,7 @@ fn mobileconfig_parses_as_a_plist_carrying_the_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text.repeat(2));
 }
 
 /// Two gateways on one PostgreSQL database (active/standby with a shared key): a change made

@@ -135,6 +135,7 @@ fuzz_target!(|data: &[u8]| {
         &endpoint.to_string(),
         organisation.as_str(),
         platform,
+        &mobileconfig::payload_identifier(&gateway, i64::from(numbers.u16(13))),
     );
     profile_reads_back(&profile, &name, &config, &endpoint, &organisation);
 

@@ -4,8 +4,9 @@ use super::state::{gateway_public_key, open_service};
 use super::{caller, existing_name, new_name, print_listing, Site};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use heimweg_control::mobileconfig::ApplePlatform;
 use heimweg_control::{compact_for_qr, qr::Qr, ExpiryDays, Name, PublicKey, OWN_KEY_STEPS};
-use heimweg_service::{DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment, Service};
+use heimweg_service::{DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment, MdmExport, Service};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,28 @@ pub enum DeviceCmd {
     },
     /// Change a device's group, owner or expiry.
     Set(SetArgs),
+    /// Give devices an MDM manages new keys and write their Apple profiles into one zip (mode
+    /// 0600), one .mobileconfig per device. Each profile replaces the device's installed one;
+    /// until the MDM has pushed it, the device's old key no longer works. All or none.
+    MdmExport {
+        /// Every active device of this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// And these devices.
+        names: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Platform::Ios)]
+        platform: Platform,
+        /// The zip to write.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+/// Whose WireGuard app the profiles are for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Platform {
+    Ios,
+    Macos,
 }
 
 #[derive(Args)]
@@ -170,6 +193,36 @@ pub async fn run(site: &Site, cmd: DeviceCmd) -> Result<()> {
         DeviceCmd::Set(args) => {
             let update = args.update(service.now())?;
             set(&service, &existing_name("device", &args.name)?, update).await?;
+        }
+        DeviceCmd::MdmExport {
+            group,
+            names,
+            platform,
+            output,
+        } => {
+            let service = service.with_gateway_key(gateway_public_key(&site.state_dir)?);
+            let export = MdmExport {
+                group: group
+                    .as_deref()
+                    .map(|g| existing_name("--group", g))
+                    .transpose()?,
+                devices: names
+                    .iter()
+                    .map(|n| existing_name("device", n))
+                    .collect::<Result<_>>()?,
+                platform: match platform {
+                    Platform::Ios => ApplePlatform::Ios,
+                    Platform::Macos => ApplePlatform::MacOs,
+                },
+            };
+            let profiles = service.mdm_export(&caller(), export).await?;
+            heimweg::files::write_private(&output, &profiles.archive)?;
+            eprintln!(
+                "wrote {} profiles to {}; the devices' old keys no longer work. This is the only \
+                 copy of their private keys.",
+                profiles.devices.len(),
+                output.display()
+            );
         }
     }
     Ok(())

@@ -1,16 +1,18 @@
-//! `/api/v1/devices`: enroll, list, show, change, rotate the key of, and revoke devices.
+//! `/api/v1/devices`: enroll, list, show, change, rotate the key of, and revoke devices;
+//! `/api/v1/mdm/profiles`: new keys and Apple profiles for many devices at once.
 
 use crate::{
     created_secret, double_option, name, page_limit, path_name, ApiError, AppState, Caller,
 };
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use heimweg_control::mobileconfig::ApplePlatform;
 use heimweg_control::Scope;
 use heimweg_control::{qr::Qr, DeviceStatus, ExpiryDays, PublicKey, OWN_KEY_STEPS};
-use heimweg_service::{Device, DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment};
+use heimweg_service::{Device, DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment, MdmExport};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -242,4 +244,62 @@ pub(crate) async fn update(
     let device = path_name("active device", &device)?;
     let d = st.service.update_device(&caller.0, &device, update).await?;
     Ok(Json(DeviceJson::new(d, st.service.now())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MdmRequest {
+    group: Option<String>,
+    #[serde(default)]
+    devices: Vec<String>,
+    #[serde(default)]
+    platform: MdmPlatform,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MdmPlatform {
+    #[default]
+    Ios,
+    Macos,
+}
+
+/// Re-keys the selected devices and answers their Apple profiles as one zip, never cached.
+pub(crate) async fn mdm_export(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Result<Json<MdmRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.0.require(Scope::DevicesWrite)?;
+    let Json(req) = body?;
+    let export = MdmExport {
+        group: req.group.as_deref().map(|g| name("group", g)).transpose()?,
+        devices: req
+            .devices
+            .iter()
+            .map(|d| name("devices", d))
+            .collect::<Result<_, _>>()?,
+        platform: match req.platform {
+            MdmPlatform::Ios => ApplePlatform::Ios,
+            MdmPlatform::Macos => ApplePlatform::MacOs,
+        },
+    };
+    let profiles = st.service.mdm_export(&caller.0, export).await?;
+    Ok(zip_download(profiles.archive))
+}
+
+/// An archive of profiles as a download: it holds private keys, so no cache keeps it.
+pub(crate) fn zip_download(archive: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/zip"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"heimweg-profiles.zip\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        archive,
+    )
+        .into_response()
 }

@@ -11,6 +11,8 @@
 //! It deliberately holds no business rule: handlers parse the request into the domain's
 //! types, call one function of `heimweg-service` with the caller, and render the answer. It
 //! does not depend on the store (the service is the only writer) nor on the data plane.
+// The OpenAPI document is one `json!`, deeper than the macro's default recursion limit.
+#![recursion_limit = "256"]
 
 mod devices;
 #[cfg(feature = "fuzzing")]
@@ -145,6 +147,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/api/v1/devices/{name}/rotate", post(devices::rotate)),
         ("/api/v1/devices/{name}/revoke", post(devices::revoke)),
+        ("/api/v1/mdm/profiles", post(devices::mdm_export)),
         ("/api/v1/groups", get(groups::list).post(groups::create)),
         (
             "/api/v1/groups/{name}",

@@ -156,6 +156,11 @@ pub fn document() -> Value {
             "group": { "type": "string" }, "owner": { "type": ["string", "null"] },
             "expires_at": { "type": ["integer", "null"],
               "description": "Unix seconds; null: never" } } },
+          "MdmExport": { "type": "object", "additionalProperties": false, "properties": {
+            "group": { "type": "string", "description": "every active device of this group" },
+            "devices": { "type": "array", "items": { "type": "string" },
+              "description": "and these active devices" },
+            "platform": { "type": "string", "enum": ["ios", "macos"], "default": "ios" } } },
           "Rotate": { "type": "object", "additionalProperties": false, "properties": {
             "public_key": { "type": "string" } } },
           "Config": { "type": "object", "description": "Shown once; not stored.", "properties": {
@@ -262,6 +267,14 @@ pub fn document() -> Value {
         "/api/v1/devices/{name}/revoke": { "post": op(
           "Revoke a device; the gateway drops it within a second", Some("devices:write"),
           vec![name()], None, &[("204", no_content())]) },
+        "/api/v1/mdm/profiles": { "post": op(
+          "Give every selected device a new key and answer their Apple profiles as one zip \
+           (one .mobileconfig per device, each with the device's stable PayloadIdentifier, so \
+           the MDM's push replaces the installed profile); all devices or none",
+          Some("devices:write"), vec![], Some(body("MdmExport")),
+          &[("200", json!({ "description": "The profiles, once; not stored",
+              "content": { "application/zip": { "schema":
+                { "type": "string", "format": "binary" } } } }))]) },
         "/api/v1/groups": {
           "get": op("List groups", Some("groups:read"), vec![], None,
             &[("200", reply("All groups", Some("GroupList")))]),

@@ -22,6 +22,7 @@ backend_tests!(
     forwarded_for_counts_only_from_a_trusted_proxy,
     refusals_before_any_handler_are_json_errors_too,
     device_to_device_traffic_is_off_unless_a_group_asks,
+    mdm_profiles_come_as_one_zip_for_writers_only,
 );
 
 use axum::body::Body;
@@ -1556,4 +1557,78 @@ fn assert_is_a_template(v: &Value) {
         "no QR code of a config without its key"
     );
     assert!(v["next_step"].as_str().unwrap().contains("# PrivateKey"));
+}
+
+async fn public_key_of(env: &Env, device: &str) -> Value {
+    let (_, v, _) = call(
+        env,
+        Method::GET,
+        &format!("/api/v1/devices/{device}"),
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    v["public_key"].clone()
+}
+
+/// `POST /api/v1/mdm/profiles`: a zip nobody caches, for a token that may change devices; a
+/// refused export changes no key.
+async fn mdm_profiles_come_as_one_zip_for_writers_only(backend: Backend) {
+    let Some(env) = env(backend, "mdm").await else {
+        return;
+    };
+    for name in ["ipad-1", "ipad-2"] {
+        let (st, v, _) = call(
+            &env,
+            Method::POST,
+            "/api/v1/devices",
+            Some(&env.admin),
+            Some(json!({ "name": name })),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let before = public_key_of(&env, "ipad-1").await;
+    let export = |token: &str, body: Value| {
+        let token = token.to_string();
+        let env = &env;
+        async move {
+            call(
+                env,
+                Method::POST,
+                "/api/v1/mdm/profiles",
+                Some(&token),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (st, _, _) = export(&env.reader, json!({ "group": "default" })).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v, _) = export(&env.admin, json!({ "devices": ["ipad-1", "nope"] })).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    let (st, v, _) = export(
+        &env.admin,
+        json!({ "group": "default", "platform": "android" }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v, _) = export(&env.admin, json!({})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(
+        public_key_of(&env, "ipad-1").await,
+        before,
+        "nothing changed"
+    );
+
+    let (st, v, headers) = export(
+        &env.admin,
+        json!({ "group": "default", "platform": "macos" }),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/zip");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert!(v.as_str().unwrap().starts_with("PK"), "a zip archive");
+    assert_ne!(public_key_of(&env, "ipad-1").await, before, "a new key");
 }

@@ -22,6 +22,7 @@ backend_tests!(
     redirects_never_leave_the_site,
     twenty_helpdesk_page_loads_at_once_all_succeed,
     links_start_with_the_public_url,
+    a_groups_devices_get_their_mdm_profiles_as_one_zip,
 );
 
 use axum::body::Body;
@@ -252,7 +253,8 @@ impl Browser {
         Page {
             status,
             headers,
-            body: String::from_utf8(body.to_vec()).unwrap(),
+            // Lossy: a download (a zip) is no text; every page is UTF-8 and stays as it is.
+            body: String::from_utf8_lossy(&body).into_owned(),
         }
     }
 
@@ -1098,4 +1100,62 @@ async fn links_start_with_the_public_url(backend: Backend) {
         "{}",
         link(&page)
     );
+}
+
+/// The group page's MDM export: an admin who confirms gets the zip (never cached) and the
+/// devices new keys; without the confirmation, or as the helpdesk, nothing changes.
+async fn a_groups_devices_get_their_mdm_profiles_as_one_zip(backend: Backend) {
+    let Some(env) = env(backend, "mdm_panel").await else {
+        return;
+    };
+    env.add_admin("hugo", Role::Helpdesk).await;
+    env.enroll("ipad-1", None).await;
+    let key = || async { env.store().device(&n("ipad-1")).await.unwrap().public_key };
+    let before = key().await;
+
+    let mut helpdesk = Browser::default();
+    helpdesk.login(&env, "hugo").await;
+    let page = helpdesk.get(&env, "/groups/default").await;
+    assert!(
+        !page.body.contains("mdm-export"),
+        "no export form for the helpdesk"
+    );
+    let csrf = helpdesk.csrf(&env).await;
+    let fields = [
+        ("_csrf", csrf.as_str()),
+        ("platform", "ios"),
+        ("confirm", "on"),
+    ];
+    let page = helpdesk
+        .post(&env, "/groups/default/mdm-export", &fields)
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
+
+    let mut admin = Browser::default();
+    admin.login(&env, ADMIN).await;
+    let page = admin.get(&env, "/groups/default").await;
+    assert!(page.body.contains("/groups/default/mdm-export"));
+    let csrf = admin.csrf(&env).await;
+    let page = admin
+        .post(
+            &env,
+            "/groups/default/mdm-export",
+            &[("_csrf", &csrf), ("platform", "ios")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "unconfirmed");
+    assert_eq!(key().await, before, "nothing changed");
+
+    let page = admin
+        .post(
+            &env,
+            "/groups/default/mdm-export",
+            &[("_csrf", &csrf), ("platform", "macos"), ("confirm", "on")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert_eq!(page.headers[header::CONTENT_TYPE], "application/zip");
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+    assert!(page.body.starts_with("PK"));
+    assert_ne!(key().await, before, "a new key");
 }

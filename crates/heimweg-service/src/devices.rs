@@ -78,8 +78,13 @@ fn client_config(
     Ok(conf)
 }
 
-/// Renders `conf` for `device`'s own addresses: the config shown once, and its profile.
-pub(crate) fn finish(mut conf: ClientConfig, device: Device) -> Result<Enrollment> {
+/// Renders `conf` for `device`'s own addresses: the config shown once, and its profile for
+/// `platform`.
+pub(crate) fn finish(
+    mut conf: ClientConfig,
+    device: Device,
+    platform: ApplePlatform,
+) -> Result<Enrollment> {
     conf.addresses = vec![
         IpNet::from(IpAddr::V4(device.ipv4)),
         IpNet::from(IpAddr::V6(device.ipv6)),
@@ -92,7 +97,8 @@ pub(crate) fn finish(mut conf: ClientConfig, device: Device) -> Result<Enrollmen
             &config,
             &conf.endpoint.to_string(),
             PROFILE_ORGANISATION,
-            ApplePlatform::Ios,
+            platform,
+            &mobileconfig::payload_identifier(&conf.gateway_public_key, device.id),
         )
     });
     Ok(Enrollment {
@@ -163,7 +169,7 @@ impl Service {
                 now,
             )
             .await?;
-        let enrolled = finish(conf, device)?;
+        let enrolled = finish(conf, device, ApplePlatform::Ios)?;
         self.applied().await;
         Ok(enrolled)
     }
@@ -185,7 +191,7 @@ impl Service {
             .store
             .rotate_device_key(caller.actor(), name, public_key, self.now())
             .await?;
-        let rotated = finish(conf, device)?;
+        let rotated = finish(conf, device, ApplePlatform::Ios)?;
         self.applied().await;
         Ok(rotated)
     }

@@ -20,6 +20,7 @@ mod devices;
 mod groups;
 pub mod limits;
 mod links;
+mod mdm;
 pub mod reconcile;
 mod requests;
 pub mod secrets;
@@ -38,6 +39,7 @@ pub use accounts::{
 };
 pub use devices::{EnrollRequest, Enrollment};
 pub use links::LinkOffer;
+pub use mdm::{MdmExport, MdmProfiles, MAX_MDM_DEVICES};
 pub use requests::{request_link_secret, FiledRequest, RequestForm};
 pub use secrets::Sealer;
 pub use tokens::MintedToken;

@@ -3,6 +3,7 @@
 
 use crate::devices::{finish, key_pair};
 use crate::{generate_token, token_hash, Caller, Enrollment, Result, Service};
+use heimweg_control::mobileconfig::ApplePlatform;
 use heimweg_control::{LinkHours, Name, Scope};
 use heimweg_store::{EnrollmentLink, NewLink};
 
@@ -86,7 +87,7 @@ impl Service {
         let Some(redeemed) = redeemed else {
             return Ok(None);
         };
-        let enrolled = finish(conf, redeemed.device)?;
+        let enrolled = finish(conf, redeemed.device, ApplePlatform::Ios)?;
         self.applied().await;
         Ok(Some(enrolled))
     }

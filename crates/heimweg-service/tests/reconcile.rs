@@ -2,12 +2,14 @@
 //! a data plane that records what it was given: an enrollment answers only once the data plane
 //! has the peer, and a revocation only once it is gone.
 
+use heimweg_control::mobileconfig::ApplePlatform;
+use heimweg_control::{GroupPolicy, TunnelMode};
 use heimweg_control::{Name, PrivateKey, PublicKey};
 use heimweg_service::reconcile::{
     DesiredPeer, Directory, Handle, ObservedPeer, PeerSink, ReconcileMetrics, Reconciler,
     SyncReport,
 };
-use heimweg_service::{Caller, EnrollRequest, Service};
+use heimweg_service::{Caller, EnrollRequest, MdmExport, Service};
 use heimweg_store::testing::Scratch;
 use heimweg_store::{backend_tests, Backend, PeerStatus};
 use std::collections::HashSet;
@@ -18,6 +20,8 @@ backend_tests!(
     an_enrolled_device_is_a_peer_when_enroll_returns,
     a_revoked_device_is_gone_when_revoke_returns,
     the_data_plane_learns_where_other_gateways_saw_devices,
+    an_mdm_export_rekeys_a_group_at_once_and_keeps_each_identifier,
+    an_mdm_export_with_an_unknown_or_revoked_device_changes_nothing,
 );
 
 /// A data plane that keeps the last peer set it was given.
@@ -189,4 +193,126 @@ async fn the_data_plane_learns_where_other_gateways_saw_devices(backend: Backend
             "198.51.100.7:41000".parse().unwrap()
         )]
     );
+}
+
+/// The profiles of an export, by file name: (PayloadIdentifier, the public key of the private
+/// key in its config).
+fn read_archive(archive: &[u8]) -> Vec<(String, String, PublicKey)> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+    let mut out = Vec::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        let after = |marker: &str| {
+            let rest = &text[text.find(marker).unwrap() + marker.len()..];
+            rest[..rest.find(['<', '\n']).unwrap()].to_string()
+        };
+        let identifier = after("<key>PayloadIdentifier</key>\n    <string>");
+        let private: PrivateKey = after("PrivateKey = ").parse().unwrap();
+        out.push((entry.name().to_string(), identifier, private.public_key()));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The iPads of one group get new keys and their profiles in one export: the data plane has the
+/// new keys when it returns, each profile's key is its device's, a device of another group is
+/// untouched, and a second export replaces each profile under the same identifier.
+async fn an_mdm_export_rekeys_a_group_at_once_and_keeps_each_identifier(backend: Backend) {
+    let Some((_db, service, sink)) = gateway(backend, "mdm").await else {
+        return;
+    };
+    let admin = Caller::system();
+    let ipads = Name::new("iPads").unwrap();
+    let policy = GroupPolicy::new(
+        vec!["10.20.0.0/16".parse().unwrap()],
+        TunnelMode::Split,
+        vec![],
+    )
+    .unwrap();
+    service.create_group(&admin, &ipads, &policy).await.unwrap();
+    let mut before = Vec::new();
+    for name in ["ipad-1", "Büro iPad", "日本語"] {
+        let mut r = request(name);
+        r.group = ipads.clone();
+        before.push(service.enroll(&admin, r).await.unwrap().device);
+    }
+    let laptop = service
+        .enroll(&admin, request("laptop"))
+        .await
+        .unwrap()
+        .device;
+    let export = MdmExport {
+        group: Some(ipads.clone()),
+        devices: vec![],
+        platform: ApplePlatform::Ios,
+    };
+    let first = service.mdm_export(&admin, export.clone()).await.unwrap();
+    assert_eq!(first.devices.len(), 3);
+    let profiles = read_archive(&first.archive);
+    assert_eq!(profiles.len(), 3, "one profile per device, no name twice");
+    for d in &first.devices {
+        let old = before.iter().find(|b| b.id == d.id).unwrap();
+        assert_ne!(d.public_key, old.public_key, "{} has a new key", d.name);
+        assert!(sink.has(&d.public_key) && !sink.has(&old.public_key));
+        let (_, id, _) = profiles.iter().find(|p| p.2 == d.public_key).unwrap();
+        assert!(id.ends_with(&format!(".device.{}", d.id)), "{id}");
+    }
+    assert!(
+        sink.has(&laptop.public_key),
+        "another group's device keeps its key"
+    );
+    let still = service.device(&admin, &laptop.name).await.unwrap();
+    assert_eq!(still.public_key, laptop.public_key);
+
+    let second = read_archive(&service.mdm_export(&admin, export).await.unwrap().archive);
+    for (a, b) in profiles.iter().zip(&second) {
+        assert_eq!((&a.0, &a.1), (&b.0, &b.1), "same file and identifier");
+        assert_ne!(a.2, b.2, "a new key");
+    }
+    let rotations = service
+        .audit_log(&admin, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action.as_str() == "device.rotate")
+        .count();
+    assert_eq!(rotations, 6, "each device's rotation is in the audit log");
+}
+
+/// One name in the export that is not an active device, and no key changes.
+async fn an_mdm_export_with_an_unknown_or_revoked_device_changes_nothing(backend: Backend) {
+    let Some((_db, service, sink)) = gateway(backend, "mdm_refused").await else {
+        return;
+    };
+    let admin = Caller::system();
+    let kept = service
+        .enroll(&admin, request("ipad-1"))
+        .await
+        .unwrap()
+        .device;
+    let gone = service
+        .enroll(&admin, request("ipad-2"))
+        .await
+        .unwrap()
+        .device;
+    service.revoke(&admin, &gone.name).await.unwrap();
+    for other in ["ipad-2", "nobody"] {
+        let export = MdmExport {
+            group: None,
+            devices: vec![kept.name.clone(), Name::new(other).unwrap()],
+            platform: ApplePlatform::MacOs,
+        };
+        assert!(service.mdm_export(&admin, export).await.is_err(), "{other}");
+        let now = service.device(&admin, &kept.name).await.unwrap();
+        assert_eq!(now.public_key, kept.public_key, "{other}: nothing changed");
+        assert!(sink.has(&kept.public_key));
+    }
+    let nothing = MdmExport {
+        group: None,
+        devices: vec![],
+        platform: ApplePlatform::Ios,
+    };
+    assert!(service.mdm_export(&admin, nothing).await.is_err());
 }

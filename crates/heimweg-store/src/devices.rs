@@ -339,35 +339,52 @@ impl Store {
         new_key: PublicKey,
         now: i64,
     ) -> Result<Device> {
-        let key = new_key.to_base64();
+        let mut rotated = self
+            .rotate_device_keys(actor, &[(name.clone(), new_key)], now)
+            .await?;
+        Ok(rotated.remove(0))
+    }
+
+    /// Gives each named active device its new key, all in one transaction: every device gets
+    /// its key or none does (an MDM export hands out all the profiles or none).
+    pub async fn rotate_device_keys(
+        &self,
+        actor: &Actor,
+        keys: &[(Name, PublicKey)],
+        now: i64,
+    ) -> Result<Vec<Device>> {
         let mut tx = self.write(actor).await?;
-        let id = active_device_id(&mut tx, name).await?;
-        check_free(&mut tx, None, &key).await?;
-        sqlx::query(
-            "UPDATE devices SET public_key = $1, preshared_key = NULL, key_rotated_at = $2,
-                    last_handshake_at = NULL, last_endpoint = NULL
-             WHERE id = $3",
-        )
-        .bind(&key)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        audit(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::DeviceRotate,
-            name.as_str(),
-            &key,
-        )
-        .await?;
+        let mut rotated = Vec::with_capacity(keys.len());
+        for (name, new_key) in keys {
+            let key = new_key.to_base64();
+            let id = active_device_id(&mut tx, name).await?;
+            check_free(&mut tx, None, &key).await?;
+            sqlx::query(
+                "UPDATE devices SET public_key = $1, preshared_key = NULL, key_rotated_at = $2,
+                        last_handshake_at = NULL, last_endpoint = NULL
+                 WHERE id = $3",
+            )
+            .bind(&key)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            audit(
+                &mut tx,
+                now,
+                actor,
+                AuditAction::DeviceRotate,
+                name.as_str(),
+                &key,
+            )
+            .await?;
+            // Read before commit: once committed the old key is dead, and a failed read after
+            // it would lose the only copy of the new private key (in the caller's config).
+            rotated.push(device_on(&mut tx, name).await?);
+        }
         bump_revision(&mut tx).await?;
-        // Read before commit: once committed the old key is dead, and a failed read after it
-        // would lose the only copy of the new private key (in the caller's config).
-        let device = device_on(&mut tx, name).await?;
         tx.commit().await?;
-        Ok(device)
+        Ok(rotated)
     }
 
     /// Changes a device's group, owner or expiry. The data plane follows within a second.

@@ -67,7 +67,12 @@ pub(crate) async fn upsert_user(tx: &mut Tx<'_>, name: &Name, now: i64) -> Resul
     }
 }
 
-async fn insert_user(tx: &mut Tx<'_>, name: &Name, email: Option<&Email>, now: i64) -> Result<i64> {
+pub(crate) async fn insert_user(
+    tx: &mut Tx<'_>,
+    name: &Name,
+    email: Option<&Email>,
+    now: i64,
+) -> Result<i64> {
     Ok(sqlx::query_scalar(
         "INSERT INTO users (name, name_key, email, created_at) VALUES ($1, $2, $3, $4)
          RETURNING id",

@@ -6,8 +6,9 @@ use super::{
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::Form;
+use heimweg_control::mobileconfig::ApplePlatform;
 use heimweg_control::{GroupPolicy, TunnelMode};
-use heimweg_service::{Group, GroupPatch};
+use heimweg_service::{Group, GroupPatch, MdmExport};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -142,6 +143,22 @@ pub(super) async fn group(
             }
         }
         p { a href={ "/devices?status=active&group=" (urlpath(g.name.as_str())) } { (l.t("Devices of this group", "Geräte dieser Gruppe")) } }
+        @if ctx.may_change() {
+            h2 { (l.t("Profiles for the MDM", "Profile für das MDM")) }
+            form.card #mdm-export method="post" action={ "/groups/" (urlpath(g.name.as_str())) "/mdm-export" } {
+                (csrf_field(&ctx))
+                p.hint { (l.t("Gives every active device of this group a new key and downloads their Apple profiles as one zip for the MDM to push. Each profile replaces the one installed on its device; until the MDM has pushed it, the device's old key no longer works. The zip holds the private keys and is the only copy.",
+                              "Gibt jedem aktiven Gerät dieser Gruppe einen neuen Schlüssel und lädt ihre Apple-Profile als ein Zip für das MDM herunter. Jedes Profil ersetzt das auf seinem Gerät installierte; bis das MDM es verteilt hat, funktioniert der alte Schlüssel des Geräts nicht mehr. Das Zip enthält die privaten Schlüssel und ist die einzige Kopie.")) }
+                label for="platform" { (l.t("WireGuard app", "WireGuard-App")) }
+                select id="platform" name="platform" {
+                    option value="ios" { "iPad, iPhone (com.wireguard.ios)" }
+                    option value="macos" { "Mac (com.wireguard.macos)" }
+                }
+                label.check { input type="checkbox" name="confirm" value="on" required;
+                    " " (l.t("The devices' old keys stop working now", "Die alten Schlüssel der Geräte hören jetzt auf zu funktionieren")) }
+                button type="submit" { (l.t("New keys and profiles", "Neue Schlüssel und Profile")) }
+            }
+        }
     };
     Ok(layout(
         &ctx,
@@ -181,4 +198,47 @@ mod tests {
             vec!["10.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"]
         );
     }
+}
+
+#[derive(Deserialize)]
+pub(super) struct MdmForm {
+    pub(super) platform: String,
+    pub(super) confirm: Option<String>,
+}
+
+/// New keys and the Apple profiles of every active device of the group, as one zip.
+pub(super) async fn group_mdm_export(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+    Form(f): Form<MdmForm>,
+) -> PanelResult {
+    let caller = ctx.caller()?;
+    let l = ctx.lang;
+    if f.confirm.is_none() {
+        return Err(PanelError::BadRequest(
+            l.t(
+                "Confirm that the devices' old keys stop working.",
+                "Bestätigen Sie, dass die alten Schlüssel der Geräte aufhören zu funktionieren.",
+            )
+            .into(),
+        ));
+    }
+    let platform = match f.platform.as_str() {
+        "ios" => ApplePlatform::Ios,
+        "macos" => ApplePlatform::MacOs,
+        _ => {
+            return Err(PanelError::BadRequest(
+                l.t("Choose iOS or macOS.", "Wählen Sie iOS oder macOS.")
+                    .into(),
+            ))
+        }
+    };
+    let export = MdmExport {
+        group: Some(path_name(&name)?),
+        devices: vec![],
+        platform,
+    };
+    let profiles = st.service.mdm_export(&caller, export).await?;
+    Ok(crate::devices::zip_download(profiles.archive))
 }

@@ -124,6 +124,7 @@ pub fn routes(state: AppState) -> Router {
             "/groups/{name}",
             get(groups::group).post(groups::group_update),
         )
+        .route("/groups/{name}/mdm-export", post(groups::group_mdm_export))
         .route("/audit", get(overview::audit))
         .route(
             "/settings",
