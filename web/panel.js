@@ -26,3 +26,11 @@ document.addEventListener("click", async (ev) => {
     if ("select" in src) src.select();
   }
 });
+document.addEventListener("change", async (ev) => {
+  // A file input with data-fill reads the chosen file (UTF-8) into the field it names, so
+  // that the form it belongs to stays an ordinary form.
+  const t = ev.target;
+  if (!t.matches("input[type=file][data-fill]") || !t.files.length) return;
+  const into = document.querySelector(t.getAttribute("data-fill"));
+  if (into) into.value = await t.files[0].text();
+});

@@ -4,8 +4,10 @@ use super::state::open_service;
 use super::{caller, existing_name, new_name, print_listing, Site};
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use heimweg_control::Email;
+use heimweg_control::{Email, LinkHours};
+use heimweg_service::{ImportOptions, ImportReport, PersonOutcome};
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum UserCmd {
@@ -20,6 +22,25 @@ pub enum UserCmd {
     },
     /// Disable a user who left: every device of theirs is revoked at once.
     Disable { name: String },
+    /// Import staff and their devices from a CSV file (columns user, email, group, device;
+    /// `;` or `,`; UTF-8, as Excel's "CSV UTF-8" writes it). Creates the users who are new and
+    /// a one-time enrollment link for each new device; the same file again changes nothing.
+    Import {
+        file: PathBuf,
+        /// Only say what would change, and which rows are refused and why.
+        #[arg(long)]
+        dry_run: bool,
+        /// Hours the links stay open (1 to 720).
+        #[arg(long, default_value_t = 168)]
+        link_hours: u32,
+        /// Write the new links (user, email, device, group, link, expires) to this CSV file,
+        /// mode 0600: the only copy of the links. Required unless --dry-run.
+        #[arg(long, required_unless_present = "dry_run")]
+        invitations: Option<PathBuf>,
+        /// Where the links point: the panel's public address (as for serve).
+        #[arg(long, env = "HEIMWEG_PUBLIC_URL", value_parser = heimweg_api::panel::public_url)]
+        public_url: Option<String>,
+    },
 }
 
 pub async fn run(site: &Site, cmd: UserCmd) -> Result<()> {
@@ -60,6 +81,62 @@ pub async fn run(site: &Site, cmd: UserCmd) -> Result<()> {
             let n = service.disable_user(&caller(), &user).await?;
             println!("disabled {name}; {n} devices revoked");
         }
+        UserCmd::Import {
+            file,
+            dry_run,
+            link_hours,
+            invitations,
+            public_url,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let options = ImportOptions {
+                dry_run,
+                link_hours: LinkHours::new(link_hours).context("--link-hours")?,
+            };
+            let report = service.import_people(&caller(), &bytes, options).await?;
+            print_listing(&import_summary(&report)?)?;
+            if let (Some(path), false) = (invitations, report.invitations.is_empty()) {
+                let base = public_url.unwrap_or_else(|| {
+                    eprintln!(
+                        "HEIMWEG_PUBLIC_URL is not set: the links are written as paths; put the \
+                         panel's address in front of them"
+                    );
+                    String::new()
+                });
+                heimweg::files::write_private(&path, report.invitations_csv(&base).as_bytes())?;
+                eprintln!(
+                    "wrote {} links to {}: the only copy of them.",
+                    report.invitations.len(),
+                    path.display()
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// Every refused row with its reason, then the counts.
+fn import_summary(report: &ImportReport) -> Result<String> {
+    let mut out = String::new();
+    for r in &report.rows {
+        if let PersonOutcome::Refused(why) = &r.outcome {
+            writeln!(out, "line {}: refused: {why}", r.line)?;
+        }
+    }
+    let c = report.counts();
+    writeln!(
+        out,
+        "{}{} users created, {} devices invited, {} rows unchanged, {} rows refused",
+        if report.dry_run {
+            "dry run, nothing changed: would be "
+        } else {
+            ""
+        },
+        c.users_created,
+        c.invited,
+        c.unchanged,
+        c.refused
+    )?;
+    Ok(out)
 }

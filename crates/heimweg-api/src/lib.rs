@@ -28,12 +28,13 @@ mod tokens;
 mod users;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::FromRequestParts;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use heimweg_control::import::MAX_IMPORT_BYTES;
 use heimweg_control::{escape_markup, Name, PublicKey};
 use heimweg_service::{Service, ServiceError, StoreError};
 use serde::{Deserialize, Deserializer};
@@ -156,6 +157,10 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/users", get(users::list).post(users::create)),
         ("/api/v1/users/{name}", get(users::show)),
         ("/api/v1/users/{name}/disable", post(users::disable)),
+        (
+            "/api/v1/import/people",
+            post(users::import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        ),
         ("/api/v1/tokens", get(tokens::list).post(tokens::create)),
         ("/api/v1/tokens/{name}/revoke", post(tokens::revoke)),
         ("/api/v1/audit", get(links::audit_log)),

@@ -156,6 +156,24 @@ pub fn document() -> Value {
             "group": { "type": "string" }, "owner": { "type": ["string", "null"] },
             "expires_at": { "type": ["integer", "null"],
               "description": "Unix seconds; null: never" } } },
+          "ImportReport": { "type": "object", "properties": {
+            "dry_run": { "type": "boolean" },
+            "counts": { "type": "object", "properties": {
+              "users_created": { "type": "integer" }, "invited": { "type": "integer" },
+              "unchanged": { "type": "integer" }, "refused": { "type": "integer" } } },
+            "rows": { "type": "array", "items": { "type": "object", "properties": {
+              "line": { "type": "integer" },
+              "user": { "type": ["string", "null"] }, "device": { "type": ["string", "null"] },
+              "user_outcome": { "type": "string",
+                "enum": ["created", "exists", "exists_email_differs", "refused"] },
+              "device_outcome": { "type": "string",
+                "enum": ["none", "invited", "already_invited", "already_enrolled", "refused"] },
+              "reason": { "type": ["string", "null"] } } } },
+            "invitations": { "type": "array", "items": { "type": "object", "properties": {
+              "user": { "type": "string" }, "email": { "type": ["string", "null"] },
+              "device": { "type": "string" }, "group": { "type": "string" },
+              "path": { "type": "string", "description": "/enroll/SECRET, once" },
+              "expires_at": { "type": "integer" } } } } } },
           "MdmExport": { "type": "object", "additionalProperties": false, "properties": {
             "group": { "type": "string", "description": "every active device of this group" },
             "devices": { "type": "array", "items": { "type": "string" },
@@ -275,6 +293,19 @@ pub fn document() -> Value {
           &[("200", json!({ "description": "The profiles, once; not stored",
               "content": { "application/zip": { "schema":
                 { "type": "string", "format": "binary" } } } }))]) },
+        "/api/v1/import/people": { "post": op(
+          "Import staff and their devices from CSV (columns user, email, group, device; `;` or \
+           `,`; UTF-8 with or without BOM): creates the users who are new and a one-time \
+           enrollment link per new device, in transactions of 250 rows; the same file again \
+           changes nothing. A refused row says why and changes nothing; the others go ahead \
+           (needs devices:write too)",
+          Some("users:write"),
+          vec![query_param("dry_run", "boolean", "only report what would change"),
+               query_param("link_hours", "integer", "hours the links stay open, 1 to 720 (168)")],
+          Some(json!({ "required": true, "content": { "text/csv": { "schema":
+            { "type": "string" } } } })),
+          &[("200", reply("What changed (or would), row by row; the links, once",
+              Some("ImportReport")))]) },
         "/api/v1/groups": {
           "get": op("List groups", Some("groups:read"), vec![], None,
             &[("200", reply("All groups", Some("GroupList")))]),

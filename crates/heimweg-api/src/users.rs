@@ -1,14 +1,18 @@
-//! `/api/v1/users`: the staff who own devices, and disabling a leaver in one step.
+//! `/api/v1/users`: the staff who own devices, and disabling a leaver in one step;
+//! `/api/v1/import/people`: a rollout's people list.
 
 use crate::devices::DeviceJson;
 use crate::{name, page_limit, path_name, ApiError, AppState, Caller};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use heimweg_control::Email;
-use heimweg_control::Scope;
-use heimweg_service::User;
+use heimweg_control::{LinkHours, Scope};
+use heimweg_service::{
+    DeviceOutcome, ImportOptions, ImportedRow, PersonOutcome, User, UserOutcome,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -122,4 +126,83 @@ pub(crate) async fn disable(
     let name = path_name("enabled user", &name)?;
     let revoked = st.service.disable_user(&caller.0, &name).await?;
     Ok(Json(json!({ "devices_revoked": revoked })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportParams {
+    #[serde(default)]
+    dry_run: bool,
+    link_hours: Option<u32>,
+}
+
+/// A row's outcome as the report lists it.
+fn row_json(r: &ImportedRow) -> serde_json::Value {
+    let (user, device, reason) = match &r.outcome {
+        PersonOutcome::Refused(why) => ("refused", "refused", Some(why.as_str())),
+        PersonOutcome::Done { user, device } => (
+            match user {
+                UserOutcome::Created => "created",
+                UserOutcome::Exists {
+                    email_differs: true,
+                } => "exists_email_differs",
+                UserOutcome::Exists { .. } => "exists",
+            },
+            match device {
+                DeviceOutcome::None => "none",
+                DeviceOutcome::Invited(_) => "invited",
+                DeviceOutcome::AlreadyInvited => "already_invited",
+                DeviceOutcome::AlreadyEnrolled => "already_enrolled",
+            },
+            None,
+        ),
+    };
+    json!({
+        "line": r.line,
+        "user": r.user.as_ref().map(ToString::to_string),
+        "device": r.device.as_ref().map(ToString::to_string),
+        "user_outcome": user,
+        "device_outcome": device,
+        "reason": reason,
+    })
+}
+
+/// Imports a people list sent as the request body (CSV); see the OpenAPI document.
+pub(crate) async fn import(
+    State(st): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ImportParams>, QueryRejection>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    caller.0.require(Scope::UsersWrite)?;
+    caller.0.require(Scope::DevicesWrite)?;
+    let Query(params) = params?;
+    let options = ImportOptions {
+        dry_run: params.dry_run,
+        link_hours: LinkHours::new(params.link_hours.unwrap_or(168))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    };
+    let report = st.service.import_people(&caller.0, &body, options).await?;
+    let c = report.counts();
+    let body = json!({
+        "dry_run": report.dry_run,
+        "counts": {
+            "users_created": c.users_created, "invited": c.invited,
+            "unchanged": c.unchanged, "refused": c.refused,
+        },
+        "rows": report.rows.iter().map(row_json).collect::<Vec<_>>(),
+        "invitations": report.invitations.iter().map(|i| json!({
+            "user": i.user.to_string(),
+            "email": i.email.as_ref().map(ToString::to_string),
+            "device": i.device.to_string(),
+            "group": i.group.to_string(),
+            "path": format!("/enroll/{}", i.secret),
+            "expires_at": i.expires_at,
+        })).collect::<Vec<_>>(),
+    });
+    // The links' secrets are in the answer: no cache may keep it.
+    let mut resp = (StatusCode::OK, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }

@@ -23,6 +23,7 @@ backend_tests!(
     refusals_before_any_handler_are_json_errors_too,
     device_to_device_traffic_is_off_unless_a_group_asks,
     mdm_profiles_come_as_one_zip_for_writers_only,
+    a_people_list_is_imported_over_the_api,
 );
 
 use axum::body::Body;
@@ -1631,4 +1632,77 @@ async fn mdm_profiles_come_as_one_zip_for_writers_only(backend: Backend) {
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert!(v.as_str().unwrap().starts_with("PK"), "a zip archive");
     assert_ne!(public_key_of(&env, "ipad-1").await, before, "a new key");
+}
+
+/// Sends `csv` as the body of a POST to `uri`.
+async fn post_csv(env: &Env, uri: &str, token: &str, csv: Vec<u8>) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(Body::from(csv))
+        .unwrap();
+    let resp = router(env.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// `POST /api/v1/import/people`: a dry run, the import with its links once, the same file
+/// again changing nothing; refused for a reader, for a bad file and for one too large.
+async fn a_people_list_is_imported_over_the_api(backend: Backend) {
+    let Some(env) = env(backend, "import").await else {
+        return;
+    };
+    let csv = "\u{feff}Benutzer;E-Mail;Gerät\r\nJürgen;j@stadt.example;Jürgens iPad\r\nAnna;kaputt;a1\r\n";
+    let uri = "/api/v1/import/people";
+    let (st, _) = post_csv(&env, uri, &env.reader, csv.into()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) = post_csv(&env, &format!("{uri}?dry_run=true"), &env.admin, csv.into()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(
+        v["counts"],
+        json!({"users_created": 1, "invited": 1, "unchanged": 0, "refused": 1})
+    );
+    assert_eq!(v["rows"][1]["line"], 3);
+    assert!(v["rows"][1]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("email:"));
+    assert_eq!(v["invitations"], json!([]));
+
+    let (st, v) = post_csv(
+        &env,
+        &format!("{uri}?link_hours=24"),
+        &env.admin,
+        csv.into(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["rows"][0]["user_outcome"], "created");
+    assert_eq!(v["rows"][0]["device_outcome"], "invited");
+    let path = v["invitations"][0]["path"].as_str().unwrap();
+    let (st, page, _) = call(&env, Method::GET, path, None, None).await;
+    assert_eq!(st, StatusCode::OK, "the link opens");
+    assert!(page.as_str().unwrap().contains("Jürgens iPad"));
+
+    let (_, v) = post_csv(&env, uri, &env.admin, csv.into()).await;
+    assert_eq!(
+        v["counts"],
+        json!({"users_created": 0, "invited": 0, "unchanged": 1, "refused": 1})
+    );
+
+    let (st, v) = post_csv(&env, uri, &env.admin, b"user;phone\nx;1\n".to_vec()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(v["error"]["message"].as_str().unwrap().contains("phone"));
+    let (st, _) = post_csv(&env, &format!("{uri}?link_hours=0"), &env.admin, csv.into()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let huge = vec![b'x'; heimweg_control::import::MAX_IMPORT_BYTES + 1];
+    let (st, _) = post_csv(&env, uri, &env.admin, huge).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -23,6 +23,7 @@ backend_tests!(
     twenty_helpdesk_page_loads_at_once_all_succeed,
     links_start_with_the_public_url,
     a_groups_devices_get_their_mdm_profiles_as_one_zip,
+    a_staff_list_is_checked_then_imported_from_the_panel,
 );
 
 use axum::body::Body;
@@ -1158,4 +1159,115 @@ async fn a_groups_devices_get_their_mdm_profiles_as_one_zip(backend: Backend) {
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
     assert!(page.body.starts_with("PK"));
     assert_ne!(key().await, before, "a new key");
+}
+
+/// The import page: a check that changes nothing, the import with its invitation list offered
+/// once as a download, a list far larger than an ordinary form for a signed-in admin only, and
+/// nothing for the helpdesk.
+async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) {
+    let Some(env) = env(backend, "import_panel").await else {
+        return;
+    };
+    env.add_admin("hugo", Role::Helpdesk).await;
+    // Cells copied from Excel arrive tab-separated; 1,500 people are far over 64 KB.
+    let mut list = String::from("Benutzer\tE-Mail\tGerät\n");
+    for i in 0..1500 {
+        list.push_str(&format!(
+            "Mitarbeiterin Nummer {i}\tm{i}@stadt.example\tDienst-iPad {i}\n"
+        ));
+    }
+    list.push_str("Kaputt\tkeine-adresse\tx\n");
+    assert!(list.len() > 64 * 1024);
+
+    let mut helpdesk = Browser::default();
+    helpdesk.login(&env, "hugo").await;
+    assert_eq!(
+        helpdesk.get(&env, "/import").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let csrf = helpdesk.csrf(&env).await;
+    let page = helpdesk
+        .post(
+            &env,
+            "/import",
+            &[("_csrf", &csrf), ("csv", "user\nx\n"), ("action", "import")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    let mut admin = Browser::default();
+    admin.login(&env, ADMIN).await;
+    let page = admin.get(&env, "/import").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r##"data-fill="#csv""##));
+    let csrf = admin.csrf(&env).await;
+    let page = admin
+        .post(
+            &env,
+            "/import",
+            &[("_csrf", &csrf), ("csv", &list), ("action", "check")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(page.body.contains(r#"id="import-check""#));
+    assert!(
+        page.body.contains("keine-adresse"),
+        "the refused row and why"
+    );
+    let users = env.store().users(None, 10, 0, unix_now()).await.unwrap();
+    assert_eq!(users.total, 0, "a check changes nothing");
+
+    let page = admin
+        .post(
+            &env,
+            "/import",
+            &[("_csrf", &csrf), ("csv", &list), ("action", "import")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(page.body.contains(r#"id="import-done""#));
+    let users = env.store().users(None, 10, 0, unix_now()).await.unwrap();
+    assert_eq!(users.total, 1500);
+    let b64 = page
+        .body
+        .split("data:text/csv;base64,")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let csv = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        1501,
+        "a header and one link per device"
+    );
+    let link = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .nth(4)
+        .unwrap()
+        .trim_matches('"');
+    let secret = link
+        .strip_prefix(&format!("http://{HOST}/enroll/"))
+        .unwrap();
+    assert!(
+        env.state.service.open_link(secret).await.unwrap().is_some(),
+        "{link}"
+    );
+
+    // Without a session a body that large is refused before any handler.
+    let mut stranger = Browser::default();
+    let csrf = stranger.csrf(&env).await;
+    let page = stranger
+        .post(
+            &env,
+            "/import",
+            &[("_csrf", &csrf), ("csv", &list), ("action", "import")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.excerpt());
 }

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod clientconf;
+pub mod import;
 pub mod keys;
 pub mod lifecycle;
 pub mod mobileconfig;

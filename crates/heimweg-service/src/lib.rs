@@ -21,6 +21,7 @@ mod groups;
 pub mod limits;
 mod links;
 mod mdm;
+mod people;
 pub mod reconcile;
 mod requests;
 pub mod secrets;
@@ -40,6 +41,9 @@ pub use accounts::{
 pub use devices::{EnrollRequest, Enrollment};
 pub use links::LinkOffer;
 pub use mdm::{MdmExport, MdmProfiles, MAX_MDM_DEVICES};
+pub use people::{
+    ImportCounts, ImportOptions, ImportReport, ImportedRow, Invitation, IMPORT_BATCH,
+};
 pub use requests::{request_link_secret, FiledRequest, RequestForm};
 pub use secrets::Sealer;
 pub use tokens::MintedToken;
@@ -47,9 +51,9 @@ pub use tokens::MintedToken;
 /// The store's types the callers read; the store itself stays behind the service.
 pub use heimweg_store::{
     AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend, BackupInfo, Device,
-    DeviceCounts, DeviceQuery, DeviceUpdate, EnrollmentLink, Group, GroupPatch, Page, PeerStatus,
-    PoolOptions, Session, Settings, StoreError, User, DEFAULT_ADDRESS_GRACE, MAX_PENDING,
-    POSTGRES_BACKUP,
+    DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, EnrollmentLink, Group, GroupPatch,
+    Page, PeerStatus, PersonOutcome, PoolOptions, Session, Settings, StoreError, User, UserOutcome,
+    DEFAULT_ADDRESS_GRACE, MAX_PENDING, POSTGRES_BACKUP,
 };
 
 /// Everything an operation can refuse or fail with.

@@ -16,6 +16,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 backend_tests!(
     an_enrolled_device_is_a_peer_when_enroll_returns,
     a_revoked_device_is_gone_when_revoke_returns,
@@ -60,14 +62,7 @@ impl Recorder {
 
 /// A service with a running reconciler over a `Recorder`.
 async fn gateway(backend: Backend, tag: &str) -> Option<(Scratch, Service, Arc<Recorder>)> {
-    let db = Scratch::new(backend, tag).await?;
-    let service =
-        Service::new(db.open().await).with_gateway_key(PrivateKey::generate().public_key());
-    service.init_defaults([1, 2, 3, 4, 5]).await.unwrap();
-    service
-        .set_endpoint(&Caller::system(), "vpn.example:51820".parse().unwrap())
-        .await
-        .unwrap();
+    let (db, service) = common::service(backend, tag).await?;
     let (sink, handle) = start_reconciler(&service).await;
     Some((db, service.with_reconciler(handle), sink))
 }
@@ -141,16 +136,9 @@ async fn a_revoked_device_is_gone_when_revoke_returns(backend: Backend) {
 /// gets that address as an endpoint hint (for a failover), and only for devices that are not
 /// revoked.
 async fn the_data_plane_learns_where_other_gateways_saw_devices(backend: Backend) {
-    let Some(db) = Scratch::new(backend, "hints").await else {
+    let Some((db, service)) = common::service(backend, "hints").await else {
         return;
     };
-    let service =
-        Service::new(db.open().await).with_gateway_key(PrivateKey::generate().public_key());
-    service.init_defaults([1, 2, 3, 4, 5]).await.unwrap();
-    service
-        .set_endpoint(&Caller::system(), "vpn.example:51820".parse().unwrap())
-        .await
-        .unwrap();
     let seen = service
         .enroll(&Caller::system(), request("seen"))
         .await

@@ -28,6 +28,7 @@ mod db;
 mod devices;
 mod groups;
 mod links;
+mod people;
 mod pool;
 mod requests;
 mod settings;
@@ -48,6 +49,7 @@ pub use devices::{
 };
 pub use groups::{Group, GroupPatch};
 pub use links::{EnrollmentLink, NewLink, RedeemedLink};
+pub use people::{DeviceOutcome, PersonImport, PersonOutcome, UserOutcome};
 pub use pool::Family;
 pub use requests::{AccessRequest, NewAccessRequest, MAX_PENDING};
 pub use settings::{Settings, SettingsChange, DEFAULT_ADDRESS_GRACE};

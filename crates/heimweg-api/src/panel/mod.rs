@@ -79,6 +79,8 @@ pub fn public_url(s: &str) -> Result<String, String> {
 
 /// Largest form body read: the longest field is a list of networks.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// The import form carries a whole people list, URL-encoded (an umlaut takes 6 bytes).
+const MAX_IMPORT_FORM_BYTES: usize = 3 * heimweg_control::import::MAX_IMPORT_BYTES;
 
 const PANEL_CSS: &str = include_str!("../../../../web/panel.css");
 const PANEL_JS: &str = include_str!("../../../../web/panel.js");
@@ -117,6 +119,7 @@ pub fn routes(state: AppState) -> Router {
             get(requests::access_form).post(requests::access_file),
         )
         .route("/users", get(users::users).post(users::user_create))
+        .route("/import", get(users::import_page).post(users::import))
         .route("/users/{name}", get(users::user))
         .route("/users/{name}/disable", post(users::user_disable))
         .route("/groups", get(groups::groups).post(groups::group_create))
@@ -398,7 +401,13 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
             return PanelError::Csrf(lang).into_response();
         }
         let (parts, body) = req.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        // A people list is larger than any other form: only a signed-in person may send one.
+        let limit = if session.is_some() && ctx.path == "/import" {
+            MAX_IMPORT_FORM_BYTES
+        } else {
+            MAX_FORM_BYTES
+        };
+        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
             return PanelError::BadRequest(
                 lang.t("The form is too large.", "Das Formular ist zu groß.")
                     .into(),

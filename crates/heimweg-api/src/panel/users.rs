@@ -1,14 +1,17 @@
 //! Staff: the list, one person with their devices, and disabling a leaver.
 
 use super::{
-    csrf_field, form_name, given, layout, path_name, see_other, status_label, timestamp, urlpath,
-    Ctx, PanelError, PanelResult,
+    base_url, csrf_field, form_name, given, layout, link_hours, path_name, see_other, status_label,
+    timestamp, urlpath, Ctx, Lang, PanelError, PanelResult,
 };
 use crate::AppState;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::Form;
+use base64::Engine as _;
 use heimweg_control::Email;
-use maud::html;
+use heimweg_service::{DeviceOutcome, ImportOptions, ImportReport, PersonOutcome, UserOutcome};
+use maud::{html, Markup};
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -40,6 +43,7 @@ pub(super) async fn users(
         } }
         p { (users.items.len()) " " (l.t("of", "von")) " " (users.total) }
         @if ctx.may_change() {
+            p { a.button href="/import" { (l.t("Import a list of staff (CSV)", "Liste von Personen importieren (CSV)")) } }
             h2 { (l.t("New user", "Neue Person")) }
             form.card.row method="post" action="/users" {
                 (csrf_field(&ctx))
@@ -115,4 +119,115 @@ pub(super) async fn user_disable(
         .disable_user(&ctx.caller()?, &path_name(&name)?)
         .await?;
     Ok(see_other(&format!("/users/{}", urlpath(&name))))
+}
+
+/// The import form: the list pasted (from Excel, tab-separated) or, with the script, read from
+/// a file into the same field, so that the form stays an ordinary one the CSRF check reads.
+fn import_form(ctx: &Ctx, csv: &str) -> Markup {
+    let l = ctx.lang;
+    html! {
+        form.card #import method="post" action="/import" {
+            (csrf_field(ctx))
+            p.hint { (l.t("Columns, named in the first row: user (required), email, group (default: default), device (a one-time enrollment link is prepared for it). Separated by ; or , or tabs, UTF-8. Importing the same list again changes nothing.",
+                          "Spalten, benannt in der ersten Zeile: Benutzer (Pflicht), E-Mail, Gruppe (sonst default), Gerät (dafür wird ein Einmal-Einrichtungslink vorbereitet). Getrennt durch ; oder , oder Tabulatoren, UTF-8. Dieselbe Liste noch einmal zu importieren ändert nichts.")) }
+            label for="csv-file" { (l.t("CSV file", "CSV-Datei")) }
+            input #csv-file type="file" accept=".csv,.txt,text/csv" data-fill="#csv";
+            label for="csv" { (l.t("or paste the list (cells copied from Excel work too)", "oder die Liste einfügen (aus Excel kopierte Zellen gehen auch)")) }
+            textarea #csv name="csv" rows="10" required spellcheck="false" { (csv) }
+            label for="expires_in_hours" { (l.t("Links stay open for hours", "Links bleiben offen für Stunden")) }
+            input #expires_in_hours name="expires_in_hours" type="number" min="1" max="720" value="168";
+            button type="submit" name="action" value="check" { (l.t("Check (changes nothing)", "Prüfen (ändert nichts)")) }
+            " "
+            button type="submit" name="action" value="import" { (l.t("Import", "Importieren")) }
+        }
+    }
+}
+
+pub(super) async fn import_page(ctx: Ctx) -> PanelResult {
+    let l = ctx.lang;
+    ctx.writer()?;
+    Ok(layout(
+        &ctx,
+        l.t("Import staff", "Personen importieren"),
+        import_form(&ctx, ""),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ImportForm {
+    pub(super) csv: String,
+    pub(super) expires_in_hours: Option<String>,
+    pub(super) action: Option<String>,
+}
+
+pub(super) async fn import(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Form(f): Form<ImportForm>,
+) -> PanelResult {
+    let caller = ctx.caller()?;
+    let l = ctx.lang;
+    let options = ImportOptions {
+        dry_run: f.action.as_deref() != Some("import"),
+        link_hours: link_hours(l, &f.expires_in_hours)?,
+    };
+    let report = st
+        .service
+        .import_people(&caller, f.csv.as_bytes(), options)
+        .await?;
+    let invitations = (!report.invitations.is_empty()).then(|| {
+        base64::engine::general_purpose::STANDARD
+            .encode(report.invitations_csv(&base_url(&st, &headers)))
+    });
+    let c = report.counts();
+    let content = html! {
+        @if report.dry_run {
+            p.notice #import-check { strong { (l.t("Checked; nothing changed.", "Geprüft; nichts geändert.")) } " "
+                (l.t("The import would create", "Der Import würde anlegen:")) " " (c.users_created) " " (l.t("users and", "Personen und")) " " (c.invited) " " (l.t("invitations", "Einladungen")) "; "
+                (c.unchanged) " " (l.t("rows change nothing", "Zeilen ändern nichts")) ", " (c.refused) " " (l.t("are refused", "werden abgelehnt")) "." }
+        } @else {
+            p.notice #import-done { strong { (l.t("Imported.", "Importiert.")) } " "
+                (c.users_created) " " (l.t("users created,", "Personen angelegt,")) " " (c.invited) " " (l.t("invitations prepared", "Einladungen vorbereitet")) "; "
+                (c.unchanged) " " (l.t("rows changed nothing", "Zeilen änderten nichts")) ", " (c.refused) " " (l.t("were refused", "wurden abgelehnt")) "." }
+            @if let Some(b64) = &invitations {
+                p.warning role="alert" { (l.t("The links are in this list only, once: download it now (for a mail merge or to print).", "Die Links stehen nur in dieser Liste, nur jetzt: laden Sie sie jetzt herunter (für einen Serienbrief oder zum Drucken).")) }
+                p { a.button #download-invitations download="invitations.csv" href={ "data:text/csv;base64," (b64) } { (l.t("Download the invitations (CSV)", "Einladungen herunterladen (CSV)")) } }
+            }
+        }
+        (import_rows(l, &report))
+        @if report.dry_run { (import_form(&ctx, &f.csv)) }
+    };
+    Ok(layout(
+        &ctx,
+        l.t("Import staff", "Personen importieren"),
+        content,
+    ))
+}
+
+/// Every row that is refused or changes something, with its line.
+fn import_rows(l: Lang, report: &ImportReport) -> Markup {
+    html! {
+        div.scroll { table #import-rows {
+            thead { tr { th scope="col" { (l.t("Line", "Zeile")) } th scope="col" { (l.t("Person", "Person")) } th scope="col" { (l.t("Device", "Gerät")) } th scope="col" { (l.t("Outcome", "Ergebnis")) } } }
+            tbody { @for r in &report.rows { tr {
+                td { (r.line) }
+                td { (r.user.as_ref().map_or("—", |u| u.as_str())) }
+                td { (r.device.as_ref().map_or("—", |d| d.as_str())) }
+                td { @match &r.outcome {
+                    PersonOutcome::Refused(why) => { span.badge.revoked { (l.t("refused", "abgelehnt")) } " " (why) }
+                    PersonOutcome::Done { user, device } => {
+                        @if *user == UserOutcome::Created { (l.t("new person", "neue Person")) " " }
+                        @if let UserOutcome::Exists { email_differs: true } = user { (l.t("(the e-mail differs from the stored one, which stays)", "(die E-Mail weicht von der gespeicherten ab, die bleibt)")) " " }
+                        @match device {
+                            DeviceOutcome::Invited(_) => { (l.t("invitation", "Einladung")) }
+                            DeviceOutcome::AlreadyInvited => { (l.t("already invited", "schon eingeladen")) }
+                            DeviceOutcome::AlreadyEnrolled => { (l.t("device already set up", "Gerät schon eingerichtet")) }
+                            DeviceOutcome::None => {}
+                        }
+                    }
+                } }
+            } } }
+        } }
+    }
 }
