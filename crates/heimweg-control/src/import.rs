@@ -126,19 +126,20 @@ pub fn parse_people(bytes: &[u8]) -> Result<PeopleList, ImportError> {
     // The line a record starts on, counted here as csv ends records: at `\n`, `\r\n` or a
     // lone `\r` (old Mac files). csv reports a CRLF record as starting at the previous line's
     // `\n`, and its own line counter is off likewise; the record's first byte is the first
-    // after any line breaks.
-    let line_at = |byte: u64| {
-        let bytes = text.as_bytes();
-        let mut at = usize::try_from(byte)
-            .unwrap_or(bytes.len())
-            .min(bytes.len());
-        while at < bytes.len() && (bytes[at] == b'\r' || bytes[at] == b'\n') {
-            at += 1;
-        }
-        1 + line_breaks(&bytes[..at])
+    // after any line breaks. Records come in file order, so the count goes on from the last
+    // one (counting from the start each time made 5,000 rows take 0.7 s).
+    let bytes = text.as_bytes();
+    let mut counted = (0usize, 1u64);
+    let mut line_at = |byte: u64| {
+        let at = record_start(bytes, byte);
+        let (from, line) = if at >= counted.0 { counted } else { (0, 1) };
+        counted = (at, line + line_breaks(&bytes[from..at]));
+        counted.1
     };
     let csv_error = |e: csv::Error| ImportError::Csv {
-        line: e.position().map_or(0, |p| line_at(p.byte())),
+        line: e
+            .position()
+            .map_or(0, |p| 1 + line_breaks(&bytes[..record_start(bytes, p.byte())])),
         message: e.to_string(),
     };
     let mut columns: Vec<Option<Column>> = Vec::new();
@@ -193,6 +194,15 @@ pub fn parse_people(bytes: &[u8]) -> Result<PeopleList, ImportError> {
         }
     }
     Ok(list)
+}
+
+/// Where the record csv says starts at `byte` really starts: after any line breaks.
+fn record_start(bytes: &[u8], byte: u64) -> usize {
+    let mut at = usize::try_from(byte).unwrap_or(bytes.len()).min(bytes.len());
+    while at < bytes.len() && (bytes[at] == b'\r' || bytes[at] == b'\n') {
+        at += 1;
+    }
+    at
 }
 
 /// Line breaks as csv counts them: `\n`, `\r\n` and a lone `\r` are one each.
