@@ -97,19 +97,28 @@ async fn run(backend: Backend, file: &[u8]) -> Option<[Duration; 5]> {
             service.enroll(&admin, req).await.unwrap();
         }
         let start = Instant::now();
-        let dry = service.import_people(&admin, file, options(true)).await.unwrap();
+        let dry = service
+            .import_people(&admin, file, options(true))
+            .await
+            .unwrap();
         check.push(start.elapsed());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let revoker = tokio::spawn(revoking(service.clone(), rx));
         let start = Instant::now();
-        let done = service.import_people(&admin, file, options(false)).await.unwrap();
+        let done = service
+            .import_people(&admin, file, options(false))
+            .await
+            .unwrap();
         import.push(start.elapsed());
         tx.send(true).unwrap();
         let revocations = revoker.await.unwrap();
         worst.push(revocations.into_iter().max().unwrap_or_default());
         assert_eq!(dry.counts(), done.counts());
         let start = Instant::now();
-        let re = service.import_people(&admin, file, options(false)).await.unwrap();
+        let re = service
+            .import_people(&admin, file, options(false))
+            .await
+            .unwrap();
         again.push(start.elapsed());
         assert_eq!(re.counts().users_created + re.counts().invited, 0);
     }

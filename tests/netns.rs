@@ -401,6 +401,67 @@ fn mobileconfig_archives_hold_plists_carrying_the_config() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), text.repeat(2));
 }
 
+/// The instruction sheets, printed by a real browser (headless Chromium, as an admin prints or
+/// saves them as a PDF): one A4 page per device, even for long names and a long helpdesk line.
+#[test]
+fn instruction_sheets_print_one_a4_page_each() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 to run the system tests (needs chromium)");
+        return;
+    }
+    use heimweg_api::sheets::{render, Sheet};
+    let long = "Dr. Maximiliane Mustermann-Schwarzenberger-Oberhuber-Weißenfels";
+    let links: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "https://vpn.stadt-beispiel.example/enroll/hw_{}",
+                "x".repeat(40 + i)
+            )
+        })
+        .collect();
+    let sheets: Vec<Sheet<'_>> = links
+        .iter()
+        .map(|link| Sheet {
+            user: long,
+            device: "Dienst-iPad Bürgerbüro Außenstelle Nord 2",
+            link,
+            expires_at: 1_800_000_000,
+        })
+        .collect();
+    let helpdesk = "IT-Service der Stadtverwaltung, Mo–Fr 7–18 Uhr, Tel. 0761 201-1234, it-service@stadt-beispiel.example";
+    let dir = std::env::temp_dir().join(format!("heimweg-sheets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("sheets.html");
+    let pdf = dir.join("sheets.pdf");
+    std::fs::write(&html, render(&sheets, helpdesk)).unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+        ])
+        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&pdf).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&bytes);
+    let pages = text
+        .match_indices("/Type /Page")
+        .filter(|(i, _)| !text[i + 11..].starts_with('s'))
+        .count();
+    assert_eq!(pages, sheets.len(), "one page per sheet");
+    let a4 = text.matches("/MediaBox [0 0 594.95996 841.91998]").count();
+    assert_eq!(a4, pages, "every page A4");
+}
+
 /// Two gateways on one PostgreSQL database (active/standby with a shared key): a change made
 /// through either reaches both within a second, and the client fails over with its config.
 #[tokio::test]

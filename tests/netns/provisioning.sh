@@ -363,5 +363,34 @@ out=$(api POST /api/v1/devices/quick-3/revoke)
 check "enroll: a revocation, too, is in the data plane when the API answers" \
   eval "[[ '${out%% *}' == 204 ]] && ! nsx '$NS_GW' wg show '$GWIF' peers | grep -qxF '$quick_key'"
 
+# Rollout: a staff list as Excel writes it in Germany, imported on the command line; a link from
+# the invitation list sets the device up once, and wg-quick brings its config up.
+printf '\xef\xbb\xbfBenutzer;E-Mail;Gruppe;Ger\xc3\xa4t\r\nJ\xc3\xbcrgen Wei\xc3\x9f;jw@stadt.example;staff;J\xc3\xbcrgens Laptop\r\nKaputt;keine-adresse;staff;x\r\n' \
+  >"$TMPD/staff.csv"
+hw user import "$TMPD/staff.csv" --dry-run >"$TMPD/import-check.out" 2>&1
+check "import: the check names the refused line and changes nothing" \
+  eval "grep -q '^line 3: refused: email' '$TMPD/import-check.out' && ! hw user list | grep -q 'Weiß'"
+HEIMWEG_PUBLIC_URL=http://127.0.0.1:8080 hw user import "$TMPD/staff.csv" --invitations "$TMPD/links.csv" \
+  --sheets "$TMPD/sheets.html" --helpdesk 'IT-Service, Tel. 1234' >/dev/null 2>&1
+check "import: the invitation list and the sheets are private (0600)" \
+  eval "[[ \$(stat -c %a '$TMPD/links.csv') == 600 && \$(stat -c %a '$TMPD/sheets.html') == 600 ]]"
+redeem() { # LINK OUT: opens the link as the staff member does; writes the config, or fails
+  nsx "$NS_GW" python3 - "$1" "$2" <<'EOF'
+import base64, re, sys, urllib.request
+link, out = sys.argv[1:3]
+page = urllib.request.urlopen(urllib.request.Request(link, data=b"", method="POST"), timeout=5).read().decode()
+conf = re.search(r'data:application/octet-stream;base64,([^"]+)"', page).group(1)
+open(out, "wb").write(base64.b64decode(conf))
+EOF
+}
+link=$(python3 -c "import csv, sys; print(list(csv.reader(open(sys.argv[1], encoding='utf-8-sig'), delimiter=';'))[1][4])" "$TMPD/links.csv")
+( umask 077; redeem "$link" "$TMPD/imp0.conf" )
+check "import: the link from the list sets the device up" grep -q '^PrivateKey = ' "$TMPD/imp0.conf"
+check "import: the link works once" eval "! redeem '$link' '$TMPD/imp0-again.conf' 2>/dev/null"
+nsx "$NS_C1" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
+  wg-quick up "$TMPD/imp0.conf" >>"$TMPD/wg-quick.log" 2>&1
+check "import: the imported device reaches its group's network" wait_until 15 ping_ok "$NS_C1" "$ALLOWED"
+nsx "$NS_C1" wg-quick down "$TMPD/imp0.conf" >>"$TMPD/wg-quick.log" 2>&1
+
 summary
 [[ $FAILED -eq 0 ]]

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod panel;
 mod requests;
+pub mod sheets;
 mod tokens;
 mod users;
 

@@ -1259,6 +1259,39 @@ async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) 
         "{link}"
     );
 
+    assert!(
+        !page.body.contains("download-sheets"),
+        "1,500 sheets are not put in a page"
+    );
+    assert!(page.body.contains("heimweg user import --sheets"));
+
+    // A small list: its instruction sheets come with it, whom to call on each.
+    let small = "user;device\nBerta;Berta-Laptop\nCem;Cem-iPad\n";
+    let page = admin
+        .post(
+            &env,
+            "/import",
+            &[
+                ("_csrf", &csrf),
+                ("csv", small),
+                ("helpdesk", "IT-Service <42>"),
+                ("action", "import"),
+            ],
+        )
+        .await;
+    let b64 = page
+        .body
+        .split("data:text/html;base64,")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let sheets = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+    let sheets = String::from_utf8(sheets).unwrap();
+    assert_eq!(sheets.matches("<section class=\"sheet\">").count(), 2);
+    assert!(sheets.contains("Cem-iPad") && sheets.contains("IT-Service &lt;42&gt;"));
+
     // Without a session a body that large is refused before any handler.
     let mut stranger = Browser::default();
     let csrf = stranger.csrf(&env).await;

@@ -137,9 +137,9 @@ pub fn parse_people(bytes: &[u8]) -> Result<PeopleList, ImportError> {
         counted.1
     };
     let csv_error = |e: csv::Error| ImportError::Csv {
-        line: e
-            .position()
-            .map_or(0, |p| 1 + line_breaks(&bytes[..record_start(bytes, p.byte())])),
+        line: e.position().map_or(0, |p| {
+            1 + line_breaks(&bytes[..record_start(bytes, p.byte())])
+        }),
         message: e.to_string(),
     };
     let mut columns: Vec<Option<Column>> = Vec::new();
@@ -198,7 +198,9 @@ pub fn parse_people(bytes: &[u8]) -> Result<PeopleList, ImportError> {
 
 /// Where the record csv says starts at `byte` really starts: after any line breaks.
 fn record_start(bytes: &[u8], byte: u64) -> usize {
-    let mut at = usize::try_from(byte).unwrap_or(bytes.len()).min(bytes.len());
+    let mut at = usize::try_from(byte)
+        .unwrap_or(bytes.len())
+        .min(bytes.len());
     while at < bytes.len() && (bytes[at] == b'\r' || bytes[at] == b'\n') {
         at += 1;
     }

@@ -121,6 +121,9 @@ pub(super) async fn user_disable(
     Ok(see_other(&format!("/users/{}", urlpath(&name))))
 }
 
+/// Most instruction sheets the import page carries as a download (about 12 KB each).
+const MAX_PANEL_SHEETS: usize = 200;
+
 /// The import form: the list pasted (from Excel, tab-separated) or, with the script, read from
 /// a file into the same field, so that the form stays an ordinary one the CSRF check reads.
 fn import_form(ctx: &Ctx, csv: &str) -> Markup {
@@ -134,6 +137,8 @@ fn import_form(ctx: &Ctx, csv: &str) -> Markup {
             input #csv-file type="file" accept=".csv,.txt,text/csv" data-fill="#csv";
             label for="csv" { (l.t("or paste the list (cells copied from Excel work too)", "oder die Liste einfügen (aus Excel kopierte Zellen gehen auch)")) }
             textarea #csv name="csv" rows="10" required spellcheck="false" { (csv) }
+            label for="helpdesk" { (l.t("Whom staff call for help (printed on the instruction sheets)", "Wen die Personen um Hilfe bitten (steht auf den Anleitungen)")) }
+            input #helpdesk name="helpdesk" maxlength="200" placeholder="IT-Service, Tel. …";
             label for="expires_in_hours" { (l.t("Links stay open for hours", "Links bleiben offen für Stunden")) }
             input #expires_in_hours name="expires_in_hours" type="number" min="1" max="720" value="168";
             button type="submit" name="action" value="check" { (l.t("Check (changes nothing)", "Prüfen (ändert nichts)")) }
@@ -156,6 +161,7 @@ pub(super) async fn import_page(ctx: Ctx) -> PanelResult {
 #[derive(Deserialize)]
 pub(super) struct ImportForm {
     pub(super) csv: String,
+    pub(super) helpdesk: Option<String>,
     pub(super) expires_in_hours: Option<String>,
     pub(super) action: Option<String>,
 }
@@ -176,10 +182,18 @@ pub(super) async fn import(
         .service
         .import_people(&caller, f.csv.as_bytes(), options)
         .await?;
-    let invitations = (!report.invitations.is_empty()).then(|| {
-        base64::engine::general_purpose::STANDARD
-            .encode(report.invitations_csv(&base_url(&st, &headers)))
-    });
+    let base = base_url(&st, &headers);
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    let invitations = (!report.invitations.is_empty()).then(|| b64(report.invitations_csv(&base)));
+    // The sheets travel inside this page: a few hundred, not a city's whole staff at once.
+    let sheets = (!report.invitations.is_empty() && report.invitations.len() <= MAX_PANEL_SHEETS)
+        .then(|| {
+            b64(crate::sheets::for_invitations(
+                &report.invitations,
+                &base,
+                given(&f.helpdesk).unwrap_or(""),
+            ))
+        });
     let c = report.counts();
     let content = html! {
         @if report.dry_run {
@@ -192,7 +206,13 @@ pub(super) async fn import(
                 (c.unchanged) " " (l.t("rows changed nothing", "Zeilen änderten nichts")) ", " (c.refused) " " (l.t("were refused", "wurden abgelehnt")) "." }
             @if let Some(b64) = &invitations {
                 p.warning role="alert" { (l.t("The links are in this list only, once: download it now (for a mail merge or to print).", "Die Links stehen nur in dieser Liste, nur jetzt: laden Sie sie jetzt herunter (für einen Serienbrief oder zum Drucken).")) }
-                p { a.button #download-invitations download="invitations.csv" href={ "data:text/csv;base64," (b64) } { (l.t("Download the invitations (CSV)", "Einladungen herunterladen (CSV)")) } }
+                p { a.button #download-invitations download="invitations.csv" href={ "data:text/csv;base64," (b64) } { (l.t("Download the invitations (CSV)", "Einladungen herunterladen (CSV)")) }
+                    @if let Some(sheets) = &sheets {
+                        " " a.button #download-sheets download="instruction-sheets.html" href={ "data:text/html;base64," (sheets) } { (l.t("Instruction sheets to print (a page each)", "Anleitungen zum Drucken (je eine Seite)")) }
+                    } @else {
+                        " " (l.t("For more than 200 instruction sheets, import per group or use", "Für mehr als 200 Anleitungen importieren Sie je Gruppe oder nutzen")) " " code { "heimweg user import --sheets" } "."
+                    }
+                }
             }
         }
         (import_rows(l, &report))
