@@ -150,6 +150,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/devices/{name}/rotate", post(devices::rotate)),
         ("/api/v1/devices/{name}/revoke", post(devices::revoke)),
         ("/api/v1/mdm/profiles", post(devices::mdm_export)),
+        ("/api/v1/rollout", get(users::rollout)),
         ("/api/v1/groups", get(groups::list).post(groups::create)),
         (
             "/api/v1/groups/{name}",

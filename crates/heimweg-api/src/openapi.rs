@@ -174,6 +174,14 @@ pub fn document() -> Value {
               "device": { "type": "string" }, "group": { "type": "string" },
               "path": { "type": "string", "description": "/enroll/SECRET, once" },
               "expires_at": { "type": "integer" } } } } } },
+          "Rollout": { "type": "object", "properties": {
+            "groups": { "type": "array", "items": schema("RolloutRow") },
+            "total": schema("RolloutRow") } },
+          "RolloutRow": { "type": "object", "properties": {
+            "group": { "type": ["string", "null"], "description": "null in the total" },
+            "invited": { "type": "integer" }, "open_invitations": { "type": "integer" },
+            "expired_invitations": { "type": "integer" }, "enrolled": { "type": "integer" },
+            "connected_ever": { "type": "integer" }, "connected_this_week": { "type": "integer" } } },
           "MdmExport": { "type": "object", "additionalProperties": false, "properties": {
             "group": { "type": "string", "description": "every active device of this group" },
             "devices": { "type": "array", "items": { "type": "string" },
@@ -306,6 +314,11 @@ pub fn document() -> Value {
             { "type": "string" } } } })),
           &[("200", reply("What changed (or would), row by row; the links, once",
               Some("ImportReport")))]) },
+        "/api/v1/rollout": { "get": op(
+          "How far each group's rollout got: invitations made, open, expired unused; devices \
+           enrolled, connected at least once, connected in the last seven days; and the total",
+          Some("devices:read"), vec![], None,
+          &[("200", reply("Per group and in total", Some("Rollout")))]) },
         "/api/v1/groups": {
           "get": op("List groups", Some("groups:read"), vec![], None,
             &[("200", reply("All groups", Some("GroupList")))]),

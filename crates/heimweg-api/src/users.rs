@@ -11,7 +11,7 @@ use axum::Json;
 use heimweg_control::Email;
 use heimweg_control::{LinkHours, Scope};
 use heimweg_service::{
-    DeviceOutcome, ImportOptions, ImportedRow, PersonOutcome, User, UserOutcome,
+    DeviceOutcome, ImportOptions, ImportedRow, PersonOutcome, RolloutRow, User, UserOutcome,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -205,4 +205,46 @@ pub(crate) async fn import(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// `GET /api/v1/rollout`: every group's rollout and the total.
+pub(crate) async fn rollout(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.0.require(Scope::DevicesRead)?;
+    let rows = st.service.rollout(&caller.0).await?;
+    let json_of = |group: Option<&str>, r: [i64; 6]| {
+        json!({
+            "group": group,
+            "invited": r[0], "open_invitations": r[1], "expired_invitations": r[2],
+            "enrolled": r[3], "connected_ever": r[4], "connected_this_week": r[5],
+        })
+    };
+    let mut total = [0i64; 6];
+    let groups: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let n = rollout_numbers(r);
+            for (t, v) in total.iter_mut().zip(n) {
+                *t += v;
+            }
+            json_of(Some(r.group.as_str()), n)
+        })
+        .collect();
+    Ok(Json(
+        json!({ "groups": groups, "total": json_of(None, total) }),
+    ))
+}
+
+/// A group's figures in the order the view shows them.
+pub(crate) fn rollout_numbers(r: &RolloutRow) -> [i64; 6] {
+    [
+        r.invited,
+        r.open_invitations,
+        r.expired_invitations,
+        r.enrolled,
+        r.connected_ever,
+        r.connected_recently,
+    ]
 }

@@ -1292,6 +1292,11 @@ async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) 
     assert_eq!(sheets.matches("<section class=\"sheet\">").count(), 2);
     assert!(sheets.contains("Cem-iPad") && sheets.contains("IT-Service &lt;42&gt;"));
 
+    // The rollout view counts every invitation of both lists.
+    let page = admin.get(&env, "/rollout").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<td>1502</td>"), "{}", page.excerpt());
+
     // Without a session a body that large is refused before any handler.
     let mut stranger = Browser::default();
     let csrf = stranger.csrf(&env).await;

@@ -52,8 +52,8 @@ pub use tokens::MintedToken;
 pub use heimweg_store::{
     AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend, BackupInfo, Device,
     DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, EnrollmentLink, Group, GroupPatch,
-    Page, PeerStatus, PersonOutcome, PoolOptions, Session, Settings, StoreError, User, UserOutcome,
-    DEFAULT_ADDRESS_GRACE, MAX_PENDING, POSTGRES_BACKUP,
+    Page, PeerStatus, PersonOutcome, PoolOptions, RolloutRow, Session, Settings, StoreError, User,
+    UserOutcome, DEFAULT_ADDRESS_GRACE, MAX_PENDING, POSTGRES_BACKUP,
 };
 
 /// Everything an operation can refuse or fail with.

@@ -6,7 +6,10 @@
 use crate::{generate_token, token_hash, Caller, Result, Service, ServiceError};
 use heimweg_control::import::{parse_people, PersonRow};
 use heimweg_control::{Email, LinkHours, Name, Scope};
-use heimweg_store::{DeviceOutcome, NewLink, PersonImport, PersonOutcome, UserOutcome};
+use heimweg_store::{DeviceOutcome, NewLink, PersonImport, PersonOutcome, RolloutRow, UserOutcome};
+
+/// "Connected this week" in the rollout view.
+pub const WEEK_SECS: i64 = 7 * 86_400;
 
 /// Rows per transaction: short enough that enrollments and revocations are not held up (the
 /// write lock is the store's one writer), long enough that 5,000 rows take a few seconds.
@@ -113,6 +116,13 @@ impl ImportReport {
 }
 
 impl Service {
+    /// How far each group's rollout got: invitations made, open and expired unused, devices
+    /// enrolled, connected at least once and within the last week.
+    pub async fn rollout(&self, caller: &Caller) -> Result<Vec<RolloutRow>> {
+        caller.require(Scope::DevicesRead)?;
+        Ok(self.store.rollout(self.now(), WEEK_SECS).await?)
+    }
+
     /// Imports a people list (or, with `dry_run`, only reports what that would do). A file
     /// that cannot be read changes nothing; a refused row changes nothing of its own.
     pub async fn import_people(

@@ -7,7 +7,7 @@ use heimweg_control::{GroupPolicy, LinkHours, Name, TunnelMode};
 use heimweg_service::{
     Caller, DeviceOutcome, ImportCounts, ImportOptions, PersonOutcome, Service, IMPORT_BATCH,
 };
-use heimweg_store::{backend_tests, Backend};
+use heimweg_store::{backend_tests, Backend, PeerStatus};
 
 mod common;
 
@@ -15,6 +15,7 @@ backend_tests!(
     a_dry_run_changes_nothing_and_the_import_happens_once,
     leavers_and_other_peoples_devices_are_refused_alone,
     a_list_longer_than_a_batch_is_imported_whole,
+    the_rollout_counts_invitations_devices_and_connections,
 );
 
 fn options(dry_run: bool) -> ImportOptions {
@@ -218,4 +219,59 @@ async fn a_list_longer_than_a_batch_is_imported_whole(backend: Backend) {
     assert_eq!(user_count(&service).await, rows as u64);
     let lines: Vec<u64> = done.rows.iter().map(|r| r.line).collect();
     assert!(lines.windows(2).all(|w| w[0] < w[1]), "rows in file order");
+}
+
+/// The rollout view's figures follow what people did: invited, set up, connected (now and
+/// long ago), and a link that expired unused.
+async fn the_rollout_counts_invitations_devices_and_connections(backend: Backend) {
+    let Some((db, service)) = service(backend, "rollout").await else {
+        return;
+    };
+    let admin = Caller::system();
+    let list = "user;device\nanna;a1\nbernd;b1\ncarla;c1\n";
+    let done = service
+        .import_people(&admin, list.as_bytes(), options(false))
+        .await
+        .unwrap();
+    let a1 = service
+        .redeem_link(&done.invitations[0].secret)
+        .await
+        .unwrap()
+        .unwrap();
+    let b1 = service
+        .redeem_link(&done.invitations[1].secret)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = service.now();
+    // a1 connected just now, b1 a month ago (the other gateway's status write-back).
+    db.open()
+        .await
+        .record_status(&[
+            PeerStatus {
+                public_key: a1.device.public_key,
+                last_handshake_at: Some(now),
+                last_endpoint: None,
+            },
+            PeerStatus {
+                public_key: b1.device.public_key,
+                last_handshake_at: Some(now - 30 * 86_400),
+                last_endpoint: None,
+            },
+        ])
+        .await
+        .unwrap();
+    let rows = service.rollout(&admin).await.unwrap();
+    let default = rows.iter().find(|r| r.group.as_str() == "default").unwrap();
+    assert_eq!(
+        (
+            default.invited,
+            default.open_invitations,
+            default.expired_invitations,
+            default.enrolled,
+            default.connected_ever,
+            default.connected_recently
+        ),
+        (3, 1, 0, 2, 2, 1)
+    );
 }

@@ -49,7 +49,7 @@ pub use devices::{
 };
 pub use groups::{Group, GroupPatch};
 pub use links::{EnrollmentLink, NewLink, RedeemedLink};
-pub use people::{DeviceOutcome, PersonImport, PersonOutcome, UserOutcome};
+pub use people::{DeviceOutcome, PersonImport, PersonOutcome, RolloutRow, UserOutcome};
 pub use pool::Family;
 pub use requests::{AccessRequest, NewAccessRequest, MAX_PENDING};
 pub use settings::{Settings, SettingsChange, DEFAULT_ADDRESS_GRACE};

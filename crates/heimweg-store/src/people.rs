@@ -199,3 +199,77 @@ fn refusal(e: StoreError) -> Result<String> {
         other => Err(other),
     }
 }
+
+/// A group's rollout: how far its people got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutRow {
+    pub group: Name,
+    /// Enrollment links ever made for the group's devices.
+    pub invited: i64,
+    /// Links not used yet and still open.
+    pub open_invitations: i64,
+    /// Links that expired unused: people to remind.
+    pub expired_invitations: i64,
+    /// Devices neither revoked nor expired.
+    pub enrolled: i64,
+    /// Of those, devices that ever completed a handshake.
+    pub connected_ever: i64,
+    /// Of those, devices with a handshake in the last `recent_secs`.
+    pub connected_recently: i64,
+}
+
+impl Store {
+    /// Every group's rollout, by group name; counted by the database (two queries).
+    pub async fn rollout(&self, now: i64, recent_secs: i64) -> Result<Vec<RolloutRow>> {
+        let links: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT group_id, COUNT(*),
+               COALESCE(SUM(CASE WHEN used_at IS NULL AND revoked_at IS NULL AND expires_at > $1
+                            THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN used_at IS NULL AND revoked_at IS NULL AND expires_at <= $1
+                            THEN 1 ELSE 0 END), 0)
+             FROM enrollment_links GROUP BY group_id",
+        )
+        .bind(now)
+        .fetch_all(&self.reads)
+        .await?;
+        let devices: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT group_id, COUNT(*),
+               COALESCE(SUM(CASE WHEN last_handshake_at IS NOT NULL THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN last_handshake_at > $2 THEN 1 ELSE 0 END), 0)
+             FROM devices WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)
+             GROUP BY group_id",
+        )
+        .bind(now)
+        .bind(now - recent_secs)
+        .fetch_all(&self.reads)
+        .await?;
+        let links: HashMap<i64, (i64, i64, i64)> = links
+            .into_iter()
+            .map(|(g, a, b, c)| (g, (a, b, c)))
+            .collect();
+        let devices: HashMap<i64, (i64, i64, i64)> = devices
+            .into_iter()
+            .map(|(g, a, b, c)| (g, (a, b, c)))
+            .collect();
+        Ok(self
+            .groups()
+            .await?
+            .into_iter()
+            .map(|g| {
+                let (invited, open_invitations, expired_invitations) =
+                    links.get(&g.id).copied().unwrap_or_default();
+                let (enrolled, connected_ever, connected_recently) =
+                    devices.get(&g.id).copied().unwrap_or_default();
+                RolloutRow {
+                    group: g.name,
+                    invited,
+                    open_invitations,
+                    expired_invitations,
+                    enrolled,
+                    connected_ever,
+                    connected_recently,
+                }
+            })
+            .collect())
+    }
+}

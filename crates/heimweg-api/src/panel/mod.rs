@@ -120,6 +120,7 @@ pub fn routes(state: AppState) -> Router {
         )
         .route("/users", get(users::users).post(users::user_create))
         .route("/import", get(users::import_page).post(users::import))
+        .route("/rollout", get(users::rollout))
         .route("/users/{name}", get(users::user))
         .route("/users/{name}/disable", post(users::user_disable))
         .route("/groups", get(groups::groups).post(groups::group_create))

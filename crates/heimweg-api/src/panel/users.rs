@@ -43,7 +43,8 @@ pub(super) async fn users(
         } }
         p { (users.items.len()) " " (l.t("of", "von")) " " (users.total) }
         @if ctx.may_change() {
-            p { a.button href="/import" { (l.t("Import a list of staff (CSV)", "Liste von Personen importieren (CSV)")) } }
+            p { a.button href="/import" { (l.t("Import a list of staff (CSV)", "Liste von Personen importieren (CSV)")) } " "
+                a href="/rollout" { (l.t("Rollout: who has connected", "Einführung: wer verbunden ist")) } }
             h2 { (l.t("New user", "Neue Person")) }
             form.card.row method="post" action="/users" {
                 (csrf_field(&ctx))
@@ -250,4 +251,40 @@ fn import_rows(l: Lang, report: &ImportReport) -> Markup {
             } } }
         } }
     }
+}
+
+/// The rollout view: per group and in total, how far its people got.
+pub(super) async fn rollout(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    let l = ctx.lang;
+    let rows = st.service.rollout(&ctx.caller()?).await?;
+    let mut total = [0i64; 6];
+    for r in &rows {
+        for (t, v) in total.iter_mut().zip(crate::users::rollout_numbers(r)) {
+            *t += v;
+        }
+    }
+    let heads = [
+        l.t("Invited", "Eingeladen"),
+        l.t("Link open", "Link offen"),
+        l.t("Link expired unused", "Link ungenutzt abgelaufen"),
+        l.t("Devices set up", "Geräte eingerichtet"),
+        l.t("Connected at least once", "Mindestens einmal verbunden"),
+        l.t("Connected this week", "Diese Woche verbunden"),
+    ];
+    let content = html! {
+        p { (l.t("People to remind: their link is still open or expired unused. A new link for them: Links, or import the list again after withdrawing the old ones.",
+                 "Zu erinnern sind Personen, deren Link noch offen oder ungenutzt abgelaufen ist. Einen neuen Link gibt es unter Links, oder die Liste nach dem Zurückziehen der alten Links erneut importieren.")) }
+        div.scroll { table #rollout {
+            thead { tr { th scope="col" { (l.t("Group", "Gruppe")) } @for h in heads { th scope="col" { (h) } } } }
+            tbody {
+                @for r in &rows { tr {
+                    td { a href={ "/groups/" (urlpath(r.group.as_str())) } { (r.group) } }
+                    @for n in crate::users::rollout_numbers(r) { td { (n) } }
+                } }
+                tr.total { th scope="row" { (l.t("Total", "Gesamt")) } @for n in total { td { strong { (n) } } } }
+            }
+        } }
+        p { a href="/links" { (l.t("Open and expired links, by person", "Offene und abgelaufene Links, nach Person")) } }
+    };
+    Ok(layout(&ctx, l.t("Rollout", "Einführung"), content))
 }
