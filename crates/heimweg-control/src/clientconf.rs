@@ -230,7 +230,7 @@ const TUNNEL_NAME_MAX: usize = 15;
 ///
 /// A name that already is such a tunnel name (without `=`) is used as it is; names are unique
 /// without case, so two devices never share one. Any other name (umlauts, spaces, other
-/// scripts, too long) is spelled with the permitted characters, cut, and ends in `=` and the
+/// scripts, too long) is spelled with the permitted characters but no dot, cut, and ends in `=` and the
 /// device's id: only these names contain `=`, and the id differs, so `日本語` and `----` no
 /// longer both become `hw.conf`. (Ids are the store's row ids; up to 12 digits fit.)
 pub fn config_file_name(wanted: &str, device_id: i64) -> String {
@@ -260,6 +260,9 @@ pub fn config_file_name(wanted: &str, device_id: i64) -> String {
             'Ö' => 'O',
             'Ü' => 'U',
             'ß' => 's',
+            // No dot: Windows reads what precedes the first one as the device name (`nul.x`
+            // is NUL), and without a dot the stem always holds the `=` of the suffix.
+            '.' => '-',
             c if plain(c) => c,
             _ => '-',
         })
@@ -467,7 +470,10 @@ mod tests {
             "Jurgen-s-iPa=12.conf"
         );
         assert_eq!(config_file_name("CON", 3), "CON=3.conf");
-        assert_eq!(config_file_name("nul.x", 4), "nul.x=4.conf");
+        assert_eq!(config_file_name("nul.x", 4), "nul-x=4.conf");
+        // Found by the artifacts fuzz target: a spelled-out name kept its dot, and Windows
+        // reads `nul.…` as the device NUL.
+        assert_eq!(config_file_name("nul.___--a-hä", 1), "nul-___--a-ha=1.conf");
         assert_eq!(config_file_name("...", 5), "hw=5.conf");
         assert_eq!(config_file_name("", 6), "hw=6.conf");
         for s in [
