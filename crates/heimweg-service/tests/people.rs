@@ -16,6 +16,7 @@ backend_tests!(
     leavers_and_other_peoples_devices_are_refused_alone,
     a_list_longer_than_a_batch_is_imported_whole,
     the_rollout_counts_invitations_devices_and_connections,
+    concurrent_imports_of_one_list_invite_each_device_once,
 );
 
 fn options(dry_run: bool) -> ImportOptions {
@@ -274,4 +275,58 @@ async fn the_rollout_counts_invitations_devices_and_connections(backend: Backend
         ),
         (3, 1, 0, 2, 2, 1)
     );
+}
+
+/// Ten admins import the same list at once (and an MDM export runs beside them): every import
+/// succeeds, and together they prepare each device's link exactly once.
+async fn concurrent_imports_of_one_list_invite_each_device_once(backend: Backend) {
+    let Some((_db, service)) = service(backend, "import_race").await else {
+        return;
+    };
+    let admin = Caller::system();
+    let ipad = service
+        .enroll(
+            &admin,
+            heimweg_service::EnrollRequest {
+                name: Name::new("ipad-0").unwrap(),
+                group: Name::new("default").unwrap(),
+                owner: None,
+                public_key: None,
+                expires_in: None,
+            },
+        )
+        .await
+        .unwrap();
+    let rows = IMPORT_BATCH + 50;
+    let mut file = String::from("user;device\n");
+    for i in 0..rows {
+        file.push_str(&format!("p{i};d{i}\n"));
+    }
+    let imports = (0..10).map(|_| {
+        let (service, admin, file) = (service.clone(), admin.clone(), file.clone());
+        tokio::spawn(async move {
+            service
+                .import_people(&admin, file.as_bytes(), options(false))
+                .await
+        })
+    });
+    let export = {
+        let (service, admin) = (service.clone(), admin.clone());
+        tokio::spawn(async move {
+            let req = heimweg_service::MdmExport {
+                group: None,
+                devices: vec![Name::new("ipad-0").unwrap()],
+                platform: heimweg_control::mobileconfig::ApplePlatform::Ios,
+            };
+            service.mdm_export(&admin, req).await
+        })
+    };
+    let mut invited = 0;
+    for i in imports {
+        invited += i.await.unwrap().unwrap().invitations.len();
+    }
+    let exported = export.await.unwrap().unwrap();
+    assert_ne!(exported.devices[0].public_key, ipad.device.public_key);
+    assert_eq!(invited, rows, "each device invited once across all imports");
+    assert_eq!(user_count(&service).await, rows as u64);
 }
