@@ -61,6 +61,7 @@ fn options(dry_run: bool) -> ImportOptions {
     ImportOptions {
         dry_run,
         link_hours: LinkHours::new(168).unwrap(),
+        mail: false,
     }
 }
 

@@ -89,6 +89,18 @@ fn the_admin_panel_works_in_a_real_browser() {
     run_script("tests/netns/panel.sh");
 }
 
+/// Invitations by mail end to end: a real SMTP server with STARTTLS and AUTH, the mail read
+/// back, its link opened in headless Chromium, the config up with wg-quick and reaching the
+/// group's network, the rollout view and its one-click reminder (tests/netns/mail.sh).
+#[test]
+fn a_mailed_invitation_puts_a_device_online() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    run_script("tests/netns/mail.sh");
+}
+
 /// The load generator against `heimweg-wg`: a small storm (500 devices from 20 addresses,
 /// all starting at once, timed as the stock clients time their handshakes) where every device
 /// must get a session without a single retransmit: the gateway answers such a storm from its

@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # systemd-analyze for the operations checks;
 # Chromium, Node.js and npm for the browser test of the panel.
 PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 python3-venv tcpdump
-      openresolv procps ca-certificates postgresql prometheus nftables systemd chromium libxml2-utils)
+      openresolv procps ca-certificates postgresql prometheus nftables systemd chromium libxml2-utils
+      openssl)
 # Node.js and npm: the machine's own if it has them, else Debian's.
 command -v node >/dev/null || PKGS+=(nodejs)
 command -v npm >/dev/null || PKGS+=(npm)
@@ -61,6 +62,13 @@ if [ "$(id -u)" = 0 ] && [ -z "${HEIMWEG_TEST_POSTGRES:-}" ]; then
   trap 'cd / && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w -s stop; rm -rf "$pg_dir"' EXIT
   export HEIMWEG_TEST_POSTGRES="postgres://postgres@localhost/postgres?host=$pg_dir&port=5433"
 fi
+# A real SMTP server for the invitation mails: aiosmtpd from PyPI (tests/mail/smtp_server.py
+# adds STARTTLS and AUTH), in a venv of its own.
+if ! target/mail-venv/bin/python -c "import aiosmtpd" 2>/dev/null; then
+  python3 -m venv target/mail-venv
+  target/mail-venv/bin/pip install -q --disable-pip-version-check aiosmtpd==1.4.6
+fi
+export HEIMWEG_TEST_SMTP_PYTHON=$PWD/target/mail-venv/bin/python
 cargo nextest run --workspace --locked --no-fail-fast
 # The core's simulator runs boringtun on a simulated clock (feature simulated-clock): a build of
 # its own, since features unify across a build and every other binary needs the real clock.

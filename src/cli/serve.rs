@@ -10,7 +10,7 @@ use heimweg::sink::DataPlaneSink;
 use heimweg_control::PrivateKey;
 use heimweg_dataplane::{DataPlane, InterfaceAddress};
 use heimweg_service::reconcile::{Directory, ReconcileMetrics, Reconciler};
-use heimweg_service::{Sealer, Service, Settings};
+use heimweg_service::{MailSettings, Mailer, Sealer, Service, Settings, SmtpSecurity};
 use ipnet::IpNet;
 use prometheus::Registry;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -26,6 +26,8 @@ pub struct ServeArgs {
     web: WebArgs,
     #[command(flatten)]
     ops: OpsArgs,
+    #[command(flatten)]
+    mail: MailArgs,
 }
 
 #[derive(Args)]
@@ -85,6 +87,84 @@ struct OpsArgs {
     metrics_peer_names: bool,
 }
 
+/// The mail server invitations go through. The password only from the settings file
+/// (HEIMWEG_SMTP_PASSWORD), never on a command line.
+#[derive(Args)]
+struct MailArgs {
+    /// The mail server's name (as its certificate names it). Unset, no mail is sent: queued
+    /// invitations wait.
+    #[arg(long, env = "HEIMWEG_SMTP_HOST")]
+    smtp_host: Option<String>,
+    /// Default: 587 for starttls, 465 for tls, 25 for none.
+    #[arg(long, env = "HEIMWEG_SMTP_PORT")]
+    smtp_port: Option<u16>,
+    /// starttls (required, never a fallback to plain text), tls (from the first byte), or
+    /// none (a relay on this machine only).
+    #[arg(long, env = "HEIMWEG_SMTP_SECURITY", default_value = "starttls")]
+    smtp_security: SmtpSecurity,
+    /// The user to authenticate as (its password: HEIMWEG_SMTP_PASSWORD).
+    #[arg(long, env = "HEIMWEG_SMTP_USER")]
+    smtp_user: Option<String>,
+    /// PEM file with the CA certificate(s) of a mail server whose certificate a city CA
+    /// signed (the public roots are trusted as well).
+    #[arg(long, env = "HEIMWEG_SMTP_CA_FILE")]
+    smtp_ca_file: Option<PathBuf>,
+    /// The sender, e.g. "VPN der Stadt <vpn@stadt.example>".
+    #[arg(long, env = "HEIMWEG_MAIL_FROM")]
+    mail_from: Option<String>,
+    /// Whom staff call, named in every invitation.
+    #[arg(long, env = "HEIMWEG_MAIL_HELPDESK")]
+    mail_helpdesk: Option<String>,
+    /// Mails a minute at most (Exchange Online allows 30).
+    #[arg(long, env = "HEIMWEG_MAIL_PER_MINUTE", default_value_t = 60)]
+    mail_per_minute: u32,
+}
+
+impl MailArgs {
+    /// The mail settings, if a mail server is set.
+    fn settings(&self, public_url: Option<&String>) -> Result<Option<MailSettings>> {
+        let Some(host) = self.smtp_host.clone() else {
+            return Ok(None);
+        };
+        let from = self
+            .mail_from
+            .clone()
+            .context("HEIMWEG_SMTP_HOST is set, so HEIMWEG_MAIL_FROM must be too")?;
+        let public_url = public_url.cloned().context(
+            "HEIMWEG_SMTP_HOST is set, so HEIMWEG_PUBLIC_URL must be too: the mailed links \
+             start with it",
+        )?;
+        let password = std::env::var("HEIMWEG_SMTP_PASSWORD").ok();
+        let credentials = match (&self.smtp_user, password) {
+            (Some(u), Some(p)) => Some((u.clone(), p)),
+            (Some(_), None) => anyhow::bail!(
+                "HEIMWEG_SMTP_USER is set but HEIMWEG_SMTP_PASSWORD is not (put it in the \
+                 settings file)"
+            ),
+            (None, _) => None,
+        };
+        let ca_pem = self
+            .smtp_ca_file
+            .as_ref()
+            .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+            .transpose()?;
+        Ok(Some(MailSettings {
+            port: self
+                .smtp_port
+                .unwrap_or_else(|| self.smtp_security.default_port()),
+            host,
+            security: self.smtp_security,
+            ca_pem,
+            credentials,
+            from,
+            public_url,
+            helpdesk: self.mail_helpdesk.clone(),
+            per_minute: self.mail_per_minute,
+            hello_name: None,
+        }))
+    }
+}
+
 #[derive(Args)]
 struct NetArgs {
     /// Interface name.
@@ -127,7 +207,12 @@ pub fn up(site: &Site, args: UpArgs) -> Result<()> {
 }
 
 pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
-    let ServeArgs { net, web, ops } = args;
+    let ServeArgs {
+        net,
+        web,
+        ops,
+        mail,
+    } = args;
     let rt = super::runtime()?;
     let key = load_or_create_key(&site.state_dir)?;
     let public = PrivateKey::from_bytes(key).public_key();
@@ -150,6 +235,15 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         },
     )?;
     let service = start_reconciler(&rt, service, &dataplane, directory, &registry)?;
+    let (service, mailer) = match mail.settings(web.public_url.as_ref())? {
+        Some(settings) => {
+            let mailer = rt.block_on(Mailer::new(service.clone(), settings))?;
+            let service = service.with_mail_waker(mailer.waker());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            (service, Some((stop, rt.spawn(mailer.run(stopped)))))
+        }
+        None => (service, None),
+    };
     start_api(&rt, &service, &dataplane, &web, &registry)?;
     if ops.metrics_listen != "off" {
         start_ops(&rt, &service, &dataplane, &ops.metrics_listen, registry)?;
@@ -176,6 +270,15 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         api_listen = web.api_listen,
     );
     running.wait();
+    if let Some((stop, task)) = mailer {
+        // The mail being sent is finished and marked, the other claims handed back: a
+        // restart neither loses an invitation nor sends one twice.
+        let _ = stop.send(true);
+        let _ = rt.block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(40),
+            task,
+        ));
+    }
     rt.shutdown_background();
     Ok(())
 }

@@ -4,8 +4,8 @@ use super::state::open_service;
 use super::{caller, existing_name, new_name, print_listing, Site};
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use heimweg_control::{Email, LinkHours};
-use heimweg_service::{ImportOptions, ImportReport, PersonOutcome};
+use heimweg_control::{Email, LinkHours, LinkStatus};
+use heimweg_service::{ImportOptions, ImportReport, MailState, PersonOutcome};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -26,6 +26,21 @@ pub enum UserCmd {
     /// `;` or `,`; UTF-8, as Excel's "CSV UTF-8" writes it). Creates the users who are new and
     /// a one-time enrollment link for each new device; the same file again changes nothing.
     Import(ImportArgs),
+    /// Mail a reminder with a new link to everyone whose invitation is unused (of one group,
+    /// or of all): the link of the earlier mail or sheet stops working. Sent by `heimweg
+    /// serve`'s mail queue (HEIMWEG_SMTP_HOST).
+    Remind {
+        #[arg(long)]
+        group: Option<String>,
+        /// Hours the links stay open from now (1 to 720).
+        #[arg(long, default_value_t = 168)]
+        link_hours: u32,
+    },
+    /// Invitations, newest first: mail sent or failed, link opened, device set up, connected.
+    Invitations {
+        #[arg(long, default_value_t = 500)]
+        limit: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -38,9 +53,13 @@ pub struct ImportArgs {
     #[arg(long, default_value_t = 168)]
     link_hours: u32,
     /// Write the new links (user, email, device, group, link, expires) to this CSV file,
-    /// mode 0600: the only copy of the links. Required unless --dry-run.
-    #[arg(long, required_unless_present = "dry_run")]
+    /// mode 0600: the only copy of the links. Required unless --dry-run or --mail.
+    #[arg(long, required_unless_present_any = ["dry_run", "mail"])]
     invitations: Option<PathBuf>,
+    /// Mail each invitation whose person has an address (`heimweg serve` sends them through
+    /// its mail queue); only the others go to --invitations and --sheets.
+    #[arg(long)]
+    mail: bool,
     /// Also write the printable instruction sheets (HTML, one A4 page per device, German
     /// and English, with the link's QR code; mode 0600: they hold the links).
     #[arg(long, requires = "helpdesk")]
@@ -92,6 +111,20 @@ pub async fn run(site: &Site, cmd: UserCmd) -> Result<()> {
             println!("disabled {name}; {n} devices revoked");
         }
         UserCmd::Import(args) => import(&service, args).await?,
+        UserCmd::Remind { group, link_hours } => {
+            let group = group.map(|g| existing_name("group", &g)).transpose()?;
+            let hours = LinkHours::new(link_hours).context("--link-hours")?;
+            let r = service.remind(&caller(), group.as_ref(), hours).await?;
+            println!(
+                "{} reminders queued; {} unused invitations have no mail address (remind them \
+                 another way); {} have a mail still on its way",
+                r.queued, r.without_address, r.pending
+            );
+        }
+        UserCmd::Invitations { limit } => {
+            let list = service.invitations(&caller(), limit).await?;
+            print_listing(&invitation_listing(&list, service.now())?)?;
+        }
     }
     Ok(())
 }
@@ -106,11 +139,13 @@ async fn import(service: &heimweg_service::Service, args: ImportArgs) -> Result<
         sheets,
         helpdesk,
         public_url,
+        mail,
     } = args;
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let options = ImportOptions {
         dry_run,
         link_hours: LinkHours::new(link_hours).context("--link-hours")?,
+        mail,
     };
     let report = service.import_people(&caller(), &bytes, options).await?;
     print_listing(&import_summary(&report)?)?;
@@ -157,6 +192,18 @@ fn import_summary(report: &ImportReport) -> Result<String> {
         }
     }
     let c = report.counts();
+    if report.mailed > 0 {
+        writeln!(
+            out,
+            "{} invitations {} mail (heimweg serve sends them)",
+            report.mailed,
+            if report.dry_run {
+                "would go by"
+            } else {
+                "queued for"
+            }
+        )?;
+    }
     writeln!(
         out,
         "{}{} users created, {} devices invited, {} rows unchanged, {} rows refused",
@@ -170,5 +217,36 @@ fn import_summary(report: &ImportReport) -> Result<String> {
         c.unchanged,
         c.refused
     )?;
+    Ok(out)
+}
+
+/// One line per invitation: who, which device, the mail, how far they got.
+fn invitation_listing(list: &[heimweg_service::InvitationStatus], now: i64) -> Result<String> {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut out = format!(
+        "{:<24} {:<20} {:<10} {:<7} {:<7} {:<9} note\n",
+        "user", "device", "mail", "opened", "set up", "connected"
+    );
+    for i in list {
+        let link = LinkStatus::at(i.used_at, i.revoked_at, i.expires_at, now);
+        let note = match (&i.mail, link) {
+            (Some(m), _) if m.state != MailState::Sent && m.last_error.is_some() => {
+                m.last_error.clone().unwrap_or_default()
+            }
+            (_, LinkStatus::Expired) => "link expired".to_string(),
+            (_, LinkStatus::Revoked) => "link withdrawn".to_string(),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{:<24} {:<20} {:<10} {:<7} {:<7} {:<9} {note}",
+            i.user.as_ref().map_or("-", |u| u.as_str()),
+            i.device.as_str(),
+            i.mail.as_ref().map_or("-", |m| m.state.as_str()),
+            yes(i.opened_at.is_some()),
+            yes(i.used_at.is_some()),
+            yes(i.last_handshake_at.is_some()),
+        )?;
+    }
     Ok(out)
 }

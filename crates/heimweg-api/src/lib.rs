@@ -151,6 +151,8 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/devices/{name}/revoke", post(devices::revoke)),
         ("/api/v1/mdm/profiles", post(devices::mdm_export)),
         ("/api/v1/rollout", get(users::rollout)),
+        ("/api/v1/invitations", get(users::invitations)),
+        ("/api/v1/invitations/remind", post(users::remind)),
         ("/api/v1/groups", get(groups::list).post(groups::create)),
         (
             "/api/v1/groups/{name}",

@@ -122,7 +122,7 @@ fn failed(e: heimweg_service::ServiceError) -> Response {
 /// Opening a link only shows what it sets up and a button: mail scanners and chat previews
 /// open links on their own, and must not use one up (and receive its private key).
 pub(crate) async fn confirm(State(st): State<AppState>, Path(token): Path<String>) -> Response {
-    let device = match st.service.open_link(&token).await {
+    let device = match st.service.view_link(&token).await {
         Ok(Some(l)) => escape_markup(l.device_name.as_str()),
         Ok(None) => return gone(),
         Err(e) => return ApiError::from(e).into_response(),

@@ -160,7 +160,9 @@ pub fn document() -> Value {
             "dry_run": { "type": "boolean" },
             "counts": { "type": "object", "properties": {
               "users_created": { "type": "integer" }, "invited": { "type": "integer" },
-              "unchanged": { "type": "integer" }, "refused": { "type": "integer" } } },
+              "unchanged": { "type": "integer" }, "refused": { "type": "integer" },
+              "mailed": { "type": "integer",
+                "description": "invitations queued for mail (their links are only in the mail)" } } },
             "rows": { "type": "array", "items": { "type": "object", "properties": {
               "line": { "type": "integer" },
               "user": { "type": ["string", "null"] }, "device": { "type": ["string", "null"] },
@@ -176,7 +178,35 @@ pub fn document() -> Value {
               "expires_at": { "type": "integer" } } } } } },
           "Rollout": { "type": "object", "properties": {
             "groups": { "type": "array", "items": schema("RolloutRow") },
-            "total": schema("RolloutRow") } },
+            "total": schema("RolloutRow"),
+            "mail": { "type": "object", "description": "the invitation mail queue by state",
+              "properties": {
+              "queued": { "type": "integer" }, "sending": { "type": "integer" },
+              "sent": { "type": "integer" }, "failed": { "type": "integer" },
+              "cancelled": { "type": "integer" } } } } },
+          "Invitations": { "type": "object", "properties": { "items": { "type": "array",
+            "items": { "type": "object", "properties": {
+              "link_id": { "type": "integer" }, "user": { "type": ["string", "null"] },
+              "email": { "type": ["string", "null"] }, "device": { "type": "string" },
+              "group": { "type": "string" },
+              "link_status": { "enum": ["open", "used", "revoked", "expired"] },
+              "expires_at": { "type": "integer" },
+              "opened_at": { "type": ["integer", "null"] },
+              "used_at": { "type": ["integer", "null"] },
+              "last_handshake_at": { "type": ["integer", "null"] },
+              "mail": { "type": ["object", "null"], "properties": {
+                "state": { "enum": ["queued", "sending", "sent", "failed", "cancelled"] },
+                "attempts": { "type": "integer" },
+                "last_error": { "type": ["string", "null"] },
+                "sent_at": { "type": ["integer", "null"] },
+                "reminder": { "type": "boolean" } } } } } } } },
+          "Remind": { "type": "object", "additionalProperties": false, "properties": {
+            "group": { "type": "string", "description": "only this group (default: all)" },
+            "link_hours": { "type": "integer",
+              "description": "hours the links stay open from now, 1 to 720 (168)" } } },
+          "Reminded": { "type": "object", "properties": {
+            "queued": { "type": "integer" }, "without_address": { "type": "integer" },
+            "pending": { "type": "integer" } } },
           "RolloutRow": { "type": "object", "properties": {
             "group": { "type": ["string", "null"], "description": "null in the total" },
             "invited": { "type": "integer" }, "open_invitations": { "type": "integer" },
@@ -309,7 +339,10 @@ pub fn document() -> Value {
            (needs devices:write too)",
           Some("users:write"),
           vec![query_param("dry_run", "boolean", "only report what would change"),
-               query_param("link_hours", "integer", "hours the links stay open, 1 to 720 (168)")],
+               query_param("link_hours", "integer", "hours the links stay open, 1 to 720 (168)"),
+               query_param("mail", "boolean",
+                 "mail each invitation whose person has an address (sent by the gateway's mail \
+                  queue) instead of answering its link")],
           Some(json!({ "required": true, "content": { "text/csv": { "schema":
             { "type": "string" } } } })),
           &[("200", reply("What changed (or would), row by row; the links, once",
@@ -319,6 +352,17 @@ pub fn document() -> Value {
            enrolled, connected at least once, connected in the last seven days; and the total",
           Some("devices:read"), vec![], None,
           &[("200", reply("Per group and in total", Some("Rollout")))]) },
+        "/api/v1/invitations": { "get": op(
+          "Each invitation (newest first) with its latest mail (queued, sending, sent, failed, \
+           cancelled), whether its link was opened and used, and the device's last handshake",
+          Some("devices:read"), vec![query_param("limit", "integer", "default 500")], None,
+          &[("200", reply("Invitations", Some("Invitations")))]) },
+        "/api/v1/invitations/remind": { "post": op(
+          "Mail a new link to everyone whose invitation is unused and who has a mail address \
+           (the earlier link stops working when the reminder is sent); each link stays open \
+           for link_hours from now",
+          Some("devices:write"), vec![], Some(body("Remind")),
+          &[("200", reply("How many reminders were queued", Some("Reminded")))]) },
         "/api/v1/groups": {
           "get": op("List groups", Some("groups:read"), vec![], None,
             &[("200", reply("All groups", Some("GroupList")))]),

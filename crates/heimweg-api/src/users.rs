@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use heimweg_control::Email;
-use heimweg_control::{LinkHours, Scope};
+use heimweg_control::{LinkHours, LinkStatus, Scope};
 use heimweg_service::{
     DeviceOutcome, ImportOptions, ImportedRow, PersonOutcome, RolloutRow, User, UserOutcome,
 };
@@ -134,6 +134,8 @@ pub(crate) struct ImportParams {
     #[serde(default)]
     dry_run: bool,
     link_hours: Option<u32>,
+    #[serde(default)]
+    mail: bool,
 }
 
 /// A row's outcome as the report lists it.
@@ -181,6 +183,7 @@ pub(crate) async fn import(
         dry_run: params.dry_run,
         link_hours: LinkHours::new(params.link_hours.unwrap_or(168))
             .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        mail: params.mail,
     };
     let report = st.service.import_people(&caller.0, &body, options).await?;
     let c = report.counts();
@@ -188,7 +191,7 @@ pub(crate) async fn import(
         "dry_run": report.dry_run,
         "counts": {
             "users_created": c.users_created, "invited": c.invited,
-            "unchanged": c.unchanged, "refused": c.refused,
+            "unchanged": c.unchanged, "refused": c.refused, "mailed": report.mailed,
         },
         "rows": report.rows.iter().map(row_json).collect::<Vec<_>>(),
         "invitations": report.invitations.iter().map(|i| json!({
@@ -232,9 +235,74 @@ pub(crate) async fn rollout(
             json_of(Some(r.group.as_str()), n)
         })
         .collect();
-    Ok(Json(
-        json!({ "groups": groups, "total": json_of(None, total) }),
-    ))
+    let m = st.service.mail_counts().await?;
+    Ok(Json(json!({
+        "groups": groups,
+        "total": json_of(None, total),
+        "mail": { "queued": m.queued, "sending": m.sending, "sent": m.sent,
+                  "failed": m.failed, "cancelled": m.cancelled },
+    })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InvitationParams {
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/invitations`: each invitation with its latest mail and how far its person got.
+pub(crate) async fn invitations(
+    State(st): State<AppState>,
+    caller: Caller,
+    params: Result<Query<InvitationParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.0.require(Scope::DevicesRead)?;
+    let Query(params) = params?;
+    let limit = params.limit.unwrap_or(500).clamp(1, 10_000);
+    let now = st.service.now();
+    let items: Vec<serde_json::Value> = st
+        .service
+        .invitations(&caller.0, limit)
+        .await?
+        .into_iter()
+        .map(|i| {
+            let link = LinkStatus::at(i.used_at, i.revoked_at, i.expires_at, now);
+            json!({
+                "link_id": i.link_id, "user": i.user, "email": i.email, "device": i.device,
+                "group": i.group, "link_status": link, "expires_at": i.expires_at,
+                "opened_at": i.opened_at, "used_at": i.used_at,
+                "last_handshake_at": i.last_handshake_at,
+                "mail": i.mail.map(|m| json!({
+                    "state": m.state.as_str(), "attempts": m.attempts,
+                    "last_error": m.last_error, "sent_at": m.sent_at, "reminder": m.reminder,
+                })),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Remind {
+    group: Option<String>,
+    link_hours: Option<u32>,
+}
+
+/// `POST /api/v1/invitations/remind`: a new link by mail for everyone who has not set up.
+pub(crate) async fn remind(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Remind>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.0.require(Scope::DevicesWrite)?;
+    let Json(req) = body?;
+    let group = req.group.as_deref().map(|g| name("group", g)).transpose()?;
+    let hours = LinkHours::new(req.link_hours.unwrap_or(168))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let r = st.service.remind(&caller.0, group.as_ref(), hours).await?;
+    Ok(Json(json!({
+        "queued": r.queued, "without_address": r.without_address, "pending": r.pending,
+    })))
 }
 
 /// A group's figures in the order the view shows them.

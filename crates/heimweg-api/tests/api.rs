@@ -1667,7 +1667,7 @@ async fn a_people_list_is_imported_over_the_api(backend: Backend) {
     assert_eq!(v["dry_run"], true);
     assert_eq!(
         v["counts"],
-        json!({"users_created": 1, "invited": 1, "unchanged": 0, "refused": 1})
+        json!({"users_created": 1, "invited": 1, "unchanged": 0, "refused": 1, "mailed": 0})
     );
     assert_eq!(v["rows"][1]["line"], 3);
     assert!(v["rows"][1]["reason"]
@@ -1694,8 +1694,79 @@ async fn a_people_list_is_imported_over_the_api(backend: Backend) {
     let (_, v) = post_csv(&env, uri, &env.admin, csv.into()).await;
     assert_eq!(
         v["counts"],
-        json!({"users_created": 0, "invited": 0, "unchanged": 1, "refused": 1})
+        json!({"users_created": 0, "invited": 0, "unchanged": 1, "refused": 1, "mailed": 0})
     );
+
+    // By mail: the link is in the queue, not in the answer; the list shows it waiting, and a
+    // reminder leaves a mail that is still waiting alone.
+    let mailed = "user;email;device\nKarl;k@stadt.example;Karls iPad\nLea;;Leas iPad\n";
+    let (st, v) = post_csv(&env, &format!("{uri}?mail=true"), &env.admin, mailed.into()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["counts"]["mailed"], 1);
+    assert_eq!(
+        v["invitations"].as_array().unwrap().len(),
+        1,
+        "only Lea's link, by hand"
+    );
+    assert_eq!(v["invitations"][0]["user"], "Lea");
+    let (st, list, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/invitations",
+        Some(&env.reader),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    let karl = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["device"] == "Karls iPad")
+        .unwrap()
+        .clone();
+    assert_eq!(karl["mail"]["state"], "queued");
+    assert_eq!(karl["email"], "k@stadt.example");
+    let remind = "/api/v1/invitations/remind";
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        remind,
+        Some(&env.reader),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        remind,
+        Some(&env.admin),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Karl's mail waits; Jürgen (a link from the list) and Lea have no mail yet: Jürgen has an
+    // address, Lea none.
+    assert_eq!(v, json!({"queued": 1, "without_address": 1, "pending": 1}));
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        remind,
+        Some(&env.admin),
+        Some(json!({"group": "nope"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        remind,
+        Some(&env.admin),
+        Some(json!({"link_hours": 0})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
 
     let (st, v) = post_csv(&env, uri, &env.admin, b"user;phone\nx;1\n".to_vec()).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);

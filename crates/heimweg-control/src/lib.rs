@@ -6,7 +6,8 @@
 //! parsing and secrets that never print, client configs in the subset every stock WireGuard
 //! app accepts (iOS, Android, Windows, wg-quick), download file names valid everywhere, QR
 //! codes (SVG, PNG, terminal) with the error correction chosen to fit, and Apple
-//! `.mobileconfig` profiles for MDM-managed iPads.
+//! `.mobileconfig` profiles for MDM-managed iPads, and the invitation mail that carries a
+//! one-time link (never a key).
 //!
 //! It deliberately does no I/O and knows nothing of the data plane: the store, the service
 //! and the API build on it.
@@ -14,6 +15,7 @@
 pub mod access;
 pub mod clientconf;
 pub mod import;
+pub mod invitation;
 pub mod keys;
 pub mod lifecycle;
 pub mod mobileconfig;

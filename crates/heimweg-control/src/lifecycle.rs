@@ -130,6 +130,7 @@ named_states!(
         UserDisable = "user.disable",
         LinkCreate = "link.create",
         LinkRevoke = "link.revoke",
+        LinkRemind = "link.remind",
         RequestCreate = "request.create",
         RequestApprove = "request.approve",
         RequestReject = "request.reject",

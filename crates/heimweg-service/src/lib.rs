@@ -20,6 +20,7 @@ mod devices;
 mod groups;
 pub mod limits;
 mod links;
+mod mail;
 mod mdm;
 mod people;
 pub mod reconcile;
@@ -40,6 +41,7 @@ pub use accounts::{
 };
 pub use devices::{EnrollRequest, Enrollment};
 pub use links::LinkOffer;
+pub use mail::{retry_delay_secs, MailSettings, Mailer, SendRound, SmtpSecurity, MAX_ATTEMPTS};
 pub use mdm::{MdmExport, MdmProfiles, MAX_MDM_DEVICES};
 pub use people::{
     ImportCounts, ImportOptions, ImportReport, ImportedRow, Invitation, IMPORT_BATCH,
@@ -52,8 +54,9 @@ pub use tokens::MintedToken;
 pub use heimweg_store::{
     AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend, BackupInfo, Device,
     DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, EnrollmentLink, Group, GroupPatch,
-    Page, PeerStatus, PersonOutcome, PoolOptions, RolloutRow, Session, Settings, StoreError, User,
-    UserOutcome, DEFAULT_ADDRESS_GRACE, MAX_PENDING, POSTGRES_BACKUP,
+    InvitationStatus, MailCounts, MailState, MailSummary, Page, PeerStatus, PersonOutcome,
+    PoolOptions, RemindOutcome, RolloutRow, Session, Settings, StoreError, User, UserOutcome,
+    DEFAULT_ADDRESS_GRACE, MAX_PENDING, POSTGRES_BACKUP,
 };
 
 /// Everything an operation can refuse or fail with.
@@ -207,6 +210,8 @@ pub struct Service {
     gateway_key: Option<heimweg_control::PublicKey>,
     sealer: Option<Sealer>,
     reconciler: Option<reconcile::Handle>,
+    /// Wakes this process's mail sender when a mail is queued.
+    mail_wake: Option<Arc<tokio::sync::Notify>>,
     clock: Clock,
 }
 
@@ -241,6 +246,7 @@ impl Service {
             gateway_key: None,
             sealer: None,
             reconciler: None,
+            mail_wake: None,
             clock: Clock::System,
         }
     }

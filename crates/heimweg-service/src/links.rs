@@ -71,6 +71,19 @@ impl Service {
             .await?)
     }
 
+    /// The open link behind `secret`, for its page: the first view is noted (the rollout's
+    /// "opened"; a mail scanner that follows links counts too). A store too busy to note it
+    /// does not keep the page from showing.
+    pub async fn view_link(&self, secret: &str) -> Result<Option<EnrollmentLink>> {
+        let link = self.open_link(secret).await?;
+        if let Some(l) = &link {
+            if let Err(e) = self.store.mark_link_opened(l, self.now()).await {
+                tracing::warn!(link = l.id, error = %e, "could not note that a link was opened");
+            }
+        }
+        Ok(link)
+    }
+
     /// Redeems a link: enrolls the device it was made for with a fresh key pair and returns
     /// the config, once. `None` when the link is unknown, used, revoked or expired. The claim
     /// and the enrollment are one transaction: a failure (or a crash) leaves the link open.

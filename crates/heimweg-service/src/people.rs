@@ -22,6 +22,9 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// How long the invitations' links stay open.
     pub link_hours: LinkHours,
+    /// Mail each invitation whose person has an address (through the gateway's mail queue)
+    /// instead of handing its link out in the report.
+    pub mail: bool,
 }
 
 /// What became of one row of the file.
@@ -49,8 +52,11 @@ pub struct Invitation {
 pub struct ImportReport {
     pub dry_run: bool,
     pub rows: Vec<ImportedRow>,
-    /// The links made (none in a dry run).
+    /// The links made to be handed out (none in a dry run): those not mailed.
     pub invitations: Vec<Invitation>,
+    /// Invitations queued for mail (in a dry run: that would be): their links exist only in
+    /// the mail.
+    pub mailed: usize,
 }
 
 /// How many rows had each outcome.
@@ -156,22 +162,24 @@ impl Service {
             let people: Vec<PersonImport> = batch
                 .iter()
                 .zip(&secrets)
-                .map(|(r, secret)| person(r, secret.as_deref(), expires_at))
+                .map(|(r, secret)| person(r, secret.as_deref(), expires_at, options.mail))
                 .collect();
             let outcomes = self
                 .store
                 .import_people(caller.actor(), &people, now, !options.dry_run)
                 .await?;
             for ((row, secret), outcome) in batch.iter().zip(secrets).zip(outcomes) {
-                if let (
+                let invited = matches!(
+                    outcome,
                     PersonOutcome::Done {
                         device: DeviceOutcome::Invited(_),
                         ..
-                    },
-                    false,
-                    Some(device),
-                    Some(secret),
-                ) = (&outcome, options.dry_run, &row.device, secret)
+                    }
+                );
+                if invited && options.mail && row.email.is_some() {
+                    report.mailed += 1;
+                } else if let (true, false, Some(device), Some(secret)) =
+                    (invited, options.dry_run, &row.device, secret)
                 {
                     report.invitations.push(Invitation {
                         user: row.user.clone(),
@@ -191,12 +199,16 @@ impl Service {
             }
         }
         report.rows.sort_by_key(|r| r.line);
+        if report.mailed > 0 && !options.dry_run {
+            self.mail_queued();
+        }
         Ok(report)
     }
 }
 
-fn person(r: &PersonRow, secret: Option<&str>, expires_at: i64) -> PersonImport {
+fn person(r: &PersonRow, secret: Option<&str>, expires_at: i64, mail: bool) -> PersonImport {
     PersonImport {
+        mail_to: r.email.clone().filter(|_| mail),
         user: r.user.clone(),
         email: r.email.clone(),
         link: r
@@ -222,6 +234,7 @@ mod tests {
         let name = |s: &str| Name::new(s).unwrap();
         let report = ImportReport {
             dry_run: false,
+            mailed: 0,
             rows: vec![],
             invitations: vec![Invitation {
                 user: name("=HYPERLINK(\"http://evil\")"),

@@ -23,6 +23,7 @@ fn options(dry_run: bool) -> ImportOptions {
     ImportOptions {
         dry_run,
         link_hours: LinkHours::new(168).unwrap(),
+        mail: false,
     }
 }
 

@@ -30,6 +30,7 @@ struct Migration {
 #[derive(Clone, Copy)]
 enum Backfill {
     NameKeys,
+    LinkOwnerKeys,
 }
 
 macro_rules! migration {
@@ -58,6 +59,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0007_name_keys.sql", Some(Backfill::NameKeys)),
     migration!("0008_name_keys_unique.sql"),
     migration!("0009_peer_to_peer.sql"),
+    migration!("0010_invitation_mail.sql", Some(Backfill::LinkOwnerKeys)),
 ];
 
 /// The schema version this build brings a database to.
@@ -467,6 +469,20 @@ async fn backfill(tx: &mut Tx<'_>, step: Backfill) -> Result<()> {
                         .execute(&mut **tx)
                         .await?;
                 }
+            }
+        }
+        Backfill::LinkOwnerKeys => {
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, owner FROM enrollment_links WHERE owner IS NOT NULL ORDER BY id",
+            )
+            .fetch_all(&mut **tx)
+            .await?;
+            for (id, owner) in rows {
+                sqlx::query("UPDATE enrollment_links SET owner_key = $1 WHERE id = $2")
+                    .bind(heimweg_control::name::name_key(&owner))
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
             }
         }
     }

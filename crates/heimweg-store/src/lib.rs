@@ -28,6 +28,7 @@ mod db;
 mod devices;
 mod groups;
 mod links;
+mod mail;
 mod people;
 mod pool;
 mod requests;
@@ -49,6 +50,9 @@ pub use devices::{
 };
 pub use groups::{Group, GroupPatch};
 pub use links::{EnrollmentLink, NewLink, RedeemedLink};
+pub use mail::{
+    ClaimedMail, FreshSecret, InvitationStatus, MailCounts, MailState, MailSummary, RemindOutcome,
+};
 pub use people::{DeviceOutcome, PersonImport, PersonOutcome, RolloutRow, UserOutcome};
 pub use pool::Family;
 pub use requests::{AccessRequest, NewAccessRequest, MAX_PENDING};

@@ -20,6 +20,8 @@ pub struct EnrollmentLink {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When its page was first opened (a mail scanner that follows links counts too).
+    pub opened_at: Option<i64>,
 }
 
 impl EnrollmentLink {
@@ -56,10 +58,11 @@ struct LinkRow {
     expires_at: i64,
     used_at: Option<i64>,
     revoked_at: Option<i64>,
+    opened_at: Option<i64>,
 }
 
 const SELECT: &str = "SELECT l.id, l.device_name, g.name AS group_name, l.owner, l.created_by,
-        l.created_at, l.expires_at, l.used_at, l.revoked_at
+        l.created_at, l.expires_at, l.used_at, l.revoked_at, l.opened_at
      FROM enrollment_links l JOIN groups g ON g.id = l.group_id";
 
 /// Open: not used, not revoked, not expired at `$2`.
@@ -82,6 +85,7 @@ impl TryFrom<LinkRow> for EnrollmentLink {
             expires_at: r.expires_at,
             used_at: r.used_at,
             revoked_at: r.revoked_at,
+            opened_at: r.opened_at,
         })
     }
 }
@@ -114,14 +118,15 @@ pub(crate) async fn insert_link(
         }
     }
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO enrollment_links (token_hash, device_name, group_id, owner, created_by,
-                                       created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO enrollment_links (token_hash, device_name, group_id, owner, owner_key,
+                                       created_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(&l.token_hash)
     .bind(l.device_name.as_str())
     .bind(group_id)
     .bind(l.owner.as_ref().map(Name::as_str))
+    .bind(l.owner.as_ref().map(Name::key))
     .bind(actor.to_string())
     .bind(now)
     .bind(l.expires_at)
@@ -141,22 +146,14 @@ pub(crate) async fn insert_link(
 
 /// Withdraws the open links of `owner` (a leaver).
 pub(crate) async fn revoke_links_of(tx: &mut Tx<'_>, owner: &Name, now: i64) -> Result<()> {
-    let open: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, owner FROM enrollment_links
-         WHERE owner IS NOT NULL AND used_at IS NULL AND revoked_at IS NULL",
+    sqlx::query(
+        "UPDATE enrollment_links SET revoked_at = $1
+         WHERE owner_key = $2 AND used_at IS NULL AND revoked_at IS NULL",
     )
-    .fetch_all(&mut **tx)
+    .bind(now)
+    .bind(owner.key())
+    .execute(&mut **tx)
     .await?;
-    let key = owner.key();
-    for (id, o) in open {
-        if heimweg_control::name::name_key(&o) == key {
-            sqlx::query("UPDATE enrollment_links SET revoked_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
     Ok(())
 }
 
@@ -186,6 +183,7 @@ impl Store {
             expires_at: l.expires_at,
             used_at: None,
             revoked_at: None,
+            opened_at: None,
         })
     }
 
@@ -257,8 +255,31 @@ impl Store {
             now,
         )
         .await?;
+        sqlx::query("UPDATE enrollment_links SET device_id = $1 WHERE id = $2")
+            .bind(device.id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(RedeemedLink { link, device }))
+    }
+
+    /// Notes that an open link's page was opened, the first time only (the rollout's
+    /// "opened"). A link already marked costs no write.
+    pub async fn mark_link_opened(&self, link: &EnrollmentLink, now: i64) -> Result<()> {
+        if link.opened_at.is_some() {
+            return Ok(());
+        }
+        let mut tx = self.write(&Actor::System).await?;
+        sqlx::query(
+            "UPDATE enrollment_links SET opened_at = $1 WHERE id = $2 AND opened_at IS NULL",
+        )
+        .bind(now)
+        .bind(link.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn revoke_enrollment_link(&self, actor: &Actor, id: i64, now: i64) -> Result<()> {

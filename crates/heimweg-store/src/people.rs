@@ -5,6 +5,7 @@
 use crate::db::audit;
 use crate::groups::group_id;
 use crate::links::{insert_link, NewLink};
+use crate::mail::queue_mail;
 use crate::users::insert_user;
 use crate::{Result, Store, StoreError};
 use heimweg_control::name::name_key;
@@ -18,6 +19,8 @@ pub struct PersonImport {
     pub user: Name,
     pub email: Option<Email>,
     pub link: Option<NewLink>,
+    /// Mail the link's invitation here (queued with the link, in its transaction).
+    pub mail_to: Option<Email>,
 }
 
 /// What became of a person's user record.
@@ -150,6 +153,9 @@ async fn import_person(
     let device = match (&p.link, device) {
         (Some(link), DeviceOutcome::Invited(_)) => {
             let id = insert_link(tx, actor, link, now).await?;
+            if let Some(to) = &p.mail_to {
+                queue_mail(tx, actor, id, to.as_str(), false, now).await?;
+            }
             open.insert(link.device_name.key(), Some(user_key));
             DeviceOutcome::Invited(id)
         }

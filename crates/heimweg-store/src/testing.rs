@@ -130,6 +130,15 @@ macro_rules! backend_tests {
 pub struct HeldReads(#[allow(dead_code)] Vec<sqlx::pool::PoolConnection<sqlx::Any>>);
 
 impl Store {
+    /// The sealed link secrets the mail queue holds, one per mail, oldest first.
+    pub async fn mail_sealed_secrets_for_tests(&self) -> crate::Result<Vec<Option<String>>> {
+        Ok(
+            sqlx::query_scalar("SELECT sealed_secret FROM invitation_mails ORDER BY id")
+                .fetch_all(&self.reads)
+                .await?,
+        )
+    }
+
     /// Takes `n` of this store's read connections and holds them.
     pub async fn hold_reads(&self, n: usize) -> HeldReads {
         let mut held = Vec::new();

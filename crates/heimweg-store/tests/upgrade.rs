@@ -54,6 +54,7 @@ const STEPS: &[fn(&mut Seed)] = &[
     v7_name_keys,
     v8_unique_name_keys,
     v9_peer_to_peer,
+    v10_invitation_mail,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -294,6 +295,8 @@ struct Expected {
     tokens: Vec<(String, bool)>,
     /// Enrollment links by device name.
     links: Vec<String>,
+    /// (device name of the link, state) of each invitation mail.
+    mails: Vec<(String, String)>,
     /// (device name, status)
     requests: Vec<(String, RequestStatus)>,
     admins: Vec<String>,
@@ -316,6 +319,8 @@ struct Seed {
     next_v6: i64,
     /// Every named row: (table, name), for the name-key backfill of version 7.
     named: Vec<(&'static str, String)>,
+    /// Every link's owner: (device name, owner), for the owner-key backfill of version 10.
+    link_owners: Vec<(String, String)>,
     expect: Expected,
 }
 
@@ -354,6 +359,7 @@ impl Seed {
             next_v4: 2,
             next_v6: 2,
             named: Vec::new(),
+            link_owners: Vec::new(),
             expect: Expected::default(),
         }
     }
@@ -560,10 +566,19 @@ impl Seed {
         used_at: Option<i64>,
         revoked_at: Option<i64>,
     ) {
+        // From version 10 a link keeps its owner's name key (older ones get it by backfill).
+        let (key_col, key) = if self.at >= 10 {
+            (
+                ", owner_key",
+                format!(", {}", q_opt(owner.map(name_key).as_deref())),
+            )
+        } else {
+            ("", String::new())
+        };
         self.run(format!(
             "INSERT INTO enrollment_links (token_hash, device_name, group_id, owner, created_by,
-                                           created_at, expires_at, used_at, revoked_at)
-             VALUES ({}, {}, {}, {}, 'cli:root', {}, {expires_at}, {}, {})",
+                                           created_at, expires_at, used_at, revoked_at{key_col})
+             VALUES ({}, {}, {}, {}, 'cli:root', {}, {expires_at}, {}, {}{key})",
             q(&sha(secret)),
             q(device),
             id_of("groups", group),
@@ -574,6 +589,9 @@ impl Seed {
         ));
         self.audit("cli:root", "link.create", device, "");
         self.expect.links.push(device.into());
+        if let Some(o) = owner {
+            self.link_owners.push((device.into(), o.into()));
+        }
     }
 
     /// What heimweg keeps in settings besides what the first step wrote: the pool cursors
@@ -803,6 +821,8 @@ fn v4_access_requests(s: &mut Seed) {
     ));
     s.audit("cli:root", "link.create", "Laptop-Becker", "");
     s.expect.links.push("Laptop-Becker".into());
+    s.link_owners
+        .push(("Laptop-Becker".into(), "l.becker".into()));
     s.run(format!(
         "UPDATE access_requests SET status = 'approved', decided_at = {era},
                 decided_by = 'cli:root',
@@ -953,6 +973,59 @@ fn v9_peer_to_peer(s: &mut Seed) {
     );
 }
 
+/// Version 10: invitations by mail. A link mailed and opened, and a reminder still queued for
+/// an older link (its sealed secret held until it is sent).
+fn v10_invitation_mail(s: &mut Seed) {
+    // What heimweg did right after the migration: each link's owner key.
+    for (device, owner) in s.link_owners.clone() {
+        s.run(format!(
+            "UPDATE enrollment_links SET owner_key = {} WHERE device_name = {}",
+            q(&name_key(&owner)),
+            q(&device)
+        ));
+    }
+    let era = s.era();
+    s.link(
+        "link-mailed",
+        "Laptop-Neu",
+        "Verwaltung",
+        Some("l.becker"),
+        NOW + 72 * 3600,
+        None,
+        None,
+    );
+    s.run(format!(
+        "UPDATE enrollment_links SET opened_at = {era} WHERE device_name = 'Laptop-Neu'"
+    ));
+    for (device, state, sealed, reminder) in [
+        ("Laptop-Neu", "sent", "NULL", 0),
+        ("Handy-Ordnungsamt", "queued", "'c2VhbGVk'", 1),
+    ] {
+        s.run(format!(
+            "INSERT INTO invitation_mails (link_id, recipient, reminder, state, attempts,
+                                           next_attempt_at, sealed_secret, message_id,
+                                           queued_by, queued_at, sent_at)
+             VALUES ((SELECT id FROM enrollment_links WHERE device_name = {}),
+                     'l.becker@stadt.example', {reminder}, {}, 1, {era}, {sealed},
+                     '<m@stadt.example>', 'cli:root', {era}, {})",
+            q(device),
+            q(state),
+            if state == "sent" {
+                era.to_string()
+            } else {
+                "NULL".into()
+            }
+        ));
+        s.expect.mails.push((device.into(), state.into()));
+    }
+    s.audit(
+        "cli:root",
+        "link.remind",
+        "Handy-Ordnungsamt",
+        "l.becker@stadt.example",
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Checks
 
@@ -1068,6 +1141,16 @@ async fn check_names_have_keys(url: &str) {
             "{table}: rows without a name key after the upgrade"
         );
     }
+    let missing: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM enrollment_links WHERE owner IS NOT NULL AND owner_key IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count");
+    assert_eq!(
+        missing, 0,
+        "links without their owner's key after the upgrade"
+    );
     conn.close().await.expect("close");
 }
 
@@ -1220,6 +1303,25 @@ async fn check_access(store: &Store, e: &Expected) {
     got.sort();
     want.sort();
     assert_eq!(got, want, "enrollment links");
+    let invitations = store.invitations(500).await.expect("invitations decode");
+    let mut got: Vec<(String, String)> = invitations
+        .iter()
+        .filter_map(|i| {
+            let m = i.mail.as_ref()?;
+            Some((i.device.as_str().to_string(), m.state.as_str().to_string()))
+        })
+        .collect();
+    let mut want = e.mails.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "invitation mails (link's device, state)");
+    // The backfilled owner keys find their person: l.becker's address on a version-4 link.
+    if let Some(becker) = invitations
+        .iter()
+        .find(|i| i.device.as_str() == "Laptop-Becker")
+    {
+        assert_eq!(becker.email.as_deref(), Some("l.becker@stadt.example"));
+    }
     let requests = store
         .access_requests(None, 500, NOW)
         .await

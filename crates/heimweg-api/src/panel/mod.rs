@@ -23,6 +23,7 @@ mod groups;
 mod links;
 mod overview;
 mod requests;
+mod rollout;
 mod settings;
 mod users;
 
@@ -120,7 +121,8 @@ pub fn routes(state: AppState) -> Router {
         )
         .route("/users", get(users::users).post(users::user_create))
         .route("/import", get(users::import_page).post(users::import))
-        .route("/rollout", get(users::rollout))
+        .route("/rollout", get(rollout::rollout))
+        .route("/rollout/remind", post(rollout::remind))
         .route("/users/{name}", get(users::user))
         .route("/users/{name}/disable", post(users::user_disable))
         .route("/groups", get(groups::groups).post(groups::group_create))

@@ -71,6 +71,10 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
             "enrollment link withdrawn",
             "Einrichtungslink zurückgezogen",
         ),
+        A::LinkRemind => l.t(
+            "reminder mailed with a new link",
+            "Erinnerung mit neuem Link verschickt",
+        ),
         A::RequestCreate => l.t("access requested", "Zugang angefragt"),
         A::RequestApprove => l.t("request approved", "Anfrage zugesagt"),
         A::RequestReject => l.t("request declined", "Anfrage abgelehnt"),

@@ -127,7 +127,7 @@ const MAX_PANEL_SHEETS: usize = 200;
 
 /// The import form: the list pasted (from Excel, tab-separated) or, with the script, read from
 /// a file into the same field, so that the form stays an ordinary one the CSRF check reads.
-fn import_form(ctx: &Ctx, csv: &str) -> Markup {
+fn import_form(ctx: &Ctx, csv: &str, mail: MailChoice) -> Markup {
     let l = ctx.lang;
     html! {
         form.card #import method="post" action="/import" {
@@ -142,6 +142,13 @@ fn import_form(ctx: &Ctx, csv: &str) -> Markup {
             input #helpdesk name="helpdesk" maxlength="200" placeholder="IT-Service, Tel. …";
             label for="expires_in_hours" { (l.t("Links stay open for hours", "Links bleiben offen für Stunden")) }
             input #expires_in_hours name="expires_in_hours" type="number" min="1" max="720" value="168";
+            label.check { input #mail type="checkbox" name="mail" value="1" checked[mail.checked];
+                " " (l.t("Send each invitation by mail to everyone with an address (German and English, the link only: never a key). The list below then holds only the others.",
+                         "Jede Einladung per E-Mail an alle mit Adresse schicken (deutsch und englisch, nur der Link, nie ein Schlüssel). Die Liste unten enthält dann nur die übrigen.")) }
+            @if !mail.server {
+                p.hint { (l.t("No mail server is set on this gateway (HEIMWEG_SMTP_HOST): mails wait in the queue until one is.",
+                              "Auf diesem Gateway ist kein Mailserver eingestellt (HEIMWEG_SMTP_HOST): die E-Mails warten in der Warteschlange, bis einer eingestellt ist.")) }
+            }
             button type="submit" name="action" value="check" { (l.t("Check (changes nothing)", "Prüfen (ändert nichts)")) }
             " "
             button type="submit" name="action" value="import" { (l.t("Import", "Importieren")) }
@@ -149,13 +156,27 @@ fn import_form(ctx: &Ctx, csv: &str) -> Markup {
     }
 }
 
-pub(super) async fn import_page(ctx: Ctx) -> PanelResult {
+/// The import form's mail box: ticked, and whether this gateway sends mail at all.
+#[derive(Clone, Copy)]
+struct MailChoice {
+    checked: bool,
+    server: bool,
+}
+
+pub(super) async fn import_page(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
     let l = ctx.lang;
     ctx.writer()?;
     Ok(layout(
         &ctx,
         l.t("Import staff", "Personen importieren"),
-        import_form(&ctx, ""),
+        import_form(
+            &ctx,
+            "",
+            MailChoice {
+                checked: st.service.mail_enabled(),
+                server: st.service.mail_enabled(),
+            },
+        ),
     ))
 }
 
@@ -165,6 +186,7 @@ pub(super) struct ImportForm {
     pub(super) helpdesk: Option<String>,
     pub(super) expires_in_hours: Option<String>,
     pub(super) action: Option<String>,
+    pub(super) mail: Option<String>,
 }
 
 pub(super) async fn import(
@@ -178,6 +200,7 @@ pub(super) async fn import(
     let options = ImportOptions {
         dry_run: f.action.as_deref() != Some("import"),
         link_hours: link_hours(l, &f.expires_in_hours)?,
+        mail: f.mail.is_some(),
     };
     let report = st
         .service
@@ -217,7 +240,10 @@ pub(super) async fn import(
             }
         }
         (import_rows(l, &report))
-        @if report.dry_run { (import_form(&ctx, &f.csv)) }
+        @if report.mailed > 0 {
+            p.notice #import-mailed { (report.mailed) " " (if report.dry_run { l.t("invitations would go by mail.", "Einladungen gingen per E-Mail hinaus.") } else { l.t("invitations are queued for mail: see Rollout for who got theirs.", "Einladungen warten auf den Versand per E-Mail: wer seine bekam, zeigt die Einführung.") }) }
+        }
+        @if report.dry_run { (import_form(&ctx, &f.csv, MailChoice { checked: options.mail, server: st.service.mail_enabled() })) }
     };
     Ok(layout(
         &ctx,
@@ -251,40 +277,4 @@ fn import_rows(l: Lang, report: &ImportReport) -> Markup {
             } } }
         } }
     }
-}
-
-/// The rollout view: per group and in total, how far its people got.
-pub(super) async fn rollout(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
-    let l = ctx.lang;
-    let rows = st.service.rollout(&ctx.caller()?).await?;
-    let mut total = [0i64; 6];
-    for r in &rows {
-        for (t, v) in total.iter_mut().zip(crate::users::rollout_numbers(r)) {
-            *t += v;
-        }
-    }
-    let heads = [
-        l.t("Invited", "Eingeladen"),
-        l.t("Link open", "Link offen"),
-        l.t("Link expired unused", "Link ungenutzt abgelaufen"),
-        l.t("Devices set up", "Geräte eingerichtet"),
-        l.t("Connected at least once", "Mindestens einmal verbunden"),
-        l.t("Connected this week", "Diese Woche verbunden"),
-    ];
-    let content = html! {
-        p { (l.t("People to remind: their link is still open or expired unused. A new link for them: Links, or import the list again after withdrawing the old ones.",
-                 "Zu erinnern sind Personen, deren Link noch offen oder ungenutzt abgelaufen ist. Einen neuen Link gibt es unter Links, oder die Liste nach dem Zurückziehen der alten Links erneut importieren.")) }
-        div.scroll { table #rollout {
-            thead { tr { th scope="col" { (l.t("Group", "Gruppe")) } @for h in heads { th scope="col" { (h) } } } }
-            tbody {
-                @for r in &rows { tr {
-                    td { a href={ "/groups/" (urlpath(r.group.as_str())) } { (r.group) } }
-                    @for n in crate::users::rollout_numbers(r) { td { (n) } }
-                } }
-                tr.total { th scope="row" { (l.t("Total", "Gesamt")) } @for n in total { td { strong { (n) } } } }
-            }
-        } }
-        p { a href="/links" { (l.t("Open and expired links, by person", "Offene und abgelaufene Links, nach Person")) } }
-    };
-    Ok(layout(&ctx, l.t("Rollout", "Einführung"), content))
 }

@@ -1,0 +1,506 @@
+//! Invitations by mail: the queue's operations (reminders, the rollout's list) and the
+//! [`Mailer`] that sends what is due over SMTP.
+//!
+//! Sending is at least once, never silently lost: a mail is claimed for a lease, sent, then
+//! marked sent. A sender stopped in an orderly way finishes the mail it is sending and hands
+//! its other claims back; one killed between the server's acceptance and the mark leaves a
+//! claim that is sent again (the same link and Message-ID) when its lease ends.
+
+use crate::{generate_token, secrets, token_hash, Caller, Result, Service, ServiceError};
+use heimweg_control::invitation::InvitationMail;
+use heimweg_control::{LinkHours, Name, Scope};
+use heimweg_store::{ClaimedMail, FreshSecret, InvitationStatus, MailCounts, RemindOutcome};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// How the connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// STARTTLS, required (never a fallback to plain text); port 587 by default.
+    StartTls,
+    /// TLS from the first byte; port 465 by default.
+    Tls,
+    /// No TLS: only for a relay on this machine (127.0.0.1, ::1, localhost).
+    None,
+}
+
+impl std::str::FromStr for SmtpSecurity {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "starttls" => Ok(SmtpSecurity::StartTls),
+            "tls" => Ok(SmtpSecurity::Tls),
+            "none" => Ok(SmtpSecurity::None),
+            _ => Err(format!("{s:?}: starttls, tls or none")),
+        }
+    }
+}
+
+impl SmtpSecurity {
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        }
+    }
+}
+
+/// Where and how invitations are mailed (the settings file's `HEIMWEG_SMTP_*` and
+/// `HEIMWEG_MAIL_*`).
+#[derive(Clone)]
+pub struct MailSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Certificates (PEM) of the CA that signed the server's certificate, besides the public
+    /// roots: a city's own CA.
+    pub ca_pem: Option<Vec<u8>>,
+    /// User and password, if the server wants them.
+    pub credentials: Option<(String, String)>,
+    /// The sender, e.g. `VPN der Stadt <vpn@stadt.example>`.
+    pub from: String,
+    /// The address staff reach the gateway's pages at: links start with it.
+    pub public_url: String,
+    /// Whom to call, named in every mail.
+    pub helpdesk: Option<String>,
+    /// Mails a minute at most (a mail server's own limit, e.g. 30 for Exchange Online).
+    pub per_minute: u32,
+    /// The name this gateway greets the server with (EHLO).
+    pub hello_name: Option<String>,
+}
+
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a claim lasts: longer than a batch takes at the slowest pace plus one SMTP
+/// timeout.
+const LEASE_SECS: i64 = 120;
+/// The SMTP client's timeout per command.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A mail that could not be sent this many times has failed for good.
+pub const MAX_ATTEMPTS: i64 = 10;
+/// How often the queue is looked at when nothing wakes the sender: mails queued by another
+/// process (the command line, another gateway) go out within this.
+const POLL: Duration = Duration::from_secs(10);
+
+/// When a mail that failed on its `attempt`th try is tried again: 1, 2, 4, … minutes, at
+/// most an hour.
+pub fn retry_delay_secs(attempt: i64) -> i64 {
+    let doublings = u32::try_from(attempt.clamp(1, 7) - 1).unwrap_or(0);
+    (60_i64 << doublings).min(3600)
+}
+
+/// What one round of sending did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendRound {
+    pub sent: usize,
+    /// Failed for good (the server refused the recipient, or too many attempts).
+    pub failed: usize,
+    /// To be tried again later.
+    pub deferred: usize,
+    /// Claims handed back unsent (the sender was asked to stop).
+    pub released: usize,
+}
+
+/// What became of one attempt.
+enum Attempt {
+    Sent,
+    /// The server refused this mail for good (a 5xx to its recipient or content).
+    Refused(String),
+    /// The server refused this mail for now (a 4xx to its recipient: a full or greylisting
+    /// mailbox): this mail later, the others go on.
+    Deferred(String),
+    /// The server or the way to it failed: this mail later, and the rest of the round too.
+    ServerTrouble(String),
+}
+
+/// Sends the queue's due mails; one per gateway that has mail settings.
+pub struct Mailer {
+    service: Service,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    settings: MailSettings,
+    from: Mailbox,
+    wake: Arc<Notify>,
+    /// One mail per tick; made on first use, inside the runtime.
+    pace: Option<tokio::time::Interval>,
+    /// The wait after a server failure, doubled each time (30 s to 10 min), reset by a
+    /// success.
+    trouble_backoff: Duration,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Mailer {
+    /// A sender for `service`'s queue. Refuses settings that would send in the clear over a
+    /// network or cannot be parsed. Async because the connection pool starts a task of its
+    /// own: it needs the runtime.
+    pub async fn new(service: Service, settings: MailSettings) -> Result<Mailer> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            ServiceError::Invalid(format!("mail settings: {what}: {e}"))
+        };
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| bad("HEIMWEG_MAIL_FROM", &e))?;
+        if settings.per_minute == 0 {
+            return Err(bad("HEIMWEG_MAIL_PER_MINUTE", &"must be at least 1"));
+        }
+        service.sealer()?;
+        let tls = || -> Result<TlsParameters> {
+            let mut b = TlsParameters::builder(settings.host.clone());
+            if let Some(pem) = &settings.ca_pem {
+                for cert in pem_certificates(pem) {
+                    let cert = Certificate::from_pem(&cert)
+                        .map_err(|e| bad("HEIMWEG_SMTP_CA_FILE", &e))?;
+                    b = b.add_root_certificate(cert);
+                }
+            }
+            b.build_rustls().map_err(|e| bad("TLS", &e))
+        };
+        let tls = match settings.security {
+            SmtpSecurity::StartTls => Tls::Required(tls()?),
+            SmtpSecurity::Tls => Tls::Wrapper(tls()?),
+            SmtpSecurity::None if is_loopback(&settings.host) => Tls::None,
+            SmtpSecurity::None => {
+                return Err(bad(
+                    "HEIMWEG_SMTP_SECURITY",
+                    &"none is only for a relay on this machine; use starttls or tls",
+                ))
+            }
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(SMTP_TIMEOUT))
+            .pool_config(PoolConfig::new().max_size(2));
+        if let Some(name) = &settings.hello_name {
+            builder = builder.hello_name(ClientId::Domain(name.clone()));
+        }
+        if let Some((user, password)) = &settings.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Ok(Mailer {
+            service,
+            transport: builder.build(),
+            settings,
+            from,
+            wake: Arc::new(Notify::new()),
+            pace: None,
+            trouble_backoff: Duration::ZERO,
+        })
+    }
+
+    /// What wakes this sender when a mail is queued in this process.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Mails claimed per transaction: what the pace sends in about ten seconds, so that a
+    /// batch ends well within its lease.
+    fn batch(&self) -> usize {
+        (self.settings.per_minute as usize / 6).clamp(1, 50)
+    }
+
+    /// Sends what is due now, until nothing is or `stop` says so, or the server fails.
+    pub async fn send_due(&mut self, stop: &watch::Receiver<bool>) -> Result<SendRound> {
+        let mut round = SendRound::default();
+        loop {
+            let sealer = self.service.sealer()?;
+            let fresh = (0..self.batch())
+                .map(|_| {
+                    let secret = generate_token();
+                    FreshSecret {
+                        token_hash: token_hash(&secret),
+                        sealed: sealer.seal(secret.as_bytes()),
+                        message_id: format!(
+                            "<{}@{}>",
+                            secrets::random_token(18),
+                            self.from.email.domain()
+                        ),
+                    }
+                })
+                .collect();
+            let claimed = self
+                .service
+                .store
+                .claim_mails(self.service.now(), LEASE_SECS, fresh)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(round);
+            }
+            let mut rest = claimed.into_iter();
+            while let Some(mail) = rest.next() {
+                if *stop.borrow() {
+                    let ids: Vec<i64> = std::iter::once(mail.id)
+                        .chain(rest.by_ref().map(|m| m.id))
+                        .collect();
+                    self.service.store.release_mails(&ids).await?;
+                    round.released += ids.len();
+                    return Ok(round);
+                }
+                self.pace
+                    .get_or_insert_with(|| {
+                        let period = Duration::from_secs(60) / self.settings.per_minute;
+                        let mut pace = tokio::time::interval(period);
+                        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        pace
+                    })
+                    .tick()
+                    .await;
+                match self.attempt(&mail).await {
+                    Attempt::Sent => {
+                        self.service
+                            .store
+                            .mail_sent(mail.id, self.service.now())
+                            .await?;
+                        self.trouble_backoff = Duration::ZERO;
+                        round.sent += 1;
+                    }
+                    Attempt::Refused(e) => {
+                        tracing::warn!(mail = mail.id, error = %e, "the mail server refused an invitation");
+                        self.service.store.mail_failed(mail.id, &e, None).await?;
+                        round.failed += 1;
+                    }
+                    Attempt::Deferred(e) => self.defer(&mail, &e, &mut round).await?,
+                    Attempt::ServerTrouble(e) => {
+                        self.defer(&mail, &e, &mut round).await?;
+                        // The rest of the batch goes back as it was: their turn comes when
+                        // the server answers again.
+                        let ids: Vec<i64> = rest.by_ref().map(|m| m.id).collect();
+                        self.service.store.release_mails(&ids).await?;
+                        round.released += ids.len();
+                        self.trouble_backoff = (self.trouble_backoff * 2)
+                            .clamp(Duration::from_secs(30), Duration::from_secs(600));
+                        return Ok(round);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A mail to try again later, or, after [`MAX_ATTEMPTS`], never.
+    async fn defer(&self, mail: &ClaimedMail, error: &str, round: &mut SendRound) -> Result<()> {
+        let retry = (mail.attempt < MAX_ATTEMPTS)
+            .then(|| self.service.now() + retry_delay_secs(mail.attempt));
+        tracing::warn!(mail = mail.id, attempt = mail.attempt, %error, "an invitation could not be sent");
+        self.service
+            .store
+            .mail_failed(mail.id, error, retry)
+            .await?;
+        if retry.is_some() {
+            round.deferred += 1;
+        } else {
+            round.failed += 1;
+        }
+        Ok(())
+    }
+
+    async fn attempt(&self, mail: &ClaimedMail) -> Attempt {
+        let message = match self.message(mail) {
+            Ok(m) => m,
+            Err(e) => return Attempt::Refused(e),
+        };
+        match self.transport.send(message).await {
+            Ok(_) => Attempt::Sent,
+            Err(e) => {
+                // Codes about the server or this gateway's login, not about the mail: 421
+                // (closing), 454 and 530/534/535/538 (authentication, TLS).
+                let server = e.status().is_some_and(|c| {
+                    ["421", "454", "530", "534", "535", "538"].contains(&c.to_string().as_str())
+                });
+                if server || !(e.is_permanent() || e.is_transient()) {
+                    Attempt::ServerTrouble(e.to_string())
+                } else if e.is_permanent() {
+                    Attempt::Refused(e.to_string())
+                } else {
+                    Attempt::Deferred(e.to_string())
+                }
+            }
+        }
+    }
+
+    /// The mail for a claim: both parts, the link with its secret opened from the seal.
+    fn message(&self, mail: &ClaimedMail) -> std::result::Result<Message, String> {
+        let secret = self
+            .service
+            .sealer()
+            .ok()
+            .and_then(|s| s.open(&mail.sealed_secret))
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or("the link's sealed secret does not open with this gateway's key")?;
+        let to: Mailbox = mail
+            .recipient
+            .parse()
+            .map_err(|e| format!("the address {:?}: {e}", mail.recipient))?;
+        let link = format!("{}/enroll/{secret}", self.settings.public_url);
+        let body = InvitationMail {
+            user: mail.user.as_str(),
+            device: mail.device.as_str(),
+            link: &link,
+            expires_at: mail.expires_at,
+            helpdesk: self.settings.helpdesk.as_deref(),
+            reminder: mail.reminder,
+        };
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(body.subject())
+            .message_id(Some(mail.message_id.clone()))
+            .date_now()
+            .multipart(MultiPart::alternative_plain_html(body.text(), body.html()))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends until `stop` turns true: what is due, then waits for a wake-up, the next due
+    /// time or [`POLL`], whichever is first. An orderly stop finishes the mail in flight.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let wait = match self.send_due(&stop).await {
+                Ok(_) if !self.trouble_backoff.is_zero() => self.trouble_backoff,
+                Ok(_) => self.until_next_due().await,
+                Err(e) => {
+                    tracing::error!(error = %e, "the mail queue could not be read or written");
+                    POLL
+                }
+            };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match self.service.store.next_mail_due().await {
+            Ok(Some(at)) => {
+                let secs = u64::try_from(at - self.service.now()).unwrap_or(0);
+                Duration::from_secs(secs).clamp(Duration::from_millis(50), POLL)
+            }
+            _ => POLL,
+        }
+    }
+}
+
+/// The certificates of a PEM file, each as its own PEM block.
+fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    text.split_inclusive(END)
+        .filter(|block| block.contains("-----BEGIN CERTIFICATE-----"))
+        .map(|block| block.trim_start().as_bytes().to_vec())
+        .collect()
+}
+
+impl Service {
+    /// Lets this process's mail sender know that a mail was queued.
+    pub fn with_mail_waker(mut self, wake: Arc<Notify>) -> Service {
+        self.mail_wake = Some(wake);
+        self
+    }
+
+    /// Whether this process sends invitation mails (a mail server is set).
+    pub fn mail_enabled(&self) -> bool {
+        self.mail_wake.is_some()
+    }
+
+    pub(crate) fn mail_queued(&self) {
+        if let Some(w) = &self.mail_wake {
+            w.notify_one();
+        }
+    }
+
+    /// Mails a reminder with a new link to everyone (of `group`, or of every group) whose
+    /// invitation is unused and who has a mail address; each link stays open for
+    /// `link_hours` from now at least. The link of an earlier mail or sheet stops working
+    /// when the reminder is sent.
+    pub async fn remind(
+        &self,
+        caller: &Caller,
+        group: Option<&Name>,
+        link_hours: LinkHours,
+    ) -> Result<RemindOutcome> {
+        caller.require(Scope::DevicesWrite)?;
+        let now = self.now();
+        let out = self
+            .store
+            .queue_reminders(caller.actor(), group, now, now + link_hours.as_secs())
+            .await?;
+        if out.queued > 0 {
+            self.mail_queued();
+        }
+        Ok(out)
+    }
+
+    /// Invitations, newest first, with their latest mail and how far their person got.
+    pub async fn invitations(&self, caller: &Caller, limit: u32) -> Result<Vec<InvitationStatus>> {
+        caller.require(Scope::DevicesRead)?;
+        Ok(self.store.invitations(limit).await?)
+    }
+
+    /// The mail queue's figures by state.
+    pub async fn mail_counts(&self) -> Result<MailCounts> {
+        Ok(self.store.mail_counts().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_an_hour() {
+        let delays: Vec<i64> = (1..=MAX_ATTEMPTS).map(retry_delay_secs).collect();
+        assert_eq!(delays[..4], [60, 120, 240, 480]);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*delays.last().unwrap(), 3600);
+    }
+
+    #[test]
+    fn a_ca_file_with_two_certificates_gives_two() {
+        let pem = b"junk\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n\
+                    -----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
+        let certs = pem_certificates(pem);
+        assert_eq!(certs.len(), 2);
+        assert!(certs[1].starts_with(b"-----BEGIN CERTIFICATE-----\nBBBB"));
+    }
+
+    #[test]
+    fn plain_text_smtp_is_refused_beyond_this_machine() {
+        assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("localhost"));
+        assert!(!is_loopback("mail.stadt.example") && !is_loopback("10.0.0.5"));
+    }
+}
