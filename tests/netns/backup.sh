@@ -81,7 +81,6 @@ stop_gateway() {
   GW_PID=""
   wait_until 5 eval "! ip -n '$NS_GW' link show '$GWIF'"
 }
-ping_ok() { nsx "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; }
 # Both clients send every round, so both start their handshakes with the new gateway at once.
 both_reach() {
   local a=0 b=0

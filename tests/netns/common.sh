@@ -23,6 +23,8 @@ pass() { PASSED=$((PASSED + 1)); log "PASS: $*"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL: $*"; if declare -F diag >/dev/null; then diag; fi; }
 # check DESCRIPTION CMD...: PASS if CMD succeeds, else FAIL.
 check() { local d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+# ping_ok NS DST: one ping from NS to DST is answered within a second.
+ping_ok() { nsx "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; }
 
 SUMMARY_DONE=0
 ABORT_AT=""

@@ -363,7 +363,6 @@ gw_stats() { printf 'stats=1\n\n' | timeout 5 socat - "UNIX-CONNECT:$WG_RUN/$GWI
 stat_value() { gw_stats | awk -F= -v k="$1" '$1 == k {print $2; f=1} END {if (!f) print -1}'; }
 drop_sum() { gw_stats | awk -F= '$1 ~ /^drop_/ {s += $2} END {print s + 0}'; }
 
-ping_ok() { nsx "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; }       # NS DST
 ping_ok_from() { nsx "$1" ping -c 1 -W 1 -q -I "$2" "$3" >/dev/null 2>&1; }  # NS SRC DST
 
 if ! start_gateway; then fail "setup: gateway did not start and accept its configuration"; exit 1; fi

@@ -71,7 +71,7 @@ start() { # NAME NS IF: `heimweg serve` in NS with its own state directory
 }
 hw() { "$HW" --state-dir "$TMPD/a" "$@"; }
 peers() { nsx "$1" wg show "$2" peers | grep -c . || true; }
-ping_ok() { nsx "$NS_C" ping -c 1 -W 1 -q 10.77.0.1 >/dev/null 2>&1; }
+tunnel_answers() { nsx "$NS_C" ping -c 1 -W 1 -q 10.77.0.1 >/dev/null 2>&1; }
 
 start a "$NS_A" "$IF_A"; PID_A=$!; BG_PIDS+=("$PID_A")
 check "a: first start on the empty database creates schema, defaults and key" \
@@ -103,7 +103,7 @@ log "b had the peer $(( ($(date +%s%N) - t0) / 1000000 )) ms after the API answe
 
 nsx "$NS_C" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
   wg-quick up "$TMPD/$IF_C.conf" >>"$TMPD/wg-quick.log" 2>&1
-check "traffic: the client reaches the gateway address through a" wait_until 15 ping_ok
+check "traffic: the client reaches the gateway address through a" wait_until 15 tunnel_answers
 
 # ---- failover: a dies, the client's traffic goes to b ----
 # a writes back where it sees the device, b reads everyone's (each every 10 s): b takes it as
@@ -118,7 +118,7 @@ kill -KILL "$PID_A"; wait "$PID_A" 2>/dev/null || true
 GWPUB=$(nsx "$NS_B" wg show "$IF_B" public-key)
 t_switch=$(date +%s.%N)
 nsx "$NS_C" wg set "$IF_C" peer "$GWPUB" endpoint 198.51.100.2:51820
-check "failover: the same config works through b" wait_until 20 ping_ok
+check "failover: the same config works through b" wait_until 20 tunnel_answers
 # The client keeps sending on a's session; b does not know it, sees that it comes from where the
 # store saw the device, and starts a handshake at once. Without that, wireguard-go starts one
 # itself only after 15 s (keepalive timeout plus rekey timeout).
@@ -134,7 +134,7 @@ check "status: b's handshake reaches the shared store" \
 hw device revoke tablet-1 >/dev/null
 check "revoke: the CLI's revocation removed the peer from b within a second" \
   wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 0 ]]"
-check "revoke: the client is cut off" eval "! ping_ok"
+check "revoke: the client is cut off" eval "! tunnel_answers"
 
 summary
 [[ $FAILED -eq 0 ]]

@@ -46,21 +46,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 diag() { echo "  -- gateway log:"; tail -n 20 "$GW_LOG" 2>/dev/null | sed 's/^/    /' || true; }
 hw() { "$HW" --state-dir "$STATE" "$@"; }
 
-for ns in "${ALL_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-nsx "$NS_GW" sysctl -qw net.ipv4.ip_forward=1
-ip link add lan0 netns "$NS_GW" type veth peer name eth0 netns "$NS_LAN"
-ip -n "$NS_GW" addr add 192.0.2.1/24 dev lan0; ip -n "$NS_GW" link set lan0 up
-ip -n "$NS_LAN" addr add 192.0.2.2/24 dev eth0; ip -n "$NS_LAN" link set eth0 up
-ip -n "$NS_LAN" route add 10.77.0.0/16 via 192.0.2.1
-ip -n "$NS_GW" link add br0 type bridge; ip -n "$NS_GW" addr add 198.51.100.1/24 dev br0
-ip -n "$NS_GW" link set br0 up
-n=0
-for ns in "$NS_C1" "$NS_C2"; do
-  n=$((n + 1))
-  ip link add "up$n" netns "$NS_GW" type veth peer name eth0 netns "$ns"
-  ip -n "$NS_GW" link set "up$n" master br0 up
-  ip -n "$ns" addr add "198.51.100.1$n/24" dev eth0; ip -n "$ns" link set eth0 up
-done
+gateway_topology 192.0.2.2
 
 ip netns exec "$NS_GW" "$HW" --state-dir "$STATE" serve --interface "$GWIF" --workers 1 \
   --metrics-listen off >>"$GW_LOG" 2>&1 &

@@ -85,7 +85,6 @@ gw_stat() {
   printf 'stats=1\n\n' | timeout 5 socat - "UNIX-CONNECT:$WG_RUN/$GWIF.sock" 2>/dev/null |
     awk -F= -v k="$1" '$1 == k {print $2; f=1} END {if (!f) print -1}'
 }
-ping_ok() { nsx "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; }
 
 # ---- provisioning through the CLI, against the live gateway ----
 check "serve: first start creates the state and comes up" start_gateway

@@ -2,7 +2,7 @@
 // Started by tests/netns/panel.sh inside the gateway's network namespace, which passes the
 // namespaces, interface names and paths in the environment. Each step prints PASS or FAIL;
 // the first failure saves a screenshot and ends the run with exit code 1.
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 import { spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { closeSync, copyFileSync, openSync, readFileSync } from "node:fs";
@@ -86,13 +86,7 @@ async function login(page, name, password) {
   await page.click("button[type=submit]");
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  // Root in a namespace: no sandbox. Nothing may reach out of this closed network.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 let page;
 try {
   const admin = await browser.newContext({ locale: "en-GB", viewport: { width: 1280, height: 900 } });
