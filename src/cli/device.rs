@@ -48,18 +48,23 @@ pub enum DeviceCmd {
     /// Give devices an MDM manages new keys and write their Apple profiles into one zip (mode
     /// 0600), one .mobileconfig per device. Each profile replaces the device's installed one;
     /// until the MDM has pushed it, the device's old key no longer works. All or none.
-    MdmExport {
-        /// Every active device of this group.
-        #[arg(long)]
-        group: Option<String>,
-        /// And these devices.
-        names: Vec<String>,
-        #[arg(long, value_enum, default_value_t = Platform::Ios)]
-        platform: Platform,
-        /// The zip to write.
-        #[arg(long)]
-        output: PathBuf,
-    },
+    MdmExport(MdmExportArgs),
+}
+
+#[derive(Args)]
+pub struct MdmExportArgs {
+    /// Every active device of this group.
+    #[arg(long)]
+    group: Option<String>,
+    /// And these devices.
+    names: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Platform::Ios)]
+    platform: Platform,
+    /// The zip to write.
+    #[arg(long)]
+    output: PathBuf,
+    #[command(flatten)]
+    signing: super::state::SigningArgs,
 }
 
 /// Whose WireGuard app the profiles are for.
@@ -194,37 +199,51 @@ pub async fn run(site: &Site, cmd: DeviceCmd) -> Result<()> {
             let update = args.update(service.now())?;
             set(&service, &existing_name("device", &args.name)?, update).await?;
         }
-        DeviceCmd::MdmExport {
-            group,
-            names,
-            platform,
-            output,
-        } => {
-            let service = service.with_gateway_key(gateway_public_key(&site.state_dir)?);
-            let export = MdmExport {
-                group: group
-                    .as_deref()
-                    .map(|g| existing_name("--group", g))
-                    .transpose()?,
-                devices: names
-                    .iter()
-                    .map(|n| existing_name("device", n))
-                    .collect::<Result<_>>()?,
-                platform: match platform {
-                    Platform::Ios => ApplePlatform::Ios,
-                    Platform::Macos => ApplePlatform::MacOs,
-                },
-            };
-            let profiles = service.mdm_export(&caller(), export).await?;
-            heimweg::files::write_private(&output, &profiles.archive)?;
-            eprintln!(
-                "wrote {} profiles to {}; the devices' old keys no longer work. This is the only \
-                 copy of their private keys.",
-                profiles.devices.len(),
-                output.display()
-            );
+        DeviceCmd::MdmExport(args) => {
+            let service = args
+                .signing
+                .apply(service.with_gateway_key(gateway_public_key(&site.state_dir)?))?;
+            mdm_export(&service, args).await?;
         }
     }
+    Ok(())
+}
+
+/// New keys and profiles for the devices an MDM manages, written as one zip.
+async fn mdm_export(service: &Service, args: MdmExportArgs) -> Result<()> {
+    let MdmExportArgs {
+        group,
+        names,
+        platform,
+        output,
+        ..
+    } = args;
+    let export = MdmExport {
+        group: group
+            .as_deref()
+            .map(|g| existing_name("--group", g))
+            .transpose()?,
+        devices: names
+            .iter()
+            .map(|n| existing_name("device", n))
+            .collect::<Result<_>>()?,
+        platform: match platform {
+            Platform::Ios => ApplePlatform::Ios,
+            Platform::Macos => ApplePlatform::MacOs,
+        },
+    };
+    let profiles = service.mdm_export(&caller(), export).await?;
+    heimweg::files::write_private(&output, &profiles.archive)?;
+    eprintln!(
+        "wrote {} profiles{} to {}; the devices' old keys no longer work. This is the only \
+         copy of their private keys.",
+        profiles.devices.len(),
+        service
+            .profile_signer_subject()
+            .map(|s| format!(" signed as {s}"))
+            .unwrap_or_default(),
+        output.display()
+    );
     Ok(())
 }
 

@@ -66,7 +66,7 @@ pub struct Cli {
 enum Command {
     /// Run the gateway: data plane, UAPI socket, and the reconciler that keeps the peers equal
     /// to the enrolled devices. Creates the state directory, database and key on first run.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run only the data plane, configured over the UAPI socket (`wg set`, `wg syncconf`).
     Up(serve::UpArgs),
     /// Enroll, list and revoke devices.
@@ -119,7 +119,7 @@ pub fn run(cli: Cli) -> Result<()> {
         database: cli.database,
     };
     match cli.command {
-        Command::Serve(args) => serve::serve(&site, args),
+        Command::Serve(args) => serve::serve(&site, *args),
         Command::Up(args) => serve::up(&site, args),
         Command::Device(cmd) => block_on(device::run(&site, cmd)),
         Command::Group(cmd) => block_on(group::run(&site, cmd)),

@@ -28,6 +28,8 @@ pub struct ServeArgs {
     ops: OpsArgs,
     #[command(flatten)]
     mail: MailArgs,
+    #[command(flatten)]
+    signing: super::state::SigningArgs,
 }
 
 #[derive(Args)]
@@ -212,6 +214,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         web,
         ops,
         mail,
+        signing,
     } = args;
     let rt = super::runtime()?;
     let key = load_or_create_key(&site.state_dir)?;
@@ -220,6 +223,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         .block_on(open_service(site, true))?
         .with_gateway_key(public)
         .with_sealer(Sealer::for_gateway(&key));
+    let service = signing.apply(service)?;
     let settings = rt.block_on(service.settings())?;
     let mut config = net.config(key);
     config.addresses = gateway_addresses(&settings);

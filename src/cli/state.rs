@@ -131,3 +131,44 @@ pub async fn open_service(site: &Site, create: bool) -> Result<Service> {
     }
     Ok(service)
 }
+
+/// The organisation certificate that signs exported Apple profiles (optional).
+#[derive(clap::Args, Clone, Default)]
+pub struct SigningArgs {
+    /// PEM file with the organisation's certificate (then its intermediates) that signs the
+    /// Apple profiles of MDM exports, so that iOS and macOS show them as verified.
+    #[arg(
+        long,
+        env = "HEIMWEG_PROFILE_SIGNING_CERT",
+        requires = "profile_signing_key"
+    )]
+    pub profile_signing_cert: Option<std::path::PathBuf>,
+    /// PEM file (mode 0600) with that certificate's private key (ECDSA P-256 or RSA).
+    #[arg(
+        long,
+        env = "HEIMWEG_PROFILE_SIGNING_KEY",
+        requires = "profile_signing_cert"
+    )]
+    pub profile_signing_key: Option<std::path::PathBuf>,
+}
+
+impl SigningArgs {
+    /// `service`, signing profiles when a certificate is given; a certificate that does not
+    /// fit its key, has expired or may not sign is refused here, not at the first export.
+    pub fn apply(&self, service: Service) -> Result<Service> {
+        let (Some(cert), Some(key)) = (&self.profile_signing_cert, &self.profile_signing_key)
+        else {
+            return Ok(service);
+        };
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        let signer = heimweg_control::signing::ProfileSigner::from_pem(
+            &read(cert)?,
+            &read(key)?,
+            service.now(),
+        )
+        .with_context(|| format!("the profile signing certificate {}", cert.display()))?;
+        Ok(service.with_profile_signer(signer))
+    }
+}

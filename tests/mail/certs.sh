@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# certs.sh DIR: a test city CA (DIR/ca.crt) and the mail server's certificate it signed, for
-# localhost and 127.0.0.1 (DIR/tls.crt, DIR/tls.key); P-256, valid two days. A CA and a leaf,
-# not one self-signed certificate: rustls takes no server certificate as its own root, and a
-# city's mail server has none either.
+# certs.sh DIR: a test city CA (DIR/ca.crt) and a certificate it signed, for localhost and
+# 127.0.0.1 (DIR/tls.crt, DIR/tls.key; the mail server's, or the one that signs profiles);
+# P-256, valid two days. A CA and a leaf, not one self-signed certificate: rustls takes no
+# server certificate as its own root, and a city's mail server has none either.
 set -euo pipefail
 cd "$1"
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)

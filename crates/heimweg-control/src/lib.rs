@@ -22,6 +22,7 @@ pub mod mobileconfig;
 pub mod name;
 pub mod policy;
 pub mod qr;
+pub mod signing;
 
 /// Escapes text for HTML and XML (element content and quoted attributes alike): the one
 /// escaper for the pages and profiles heimweg renders.

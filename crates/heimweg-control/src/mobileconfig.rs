@@ -129,7 +129,7 @@ pub fn render(
 /// Profiles for many devices as one zip archive for an MDM: `(file name, profile)` each, the
 /// names as given (the caller makes them differ). Stored without compression: a few kilobytes
 /// of text each, and every MDM and unzip reads a stored entry.
-pub fn zip(profiles: &[(String, String)]) -> Result<Vec<u8>, ZipError> {
+pub fn zip<P: AsRef<[u8]>>(profiles: &[(String, P)]) -> Result<Vec<u8>, ZipError> {
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
@@ -137,7 +137,7 @@ pub fn zip(profiles: &[(String, String)]) -> Result<Vec<u8>, ZipError> {
     for (name, profile) in profiles {
         out.start_file(name.as_str(), options)
             .map_err(|e| ZipError(e.to_string()))?;
-        out.write_all(profile.as_bytes())
+        out.write_all(profile.as_ref())
             .map_err(|e| ZipError(e.to_string()))?;
     }
     out.finish()

@@ -212,6 +212,8 @@ pub struct Service {
     reconciler: Option<reconcile::Handle>,
     /// Wakes this process's mail sender when a mail is queued.
     mail_wake: Option<Arc<tokio::sync::Notify>>,
+    /// Signs the profiles of an MDM export with the organisation's certificate.
+    profile_signer: Option<Arc<heimweg_control::signing::ProfileSigner>>,
     clock: Clock,
 }
 
@@ -247,6 +249,7 @@ impl Service {
             sealer: None,
             reconciler: None,
             mail_wake: None,
+            profile_signer: None,
             clock: Clock::System,
         }
     }
@@ -268,6 +271,20 @@ impl Service {
     pub fn with_reconciler(mut self, handle: reconcile::Handle) -> Service {
         self.reconciler = Some(handle);
         self
+    }
+
+    /// Signs the profiles of MDM exports with the organisation's certificate.
+    pub fn with_profile_signer(
+        mut self,
+        signer: heimweg_control::signing::ProfileSigner,
+    ) -> Service {
+        self.profile_signer = Some(Arc::new(signer));
+        self
+    }
+
+    /// Whose certificate signs exported profiles, if any.
+    pub fn profile_signer_subject(&self) -> Option<String> {
+        self.profile_signer.as_ref().map(|s| s.subject())
     }
 
     /// A service whose clock stands still at `now` (tests).

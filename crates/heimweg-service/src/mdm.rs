@@ -109,7 +109,7 @@ impl Service {
                 ServiceError::NotReady("a profile needs the device's private key".into())
             })?;
             let stem = enrolled.file_name.trim_end_matches(".conf");
-            files.push((format!("{stem}.mobileconfig"), profile));
+            files.push((format!("{stem}.mobileconfig"), self.signed(profile, now)?));
             keys.push((name, public_key));
         }
         let archive =
@@ -120,5 +120,19 @@ impl Service {
             .await?;
         self.applied().await;
         Ok(MdmProfiles { devices, archive })
+    }
+}
+
+impl Service {
+    /// A profile as the export writes it: signed with the organisation's certificate when
+    /// there is one (iOS and macOS then show it as verified; the signature wraps the same
+    /// plist), else the plist itself.
+    fn signed(&self, profile: String, now: i64) -> Result<Vec<u8>> {
+        match &self.profile_signer {
+            Some(signer) => signer
+                .sign(profile.as_bytes(), now)
+                .map_err(|e| ServiceError::NotReady(format!("signing the profiles: {e}"))),
+            None => Ok(profile.into_bytes()),
+        }
     }
 }

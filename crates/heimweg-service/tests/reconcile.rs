@@ -24,6 +24,7 @@ backend_tests!(
     the_data_plane_learns_where_other_gateways_saw_devices,
     an_mdm_export_rekeys_a_group_at_once_and_keeps_each_identifier,
     an_mdm_export_with_an_unknown_or_revoked_device_changes_nothing,
+    a_signed_mdm_export_verifies_against_the_city_ca,
 );
 
 /// A data plane that keeps the last peer set it was given.
@@ -303,4 +304,88 @@ async fn an_mdm_export_with_an_unknown_or_revoked_device_changes_nothing(backend
         platform: ApplePlatform::Ios,
     };
     assert!(service.mdm_export(&admin, nothing).await.is_err());
+}
+
+/// With the organisation's certificate, every profile of an export is CMS SignedData that
+/// OpenSSL verifies against the city's CA, and whose content is the profile (the device's key
+/// and identifier); against another CA it does not verify.
+async fn a_signed_mdm_export_verifies_against_the_city_ca(backend: Backend) {
+    let Some((_db, service, _sink)) = gateway(backend, "mdm-signed").await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("heimweg-sign-{}-{backend:?}", std::process::id()));
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for d in [&dir, &other] {
+        let ok = std::process::Command::new("bash")
+            .arg(repo.join("tests/mail/certs.sh"))
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let signer = heimweg_control::signing::ProfileSigner::from_pem(
+        &read("tls.crt"),
+        &read("tls.key"),
+        service.now(),
+    )
+    .unwrap();
+    let service = service.with_profile_signer(signer);
+    let admin = Caller::system();
+    let device = service
+        .enroll(&admin, request("ipad-signed"))
+        .await
+        .unwrap()
+        .device;
+    let export = MdmExport {
+        group: None,
+        devices: vec![device.name.clone()],
+        platform: ApplePlatform::Ios,
+    };
+    let out = service.mdm_export(&admin, export).await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(out.archive)).unwrap();
+    let mut signed = Vec::new();
+    std::io::Read::read_to_end(&mut zip.by_index(0).unwrap(), &mut signed).unwrap();
+    assert!(
+        !signed.starts_with(b"<?xml"),
+        "a signed profile is DER, not the bare plist"
+    );
+    std::fs::write(dir.join("p.mobileconfig"), &signed).unwrap();
+    let verify = |ca: &std::path::Path| {
+        std::process::Command::new("openssl")
+            .args(["cms", "-verify", "-inform", "DER", "-purpose", "any", "-in"])
+            .arg(dir.join("p.mobileconfig"))
+            .arg("-CAfile")
+            .arg(ca)
+            .arg("-out")
+            .arg(dir.join("content.plist"))
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&dir.join("ca.crt"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let plist = std::fs::read_to_string(dir.join("content.plist")).unwrap();
+    assert!(
+        plist.contains(&format!(".device.{}</string>", device.id)),
+        "{plist}"
+    );
+    let rotated = service.device(&admin, &device.name).await.unwrap();
+    let private = plist[plist.find("PrivateKey = ").unwrap() + 13..]
+        .split(['\n', '<'])
+        .next()
+        .unwrap()
+        .parse::<PrivateKey>()
+        .unwrap();
+    assert_eq!(private.public_key(), rotated.public_key);
+    assert!(
+        !verify(&other.join("ca.crt")).status.success(),
+        "another CA must not verify it"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
