@@ -415,6 +415,7 @@ fn mobileconfig_archives_hold_plists_carrying_the_config() {
 
 /// The instruction sheets, printed by a real browser (headless Chromium, as an admin prints or
 /// saves them as a PDF): one A4 page per device, even for long names and a long helpdesk line.
+/// The PDF's pages are rendered by poppler (`pdftoppm`) into target/panel-screenshots.
 #[test]
 fn instruction_sheets_print_one_a4_page_each() {
     if !enabled() {
@@ -463,6 +464,28 @@ fn instruction_sheets_print_one_a4_page_each() {
         String::from_utf8_lossy(&out.stderr)
     );
     let bytes = std::fs::read(&pdf).unwrap();
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/panel-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = Command::new("pdftoppm")
+        .args(["-png", "-r", "60"])
+        .arg(&pdf)
+        .arg(shots.join("sheet"))
+        .output()
+        .unwrap();
+    assert!(
+        png.status.success(),
+        "{}",
+        String::from_utf8_lossy(&png.stderr)
+    );
+    let rendered = std::fs::read_dir(&shots)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("sheet-") && name.ends_with(".png")
+        })
+        .count();
+    assert_eq!(rendered, sheets.len(), "poppler renders one page per sheet");
     let _ = std::fs::remove_dir_all(&dir);
     let text = String::from_utf8_lossy(&bytes);
     let pages = text

@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: real WireGuard peers (wireguard-go, wg, wg-quick), namespaces
 # and traffic tools, tcpdump to capture packets for the replay test, and a PostgreSQL server
 # for the second store backend; python3-venv for schemathesis (from PyPI) against the OpenAPI
-# document; xmllint for the Apple profiles; Prometheus (and promtool), nftables and
+# document; xmllint for the Apple profiles; openssl for the test certificates (the mail server,
+# profile signing); poppler's pdftoppm for the printed sheets; Prometheus (and promtool), nftables and
 # systemd-analyze for the operations checks;
 # Chromium, Node.js and npm for the browser test of the panel.
 PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 python3-venv tcpdump
       openresolv procps ca-certificates postgresql prometheus nftables systemd chromium libxml2-utils
-      openssl)
+      openssl poppler-utils)
 # Node.js and npm: the machine's own if it has them, else Debian's.
 command -v node >/dev/null || PKGS+=(nodejs)
 command -v npm >/dev/null || PKGS+=(npm)

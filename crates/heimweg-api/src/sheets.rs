@@ -54,7 +54,7 @@ fn sheet(s: &Sheet<'_>, helpdesk: &str) -> Markup {
             h2 { "So geht es" }
             ol {
                 li { "Installieren Sie die App „WireGuard“: iPad und iPhone aus dem App Store, Android aus Google Play, Windows und macOS von wireguard.com/install." }
-                li { "Öffnen Sie den Link auf dem Gerät, das Sie einrichten: Kamera auf den QR-Code richten oder den Link eintippen. Bestätigen Sie dort „Einrichten“." }
+                li { "Öffnen Sie den Link auf dem Gerät, das Sie einrichten: Kamera auf den QR-Code richten oder den Link eintippen. Tippen Sie dort auf „Jetzt einrichten“." }
                 li { "iPad/iPhone: Profil laden und unter Einstellungen → Profil installieren. Android: in der App + → „Aus QR-Code erstellen“ oder die Datei importieren. Laptop: die .conf-Datei in der App mit „Tunnel importieren“ öffnen." }
                 li { "Schalten Sie den Tunnel in der App ein, wenn Sie von zu Hause arbeiten." }
             }
@@ -70,7 +70,7 @@ fn sheet(s: &Sheet<'_>, helpdesk: &str) -> Markup {
             p { "Device: " strong { (s.device) } ". The link above sets it up once and works until " (until) "." }
             ol {
                 li { "Install the “WireGuard” app: App Store (iPad, iPhone), Google Play (Android), wireguard.com/install (Windows, macOS)." }
-                li { "Open the link on the device you are setting up: point the camera at the QR code or type the link. Confirm “Set up” there." }
+                li { "Open the link on the device you are setting up: point the camera at the QR code or type the link. Tap “Set up now” there." }
                 li { "iPad/iPhone: download the profile, then Settings → Install profile. Android: in the app + → “Create from QR code” or import the file. Laptop: open the .conf file with “Import tunnel” in the app." }
                 li { "Switch the tunnel on in the app when you work from home." }
             }
