@@ -241,7 +241,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
     let service = start_reconciler(&rt, service, &dataplane, directory, &registry)?;
     let (service, mailer) = match mail.settings(web.public_url.as_ref())? {
         Some(settings) => {
-            let mailer = rt.block_on(Mailer::new(service.clone(), settings))?;
+            let mailer = Mailer::new(service.clone(), settings)?;
             let service = service.with_mail_waker(mailer.waker());
             let (stop, stopped) = tokio::sync::watch::channel(false);
             (service, Some((stop, rt.spawn(mailer.run(stopped)))))

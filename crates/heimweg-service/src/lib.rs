@@ -27,6 +27,7 @@ pub mod reconcile;
 mod requests;
 pub mod secrets;
 mod settings;
+mod smtp;
 mod tokens;
 mod users;
 

@@ -6,16 +6,16 @@
 //! its other claims back; one killed between the server's acceptance and the mark leaves a
 //! claim that is sent again (the same link and Message-ID) when its lease ends.
 
+use crate::smtp::{Client, Outcome, Transport};
 use crate::{generate_token, secrets, token_hash, Caller, Result, Service, ServiceError};
 use heimweg_control::invitation::InvitationMail;
 use heimweg_control::{LinkHours, Name, Scope};
 use heimweg_store::{ClaimedMail, FreshSecret, InvitationStatus, MailCounts, RemindOutcome};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -92,8 +92,6 @@ impl std::fmt::Debug for MailSettings {
 /// How long a claim lasts: longer than a batch takes at the slowest pace plus one SMTP
 /// timeout.
 const LEASE_SECS: i64 = 120;
-/// The SMTP client's timeout per command.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A mail that could not be sent this many times has failed for good.
 pub const MAX_ATTEMPTS: i64 = 10;
 /// How often the queue is looked at when nothing wakes the sender: mails queued by another
@@ -119,22 +117,10 @@ pub struct SendRound {
     pub released: usize,
 }
 
-/// What became of one attempt.
-enum Attempt {
-    Sent,
-    /// The server refused this mail for good (a 5xx to its recipient or content).
-    Refused(String),
-    /// The server refused this mail for now (a 4xx to its recipient: a full or greylisting
-    /// mailbox): this mail later, the others go on.
-    Deferred(String),
-    /// The server or the way to it failed: this mail later, and the rest of the round too.
-    ServerTrouble(String),
-}
-
 /// Sends the queue's due mails; one per gateway that has mail settings.
 pub struct Mailer {
     service: Service,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    client: Client,
     settings: MailSettings,
     from: Mailbox,
     wake: Arc<Notify>,
@@ -162,9 +148,8 @@ fn is_loopback(host: &str) -> bool {
 
 impl Mailer {
     /// A sender for `service`'s queue. Refuses settings that would send in the clear over a
-    /// network or cannot be parsed. Async because the connection pool starts a task of its
-    /// own: it needs the runtime.
-    pub async fn new(service: Service, settings: MailSettings) -> Result<Mailer> {
+    /// network or cannot be parsed.
+    pub fn new(service: Service, settings: MailSettings) -> Result<Mailer> {
         let bad = |what: &str, e: &dyn std::fmt::Display| {
             ServiceError::Invalid(format!("mail settings: {what}: {e}"))
         };
@@ -187,10 +172,10 @@ impl Mailer {
             }
             b.build_rustls().map_err(|e| bad("TLS", &e))
         };
-        let tls = match settings.security {
-            SmtpSecurity::StartTls => Tls::Required(tls()?),
-            SmtpSecurity::Tls => Tls::Wrapper(tls()?),
-            SmtpSecurity::None if is_loopback(&settings.host) => Tls::None,
+        let transport = match settings.security {
+            SmtpSecurity::StartTls => Transport::StartTls(tls()?),
+            SmtpSecurity::Tls => Transport::Tls(tls()?),
+            SmtpSecurity::None if is_loopback(&settings.host) => Transport::Plain,
             SmtpSecurity::None => {
                 return Err(bad(
                     "HEIMWEG_SMTP_SECURITY",
@@ -198,20 +183,22 @@ impl Mailer {
                 ))
             }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
-            .port(settings.port)
-            .tls(tls)
-            .timeout(Some(SMTP_TIMEOUT))
-            .pool_config(PoolConfig::new().max_size(2));
-        if let Some(name) = &settings.hello_name {
-            builder = builder.hello_name(ClientId::Domain(name.clone()));
-        }
-        if let Some((user, password)) = &settings.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
+        let client = Client::new(
+            settings.host.clone(),
+            settings.port,
+            transport,
+            settings
+                .credentials
+                .as_ref()
+                .map(|(u, p)| Credentials::new(u.clone(), p.clone())),
+            settings
+                .hello_name
+                .clone()
+                .map_or_else(ClientId::default, ClientId::Domain),
+        );
         Ok(Mailer {
             service,
-            transport: builder.build(),
+            client,
             settings,
             from,
             wake: Arc::new(Notify::new()),
@@ -278,7 +265,7 @@ impl Mailer {
                     .tick()
                     .await;
                 match self.attempt(&mail).await {
-                    Attempt::Sent => {
+                    Outcome::Sent => {
                         self.service
                             .store
                             .mail_sent(mail.id, self.service.now())
@@ -286,13 +273,13 @@ impl Mailer {
                         self.trouble_backoff = Duration::ZERO;
                         round.sent += 1;
                     }
-                    Attempt::Refused(e) => {
+                    Outcome::Refused(e) => {
                         tracing::warn!(mail = mail.id, error = %e, "the mail server refused an invitation");
                         self.service.store.mail_failed(mail.id, &e, None).await?;
                         round.failed += 1;
                     }
-                    Attempt::Deferred(e) => self.defer(&mail, &e, &mut round).await?,
-                    Attempt::ServerTrouble(e) => {
+                    Outcome::Deferred(e) => self.defer(&mail, &e, &mut round).await?,
+                    Outcome::ServerTrouble(e) => {
                         self.defer(&mail, &e, &mut round).await?;
                         // The rest of the batch goes back as it was: their turn comes when
                         // the server answers again.
@@ -325,28 +312,14 @@ impl Mailer {
         Ok(())
     }
 
-    async fn attempt(&self, mail: &ClaimedMail) -> Attempt {
+    async fn attempt(&mut self, mail: &ClaimedMail) -> Outcome {
         let message = match self.message(mail) {
             Ok(m) => m,
-            Err(e) => return Attempt::Refused(e),
+            Err(e) => return Outcome::Refused(e),
         };
-        match self.transport.send(message).await {
-            Ok(_) => Attempt::Sent,
-            Err(e) => {
-                // Codes about the server or this gateway's login, not about the mail: 421
-                // (closing), 454 and 530/534/535/538 (authentication, TLS).
-                let server = e.status().is_some_and(|c| {
-                    ["421", "454", "530", "534", "535", "538"].contains(&c.to_string().as_str())
-                });
-                if server || !(e.is_permanent() || e.is_transient()) {
-                    Attempt::ServerTrouble(e.to_string())
-                } else if e.is_permanent() {
-                    Attempt::Refused(e.to_string())
-                } else {
-                    Attempt::Deferred(e.to_string())
-                }
-            }
-        }
+        self.client
+            .send(message.envelope(), &message.formatted())
+            .await
     }
 
     /// The mail for a claim: both parts, the link with its secret opened from the seal.
@@ -386,6 +359,7 @@ impl Mailer {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         loop {
             if *stop.borrow() {
+                self.client.close().await;
                 return;
             }
             let wait = match self.send_due(&stop).await {

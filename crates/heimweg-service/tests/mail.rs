@@ -224,7 +224,7 @@ async fn invitations_are_mailed_once_with_a_working_link_and_no_key(backend: Bac
     assert_eq!(report.invitations.len(), 1);
     assert_eq!(report.invitations[0].user.as_str(), "Bernd");
 
-    let mut mailer = Mailer::new(service.clone(), smtp.settings()).await.unwrap();
+    let mut mailer = Mailer::new(service.clone(), smtp.settings()).unwrap();
     let round = mailer.send_due(&go()).await.unwrap();
     assert_eq!(
         round,
@@ -315,9 +315,7 @@ async fn a_failed_attempt_is_retried_later_with_the_same_link(backend: Backend) 
         l.local_addr().unwrap().port()
     };
     let ca = std::fs::read(smtp.dir.join("ca.crt")).unwrap();
-    let mut mailer = Mailer::new(at(t0), settings_for(down, ca.clone()))
-        .await
-        .unwrap();
+    let mut mailer = Mailer::new(at(t0), settings_for(down, ca.clone())).unwrap();
     let round = mailer.send_due(&go()).await.unwrap();
     // One attempt, then the round ends: the others are not charged an attempt.
     assert_eq!((round.sent, round.deferred, round.released), (0, 1, 2));
@@ -329,14 +327,14 @@ async fn a_failed_attempt_is_retried_later_with_the_same_link(backend: Backend) 
 
     // The server is back; a minute later everything due goes out, the refused recipient fails
     // for good, the busy one waits.
-    let mut mailer = Mailer::new(at(t0 + 61), smtp.settings()).await.unwrap();
+    let mut mailer = Mailer::new(at(t0 + 61), smtp.settings()).unwrap();
     let round = mailer.send_due(&go()).await.unwrap();
     assert_eq!(
         (round.sent, round.failed, round.deferred),
         (1, 1, 1),
         "{round:?}"
     );
-    let mut mailer = Mailer::new(at(t0 + 62), smtp.settings()).await.unwrap();
+    let mut mailer = Mailer::new(at(t0 + 62), smtp.settings()).unwrap();
     // The rest of the round was handed back when the busy one failed; nothing of it is lost.
     let round2 = mailer.send_due(&go()).await.unwrap();
     let list = at(t0).invitations(&Caller::system(), 10).await.unwrap();
@@ -356,7 +354,7 @@ async fn a_failed_attempt_is_retried_later_with_the_same_link(backend: Backend) 
     let mut t = t0 + 62;
     for _ in 0..MAX_ATTEMPTS {
         t += 3600;
-        let mut mailer = Mailer::new(at(t), smtp.settings()).await.unwrap();
+        let mut mailer = Mailer::new(at(t), smtp.settings()).unwrap();
         mailer.send_due(&go()).await.unwrap();
     }
     let list = at(t).invitations(&Caller::system(), 10).await.unwrap();
@@ -391,7 +389,12 @@ async fn a_stopped_sender_hands_back_its_claims_and_none_is_lost_or_sent_twice(b
         }
         stop.send(true).unwrap();
     });
-    let mut a = Mailer::new(s.clone(), smtp.settings()).await.unwrap();
+    // Paced at 10 ms a mail, so that the stop comes while the queue is far from empty.
+    let paced = MailSettings {
+        per_minute: 6_000,
+        ..smtp.settings()
+    };
+    let mut a = Mailer::new(s.clone(), paced).unwrap();
     let first = a.send_due(&stopped).await.unwrap();
     watcher.await.unwrap();
     assert!(first.sent >= 12 && first.sent < 60, "{first:?}");
@@ -417,14 +420,10 @@ async fn a_stopped_sender_hands_back_its_claims_and_none_is_lost_or_sent_twice(b
         .await
         .unwrap();
     assert_eq!(held.len(), 5);
-    let mut b = Mailer::new(sealed(&service, now + 1), smtp.settings())
-        .await
-        .unwrap();
+    let mut b = Mailer::new(sealed(&service, now + 1), smtp.settings()).unwrap();
     let second = b.send_due(&go()).await.unwrap();
     assert_eq!(second.sent, 60 - first.sent - 5);
-    let mut b = Mailer::new(sealed(&service, now + 121), smtp.settings())
-        .await
-        .unwrap();
+    let mut b = Mailer::new(sealed(&service, now + 121), smtp.settings()).unwrap();
     assert_eq!(b.send_due(&go()).await.unwrap().sent, 5);
     let mails = smtp.mails();
     assert_eq!(mails.len(), 60);
@@ -449,12 +448,8 @@ async fn two_gateways_share_the_queue_and_send_each_mail_once(backend: Backend) 
     let now = service.now();
     import(&sealed(&service, now), &people(80)).await;
     let other = Service::new(db.open().await);
-    let mut a = Mailer::new(sealed(&service, now), smtp.settings())
-        .await
-        .unwrap();
-    let mut b = Mailer::new(sealed(&other, now), smtp.settings())
-        .await
-        .unwrap();
+    let mut a = Mailer::new(sealed(&service, now), smtp.settings()).unwrap();
+    let mut b = Mailer::new(sealed(&other, now), smtp.settings()).unwrap();
     let (ra, rb) = tokio::join!(async { a.send_due(&go()).await.unwrap() }, async {
         b.send_due(&go()).await.unwrap()
     },);
@@ -474,7 +469,6 @@ async fn a_reminder_mails_a_new_link_and_the_old_one_stops_working(backend: Back
     let s = sealed(&service, t0);
     import(&s, LIST).await;
     Mailer::new(s.clone(), smtp.settings())
-        .await
         .unwrap()
         .send_due(&go())
         .await
@@ -513,7 +507,6 @@ async fn a_reminder_mails_a_new_link_and_the_old_one_stops_working(backend: Back
         .unwrap();
     assert_eq!((again.queued, again.pending), (0, 1));
     Mailer::new(later.clone(), smtp.settings())
-        .await
         .unwrap()
         .send_due(&go())
         .await
