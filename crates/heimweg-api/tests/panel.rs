@@ -1292,10 +1292,68 @@ async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) 
     assert_eq!(sheets.matches("<section class=\"sheet\">").count(), 2);
     assert!(sheets.contains("Cem-iPad") && sheets.contains("IT-Service &lt;42&gt;"));
 
-    // The rollout view counts every invitation of both lists.
+    // By mail: Dora's invitation waits in the queue, not in the list; Emil has no address.
+    let mailed = "user;email;device\nDora;dora@stadt.example;Doras iPad\nEmil;;Emils iPad\n";
+    let page = admin
+        .post(
+            &env,
+            "/import",
+            &[
+                ("_csrf", &csrf),
+                ("csv", mailed),
+                ("mail", "1"),
+                ("action", "import"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(page.body.contains(r#"id="import-mailed""#));
+    let b64 = page
+        .body
+        .split("data:text/csv;base64,")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let csv = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(
+        csv.contains("Emils iPad") && !csv.contains("Doras iPad"),
+        "{csv}"
+    );
+    assert_eq!(env.state.service.mail_counts().await.unwrap().queued, 1);
+
+    // The rollout view counts every invitation of the three lists and lists Dora's mail.
     let page = admin.get(&env, "/rollout").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("<td>1502</td>"), "{}", page.excerpt());
+    assert!(page.body.contains("<td>1504</td>"), "{}", page.excerpt());
+    assert!(page.body.contains(r#"id="remind""#) && page.body.contains("dora@stadt.example"));
+
+    // The helpdesk sees it but cannot remind; an admin reminds everyone with an unused link
+    // and an address, except Dora, whose first mail still waits.
+    let page = helpdesk.get(&env, "/rollout").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(r#"id="remind""#));
+    let hcsrf = helpdesk.csrf(&env).await;
+    let page = helpdesk
+        .post(
+            &env,
+            "/rollout/remind",
+            &[("_csrf", &hcsrf), ("expires_in_hours", "48")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(env.state.service.mail_counts().await.unwrap().queued, 1);
+    let page = admin
+        .post(
+            &env,
+            "/rollout/remind",
+            &[("_csrf", &csrf), ("expires_in_hours", "48")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    assert_eq!(env.state.service.mail_counts().await.unwrap().queued, 1501);
 
     // Without a session a body that large is refused before any handler.
     let mut stranger = Browser::default();

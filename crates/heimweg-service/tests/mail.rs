@@ -529,3 +529,53 @@ async fn a_reminder_mails_a_new_link_and_the_old_one_stops_working(backend: Back
         .iter()
         .any(|e| e.action.as_str() == "link.remind" && e.subject == "Annas iPad"));
 }
+
+/// Settings that would send in the clear over a network, or that cannot be read, are refused
+/// before anything is sent, each saying which setting is wrong.
+#[tokio::test]
+async fn wrong_mail_settings_are_refused_with_the_setting_named() {
+    let Some((_db, service)) = service(Backend::Sqlite, "mail-settings").await else {
+        return;
+    };
+    let service = sealed(&service, 0);
+    let good = MailSettings {
+        ca_pem: None,
+        ..settings_for(587, vec![])
+    };
+    let refused = |s: MailSettings| {
+        let e = Mailer::new(service.clone(), s).unwrap_err();
+        e.to_string()
+    };
+    assert!(refused(MailSettings {
+        from: "not an address".into(),
+        ..good.clone()
+    })
+    .contains("HEIMWEG_MAIL_FROM"));
+    assert!(refused(MailSettings {
+        per_minute: 0,
+        ..good.clone()
+    })
+    .contains("HEIMWEG_MAIL_PER_MINUTE"));
+    assert!(refused(MailSettings {
+        host: "mail.stadt.example".into(),
+        security: SmtpSecurity::None,
+        ..good.clone()
+    })
+    .contains("HEIMWEG_SMTP_SECURITY"));
+    assert!(refused(MailSettings {
+        ca_pem: Some(b"-----BEGIN CERTIFICATE-----\nnot base64\n".to_vec()),
+        ..good.clone()
+    })
+    .contains("HEIMWEG_SMTP_CA_FILE"));
+    // A CA file cut short is refused too, and without the gateway key nothing can be sealed.
+    let unsealed = Mailer::new(service.clone().with_fixed_clock(0), good.clone());
+    assert!(unsealed.is_ok(), "{:?}", unsealed.err());
+    assert!(Mailer::new(
+        common::service(Backend::Sqlite, "mail-nokey")
+            .await
+            .unwrap()
+            .1,
+        good
+    )
+    .is_err());
+}
