@@ -29,18 +29,10 @@ ol, ul { margin: 1mm 0; padding-left: 5mm; } li { margin: 0.6mm 0; }
 hr { border: 0; border-top: 1px solid #999; margin: 4mm 0 3mm; }
 @media screen { .sheet { max-width: 178mm; margin: 8mm auto; padding-bottom: 8mm; border-bottom: 2px dashed #999; } }";
 
-/// The date a link stops working, as a reader in Germany writes it (UTC).
-fn date(at: i64) -> String {
-    jiff::Timestamp::from_second(at).map_or_else(
-        |_| at.to_string(),
-        |t| t.strftime("%d.%m.%Y %H:%M UTC").to_string(),
-    )
-}
-
 fn sheet(s: &Sheet<'_>, helpdesk: &str) -> Markup {
     // A QR code of a link of heimweg's own making fits easily; without one the text stays.
     let qr = Qr::encode(s.link).map(|q| q.to_svg()).unwrap_or_default();
-    let until = date(s.expires_at);
+    let until = heimweg_control::invitation::deadline(s.expires_at);
     html! {
         section.sheet {
             div.top {
@@ -146,7 +138,7 @@ mod tests {
         assert!(doc.contains("Jürgen &lt;script&gt;") && doc.contains("Dienst-iPad &amp; Co"));
         assert!(doc.contains("https://vpn.stadt.example/enroll/hw_def"));
         assert_eq!(doc.matches("<svg").count(), 2, "a QR code each");
-        assert!(doc.contains("02.01.1970 00:00 UTC"));
+        assert!(doc.contains("02.01.1970 01:00 CET"));
         let german = doc.find("So geht es").unwrap();
         let english = doc.find("VPN access for").unwrap();
         assert!(german < english, "German first");

@@ -19,13 +19,19 @@ pub struct InvitationMail<'a> {
     pub reminder: bool,
 }
 
-/// The date a link stops working, as a reader in Germany writes it (UTC, as on the printed
-/// sheet).
-fn until(at: i64) -> String {
-    jiff::Timestamp::from_second(at).map_or_else(
-        |_| at.to_string(),
-        |t| t.strftime("%d.%m.%Y %H:%M UTC").to_string(),
-    )
+/// Where the staff a link is for live: its deadline is shown in their local time.
+pub const LOCAL_TIME_ZONE: &str = "Europe/Berlin";
+
+/// When a link stops working, as a reader in Germany writes it, in their local time with the
+/// zone's abbreviation ("12.12.2026 10:27 CET"); in UTC if the zone is unknown.
+pub fn deadline(at: i64) -> String {
+    let Ok(t) = jiff::Timestamp::from_second(at) else {
+        return at.to_string();
+    };
+    match jiff::tz::TimeZone::get(LOCAL_TIME_ZONE) {
+        Ok(tz) => t.to_zoned(tz).strftime("%d.%m.%Y %H:%M %Z").to_string(),
+        Err(_) => t.strftime("%d.%m.%Y %H:%M UTC").to_string(),
+    }
 }
 
 /// One paragraph or list item in both renderings.
@@ -69,7 +75,7 @@ impl InvitationMail<'_> {
                 "Der Link funktioniert einmal und bis {}.{} Diese E-Mail enthält keinen \
                  Schlüssel: den bekommt nur das Gerät, das den Link öffnet. Bitte leiten Sie \
                  sie nicht weiter.",
-                until(self.expires_at),
+                deadline(self.expires_at),
                 if self.reminder {
                     " Er ersetzt den Link aus der früheren E-Mail, der nicht mehr gilt."
                 } else {
@@ -102,7 +108,7 @@ impl InvitationMail<'_> {
             Block::Para(format!(
                 "The link works once and until {}.{} This mail holds no key: only the device \
                  that opens the link gets one. Please do not forward it.",
-                until(self.expires_at),
+                deadline(self.expires_at),
                 if self.reminder {
                     " It replaces the link of the earlier mail, which no longer works."
                 } else {
@@ -204,7 +210,7 @@ mod tests {
         let en = text.find("Hello").unwrap();
         assert!(de < en);
         assert!(text.contains("\n   https://vpn.stadt.example/enroll/hw_abc\n"));
-        assert!(text.contains("06.12.2025 05:46 UTC"));
+        assert!(text.contains("06.12.2025 06:46 CET"), "{text}");
         assert!(text.contains("Hilfe: IT-Service, Tel. 1234"));
         let html = m.html();
         assert!(html.contains("Jürgen &lt;Weiß&gt;"));
@@ -212,6 +218,16 @@ mod tests {
         assert!(!html.contains("<Weiß>"));
         assert!(html.contains("href=\"https://vpn.stadt.example/enroll/hw_abc\""));
         assert!(!text.contains("Erinnerung") && !m.subject().contains("Erinnerung"));
+    }
+
+    #[test]
+    fn deadlines_are_in_berlin_time_across_the_clock_changes() {
+        // 2026-03-29 00:30 UTC is 01:30 CET; 01:30 UTC, after the change, 03:30 CEST.
+        assert_eq!(deadline(1_774_744_200), "29.03.2026 01:30 CET");
+        assert_eq!(deadline(1_774_747_800), "29.03.2026 03:30 CEST");
+        // 2026-10-25 00:20 UTC is 02:20 CEST; 01:00 UTC, after the change back, 02:00 CET.
+        assert_eq!(deadline(1_792_887_600), "25.10.2026 02:20 CEST");
+        assert_eq!(deadline(1_792_890_000), "25.10.2026 02:00 CET");
     }
 
     #[test]
