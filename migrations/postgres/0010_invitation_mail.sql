@@ -10,6 +10,8 @@ CREATE TABLE invitation_mails (
     -- queued, sending, sent, failed, cancelled
     state           TEXT NOT NULL,
     attempts        BIGINT NOT NULL DEFAULT 0,
+    -- every claim counts up: a sender whose lease ran out can no longer change the mail
+    claims          BIGINT NOT NULL DEFAULT 0,
     next_attempt_at BIGINT NOT NULL,
     lease_until     BIGINT,
     sealed_secret   TEXT,
@@ -20,7 +22,7 @@ CREATE TABLE invitation_mails (
     sent_at         BIGINT
 );
 CREATE INDEX invitation_mails_due ON invitation_mails (state, next_attempt_at);
-CREATE INDEX invitation_mails_link ON invitation_mails (link_id);
+CREATE INDEX invitation_mails_link ON invitation_mails (link_id, id);
 -- When the link's page was first opened, the device its redemption made (for "connected"), and
 -- the comparison key of its owner's name (heimweg fills it for the links there are), so that a
 -- link finds its person's mail address.

@@ -9,6 +9,8 @@ CREATE TABLE invitation_mails (
     -- queued, sending, sent, failed, cancelled
     state           TEXT NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
+    -- every claim counts up: a sender whose lease ran out can no longer change the mail
+    claims          INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     lease_until     INTEGER,
     sealed_secret   TEXT,
@@ -19,7 +21,7 @@ CREATE TABLE invitation_mails (
     sent_at         INTEGER
 );
 CREATE INDEX invitation_mails_due ON invitation_mails (state, next_attempt_at);
-CREATE INDEX invitation_mails_link ON invitation_mails (link_id);
+CREATE INDEX invitation_mails_link ON invitation_mails (link_id, id);
 -- When the link's page was first opened, the device its redemption made (for "connected"), and
 -- the comparison key of its owner's name (heimweg fills it for the links there are), so that a
 -- link finds its person's mail address.

@@ -53,8 +53,9 @@ pub struct ImportArgs {
     #[arg(long, default_value_t = 168)]
     link_hours: u32,
     /// Write the new links (user, email, device, group, link, expires) to this CSV file,
-    /// mode 0600: the only copy of the links. Required unless --dry-run or --mail.
-    #[arg(long, required_unless_present_any = ["dry_run", "mail"])]
+    /// mode 0600: the only copy of the links (with --mail, of those for people without an
+    /// address). Required unless --dry-run.
+    #[arg(long, required_unless_present = "dry_run")]
     invitations: Option<PathBuf>,
     /// Mail each invitation whose person has an address (`heimweg serve` sends them through
     /// its mail queue); only the others go to --invitations and --sheets.

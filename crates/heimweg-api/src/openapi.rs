@@ -354,13 +354,14 @@ pub fn document() -> Value {
           &[("200", reply("Per group and in total", Some("Rollout")))]) },
         "/api/v1/invitations": { "get": op(
           "Each invitation (newest first) with its latest mail (queued, sending, sent, failed, \
-           cancelled), whether its link was opened and used, and the device's last handshake",
+           cancelled), whether its link was opened and used, and the device's last handshake \
+           (needs users:read too: it lists mail addresses)",
           Some("devices:read"), vec![query_param("limit", "integer", "default 500")], None,
           &[("200", reply("Invitations", Some("Invitations")))]) },
         "/api/v1/invitations/remind": { "post": op(
           "Mail a new link to everyone whose invitation is unused and who has a mail address \
            (the earlier link stops working when the reminder is sent); each link stays open \
-           for link_hours from now",
+           for link_hours from now (needs users:write too)",
           Some("devices:write"), vec![], Some(body("Remind")),
           &[("200", reply("How many reminders were queued", Some("Reminded")))]) },
         "/api/v1/groups": {

@@ -255,6 +255,7 @@ pub(crate) async fn invitations(
     caller: Caller,
     params: Result<Query<InvitationParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.0.require(Scope::UsersRead)?;
     caller.0.require(Scope::DevicesRead)?;
     let Query(params) = params?;
     let limit = params.limit.unwrap_or(500).clamp(1, 10_000);
@@ -294,6 +295,7 @@ pub(crate) async fn remind(
     caller: Caller,
     body: Result<Json<Remind>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.0.require(Scope::UsersWrite)?;
     caller.0.require(Scope::DevicesWrite)?;
     let Json(req) = body?;
     let group = req.group.as_deref().map(|g| name("group", g)).transpose()?;

@@ -92,6 +92,9 @@ impl std::fmt::Debug for MailSettings {
 /// How long a claim lasts: longer than a batch takes at the slowest pace plus one SMTP
 /// timeout.
 const LEASE_SECS: i64 = 120;
+/// A batch still unsent this long after its claim goes back: a mail started now ends (or
+/// times out twice over) within the lease, so no claim outlives its lease in this sender.
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
 /// A mail that could not be sent this many times has failed for good.
 pub const MAX_ATTEMPTS: i64 = 10;
 /// How often the queue is looked at when nothing wakes the sender: mails queued by another
@@ -222,75 +225,115 @@ impl Mailer {
     pub async fn send_due(&mut self, stop: &watch::Receiver<bool>) -> Result<SendRound> {
         let mut round = SendRound::default();
         loop {
-            let sealer = self.service.sealer()?;
-            let fresh = (0..self.batch())
-                .map(|_| {
-                    let secret = generate_token();
-                    FreshSecret {
-                        token_hash: token_hash(&secret),
-                        sealed: sealer.seal(secret.as_bytes()),
-                        message_id: format!(
-                            "<{}@{}>",
-                            secrets::random_token(18),
-                            self.from.email.domain()
-                        ),
-                    }
-                })
-                .collect();
-            let claimed = self
-                .service
-                .store
-                .claim_mails(self.service.now(), LEASE_SECS, fresh)
-                .await?;
-            if claimed.is_empty() {
+            let claimed = self.claim_batch().await?;
+            if claimed.is_empty() || !self.send_batch(claimed, stop, &mut round).await? {
                 return Ok(round);
             }
-            let mut rest = claimed.into_iter();
-            while let Some(mail) = rest.next() {
-                if *stop.borrow() {
-                    let ids: Vec<i64> = std::iter::once(mail.id)
-                        .chain(rest.by_ref().map(|m| m.id))
-                        .collect();
-                    self.service.store.release_mails(&ids).await?;
-                    round.released += ids.len();
-                    return Ok(round);
+        }
+    }
+
+    /// Claims what is due, with a fresh sealed secret ready for each mail that needs one.
+    async fn claim_batch(&self) -> Result<Vec<ClaimedMail>> {
+        let sealer = self.service.sealer()?;
+        let fresh = (0..self.batch())
+            .map(|_| {
+                let secret = generate_token();
+                FreshSecret {
+                    token_hash: token_hash(&secret),
+                    sealed: sealer.seal(secret.as_bytes()),
+                    message_id: format!(
+                        "<{}@{}>",
+                        secrets::random_token(18),
+                        self.from.email.domain()
+                    ),
                 }
-                self.pace
-                    .get_or_insert_with(|| {
-                        let period = Duration::from_secs(60) / self.settings.per_minute;
-                        let mut pace = tokio::time::interval(period);
-                        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        pace
-                    })
-                    .tick()
-                    .await;
-                match self.attempt(&mail).await {
-                    Outcome::Sent => {
-                        self.service
-                            .store
-                            .mail_sent(mail.id, self.service.now())
-                            .await?;
-                        self.trouble_backoff = Duration::ZERO;
-                        round.sent += 1;
-                    }
-                    Outcome::Refused(e) => {
-                        tracing::warn!(mail = mail.id, error = %e, "the mail server refused an invitation");
-                        self.service.store.mail_failed(mail.id, &e, None).await?;
-                        round.failed += 1;
-                    }
-                    Outcome::Deferred(e) => self.defer(&mail, &e, &mut round).await?,
-                    Outcome::ServerTrouble(e) => {
-                        self.defer(&mail, &e, &mut round).await?;
-                        // The rest of the batch goes back as it was: their turn comes when
-                        // the server answers again.
-                        let ids: Vec<i64> = rest.by_ref().map(|m| m.id).collect();
-                        self.service.store.release_mails(&ids).await?;
-                        round.released += ids.len();
-                        self.trouble_backoff = (self.trouble_backoff * 2)
-                            .clamp(Duration::from_secs(30), Duration::from_secs(600));
-                        return Ok(round);
-                    }
+            })
+            .collect();
+        Ok(self
+            .service
+            .store
+            .claim_mails(self.service.now(), LEASE_SECS, fresh)
+            .await?)
+    }
+
+    /// Sends a claimed batch; false when the round ends (asked to stop, or the server
+    /// failed). What is not sent goes back: when stopping, when the server fails, and before
+    /// the lease could run out under a slow server (then the round goes on with a new claim).
+    async fn send_batch(
+        &mut self,
+        claimed: Vec<ClaimedMail>,
+        stop: &watch::Receiver<bool>,
+        round: &mut SendRound,
+    ) -> Result<bool> {
+        let claimed_at = std::time::Instant::now();
+        let mut rest = claimed.into_iter();
+        while let Some(mail) = rest.next() {
+            let lease_ending = claimed_at.elapsed() > LEASE_MARGIN;
+            if lease_ending || !self.paced(stop).await {
+                let back: Vec<(i64, i64)> = std::iter::once(mail)
+                    .chain(rest)
+                    .map(|m| (m.id, m.claim))
+                    .collect();
+                self.service.store.release_mails(&back, None).await?;
+                round.released += back.len();
+                return Ok(lease_ending && !*stop.borrow());
+            }
+            let store = self.service.store.clone();
+            match self.attempt(&mail).await {
+                Outcome::Sent => {
+                    store
+                        .mail_sent(mail.id, mail.claim, self.service.now())
+                        .await?;
+                    self.trouble_backoff = Duration::ZERO;
+                    round.sent += 1;
                 }
+                Outcome::Refused(e) => {
+                    tracing::warn!(mail = mail.id, error = %e, "the mail server refused an invitation");
+                    store.mail_failed(mail.id, mail.claim, &e, None).await?;
+                    round.failed += 1;
+                }
+                Outcome::Deferred(e) => self.defer(&mail, &e, round).await?,
+                Outcome::ServerTrouble(e) => {
+                    // No fault of the mails': this one and the rest go back as they were, no
+                    // attempt counted (the links' expiry bounds how long they wait), and their
+                    // turn comes when the server answers again.
+                    tracing::warn!(error = %e, "the mail server could not be used; trying again later");
+                    store
+                        .release_mails(&[(mail.id, mail.claim)], Some(&e))
+                        .await?;
+                    let back: Vec<(i64, i64)> = rest.map(|m| (m.id, m.claim)).collect();
+                    store.release_mails(&back, None).await?;
+                    round.released += back.len() + 1;
+                    self.trouble_backoff = (self.trouble_backoff * 2)
+                        .clamp(Duration::from_secs(30), Duration::from_secs(600));
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits for the pace's next tick; false if asked to stop meanwhile.
+    async fn paced(&mut self, stop: &watch::Receiver<bool>) -> bool {
+        if *stop.borrow() {
+            return false;
+        }
+        let per_minute = self.settings.per_minute;
+        let pace = self.pace.get_or_insert_with(|| {
+            let mut pace = tokio::time::interval(Duration::from_secs(60) / per_minute);
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            pace
+        });
+        let mut stop = stop.clone();
+        tokio::select! {
+            _ = pace.tick() => true,
+            asked = async { stop.wait_for(|s| *s).await.is_ok() } => {
+                if asked {
+                    return false;
+                }
+                // Nobody can ask any more (the sender of `stop` is gone): just the pace.
+                pace.tick().await;
+                true
             }
         }
     }
@@ -302,7 +345,7 @@ impl Mailer {
         tracing::warn!(mail = mail.id, attempt = mail.attempt, %error, "an invitation could not be sent");
         self.service
             .store
-            .mail_failed(mail.id, error, retry)
+            .mail_failed(mail.id, mail.claim, error, retry)
             .await?;
         if retry.is_some() {
             round.deferred += 1;
@@ -358,7 +401,8 @@ impl Mailer {
     /// time or [`POLL`], whichever is first. An orderly stop finishes the mail in flight.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         loop {
-            if *stop.borrow() {
+            let stopped = *stop.borrow();
+            if stopped {
                 self.client.close().await;
                 return;
             }
@@ -427,6 +471,8 @@ impl Service {
         group: Option<&Name>,
         link_hours: LinkHours,
     ) -> Result<RemindOutcome> {
+        // It writes to people: as the import that invites them.
+        caller.require(Scope::UsersWrite)?;
         caller.require(Scope::DevicesWrite)?;
         let now = self.now();
         let out = self
@@ -441,6 +487,8 @@ impl Service {
 
     /// Invitations, newest first, with their latest mail and how far their person got.
     pub async fn invitations(&self, caller: &Caller, limit: u32) -> Result<Vec<InvitationStatus>> {
+        // The list holds staff's mail addresses.
+        caller.require(Scope::UsersRead)?;
         caller.require(Scope::DevicesRead)?;
         Ok(self.store.invitations(limit).await?)
     }

@@ -109,11 +109,10 @@ impl Service {
                 ServiceError::NotReady("a profile needs the device's private key".into())
             })?;
             let stem = enrolled.file_name.trim_end_matches(".conf");
-            files.push((format!("{stem}.mobileconfig"), self.signed(profile, now)?));
+            files.push((format!("{stem}.mobileconfig"), profile));
             keys.push((name, public_key));
         }
-        let archive =
-            mobileconfig::zip(&files).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let archive = self.archive(files, now).await?;
         let devices = self
             .store
             .rotate_device_keys(caller.actor(), &keys, now)
@@ -124,15 +123,34 @@ impl Service {
 }
 
 impl Service {
-    /// A profile as the export writes it: signed with the organisation's certificate when
-    /// there is one (iOS and macOS then show it as verified; the signature wraps the same
-    /// plist), else the plist itself.
-    fn signed(&self, profile: String, now: i64) -> Result<Vec<u8>> {
-        match &self.profile_signer {
-            Some(signer) => signer
-                .sign(profile.as_bytes(), now)
-                .map_err(|e| ServiceError::NotReady(format!("signing the profiles: {e}"))),
-            None => Ok(profile.into_bytes()),
-        }
+    /// The zip of the profiles as the export writes them: signed with the organisation's
+    /// certificate when there is one (iOS and macOS then show them as verified; the signature
+    /// wraps the same plist), else the plists themselves. Thousands of signatures are
+    /// seconds of CPU: they are made off the async threads.
+    async fn archive(&self, files: Vec<(String, String)>, now: i64) -> Result<Vec<u8>> {
+        let zip = |files: &[(String, Vec<u8>)]| {
+            mobileconfig::zip(files).map_err(|e| ServiceError::Invalid(e.to_string()))
+        };
+        let Some(signer) = self.profile_signer.clone() else {
+            let plain: Vec<(String, Vec<u8>)> = files
+                .into_iter()
+                .map(|(n, p)| (n, p.into_bytes()))
+                .collect();
+            return zip(&plain);
+        };
+        let signed: Vec<(String, Vec<u8>)> = tokio::task::spawn_blocking(move || {
+            files
+                .into_iter()
+                .map(|(name, profile)| {
+                    let signed = signer.sign(profile.as_bytes(), now).map_err(|e| {
+                        ServiceError::NotReady(format!("signing the profiles: {e}"))
+                    })?;
+                    Ok((name, signed))
+                })
+                .collect::<Result<_>>()
+        })
+        .await
+        .map_err(|e| ServiceError::NotReady(format!("signing the profiles: {e}")))??;
+        zip(&signed)
     }
 }

@@ -14,8 +14,8 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use std::time::{Duration, Instant};
 
-/// The SMTP client's bound on connecting and on each mail.
-pub(crate) const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bound on connecting and on each mail: one attempt takes twice this at most.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A session idle this long is closed and a new one opened: servers drop idle clients after
 /// a few minutes, and a mail must not fail on a connection the server already closed.
 const IDLE: Duration = Duration::from_secs(20);

@@ -19,6 +19,8 @@ use tokio::sync::watch;
 mod common;
 
 backend_tests!(
+    a_sender_whose_lease_ran_out_changes_nothing,
+    a_device_invited_twice_is_reminded_once_through_its_newest_link,
     invitations_are_mailed_once_with_a_working_link_and_no_key,
     a_failed_attempt_is_retried_later_with_the_same_link,
     a_stopped_sender_hands_back_its_claims_and_none_is_lost_or_sent_twice,
@@ -317,12 +319,13 @@ async fn a_failed_attempt_is_retried_later_with_the_same_link(backend: Backend) 
     let ca = std::fs::read(smtp.dir.join("ca.crt")).unwrap();
     let mut mailer = Mailer::new(at(t0), settings_for(down, ca.clone())).unwrap();
     let round = mailer.send_due(&go()).await.unwrap();
-    // One attempt, then the round ends: the others are not charged an attempt.
-    assert_eq!((round.sent, round.deferred, round.released), (0, 1, 2));
+    // One try, then the round ends; a server that is down is no fault of the mails: none is
+    // charged an attempt, and the error is noted.
+    assert_eq!((round.sent, round.deferred, round.released), (0, 0, 3));
     let list = at(t0).invitations(&Caller::system(), 10).await.unwrap();
     let tried: Vec<_> = list.iter().filter_map(|i| i.mail.as_ref()).collect();
     assert!(tried.iter().all(|m| m.state == MailState::Queued));
-    assert_eq!(tried.iter().map(|m| m.attempts).sum::<i64>(), 1);
+    assert_eq!(tried.iter().map(|m| m.attempts).sum::<i64>(), 0);
     assert!(tried.iter().any(|m| m.last_error.is_some()));
 
     // The server is back; a minute later everything due goes out, the refused recipient fails
@@ -578,4 +581,81 @@ async fn wrong_mail_settings_are_refused_with_the_setting_named() {
         good
     )
     .is_err());
+}
+
+/// A claim is fenced: once its lease ran out and another sender claimed the mail, the first
+/// one's "sent", "failed" or "hand back" changes nothing, and the second one's counts.
+async fn a_sender_whose_lease_ran_out_changes_nothing(backend: Backend) {
+    let Some((_db, service)) = service(backend, "mail-fence").await else {
+        return;
+    };
+    let now = service.now();
+    import(&sealed(&service, now), &people(1)).await;
+    let store = service.store_for_tests();
+    let fresh = |tag: &str| {
+        let sealer = Sealer::for_gateway(&[7; 32]);
+        vec![FreshSecret {
+            token_hash: heimweg_service::token_hash(tag),
+            sealed: sealer.seal(tag.as_bytes()),
+            message_id: format!("<{tag}@stadt.example>"),
+        }]
+    };
+    let first = store.claim_mails(now, 120, fresh("a")).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store
+        .claim_mails(now + 60, 120, fresh("b"))
+        .await
+        .unwrap()
+        .is_empty());
+    let second = store.claim_mails(now + 121, 120, fresh("c")).await.unwrap();
+    assert_eq!(second.len(), 1);
+    let (id, stale, live) = (first[0].id, first[0].claim, second[0].claim);
+    assert_ne!(stale, live);
+    let state = || async {
+        sealed(&service, now)
+            .invitations(&Caller::system(), 5)
+            .await
+            .unwrap()[0]
+            .mail
+            .clone()
+            .unwrap()
+    };
+    store.release_mails(&[(id, stale)], None).await.unwrap();
+    store.mail_failed(id, stale, "late", None).await.unwrap();
+    store.mail_sent(id, stale, now + 130).await.unwrap();
+    assert_eq!(
+        state().await.state,
+        MailState::Sending,
+        "the stale claim changed nothing"
+    );
+    store.mail_sent(id, live, now + 131).await.unwrap();
+    let m = state().await;
+    assert_eq!((m.state, m.sent_at), (MailState::Sent, Some(now + 131)));
+}
+
+/// A list imported again after its links expired invites the same device a second time; a
+/// reminder goes out once, through the newest link, and leaves the old one expired.
+async fn a_device_invited_twice_is_reminded_once_through_its_newest_link(backend: Backend) {
+    let Some((_db, service)) = service(backend, "mail-twice").await else {
+        return;
+    };
+    let t0 = service.now();
+    let at = |t: i64| sealed(&service, t);
+    let list = "user;email;device\nAnna;aw@stadt.example;Annas iPad\n";
+    import(&at(t0), list).await;
+    let later = t0 + 8 * 86_400;
+    import(&at(later), list).await;
+    let links = at(later).links(&Caller::system(), 10).await.unwrap();
+    assert_eq!(links.len(), 2, "the expired link and a new one");
+    let r = at(later)
+        .remind(&Caller::system(), None, LinkHours::new(48).unwrap())
+        .await
+        .unwrap();
+    // The second import queued a mail for the new link: it is only kept open.
+    assert_eq!((r.queued, r.pending, r.without_address), (0, 1, 0));
+    let links = at(later).links(&Caller::system(), 10).await.unwrap();
+    let old = links.iter().min_by_key(|l| l.id).unwrap();
+    let new = links.iter().max_by_key(|l| l.id).unwrap();
+    assert!(old.expires_at <= later, "the old link stays expired");
+    assert_eq!(new.expires_at, later + 168 * 3600);
 }

@@ -154,6 +154,23 @@ pub(crate) async fn revoke_links_of(tx: &mut Tx<'_>, owner: &Name, now: i64) -> 
     .bind(owner.key())
     .execute(&mut **tx)
     .await?;
+    // Links a gateway of an older version wrote while this one ran have no owner key: their
+    // owner is compared here, as before.
+    let unkeyed: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, owner FROM enrollment_links
+         WHERE owner_key IS NULL AND owner IS NOT NULL AND used_at IS NULL AND revoked_at IS NULL",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    for (id, o) in unkeyed {
+        if heimweg_control::name::name_key(&o) == owner.key() {
+            sqlx::query("UPDATE enrollment_links SET revoked_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
     Ok(())
 }
 

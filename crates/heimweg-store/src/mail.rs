@@ -8,6 +8,7 @@
 
 use crate::db::{audit, Tx};
 use crate::{stored_name, Result, Store, StoreError};
+use heimweg_control::name::name_key;
 use heimweg_control::{Actor, AuditAction, Name};
 
 /// Where a queued mail is.
@@ -69,6 +70,8 @@ pub struct ClaimedMail {
     pub message_id: String,
     /// This claim's attempt, from 1.
     pub attempt: i64,
+    /// The claim's number: what marks it sent, failed or handed back must still hold it.
+    pub claim: i64,
 }
 
 /// One invitation as the rollout's list shows it: the link, its latest mail, how far the
@@ -106,7 +109,8 @@ pub struct RemindOutcome {
     pub queued: usize,
     /// Unused links whose person has no mail address: to be reminded another way.
     pub without_address: usize,
-    /// Unused links with a mail still on its way: left alone.
+    /// Unused links with a mail still on its way: kept open until the new expiry, no second
+    /// mail.
     pub pending: usize,
 }
 
@@ -152,6 +156,7 @@ struct DueRow {
     sealed_secret: Option<String>,
     message_id: Option<String>,
     attempts: i64,
+    claims: i64,
     link_id: i64,
     device_name: String,
     group_name: String,
@@ -163,7 +168,7 @@ struct DueRow {
 }
 
 const DUE: &str = "SELECT m.id, m.recipient, m.reminder, m.sealed_secret, m.message_id, m.attempts,
-        l.id AS link_id, l.device_name, g.name AS group_name, l.owner, l.expires_at, l.used_at,
+        m.claims, l.id AS link_id, l.device_name, g.name AS group_name, l.owner, l.expires_at, l.used_at,
         l.revoked_at, u.disabled_at AS owner_disabled
      FROM invitation_mails m
      JOIN enrollment_links l ON l.id = m.link_id
@@ -193,7 +198,14 @@ impl Store {
         let mut fresh = fresh.into_iter();
         let mut out = Vec::with_capacity(due.len());
         for row in due {
-            if let Some(reason) = cancel_reason(&row, now) {
+            let reason = match cancel_reason(&row, now) {
+                Some(r) => Some(r),
+                None if device_exists(&mut tx, &row.device_name).await? => {
+                    Some("the device was set up another way before its mail went out")
+                }
+                None => None,
+            };
+            if let Some(reason) = reason {
                 sqlx::query(
                     "UPDATE invitation_mails SET state = 'cancelled', sealed_secret = NULL,
                             lease_until = NULL, last_error = $2 WHERE id = $1",
@@ -220,7 +232,8 @@ impl Store {
             };
             sqlx::query(
                 "UPDATE invitation_mails SET state = 'sending', lease_until = $2,
-                        attempts = attempts + 1, sealed_secret = $3, message_id = $4
+                        attempts = attempts + 1, claims = claims + 1, sealed_secret = $3,
+                        message_id = $4
                  WHERE id = $1",
             )
             .bind(row.id)
@@ -229,22 +242,40 @@ impl Store {
             .bind(&message_id)
             .execute(&mut *tx)
             .await?;
-            out.push(claimed(row, sealed, message_id)?);
+            let id = row.id;
+            match claimed(row, sealed, message_id) {
+                Ok(mail) => out.push(mail),
+                // A row that cannot be read fails alone, logged: it must not hold up the
+                // queue behind it round after round.
+                Err(e) => {
+                    tracing::error!(mail = id, error = %e, "an invitation mail cannot be read");
+                    sqlx::query(
+                        "UPDATE invitation_mails SET state = 'failed', sealed_secret = NULL,
+                                lease_until = NULL, last_error = $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(format!("cannot be read: {e}"))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(out)
     }
 
-    /// The mail went out: its sealed secret is dropped.
-    pub async fn mail_sent(&self, id: i64, now: i64) -> Result<()> {
+    /// The mail went out: its sealed secret is dropped. Nothing changes unless `claim` is
+    /// still the mail's claim (a sender whose lease ran out has lost it).
+    pub async fn mail_sent(&self, id: i64, claim: i64, now: i64) -> Result<()> {
         let mut tx = self.write(&Actor::System).await?;
         sqlx::query(
             "UPDATE invitation_mails SET state = 'sent', sent_at = $2, sealed_secret = NULL,
                     lease_until = NULL, last_error = NULL
-             WHERE id = $1 AND state = 'sending'",
+             WHERE id = $1 AND state = 'sending' AND claims = $3",
         )
         .bind(id)
         .bind(now)
+        .bind(claim)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -252,46 +283,59 @@ impl Store {
     }
 
     /// A sending attempt failed: the mail waits until `retry_at` (keeping its link's secret,
-    /// so that the retry sends the same link), or, without one, has failed for good.
-    pub async fn mail_failed(&self, id: i64, error: &str, retry_at: Option<i64>) -> Result<()> {
+    /// so that the retry sends the same link), or, without one, has failed for good. Only
+    /// while `claim` holds.
+    pub async fn mail_failed(
+        &self,
+        id: i64,
+        claim: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<()> {
         let mut tx = self.write(&Actor::System).await?;
         let error: String = error.chars().take(500).collect();
         let query = match retry_at {
             Some(at) => sqlx::query(
                 "UPDATE invitation_mails SET state = 'queued', next_attempt_at = $3,
                         lease_until = NULL, last_error = $2
-                 WHERE id = $1 AND state = 'sending'",
+                 WHERE id = $1 AND state = 'sending' AND claims = $4",
             )
             .bind(id)
             .bind(&error)
-            .bind(at),
+            .bind(at)
+            .bind(claim),
             None => sqlx::query(
                 "UPDATE invitation_mails SET state = 'failed', sealed_secret = NULL,
                         lease_until = NULL, last_error = $2
-                 WHERE id = $1 AND state = 'sending'",
+                 WHERE id = $1 AND state = 'sending' AND claims = $3",
             )
             .bind(id)
-            .bind(&error),
+            .bind(&error)
+            .bind(claim),
         };
         query.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Hands claims back unsent (a sender that stops, or the rest of a batch after a server
-    /// failure): queued again, due at once, the attempt not counted.
-    pub async fn release_mails(&self, ids: &[i64]) -> Result<()> {
-        if ids.is_empty() {
+    /// Hands claims (mail, claim) back unsent, due at once, the attempt not counted: a sender
+    /// that stops, the rest of a batch after a server failure, or (with `error`) the mail a
+    /// server failure met, which is no fault of the mail's. Only claims that still hold.
+    pub async fn release_mails(&self, claims: &[(i64, i64)], error: Option<&str>) -> Result<()> {
+        if claims.is_empty() {
             return Ok(());
         }
+        let error: Option<String> = error.map(|e| e.chars().take(500).collect());
         let mut tx = self.write(&Actor::System).await?;
-        for id in ids {
+        for (id, claim) in claims {
             sqlx::query(
                 "UPDATE invitation_mails SET state = 'queued', lease_until = NULL,
-                        attempts = attempts - 1
-                 WHERE id = $1 AND state = 'sending'",
+                        attempts = attempts - 1, last_error = COALESCE($3, last_error)
+                 WHERE id = $1 AND state = 'sending' AND claims = $2",
             )
             .bind(id)
+            .bind(claim)
+            .bind(error.as_deref())
             .execute(&mut *tx)
             .await?;
         }
@@ -352,21 +396,24 @@ impl Store {
              FROM enrollment_links l JOIN users u ON u.name_key = l.owner_key
              WHERE l.used_at IS NULL AND l.revoked_at IS NULL AND u.disabled_at IS NULL
                AND ($1 < 0 OR l.group_id = $1)
-             ORDER BY l.id",
+             ORDER BY l.id DESC",
         )
         .bind(group_id.unwrap_or(-1))
         .fetch_all(&mut *tx)
         .await?;
         let mut out = RemindOutcome::default();
+        // Newest first: a device invited twice (a list imported again after its link expired)
+        // is reminded through its newest link only.
+        let mut seen = std::collections::HashSet::new();
         for (link_id, device, email, pending) in rows {
+            if !seen.insert(name_key(&device)) || device_exists(&mut tx, &device).await? {
+                continue;
+            }
             let Some(email) = email else {
                 out.without_address += 1;
                 continue;
             };
-            if pending > 0 {
-                out.pending += 1;
-                continue;
-            }
+            // A mail still on its way carries the link: it only needs the link to stay open.
             sqlx::query(
                 "UPDATE enrollment_links SET expires_at = $2 WHERE id = $1 AND expires_at < $2",
             )
@@ -374,6 +421,10 @@ impl Store {
             .bind(expires_at)
             .execute(&mut *tx)
             .await?;
+            if pending > 0 {
+                out.pending += 1;
+                continue;
+            }
             queue_mail(&mut tx, actor, link_id, &email, true, now).await?;
             audit(
                 &mut tx,
@@ -415,6 +466,15 @@ impl Store {
     }
 }
 
+/// Whether a device of this name exists (any state: a revoked one's name is taken too).
+async fn device_exists(tx: &mut Tx<'_>, device_name: &str) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM devices WHERE name_key = $1")
+        .bind(name_key(device_name))
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(found.is_some())
+}
+
 /// Why a due mail is not to be sent any more, if it is not.
 fn cancel_reason(row: &DueRow, now: i64) -> Option<&'static str> {
     if row.used_at.is_some() {
@@ -446,6 +506,7 @@ fn claimed(row: DueRow, sealed_secret: String, message_id: String) -> Result<Cla
         sealed_secret,
         message_id,
         attempt: row.attempts + 1,
+        claim: row.claims + 1,
     })
 }
 
