@@ -1164,6 +1164,19 @@ async fn a_groups_devices_get_their_mdm_profiles_as_one_zip(backend: Backend) {
 /// The import page: a check that changes nothing, the import with its invitation list offered
 /// once as a download, a list far larger than an ordinary form for a signed-in admin only, and
 /// nothing for the helpdesk.
+/// The file a page offers as a `data:` download of `mime`, decoded.
+fn download(body: &str, mime: &str) -> String {
+    let b64 = body
+        .split(&format!("data:{mime};base64,"))
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
 async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) {
     let Some(env) = env(backend, "import_panel").await else {
         return;
@@ -1228,16 +1241,7 @@ async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) 
     assert!(page.body.contains(r#"id="import-done""#));
     let users = env.store().users(None, 10, 0, unix_now()).await.unwrap();
     assert_eq!(users.total, 1500);
-    let b64 = page
-        .body
-        .split("data:text/csv;base64,")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let csv = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
-    let csv = String::from_utf8(csv).unwrap();
+    let csv = download(&page.body, "text/csv");
     assert_eq!(
         csv.lines().count(),
         1501,
@@ -1279,16 +1283,7 @@ async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) 
             ],
         )
         .await;
-    let b64 = page
-        .body
-        .split("data:text/html;base64,")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let sheets = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
-    let sheets = String::from_utf8(sheets).unwrap();
+    let sheets = download(&page.body, "text/html");
     assert_eq!(sheets.matches("<section class=\"sheet\">").count(), 2);
     assert!(sheets.contains("Cem-iPad") && sheets.contains("IT-Service &lt;42&gt;"));
 
@@ -1308,16 +1303,7 @@ async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) 
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
     assert!(page.body.contains(r#"id="import-mailed""#));
-    let b64 = page
-        .body
-        .split("data:text/csv;base64,")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let csv = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
-    let csv = String::from_utf8(csv).unwrap();
+    let csv = download(&page.body, "text/csv");
     assert!(
         csv.contains("Emils iPad") && !csv.contains("Doras iPad"),
         "{csv}"
