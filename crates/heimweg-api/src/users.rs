@@ -255,8 +255,9 @@ pub(crate) async fn invitations(
     caller: Caller,
     params: Result<Query<InvitationParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.0.require(Scope::UsersRead)?;
+    // The documented scope first, so that its refusal names it.
     caller.0.require(Scope::DevicesRead)?;
+    caller.0.require(Scope::UsersRead)?;
     let Query(params) = params?;
     let limit = params.limit.unwrap_or(500).clamp(1, 10_000);
     let now = st.service.now();
@@ -295,8 +296,8 @@ pub(crate) async fn remind(
     caller: Caller,
     body: Result<Json<Remind>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.0.require(Scope::UsersWrite)?;
     caller.0.require(Scope::DevicesWrite)?;
+    caller.0.require(Scope::UsersWrite)?;
     let Json(req) = body?;
     let group = req.group.as_deref().map(|g| name("group", g)).transpose()?;
     let hours = LinkHours::new(req.link_hours.unwrap_or(168))

@@ -472,8 +472,8 @@ impl Service {
         link_hours: LinkHours,
     ) -> Result<RemindOutcome> {
         // It writes to people: as the import that invites them.
-        caller.require(Scope::UsersWrite)?;
         caller.require(Scope::DevicesWrite)?;
+        caller.require(Scope::UsersWrite)?;
         let now = self.now();
         let out = self
             .store
@@ -488,8 +488,8 @@ impl Service {
     /// Invitations, newest first, with their latest mail and how far their person got.
     pub async fn invitations(&self, caller: &Caller, limit: u32) -> Result<Vec<InvitationStatus>> {
         // The list holds staff's mail addresses.
-        caller.require(Scope::UsersRead)?;
         caller.require(Scope::DevicesRead)?;
+        caller.require(Scope::UsersRead)?;
         Ok(self.store.invitations(limit).await?)
     }
 
