@@ -229,7 +229,7 @@ fn invitation_listing(list: &[heimweg_service::InvitationStatus], now: i64) -> R
         "user", "device", "mail", "opened", "set up", "connected"
     );
     for i in list {
-        let link = LinkStatus::at(i.used_at, i.revoked_at, i.expires_at, now);
+        let link = i.link_status(now);
         let note = match (&i.mail, link) {
             (Some(m), _) if m.state != MailState::Sent && m.last_error.is_some() => {
                 m.last_error.clone().unwrap_or_default()

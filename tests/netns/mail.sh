@@ -117,14 +117,15 @@ assert "Hilfe: IT-Service, Tel. 1234" in t
 for part in (t, h):
     assert "PrivateKey" not in part and "[Interface]" not in part and "PresharedKey" not in part
 EOF
-LINK=$(python3 -c "import json,re,sys; m=next(m for m in json.load(open(sys.argv[1])) if m['envelope_to']=='jm@stadt.example'); print(re.search(r'http://127.0.0.1:8080/enroll/\S+', m['text']).group(0))" "$TMPD/mails.json")
-ANNA_LINK=$(python3 -c "import json,re,sys; m=next(m for m in json.load(open(sys.argv[1])) if m['envelope_to']=='aw@stadt.example'); print(re.search(r'http://127.0.0.1:8080/enroll/\S+', m['text']).group(0))" "$TMPD/mails.json")
+link_of() { field "$1" text | grep -o 'http://127.0.0.1:8080/enroll/[^[:space:]]*' | head -n 1; } # TO
+LINK=$(link_of jm@stadt.example)
+ANNA_LINK=$(link_of aw@stadt.example)
 
 # A restart between the mail and the click: the link still works.
 kill -TERM "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 check "serve: the gateway comes back after a restart" start_gateway
 
-MAIL_HTML=$(python3 -c "import json,sys; print(next(m for m in json.load(open(sys.argv[1])) if m['envelope_to']=='jm@stadt.example')['html'])" "$TMPD/mails.json")
+MAIL_HTML=$(field jm@stadt.example html)
 browser() { # STEP: tests/panel/mail.mjs in the gateway's namespace, where the panel listens
   ip netns exec "$NS_GW" env PANEL_URL=http://127.0.0.1:8080 LINK="$LINK" MAIL_HTML="$MAIL_HTML" \
     CONF_OUT="$TMPD/jm.conf" SHOTS="$SHOTS" STEP="$1" node "$ROOT/tests/panel/mail.mjs"

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use heimweg_control::Email;
-use heimweg_control::{LinkHours, LinkStatus, Scope};
+use heimweg_control::{LinkHours, Scope};
 use heimweg_service::{
     DeviceOutcome, ImportOptions, ImportedRow, PersonOutcome, RolloutRow, User, UserOutcome,
 };
@@ -224,17 +224,11 @@ pub(crate) async fn rollout(
             "enrolled": r[3], "connected_ever": r[4], "connected_this_week": r[5],
         })
     };
-    let mut total = [0i64; 6];
     let groups: Vec<serde_json::Value> = rows
         .iter()
-        .map(|r| {
-            let n = rollout_numbers(r);
-            for (t, v) in total.iter_mut().zip(n) {
-                *t += v;
-            }
-            json_of(Some(r.group.as_str()), n)
-        })
+        .map(|r| json_of(Some(r.group.as_str()), rollout_numbers(r)))
         .collect();
+    let total = rollout_total(&rows);
     let m = st.service.mail_counts().await?;
     Ok(Json(json!({
         "groups": groups,
@@ -267,7 +261,7 @@ pub(crate) async fn invitations(
         .await?
         .into_iter()
         .map(|i| {
-            let link = LinkStatus::at(i.used_at, i.revoked_at, i.expires_at, now);
+            let link = i.link_status(now);
             json!({
                 "link_id": i.link_id, "user": i.user, "email": i.email, "device": i.device,
                 "group": i.group, "link_status": link, "expires_at": i.expires_at,
@@ -306,6 +300,17 @@ pub(crate) async fn remind(
     Ok(Json(json!({
         "queued": r.queued, "without_address": r.without_address, "pending": r.pending,
     })))
+}
+
+/// The groups' figures added up, in the same order.
+pub(crate) fn rollout_total(rows: &[RolloutRow]) -> [i64; 6] {
+    let mut total = [0i64; 6];
+    for r in rows {
+        for (t, v) in total.iter_mut().zip(rollout_numbers(r)) {
+            *t += v;
+        }
+    }
+    total
 }
 
 /// A group's figures in the order the view shows them.

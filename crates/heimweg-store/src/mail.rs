@@ -9,7 +9,7 @@
 use crate::db::{audit, Tx};
 use crate::{stored_name, Result, Store, StoreError};
 use heimweg_control::name::name_key;
-use heimweg_control::{Actor, AuditAction, Name};
+use heimweg_control::{Actor, AuditAction, LinkStatus, Name};
 
 /// Where a queued mail is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,12 @@ pub struct InvitationStatus {
     pub mail: Option<MailSummary>,
     /// The device's newest handshake, once the link made one.
     pub last_handshake_at: Option<i64>,
+}
+
+impl InvitationStatus {
+    pub fn link_status(&self, now: i64) -> LinkStatus {
+        LinkStatus::at(self.used_at, self.revoked_at, self.expires_at, now)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

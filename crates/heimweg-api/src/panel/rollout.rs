@@ -33,12 +33,7 @@ pub(super) async fn rollout(
     let mail = st.service.mail_counts().await?;
     let people = st.service.invitations(&caller, LISTED).await?;
     let now = st.service.now();
-    let mut total = [0i64; 6];
-    for r in &rows {
-        for (t, v) in total.iter_mut().zip(crate::users::rollout_numbers(r)) {
-            *t += v;
-        }
-    }
+    let total = crate::users::rollout_total(&rows);
     let heads = [
         l.t("Invited", "Eingeladen"),
         l.t("Link open", "Link offen"),
@@ -127,7 +122,7 @@ fn people_table(l: Lang, people: &[InvitationStatus], now: i64) -> Markup {
 }
 
 fn mail_cell(l: Lang, i: &InvitationStatus, now: i64) -> Markup {
-    let link = LinkStatus::at(i.used_at, i.revoked_at, i.expires_at, now);
+    let link = i.link_status(now);
     html! {
         @match &i.mail {
             None => { (l.t("not mailed", "nicht gemailt")) }
