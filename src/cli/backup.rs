@@ -118,6 +118,7 @@ pub async fn restore(site: &Site, args: RestoreArgs) -> Result<()> {
     // Opening it once migrates a backup from an older heimweg, now rather than at `serve`.
     let service = open_service(site, false).await?;
     let revision = service.revision().await?;
+    service.close().await;
     println!(
         "restored {} into {}: {}",
         args.file.display(),

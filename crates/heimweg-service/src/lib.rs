@@ -343,6 +343,12 @@ impl Service {
         Ok(self.store.revision().await?)
     }
 
+    /// Closes the database connections and waits for them (see [`Store::close`]), for a
+    /// command that leaves a database behind for another process, such as a restore.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
     /// Lets the data plane's reconciler know about a change and waits until it has applied
     /// it (a little while at most): the enrolled device is a peer before the answer.
     async fn applied(&self) {

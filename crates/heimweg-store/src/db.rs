@@ -279,6 +279,14 @@ impl Store {
         self.backend
     }
 
+    /// Closes both pools and waits until every connection is closed: on SQLite the last one
+    /// folds the WAL back into the database and removes the -wal and -shm files, which a
+    /// process that exits with connections still closing on their threads may leave behind.
+    pub async fn close(&self) {
+        self.reads.close().await;
+        self.writes.close().await;
+    }
+
     /// One read connection, held for the whole of one method and never beside another.
     pub(crate) async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.reads.acquire().await?)
