@@ -207,6 +207,8 @@ pub enum Actor {
     Requester { name: String },
     /// The panel's own bookkeeping (a lockout after failed logins).
     Panel,
+    /// The directory sync (LDAP / Active Directory): a leaver disabled, a newcomer created.
+    Directory,
 }
 
 impl fmt::Display for Actor {
@@ -219,6 +221,7 @@ impl fmt::Display for Actor {
             Actor::Link { id, created_by } => write!(f, "link:{id}:{created_by}"),
             Actor::Requester { name } => write!(f, "request:{name}"),
             Actor::Panel => f.write_str("panel"),
+            Actor::Directory => f.write_str("directory"),
         }
     }
 }
@@ -236,6 +239,7 @@ pub enum RecordedActor<'a> {
     },
     Requester(&'a str),
     Panel,
+    Directory,
     /// Written by a version that knew other actors.
     Other(&'a str),
 }
@@ -254,6 +258,7 @@ impl<'a> RecordedActor<'a> {
             Some(("request", r)) => RecordedActor::Requester(r),
             _ if s == "system" => RecordedActor::System,
             _ if s == "panel" => RecordedActor::Panel,
+            _ if s == "directory" => RecordedActor::Directory,
             _ => RecordedActor::Other(s),
         }
     }
@@ -318,6 +323,7 @@ mod tests {
                 "request:Petra",
             ),
             (Actor::Panel, "panel"),
+            (Actor::Directory, "directory"),
         ];
         for (actor, text) in cases {
             assert_eq!(actor.to_string(), text);

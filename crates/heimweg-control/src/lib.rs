@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod clientconf;
+pub mod directory;
 pub mod import;
 pub mod invitation;
 pub mod keys;

@@ -17,6 +17,7 @@ mod accounts;
 mod audit;
 mod backup;
 mod devices;
+mod directory;
 mod groups;
 pub mod limits;
 mod links;
@@ -41,6 +42,7 @@ pub use accounts::{
     SecondFactorOutcome, TotpConfirm, TotpSetup, SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
 pub use devices::{EnrollRequest, Enrollment};
+pub use directory::{DirectoryKind, DirectorySettings, DirectorySync, DisabledRule, LdapSecurity};
 pub use links::LinkOffer;
 pub use mail::{retry_delay_secs, MailSettings, Mailer, SendRound, SmtpSecurity, MAX_ATTEMPTS};
 pub use mdm::{MdmExport, MdmProfiles, MAX_MDM_DEVICES};
@@ -215,6 +217,8 @@ pub struct Service {
     mail_wake: Option<Arc<tokio::sync::Notify>>,
     /// Signs the profiles of an MDM export with the organisation's certificate.
     profile_signer: Option<Arc<heimweg_control::signing::ProfileSigner>>,
+    /// The LDAP directory or Active Directory whose entries decide who is a user.
+    directory: Option<Arc<directory::DirectorySettings>>,
     clock: Clock,
 }
 
@@ -251,6 +255,7 @@ impl Service {
             reconciler: None,
             mail_wake: None,
             profile_signer: None,
+            directory: None,
             clock: Clock::System,
         }
     }

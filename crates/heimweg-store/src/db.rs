@@ -60,6 +60,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0008_name_keys_unique.sql"),
     migration!("0009_peer_to_peer.sql"),
     migration!("0010_invitation_mail.sql", Some(Backfill::LinkOwnerKeys)),
+    migration!("0011_directory_sync.sql"),
 ];
 
 /// The schema version this build brings a database to.
@@ -529,7 +530,8 @@ async fn check_actor(tx: &mut Tx<'_>, actor: &Actor) -> Result<()> {
         | Actor::Cli { .. }
         | Actor::Link { .. }
         | Actor::Requester { .. }
-        | Actor::Panel => {}
+        | Actor::Panel
+        | Actor::Directory => {}
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ mod audit;
 mod backup;
 mod db;
 mod devices;
+mod directory;
 mod groups;
 mod links;
 mod mail;
@@ -48,6 +49,7 @@ pub use db::{Backend, PoolOptions, Watcher, SCHEMA_VERSION};
 pub use devices::{
     ActivePeer, Device, DeviceCounts, DeviceQuery, DeviceUpdate, NewDevice, PeerStatus,
 };
+pub use directory::DirectoryRun;
 pub use groups::{Group, GroupPatch};
 pub use links::{EnrollmentLink, NewLink, RedeemedLink};
 pub use mail::{

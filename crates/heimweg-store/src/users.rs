@@ -186,48 +186,59 @@ impl Store {
     pub async fn disable_user(&self, actor: &Actor, name: &Name, now: i64) -> Result<u64> {
         let mut tx = self.write(actor).await?;
         let (id, stored): (i64, String) = sqlx::query_as(
-            "UPDATE users SET disabled_at = $1 WHERE name_key = $2 AND disabled_at IS NULL
-             RETURNING id, name",
+            "SELECT id, name FROM users WHERE name_key = $1 AND disabled_at IS NULL",
         )
-        .bind(now)
         .bind(name.key())
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("there is no enabled user named {name:?}")))?;
-        let devices: Vec<(i64, String)> = sqlx::query_as(
-            "UPDATE devices SET revoked_at = $1 WHERE owner_id = $2 AND revoked_at IS NULL
-             RETURNING id, name",
-        )
-        .bind(now)
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (device_id, device) in &devices {
-            pool::release(&mut tx, *device_id, now).await?;
-            audit(
-                &mut tx,
-                now,
-                actor,
-                AuditAction::DeviceRevoke,
-                device,
-                "user disabled",
-            )
-            .await?;
-        }
-        // Open enrollment links for them would otherwise still create devices.
-        crate::links::revoke_links_of(&mut tx, name, now).await?;
-        let detail = format!("{} devices revoked", devices.len());
-        audit(
-            &mut tx,
-            now,
-            actor,
-            AuditAction::UserDisable,
-            &stored,
-            &detail,
-        )
-        .await?;
+        let revoked = disable_in(&mut tx, actor, id, &stored, now).await?;
         bump_revision(&mut tx).await?;
         tx.commit().await?;
-        Ok(devices.len() as u64)
+        Ok(revoked)
     }
+}
+
+/// Disables the enabled user `id` (named `stored`) inside `tx`: every device revoked and its
+/// addresses released, every open link withdrawn, audited by `actor`, who is kept as the one
+/// who disabled them. The caller bumps the revision.
+pub(crate) async fn disable_in(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    id: i64,
+    stored: &str,
+    now: i64,
+) -> Result<u64> {
+    sqlx::query("UPDATE users SET disabled_at = $1, disabled_by = $2 WHERE id = $3")
+        .bind(now)
+        .bind(actor.to_string())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let devices: Vec<(i64, String)> = sqlx::query_as(
+        "UPDATE devices SET revoked_at = $1 WHERE owner_id = $2 AND revoked_at IS NULL
+         RETURNING id, name",
+    )
+    .bind(now)
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (device_id, device) in &devices {
+        pool::release(tx, *device_id, now).await?;
+        audit(
+            tx,
+            now,
+            actor,
+            AuditAction::DeviceRevoke,
+            device,
+            "user disabled",
+        )
+        .await?;
+    }
+    // Open enrollment links for them would otherwise still create devices.
+    let name = stored_name("users", id, stored)?;
+    crate::links::revoke_links_of(tx, &name, now).await?;
+    let detail = format!("{} devices revoked", devices.len());
+    audit(tx, now, actor, AuditAction::UserDisable, stored, &detail).await?;
+    Ok(devices.len() as u64)
 }

@@ -55,6 +55,7 @@ const STEPS: &[fn(&mut Seed)] = &[
     v8_unique_name_keys,
     v9_peer_to_peer,
     v10_invitation_mail,
+    v11_directory_sync,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -1024,6 +1025,38 @@ fn v10_invitation_mail(s: &mut Seed) {
         "Handy-Ordnungsamt",
         "l.becker@stadt.example",
     );
+}
+
+/// Version 11: directory sync. A user linked to a directory entry and put in a group by it, a
+/// leaver it disabled, and the runs that did so.
+fn v11_directory_sync(s: &mut Seed) {
+    let era = s.era();
+    s.run(
+        "UPDATE users SET directory_id = '5b1f0c3e-0d1e-4c7a-9a55-1f2e3d4c5b6a',
+                          group_id = (SELECT id FROM groups WHERE name = 'Leitstelle')
+         WHERE name = 'm.muster'"
+            .to_string(),
+    );
+    s.user("k.weg", Some("k.weg@stadt.example"));
+    s.run(format!(
+        "UPDATE users SET directory_id = '0f9e8d7c-6b5a-4938-8271-605f4e3d2c1b',
+                          disabled_at = {era}, disabled_by = 'directory'
+         WHERE name = 'k.weg'"
+    ));
+    for (outcome, disabled, message) in [("ok", 1, "NULL"), ("refused", 0, "'refused: 40 of 41'")] {
+        s.run(format!(
+            "INSERT INTO directory_runs (started_at, finished_at, requested_by, outcome, entries,
+                                         created, changed, disabled, enabled, skipped, message)
+             VALUES ({era}, {era}, 'system', '{outcome}', 41, 1, 1, {disabled}, 0, 0, {message})"
+        ));
+    }
+    s.audit("directory", "user.disable", "k.weg", "0 devices revoked");
+    s.bump();
+    for u in &mut s.expect.users {
+        if u.0 == "k.weg" {
+            u.1 = true;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

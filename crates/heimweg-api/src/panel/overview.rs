@@ -66,6 +66,9 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
             "user disabled, devices revoked",
             "Person deaktiviert, Geräte gesperrt",
         ),
+        A::UserEnable => l.t("user enabled again", "Person wieder freigeschaltet"),
+        A::UserUpdate => l.t("user changed", "Person geändert"),
+        A::DirectorySync => l.t("directory synchronised", "Verzeichnis abgeglichen"),
         A::LinkCreate => l.t("enrollment link created", "Einrichtungslink erstellt"),
         A::LinkRevoke => l.t(
             "enrollment link withdrawn",
@@ -113,6 +116,7 @@ pub(crate) fn actor_label(l: Lang, actor: &str) -> String {
         RecordedActor::Admin(n) => n.to_string(),
         RecordedActor::System => "system".into(),
         RecordedActor::Panel => "panel".into(),
+        RecordedActor::Directory => l.t("directory sync", "Verzeichnisabgleich").into(),
         RecordedActor::Other(a) => a.to_string(),
     }
 }

@@ -1,0 +1,467 @@
+//! The directory sync against a real OpenLDAP server (Debian's slapd, started per test by
+//! tests/directory/slapd.sh with the memberof and ppolicy overlays, StartTLS and LDAPS with a
+//! test CA, and a reading account whose size limit is OpenLDAP's default of 500), on real
+//! SQLite files and PostgreSQL databases. Skipped, with a note, where slapd is not installed
+//! (tests/run.sh installs it).
+
+use common::service;
+use heimweg_control::directory::GroupMap;
+use heimweg_control::{AuditAction, GroupPolicy, LinkHours, Name, TunnelMode};
+use heimweg_service::{
+    Caller, DirectoryKind, DirectorySettings, EnrollRequest, LdapSecurity, Service,
+};
+use heimweg_store::{backend_tests, Backend, DeviceQuery};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+
+backend_tests!(
+    the_directory_decides_who_is_a_user_and_in_which_group,
+    a_locked_account_loses_its_devices_and_does_not_come_back_by_default,
+    an_unreachable_or_emptied_directory_revokes_nothing,
+    a_directory_that_cannot_be_trusted_is_not_read,
+    paged_results_bring_every_entry_past_the_servers_size_limit,
+);
+
+const SUFFIX: &str = "dc=stadt,dc=example";
+const READER: &str = "cn=heimweg,ou=services,dc=stadt,dc=example";
+/// jmueller is in both: the first mapping he is a member of decides.
+const GROUPS: &str = r"tiefbau=cn=Straßenbau\, Tiefbau,ou=groups,dc=stadt,dc=example;staff=cn=vpn-users,ou=groups,dc=stadt,dc=example";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A slapd of its own in a scratch directory, stopped and removed on drop.
+struct Slapd {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Slapd {
+    fn start(tag: &str) -> Option<Slapd> {
+        if !Path::new("/usr/sbin/slapd").exists() {
+            eprintln!("slapd is not installed: skipped (tests/run.sh installs it)");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "heimweg-slapd-{tag}-{}-{}",
+            std::process::id(),
+            &heimweg_service::generate_token()[3..11]
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certs = Command::new("bash")
+            .arg(repo().join("tests/mail/certs.sh"))
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(certs.success(), "tests/mail/certs.sh failed");
+        // Two free ports in a row (LDAP and LDAPS); another test may take one meanwhile, so a
+        // few tries.
+        for _ in 0..5 {
+            let port = free_port_pair();
+            let mut s = Slapd {
+                dir: dir.clone(),
+                port,
+            };
+            if s.script(&["start", &port.to_string()]).is_ok() {
+                return Some(s);
+            }
+            s.port = 0;
+        }
+        panic!("slapd did not start; see {}/slapd.log", dir.display());
+    }
+
+    fn script(&self, args: &[&str]) -> Result<(), String> {
+        let (first, rest) = args.split_first().unwrap();
+        let out = Command::new("bash")
+            .arg(repo().join("tests/directory/slapd.sh"))
+            .arg(first)
+            .arg(&self.dir)
+            .args(rest)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn run(&self, args: &[&str]) {
+        if let Err(e) = self.script(args) {
+            panic!("slapd.sh {args:?}: {e}");
+        }
+    }
+
+    /// StartTLS on the LDAP port, the test CA, the reading account.
+    fn settings(&self) -> DirectorySettings {
+        let mut s = DirectorySettings::new(
+            DirectoryKind::Ldap,
+            &format!("ldap://127.0.0.1:{}", self.port),
+            &format!("ou=people,{SUFFIX}"),
+            GroupMap::parse(GROUPS).unwrap(),
+        )
+        .unwrap();
+        s.ca_pem = Some(std::fs::read(self.dir.join("ca.crt")).unwrap());
+        s.bind = Some((READER.into(), "reader-secret".into()));
+        s
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        if self.port != 0 {
+            let _ = self.script(&["stop"]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port_pair() -> u16 {
+    loop {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A service connected to `slapd`, with the mapped groups created.
+async fn setup(
+    backend: Backend,
+    tag: &str,
+) -> Option<(heimweg_store::testing::Scratch, Service, Slapd)> {
+    let slapd = Slapd::start(tag)?;
+    let (db, service) = service(backend, tag).await?;
+    let service = service.with_directory(slapd.settings());
+    for (group, net) in [("staff", "10.20.0.0/16"), ("tiefbau", "10.40.0.0/16")] {
+        let policy =
+            GroupPolicy::new(vec![net.parse().unwrap()], TunnelMode::Split, vec![]).unwrap();
+        service
+            .create_group(&Caller::system(), &Name::new(group).unwrap(), &policy)
+            .await
+            .unwrap();
+    }
+    Some((db, service, slapd))
+}
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+async fn enroll(service: &Service, device: &str, owner: &str, group: &str) {
+    service
+        .enroll(
+            &Caller::system(),
+            EnrollRequest {
+                name: name(device),
+                group: name(group),
+                owner: Some(name(owner)),
+                public_key: None,
+                expires_in: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// (device, group, revoked) of every device, by name.
+async fn devices(service: &Service) -> Vec<(String, String, bool)> {
+    let q = DeviceQuery {
+        limit: 500,
+        ..DeviceQuery::default()
+    };
+    let mut all: Vec<(String, String, bool)> = service
+        .store_for_tests()
+        .devices(&q, service.now())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|d| {
+            (
+                d.name.to_string(),
+                d.group.to_string(),
+                d.revoked_at.is_some(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// (name, enabled) of every user, by name.
+async fn users(service: &Service) -> Vec<(String, bool)> {
+    let mut all: Vec<(String, bool)> = service
+        .users(&Caller::system(), None, 5000, 0)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|u| (u.name.to_string(), u.disabled_at.is_none()))
+        .collect();
+    all.sort();
+    all
+}
+
+async fn the_directory_decides_who_is_a_user_and_in_which_group(backend: Backend) {
+    let Some((_db, service, _slapd)) = setup(backend, "decides").await else {
+        return;
+    };
+    let admin = Caller::system();
+    // A local user made before the directory was connected is linked, not doubled.
+    service
+        .create_user(&admin, &name("bob"), None)
+        .await
+        .unwrap();
+    enroll(&service, "bob-laptop", "bob", "default").await;
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!(run.outcome, "ok", "{run:?}");
+    assert_eq!(
+        (run.entries, run.created, run.changed, run.disabled),
+        (3, 2, 1, 0),
+        "{run:?}"
+    );
+    assert_eq!(
+        users(&service).await,
+        [
+            ("alice".into(), true),
+            ("bob".into(), true),
+            ("jmueller".into(), true)
+        ]
+    );
+    // bob's device moved to his directory group; jmueller (cn=Müller\, Jürgen, a member of
+    // both mapped groups) is in the first one the mapping names.
+    assert_eq!(
+        devices(&service).await,
+        [("bob-laptop".into(), "staff".into(), false)]
+    );
+    let user = service.user(&admin, &name("bob")).await.unwrap().0;
+    assert_eq!(user.email.unwrap().as_str(), "bob@stadt.example");
+    enroll(&service, "jm-ipad", "jmueller", "tiefbau").await;
+    // Nothing new: nothing changes, and the run says so.
+    let again = service.sync_directory(&admin).await.unwrap();
+    assert_eq!(
+        (
+            again.outcome.as_str(),
+            again.created,
+            again.changed,
+            again.disabled
+        ),
+        ("ok", 0, 0, 0)
+    );
+    let runs = service.directory_runs(&admin, 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].id, again.id);
+    assert_eq!(runs[0].requested_by, "system");
+    // The changes are the directory's in the audit log.
+    let log = service.audit_log(&admin, 100).await.unwrap();
+    assert!(log.iter().any(|e| e.action == AuditAction::UserCreate
+        && e.subject == "jmueller"
+        && e.actor == "directory"));
+}
+
+async fn a_locked_account_loses_its_devices_and_does_not_come_back_by_default(backend: Backend) {
+    let Some((_db, service, slapd)) = setup(backend, "locked").await else {
+        return;
+    };
+    let admin = Caller::system();
+    service.sync_directory(&admin).await.unwrap();
+    enroll(&service, "alice-laptop", "alice", "staff").await;
+    enroll(&service, "alice-ipad", "alice", "staff").await;
+    enroll(&service, "jm-ipad", "jmueller", "tiefbau").await;
+    let link = service
+        .create_link(
+            &admin,
+            &name("alice-phone"),
+            &name("staff"),
+            Some(&name("alice")),
+            LinkHours::new(72).unwrap(),
+        )
+        .await
+        .unwrap();
+    slapd.run(&["lock", "alice"]);
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!((run.outcome.as_str(), run.disabled), ("ok", 1), "{run:?}");
+    assert_eq!(
+        devices(&service).await,
+        [
+            ("alice-ipad".into(), "staff".into(), true),
+            ("alice-laptop".into(), "staff".into(), true),
+            ("jm-ipad".into(), "tiefbau".into(), false),
+        ]
+    );
+    assert!(!users(&service).await.contains(&("alice".into(), true)));
+    // Her open link is withdrawn with her devices.
+    let links = service.links(&admin, 100).await.unwrap();
+    let hers = links.iter().find(|l| l.id == link.link.id).unwrap();
+    assert!(hers.revoked_at.is_some());
+    let log = service.audit_log(&admin, 100).await.unwrap();
+    for (action, subject) in [
+        (AuditAction::UserDisable, "alice"),
+        (AuditAction::DeviceRevoke, "alice-laptop"),
+        (AuditAction::DeviceRevoke, "alice-ipad"),
+    ] {
+        assert!(
+            log.iter()
+                .any(|e| e.action == action && e.subject == subject && e.actor == "directory"),
+            "{action:?} {subject} by the directory"
+        );
+    }
+    // Unlocked again: she is back in the directory, but not in heimweg unless the setting
+    // says so; and then her revoked keys stay revoked.
+    slapd.run(&["unlock", "alice"]);
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!((run.enabled, run.disabled), (0, 0));
+    assert!(users(&service).await.contains(&("alice".into(), false)));
+    let mut settings = slapd.settings();
+    settings.policy.reenable = true;
+    let service = service.with_directory(settings);
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!(run.enabled, 1, "{run:?}");
+    assert!(users(&service).await.contains(&("alice".into(), true)));
+    assert!(devices(&service)
+        .await
+        .contains(&("alice-laptop".into(), "staff".into(), true)));
+}
+
+async fn an_unreachable_or_emptied_directory_revokes_nothing(backend: Backend) {
+    let Some((_db, service, slapd)) = setup(backend, "unreachable").await else {
+        return;
+    };
+    let admin = Caller::system();
+    service.sync_directory(&admin).await.unwrap();
+    for (device, owner, group) in [
+        ("alice-laptop", "alice", "staff"),
+        ("bob-laptop", "bob", "staff"),
+        ("jm-ipad", "jmueller", "tiefbau"),
+    ] {
+        enroll(&service, device, owner, group).await;
+    }
+    let before = devices(&service).await;
+    let revision = service.revision().await.unwrap();
+
+    slapd.run(&["stop"]);
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!(run.outcome, "failed");
+    assert!(
+        run.message.as_deref().unwrap().contains("connecting to"),
+        "{run:?}"
+    );
+
+    slapd.run(&["start", &slapd.port.to_string()]);
+    // The VPN groups emptied (a mistaken change, a half-finished migration): refused.
+    slapd.run(&["empty-group", "vpn-users"]);
+    slapd.run(&["empty-group", "Straßenbau, Tiefbau"]);
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!(
+        (run.outcome.as_str(), run.disabled),
+        ("refused", 0),
+        "{run:?}"
+    );
+    assert!(
+        run.message.as_deref().unwrap().contains("named nobody"),
+        "{run:?}"
+    );
+
+    assert_eq!(devices(&service).await, before);
+    assert!(users(&service).await.iter().all(|(_, enabled)| *enabled));
+    assert_eq!(
+        service.revision().await.unwrap(),
+        revision,
+        "nothing changed"
+    );
+    let outcomes: Vec<String> = service
+        .directory_runs(&admin, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, ["refused", "failed", "ok"]);
+}
+
+async fn paged_results_bring_every_entry_past_the_servers_size_limit(backend: Backend) {
+    let Some((_db, service, slapd)) = setup(backend, "paged").await else {
+        return;
+    };
+    slapd.run(&["add-users", "1200", "vpn-users"]);
+    let run = service.sync_directory(&Caller::system()).await.unwrap();
+    assert_eq!(
+        (run.outcome.as_str(), run.entries, run.created),
+        ("ok", 1203, 1203),
+        "{run:?}"
+    );
+    let page = service
+        .users(&Caller::system(), Some("user01200"), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    // Two of them leave: within the threshold.
+    slapd.run(&["remove", "user00007"]);
+    slapd.run(&["lock", "user01111"]);
+    let run = service.sync_directory(&Caller::system()).await.unwrap();
+    assert_eq!((run.outcome.as_str(), run.disabled), ("ok", 2), "{run:?}");
+}
+
+/// A wrong password, a certificate that does not verify, plain text over the network: each a
+/// failed run that changes nothing, never "everyone left".
+async fn a_directory_that_cannot_be_trusted_is_not_read(backend: Backend) {
+    let Some((_db, service, slapd)) = setup(backend, "untrusted").await else {
+        return;
+    };
+    let admin = Caller::system();
+    assert_eq!(service.sync_directory(&admin).await.unwrap().created, 3);
+    enroll(&service, "alice-laptop", "alice", "staff").await;
+    let revision = service.revision().await.unwrap();
+    // A wrong password for the reading account: failed, not "everyone left".
+    let mut wrong = slapd.settings();
+    wrong.bind = Some((READER.into(), "not-the-password".into()));
+    let run = service
+        .clone()
+        .with_directory(wrong)
+        .sync_directory(&admin)
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "failed");
+    assert!(
+        run.message.as_deref().unwrap().contains("signing in"),
+        "{run:?}"
+    );
+    // LDAPS checked against the system's roots, which do not hold the test CA: failed.
+    let mut unverified = slapd.settings();
+    unverified.url = format!("ldaps://127.0.0.1:{}", slapd.port + 1);
+    unverified.security = LdapSecurity::Tls;
+    unverified.ca_pem = None;
+    let run = service
+        .clone()
+        .with_directory(unverified)
+        .sync_directory(&admin)
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "failed", "{run:?}");
+    // Plain text to a directory elsewhere is refused before a byte is sent.
+    let mut plain = slapd.settings();
+    plain.url = "ldap://192.0.2.1:389".into();
+    plain.security = LdapSecurity::None;
+    let run = service
+        .clone()
+        .with_directory(plain)
+        .sync_directory(&admin)
+        .await
+        .unwrap();
+    assert!(
+        run.message.as_deref().unwrap().contains("plain-text LDAP"),
+        "{run:?}"
+    );
+
+    assert_eq!(
+        service.revision().await.unwrap(),
+        revision,
+        "nothing changed"
+    );
+    assert!(users(&service).await.iter().all(|(_, enabled)| *enabled));
+}
