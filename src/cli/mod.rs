@@ -5,6 +5,7 @@
 mod admin;
 mod backup;
 mod device;
+mod directory;
 mod group;
 mod request;
 mod serve;
@@ -92,6 +93,9 @@ enum Command {
     /// Accounts of the web panel.
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// The directory sync (LDAP, Active Directory): run it now, list its runs.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCmd),
     /// Write a consistent copy of the SQLite database to a new file while the gateway runs.
     Backup(backup::BackupArgs),
     /// Put a backup in place of the SQLite database; the gateway must be stopped.
@@ -129,6 +133,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => block_on(user::run(&site, cmd)),
         Command::Request(cmd) => block_on(request::run(&site, cmd)),
         Command::Admin(cmd) => block_on(admin::run(&site, cmd)),
+        Command::Directory(cmd) => block_on(directory::run(&site, cmd)),
         Command::Backup(args) => block_on(backup::backup(&site, args)),
         Command::Restore(args) => block_on(backup::restore(&site, args)),
     }

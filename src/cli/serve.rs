@@ -30,6 +30,8 @@ pub struct ServeArgs {
     mail: MailArgs,
     #[command(flatten)]
     signing: super::state::SigningArgs,
+    #[command(flatten)]
+    directory: super::directory::DirectoryArgs,
 }
 
 #[derive(Args)]
@@ -215,6 +217,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         ops,
         mail,
         signing,
+        directory: ldap,
     } = args;
     let rt = super::runtime()?;
     let key = load_or_create_key(&site.state_dir)?;
@@ -223,7 +226,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         .block_on(open_service(site, true))?
         .with_gateway_key(public)
         .with_sealer(Sealer::for_gateway(&key));
-    let service = signing.apply(service)?;
+    let service = ldap.apply(signing.apply(service)?)?;
     let settings = rt.block_on(service.settings())?;
     let mut config = net.config(key);
     config.addresses = gateway_addresses(&settings);
@@ -248,6 +251,10 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         }
         None => (service, None),
     };
+    let directory_sync = heimweg_service::DirectorySync::new(service.clone()).map(|sync| {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        (stop, rt.spawn(sync.run(stopped)))
+    });
     start_api(&rt, &service, &dataplane, &web, &registry)?;
     if ops.metrics_listen != "off" {
         start_ops(&rt, &service, &dataplane, &ops.metrics_listen, registry)?;
@@ -274,6 +281,10 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         api_listen = web.api_listen,
     );
     running.wait();
+    if let Some((stop, _)) = directory_sync {
+        // A run in progress is one transaction: stopping mid-run changes nothing.
+        let _ = stop.send(true);
+    }
     if let Some((stop, task)) = mailer {
         // The mail being sent is finished and marked, the other claims handed back: a
         // restart neither loses an invitation nor sends one twice.

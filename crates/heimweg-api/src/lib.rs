@@ -15,6 +15,7 @@
 #![recursion_limit = "256"]
 
 mod devices;
+mod directory;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -161,6 +162,8 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/users", get(users::list).post(users::create)),
         ("/api/v1/users/{name}", get(users::show)),
         ("/api/v1/users/{name}/disable", post(users::disable)),
+        ("/api/v1/directory", get(directory::show)),
+        ("/api/v1/directory/sync", post(directory::sync)),
         (
             "/api/v1/import/people",
             post(users::import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),

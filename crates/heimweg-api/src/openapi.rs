@@ -200,6 +200,30 @@ pub fn document() -> Value {
                 "last_error": { "type": ["string", "null"] },
                 "sent_at": { "type": ["integer", "null"] },
                 "reminder": { "type": "boolean" } } } } } } } },
+          "DirectoryRun": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "started_at": { "type": "integer" },
+            "finished_at": { "type": "integer" },
+            "requested_by": { "type": "string", "description": "system for the schedule" },
+            "outcome": { "type": "string", "enum": ["ok", "refused", "failed"] },
+            "entries": { "type": "integer" }, "created": { "type": "integer" },
+            "changed": { "type": "integer" }, "disabled": { "type": "integer" },
+            "enabled": { "type": "integer" }, "skipped": { "type": "integer" },
+            "message": { "type": ["string", "null"],
+              "description": "why it was refused or failed, or the entries left out" } } },
+          "Directory": { "type": "object", "properties": {
+            "settings": { "type": ["object", "null"], "properties": {
+              "url": { "type": "string" },
+              "security": { "type": "string", "enum": ["starttls", "tls", "none"] },
+              "own_ca": { "type": "boolean" }, "bind_dn": { "type": ["string", "null"] },
+              "base": { "type": "string" }, "filter": { "type": "string" },
+              "login_attribute": { "type": "string" }, "mail_attribute": { "type": "string" },
+              "id_attribute": { "type": "string" }, "disabled": { "type": "string" },
+              "groups": { "type": "array", "items": { "type": "object", "properties": {
+                "group": { "type": "string" }, "directory_group": { "type": "string" } } } },
+              "interval_seconds": { "type": "integer" },
+              "max_disable_percent": { "type": "integer" },
+              "reenable": { "type": "boolean" } } },
+            "runs": { "type": "array", "items": schema("DirectoryRun") } } },
           "Remind": { "type": "object", "additionalProperties": false, "properties": {
             "group": { "type": "string", "description": "only this group (default: all)" },
             "link_hours": { "type": "integer",
@@ -364,6 +388,18 @@ pub fn document() -> Value {
            for link_hours from now (needs users:write too)",
           Some("devices:write"), vec![], Some(body("Remind")),
           &[("200", reply("How many reminders were queued", Some("Reminded")))]) },
+        "/api/v1/directory": { "get": op(
+          "The directory sync: its settings (null when no directory is connected; never the \
+           password) and the latest runs, newest first",
+          Some("users:read"), vec![query_param("limit", "integer", "runs, 1 to 500 (50)")], None,
+          &[("200", reply("Settings and runs", Some("Directory")))]) },
+        "/api/v1/directory/sync": { "post": op(
+          "Read the directory now and apply it: newcomers created, leavers and disabled \
+           accounts disabled with every device revoked. A run that could not read the directory \
+           (failed) or would disable more than the threshold (refused) changes nothing; the \
+           run is answered whatever its outcome (needs devices:write too)",
+          Some("users:write"), vec![], None,
+          &[("200", reply("The run", Some("DirectoryRun")))]) },
         "/api/v1/groups": {
           "get": op("List groups", Some("groups:read"), vec![], None,
             &[("200", reply("All groups", Some("GroupList")))]),

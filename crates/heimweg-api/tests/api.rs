@@ -24,6 +24,7 @@ backend_tests!(
     device_to_device_traffic_is_off_unless_a_group_asks,
     mdm_profiles_come_as_one_zip_for_writers_only,
     a_people_list_is_imported_over_the_api,
+    without_a_directory_a_sync_is_a_conflict_that_says_what_to_set,
 );
 
 use axum::body::Body;
@@ -1773,4 +1774,47 @@ async fn a_people_list_is_imported_over_the_api(backend: Backend) {
     let huge = vec![b'x'; heimweg_control::import::MAX_IMPORT_BYTES + 1];
     let (st, _) = post_csv(&env, uri, &env.admin, huge).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// A gateway with no directory connected: the settings are null, and a sync says what to set
+/// rather than recording a run. (With a real directory: tests/netns/directory.sh.)
+async fn without_a_directory_a_sync_is_a_conflict_that_says_what_to_set(backend: Backend) {
+    let Some(env) = env(backend, "directory").await else {
+        return;
+    };
+    let (st, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/directory",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"settings": null, "runs": []}));
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/directory/sync",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HEIMWEG_LDAP_URL"),
+        "{v}"
+    );
+    let (st, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/directory?limit=0&x=1",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
 }

@@ -580,6 +580,13 @@ async fn helpdesk_can_look_but_not_change(backend: Backend) {
         env.store().admin(&n("eve")).await.unwrap().is_none(),
         "no account of its own making"
     );
+
+    // The directory's runs are there to read; a run is for admins.
+    let page = b.get(&env, "/directory").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.excerpt());
+    assert!(page.body.contains(r#"id="no-directory""#));
+    let page = b.post(&env, "/directory/sync", &[("_csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.excerpt());
 }
 
 /// The current TOTP code of `secret`, as an authenticator app shows it.
@@ -743,6 +750,7 @@ async fn pages_render_for_an_admin_in_both_languages(backend: Backend) {
         "/audit",
         "/settings",
         "/account",
+        "/directory",
     ];
     for path in pages {
         let page = en.get(&env, path).await;

@@ -71,8 +71,12 @@ pub enum DisabledRule {
 }
 
 impl DisabledRule {
-    /// `attr` or `attr=value`.
+    /// `attr` or `attr=value`; `userAccountControl` alone is AD's bit 2 (every AD account
+    /// has the attribute, so its presence says nothing).
     pub fn parse(raw: &str) -> DisabledRule {
+        if raw.trim().eq_ignore_ascii_case("userAccountControl") {
+            return DisabledRule::AccountDisable;
+        }
         match raw.split_once('=') {
             Some((name, value)) => DisabledRule::Attribute {
                 name: name.trim().to_string(),
@@ -504,5 +508,64 @@ impl DirectorySync {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(values: &[&str]) -> Vec<String> {
+        values.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn a_disabled_account_is_read_as_each_directory_marks_it() {
+        let ad = DisabledRule::parse("userAccountControl");
+        assert_eq!(ad, DisabledRule::AccountDisable);
+        assert!(ad.holds(&v(&["514"])));
+        assert!(!ad.holds(&v(&["512"])));
+        // Locked out after wrong passwords (lockoutTime) is not disabled: 512 stays.
+        assert!(!ad.holds(&v(&["66048"])));
+        assert!(!ad.holds(&v(&["not a number"])));
+        let locked = DisabledRule::parse("pwdAccountLockedTime=000001010000Z");
+        assert!(locked.holds(&v(&["000001010000Z"])));
+        // A temporary lockout after wrong passwords carries its time: not disabled.
+        assert!(!locked.holds(&v(&["20261205101500Z"])));
+        assert!(!locked.holds(&[]));
+        let present = DisabledRule::parse("nsAccountLock");
+        assert!(present.holds(&v(&["TRUE"])));
+        assert!(!present.holds(&[]));
+    }
+
+    #[test]
+    fn plain_text_goes_to_this_machine_only() {
+        let map = GroupMap::parse("staff=cn=vpn,dc=x").unwrap();
+        let settings = |url: &str| {
+            let mut s =
+                DirectorySettings::new(DirectoryKind::Ldap, url, "dc=x", map.clone()).unwrap();
+            s.security = LdapSecurity::None;
+            s
+        };
+        for ok in [
+            "ldap://127.0.0.1:3890",
+            "ldap://localhost",
+            "ldap://[::1]:389/",
+        ] {
+            assert!(settings(ok).check_security().is_ok(), "{ok}");
+        }
+        for refused in [
+            "ldap://dc1.stadt.example",
+            "ldap://10.0.0.5:389",
+            "ldap://127.0.0.1.evil.example",
+        ] {
+            assert!(settings(refused).check_security().is_err(), "{refused}");
+        }
+        assert!(
+            DirectorySettings::new(DirectoryKind::Ldap, "http://dc1", "dc=x", map.clone()).is_err()
+        );
+        assert!(
+            DirectorySettings::new(DirectoryKind::Ldap, "ldap://dc1", "not a dn", map).is_err()
+        );
     }
 }

@@ -56,10 +56,10 @@ pub use tokens::MintedToken;
 /// The store's types the callers read; the store itself stays behind the service.
 pub use heimweg_store::{
     AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend, BackupInfo, Device,
-    DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, EnrollmentLink, Group, GroupPatch,
-    InvitationStatus, MailCounts, MailState, MailSummary, Page, PeerStatus, PersonOutcome,
-    PoolOptions, RemindOutcome, RolloutRow, Session, Settings, StoreError, User, UserOutcome,
-    DEFAULT_ADDRESS_GRACE, MAX_PENDING, POSTGRES_BACKUP,
+    DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, DirectoryRun, EnrollmentLink, Group,
+    GroupPatch, InvitationStatus, MailCounts, MailState, MailSummary, Page, PeerStatus,
+    PersonOutcome, PoolOptions, RemindOutcome, RolloutRow, Session, Settings, StoreError, User,
+    UserOutcome, DEFAULT_ADDRESS_GRACE, MAX_PENDING, POSTGRES_BACKUP,
 };
 
 /// Everything an operation can refuse or fail with.

@@ -19,6 +19,7 @@ mod account;
 mod admins;
 mod auth;
 mod devices;
+mod directory;
 mod groups;
 mod links;
 mod overview;
@@ -123,6 +124,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/import", get(users::import_page).post(users::import))
         .route("/rollout", get(rollout::rollout))
         .route("/rollout/remind", post(rollout::remind))
+        .route("/directory", get(directory::directory))
+        .route("/directory/sync", post(directory::sync))
         .route("/users/{name}", get(users::user))
         .route("/users/{name}/disable", post(users::user_disable))
         .route("/groups", get(groups::groups).post(groups::group_create))
