@@ -242,15 +242,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         },
     )?;
     let service = start_reconciler(&rt, service, &dataplane, directory, &registry)?;
-    let (service, mailer) = match mail.settings(web.public_url.as_ref())? {
-        Some(settings) => {
-            let mailer = Mailer::new(service.clone(), settings)?;
-            let service = service.with_mail_waker(mailer.waker());
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            (service, Some((stop, rt.spawn(mailer.run(stopped)))))
-        }
-        None => (service, None),
-    };
+    let (service, mailer) = start_mailer(&rt, service, &mail, web.public_url.as_ref())?;
     let directory_sync = heimweg_service::DirectorySync::new(service.clone()).map(|sync| {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         (stop, rt.spawn(sync.run(stopped)))
@@ -296,6 +288,30 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
     }
     rt.shutdown_background();
     Ok(())
+}
+
+/// A stop switch and the task it stops.
+type Background = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// The invitation mail sender, if a mail server is set; the service then wakes it.
+fn start_mailer(
+    rt: &Runtime,
+    service: Service,
+    mail: &MailArgs,
+    public_url: Option<&String>,
+) -> Result<(Service, Option<Background>)> {
+    Ok(match mail.settings(public_url)? {
+        Some(settings) => {
+            let mailer = Mailer::new(service.clone(), settings)?;
+            let service = service.with_mail_waker(mailer.waker());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            (service, Some((stop, rt.spawn(mailer.run(stopped)))))
+        }
+        None => (service, None),
+    })
 }
 
 /// The gateway takes the first address of each pool; devices get the following ones.
