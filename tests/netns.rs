@@ -101,6 +101,18 @@ fn a_mailed_invitation_puts_a_device_online() {
     run_script("tests/netns/mail.sh");
 }
 
+/// The directory sync end to end: a real slapd read every 10 s; a stock client whose account
+/// is locked in the directory is cut off within the interval, the others not; a directory
+/// that is down or emptied revokes nothing (tests/netns/directory.sh).
+#[test]
+fn a_locked_directory_account_is_cut_off_within_the_interval() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    run_script("tests/netns/directory.sh");
+}
+
 /// The load generator against `heimweg-wg`: a small storm (500 devices from 20 addresses,
 /// all starting at once, timed as the stock clients time their handshakes) where every device
 /// must get a session without a single retransmit: the gateway answers such a storm from its

@@ -417,7 +417,8 @@ impl Service {
         let started_at = self.now();
         let run = match settings.read().await {
             Ok(entries) => {
-                self.store
+                let applied = self
+                    .store
                     .apply_directory(
                         caller.actor(),
                         &entries,
@@ -426,7 +427,23 @@ impl Service {
                         started_at,
                         self.now(),
                     )
-                    .await?
+                    .await;
+                match applied {
+                    Ok(run) => run,
+                    // The mapping names a group that does not exist: a failed run the panel
+                    // shows, like a directory that cannot be read.
+                    Err(e @ heimweg_store::StoreError::NotFound(_)) => {
+                        self.store
+                            .record_directory_failure(
+                                caller.actor(),
+                                started_at,
+                                self.now(),
+                                &e.to_string(),
+                            )
+                            .await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(why) => {
                 tracing::warn!(error = %why, "the directory could not be read; nothing was changed");

@@ -458,6 +458,24 @@ async fn a_directory_that_cannot_be_trusted_is_not_read(backend: Backend) {
         "{run:?}"
     );
 
+    // A mapping to a heimweg group nobody created: failed, and it says which.
+    let mut unmapped = slapd.settings();
+    unmapped.groups =
+        GroupMap::parse("verwaltung=cn=vpn-users,ou=groups,dc=stadt,dc=example").unwrap();
+    let run = service
+        .clone()
+        .with_directory(unmapped)
+        .sync_directory(&admin)
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "failed");
+    assert!(
+        run.message
+            .as_deref()
+            .unwrap()
+            .contains("\"verwaltung\", which does not exist"),
+        "{run:?}"
+    );
     assert_eq!(
         service.revision().await.unwrap(),
         revision,
