@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 # for the second store backend; python3-venv for schemathesis (from PyPI) against the OpenAPI
 # document; xmllint for the Apple profiles; openssl for the test certificates (the mail server,
 # profile signing); poppler's pdftoppm for the printed sheets; Prometheus (and promtool), nftables and
-# systemd-analyze for the operations checks; OpenLDAP's slapd and the LDAP tools for the
-# directory sync;
+# systemd-analyze for the operations checks; OpenLDAP's slapd, Samba's AD domain controller and
+# the LDAP tools for the directory sync;
 # Chromium, Node.js and npm for the browser test of the panel.
 PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 python3-venv tcpdump
       openresolv procps ca-certificates postgresql prometheus nftables systemd chromium libxml2-utils
-      openssl poppler-utils slapd ldap-utils)
+      openssl poppler-utils slapd ldap-utils samba-ad-dc samba-ad-provision)
 # Node.js and npm: the machine's own if it has them, else Debian's.
 command -v node >/dev/null || PKGS+=(nodejs)
 command -v npm >/dev/null || PKGS+=(npm)

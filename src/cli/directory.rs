@@ -5,10 +5,12 @@ use super::state::open_service;
 use super::{caller, print_listing, Site};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use heimweg_control::directory::GroupMap;
+use heimweg_control::directory::{GroupMap, Plan, UserChange};
 use heimweg_service::{
-    DirectoryKind, DirectoryRun, DirectorySettings, DisabledRule, LdapSecurity, Service,
+    DirectoryKind, DirectoryPreview, DirectoryRun, DirectorySettings, DisabledRule, LdapSecurity,
+    Service,
 };
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -159,6 +161,9 @@ impl DirectoryArgs {
 pub enum DirectoryCmd {
     /// Read the directory now and apply it (as the gateway does every interval).
     Sync {
+        /// Only say what the run would create, change and disable; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         directory: Box<DirectoryArgs>,
     },
@@ -171,10 +176,17 @@ pub enum DirectoryCmd {
 
 pub async fn run(site: &Site, cmd: DirectoryCmd) -> Result<()> {
     match cmd {
-        DirectoryCmd::Sync { directory } => {
+        DirectoryCmd::Sync { dry_run, directory } => {
             let service = directory.apply(open_service(site, false).await?)?;
             if service.directory().is_none() {
                 bail!("no directory is set: HEIMWEG_LDAP_URL and the rest (deploy/README.md)");
+            }
+            if dry_run {
+                return match service.preview_directory(&caller()).await? {
+                    DirectoryPreview::Plan(plan) => print_listing(&describe_plan(&plan)),
+                    DirectoryPreview::Refused(why) => bail!("a run would be {why}"),
+                    DirectoryPreview::Failed(why) => bail!("a run would fail: {why}"),
+                };
             }
             let run = service.sync_directory(&caller()).await?;
             print_listing(&describe(&run))?;
@@ -195,6 +207,70 @@ pub async fn run(site: &Site, cmd: DirectoryCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Names listed per kind of change in a dry run; the counts are complete.
+const NAMES_LISTED: usize = 50;
+
+fn describe_plan(plan: &Plan) -> String {
+    let mut out = format!(
+        "dry run, nothing changed: {} entries, {} users; a run would create {}, change {}, \
+         disable {}, enable {}; {} left out\n",
+        plan.entries,
+        plan.eligible,
+        plan.create.len(),
+        plan.change.len(),
+        plan.disable.len(),
+        plan.enable.len(),
+        plan.skipped.len()
+    );
+    let mut list = |what: &str, lines: Vec<String>| {
+        let n = lines.len();
+        for line in lines.into_iter().take(NAMES_LISTED) {
+            let _ = writeln!(out, "  {what} {line}");
+        }
+        if n > NAMES_LISTED {
+            let _ = writeln!(out, "  … and {} more to {what}", n - NAMES_LISTED);
+        }
+    };
+    list(
+        "create",
+        plan.create
+            .iter()
+            .map(|u| format!("{} (group {})", u.name, u.group))
+            .collect(),
+    );
+    list("change", plan.change.iter().map(describe_change).collect());
+    list(
+        "disable",
+        plan.disable.iter().map(|(_, n)| n.to_string()).collect(),
+    );
+    list(
+        "enable",
+        plan.enable.iter().map(|(_, n)| n.to_string()).collect(),
+    );
+    list("leave out", plan.skipped.clone());
+    out
+}
+
+fn describe_change(c: &UserChange) -> String {
+    let mut parts = Vec::new();
+    if c.link.is_some() {
+        parts.push("linked to the directory".to_string());
+    }
+    if let Some(n) = &c.rename {
+        parts.push(format!("renamed {n}"));
+    }
+    if let Some(e) = &c.email {
+        parts.push(format!(
+            "e-mail {}",
+            e.as_ref().map_or("none", |e| e.as_str())
+        ));
+    }
+    if let Some(g) = &c.group {
+        parts.push(format!("group {g}"));
+    }
+    format!("{}: {}", c.name, parts.join(", "))
 }
 
 fn describe(run: &DirectoryRun) -> String {

@@ -33,9 +33,13 @@
 # jmueller / Grüße-1 (CN=Müller\, Jürgen). Global security groups in OU=Gruppen,DC=stadt,DC=example:
 # VPN-Nutzer (all three) and CN=Straßenbau\, Tiefbau (sAMAccountName strassenbau-tiefbau; jmueller).
 #
-# Unlike a Windows DC, Samba refuses a simple bind over plain ldap:// ("Strong(er) authentication
-# required", ldap server require strong auth = yes, its default) and has no MaxPageSize for
-# searches without paged results: those return every entry.
+# Where Samba 4.17 differs from a Windows DC's defaults (seen with add-users 1100):
+# - a simple bind over plain ldap:// without StartTLS is refused ("Strong(er) authentication
+#   required"; ldap server require strong auth = yes, Samba's default), anonymous reads of the
+#   root DSE still work;
+# - MaxPageSize=1000 is not enforced: a search without paged results returns all 1,103 users with
+#   result 0 (Windows: 1,000 and sizeLimitExceeded), a page size of 2,000 gives one page of
+#   1,103, and Samba ignores a client's size limit (ldapsearch -z 5) as well.
 set -euo pipefail
 # Without this, a failure inside $(...) would not stop the function that runs there.
 shopt -s inherit_errexit
@@ -52,7 +56,9 @@ GLOBAL_SECURITY=-2147483646
 
 # The caller's LDAP* variables (LDAPBASE, LDAPBINDDN, LDAPTLS_REQCERT=never, ...) must not change
 # what the tools here do. Not LDAPNOINIT as in slapd.sh: it would also ignore LDAPTLS_CACERT, which
-# is the only way to give ldapsearch a CA file (set per DIR in ldap_tool).
+# is the only way to give ldapsearch a CA file (set per DIR in ldap_tool). /etc/ldap/ldap.conf is
+# still read, but what it could set that matters here (URI, BASE, TLS_CACERT, TLS_REQCERT) is
+# always given explicitly.
 for v in $(compgen -e); do
   case $v in LDAP*) unset "$v" ;; esac
 done
@@ -75,11 +81,14 @@ is_alive() {
   [ "${stat%% *}" != Z ]
 }
 
-# Alive, samba, and in namespace NS: after a crash the pid may belong to someone else by now, even
-# to the samba of another DIR.
+# Alive and samba: after a crash the pid may belong to someone else by now.
+is_samba() {
+  [ "$(cat "/proc/$1/comm" 2>/dev/null)" = samba ] && is_alive "$1"
+}
+
+# And in namespace NS: the pid may even belong to the samba of another DIR by now.
 is_our_samba() {
-  [ "$(cat "/proc/$1/comm" 2>/dev/null)" = samba ] && is_alive "$1" &&
-    [ "$(ip netns identify "$1" 2>/dev/null)" = "$2" ]
+  is_samba "$1" && [ "$(ip netns identify "$1" 2>/dev/null)" = "$2" ]
 }
 
 need_started() {
@@ -93,8 +102,8 @@ ldap_tool() {
   LDAPTLS_CACERT="$DIR/ca.crt" LDAPTLS_REQCERT=demand "$@"
 }
 
-# Changes go in as Administrator over LDAPS: about 4 ms per added user, while samba-tool takes
-# 0.23 s per call and a Python SamDB on the local sam.ldb (one transaction) 5 ms per user.
+# Changes go in as Administrator over LDAPS: about 3 ms per added user, while samba-tool takes
+# 0.23 s per call and a Python SamDB on the local sam.ldb (all users in one transaction) 5 ms.
 as_admin() {
   local tool=$1
   shift
@@ -291,10 +300,15 @@ cmd_start() {
   mkdir -p "$1"
   # smb.conf needs absolute paths.
   DIR=$(cd "$1" && pwd)
-  if [ -f "$DIR/samba.pid" ] && is_alive "$(cat "$DIR/samba.pid")"; then
+  if [ -f "$DIR/samba.pid" ] && is_samba "$(cat "$DIR/samba.pid")"; then
     die "a DC is already running for $DIR (pid $(cat "$DIR/samba.pid"))"
   fi
-  [ -e "$DIR/samba/private/sam.ldb" ] && fresh=0
+  # The namespace and veth pair of a DC that died without a stop are this DIR's own: away with them.
+  if [ -f "$DIR/ns" ]; then
+    cmd_stop "$DIR"
+  fi
+  # Written once the base data is in: a start that failed half-way leaves no DC to restart.
+  [ -e "$DIR/samba/ready" ] && fresh=0
   if [ -f "$DIR/ip" ] && [ "$(cat "$DIR/ip")" != "$ip" ]; then
     die "$DIR was set up for $(cat "$DIR/ip") (its certificate names that address); use the same OCTET"
   fi
@@ -321,7 +335,10 @@ cmd_start() {
     write_certs "$ip"
   fi
   echo "$ip" >"$DIR/ip"
-  ((fresh == 0)) || provision "$ip"
+  if ((fresh)); then
+    rm -rf "$DIR/samba"
+    provision "$ip"
+  fi
 
   # ip netns exec execs samba after entering the namespace, so $! is samba itself (no wrapper).
   # -F: foreground, which -i would be too, but -i also exits when stdin ends. --debug-stdout: the
@@ -348,8 +365,9 @@ cmd_start() {
     fi
     sleep 0.05
   done
-  if ((fresh)) && ! base_ldif | as_admin ldapadd >/dev/null; then
-    die "loading the base data failed"
+  if ((fresh)); then
+    base_ldif | as_admin ldapadd >/dev/null || die "loading the base data failed"
+    : >"$DIR/samba/ready"
   fi
   trap - EXIT
   echo "samba-ad.sh: DC for $DIR up on $ip in $(since "$t0") s" >&2

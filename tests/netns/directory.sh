@@ -81,6 +81,8 @@ hw settings endpoint 198.51.100.1:51820 >/dev/null
 check "sync: a mapping to a missing group is a failed run that names it" \
   wait_until 15 eval "hw directory runs | grep -A1 failed | grep -q 'staff.*does not exist'"
 hw group add staff --allow 192.0.2.0/25 >/dev/null
+check "sync: a dry run says what a run would do and changes nothing" \
+  eval "hw directory sync --dry-run | grep -q 'would create 3, change 0, disable 0' && ! hw user list | grep -q alice"
 check "sync: on demand from the command line, the three staff members are users" \
   eval "hw directory sync | grep -q '^.* ok (by cli:root): 3 entries, 3 created'"
 check "serve: the bind password is in neither the log nor the command line" \

@@ -5,7 +5,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
 use heimweg_control::Scope;
-use heimweg_service::{DirectoryRun, DirectorySettings, DisabledRule, LdapSecurity};
+use heimweg_service::{
+    DirectoryPreview, DirectoryRun, DirectorySettings, DisabledRule, LdapSecurity,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -71,15 +73,56 @@ pub(crate) async fn show(
     })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SyncParams {
+    dry_run: Option<bool>,
+}
+
 /// `POST /api/v1/directory/sync`: reads the directory now and applies it; the run, whatever
-/// its outcome (ok, refused, failed).
+/// its outcome (ok, refused, failed). With `dry_run=true`, what a run would do, and nothing
+/// changed or recorded.
 pub(crate) async fn sync(
     State(st): State<AppState>,
     caller: Caller,
+    params: Result<Query<SyncParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // The documented scope first, so that its refusal names it.
     caller.0.require(Scope::UsersWrite)?;
     caller.0.require(Scope::DevicesWrite)?;
+    let Query(params) = params?;
+    if params.dry_run == Some(true) {
+        let preview = st.service.preview_directory(&caller.0).await?;
+        return Ok(Json(preview_json(&preview)));
+    }
     let run = st.service.sync_directory(&caller.0).await?;
     Ok(Json(run_json(&run)))
+}
+
+fn preview_json(p: &DirectoryPreview) -> Value {
+    match p {
+        DirectoryPreview::Plan(plan) => json!({
+            "dry_run": true, "outcome": "ok", "entries": plan.entries, "users": plan.eligible,
+            "create": plan.create.iter().map(|u| json!({
+                "name": u.name.as_str(), "group": u.group.as_str(),
+                "email": u.email.as_ref().map(|e| e.as_str()),
+            })).collect::<Vec<_>>(),
+            "change": plan.change.iter().map(|c| json!({
+                "name": c.name.as_str(), "linked": c.link.is_some(),
+                "rename": c.rename.as_ref().map(|n| n.as_str()),
+                "email": c.email.as_ref().and_then(|e| e.as_ref().map(|e| e.as_str())),
+                "group": c.group.as_ref().map(|g| g.as_str()),
+            })).collect::<Vec<_>>(),
+            "disable": plan.disable.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(),
+            "enable": plan.enable.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(),
+            "skipped": plan.skipped,
+        }),
+        DirectoryPreview::Refused(r) => json!({
+            "dry_run": true, "outcome": "refused", "message": r.to_string(),
+            "would_disable": r.would,
+        }),
+        DirectoryPreview::Failed(why) => json!({
+            "dry_run": true, "outcome": "failed", "message": why,
+        }),
+    }
 }

@@ -210,6 +210,24 @@ pub fn document() -> Value {
             "enabled": { "type": "integer" }, "skipped": { "type": "integer" },
             "message": { "type": ["string", "null"],
               "description": "why it was refused or failed, or the entries left out" } } },
+          "DirectoryPreview": { "type": "object", "properties": {
+            "dry_run": { "type": "boolean", "enum": [true] },
+            "outcome": { "type": "string", "enum": ["ok", "refused", "failed"] },
+            "entries": { "type": "integer" }, "users": { "type": "integer" },
+            "create": { "type": "array", "items": { "type": "object", "properties": {
+              "name": { "type": "string" }, "group": { "type": "string" },
+              "email": { "type": ["string", "null"] } } } },
+            "change": { "type": "array", "items": { "type": "object", "properties": {
+              "name": { "type": "string" }, "linked": { "type": "boolean" },
+              "rename": { "type": ["string", "null"] },
+              "email": { "type": ["string", "null"] },
+              "group": { "type": ["string", "null"] } } } },
+            "disable": { "type": "array", "items": { "type": "string" } },
+            "enable": { "type": "array", "items": { "type": "string" } },
+            "skipped": { "type": "array", "items": { "type": "string" } },
+            "would_disable": { "type": "integer" },
+            "message": { "type": "string" } } },
+          "DirectorySyncAnswer": { "anyOf": [schema("DirectoryRun"), schema("DirectoryPreview")] },
           "Directory": { "type": "object", "properties": {
             "settings": { "type": ["object", "null"], "properties": {
               "url": { "type": "string" },
@@ -397,9 +415,12 @@ pub fn document() -> Value {
           "Read the directory now and apply it: newcomers created, leavers and disabled \
            accounts disabled with every device revoked. A run that could not read the directory \
            (failed) or would disable more than the threshold (refused) changes nothing; the \
-           run is answered whatever its outcome (needs devices:write too)",
-          Some("users:write"), vec![], None,
-          &[("200", reply("The run", Some("DirectoryRun")))]) },
+           run is answered whatever its outcome (needs devices:write too). With dry_run, what \
+           a run would do, and nothing changed or recorded",
+          Some("users:write"),
+          vec![query_param("dry_run", "boolean", "only say what a run would do")], None,
+          &[("200", reply("The run, or with dry_run what it would do",
+              Some("DirectorySyncAnswer")))]) },
         "/api/v1/groups": {
           "get": op("List groups", Some("groups:read"), vec![], None,
             &[("200", reply("All groups", Some("GroupList")))]),

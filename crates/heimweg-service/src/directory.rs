@@ -10,7 +10,7 @@
 //! skip a scheduled run when another gateway's run started within the interval.
 
 use crate::{Caller, Result, Service, ServiceError};
-use heimweg_control::directory::{Dn, Entry, GroupMap, SyncPolicy};
+use heimweg_control::directory::{Dn, Entry, GroupMap, Plan, Refused, SyncPolicy};
 use heimweg_control::Scope;
 use heimweg_store::DirectoryRun;
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
@@ -407,13 +407,7 @@ impl Service {
     pub async fn sync_directory(&self, caller: &Caller) -> Result<DirectoryRun> {
         caller.require(Scope::UsersWrite)?;
         caller.require(Scope::DevicesWrite)?;
-        let settings = self.directory.clone().ok_or_else(|| {
-            ServiceError::NotReady(
-                "no directory is connected: set HEIMWEG_LDAP_URL and the rest in the \
-                 settings file (deploy/README.md)"
-                    .into(),
-            )
-        })?;
+        let settings = self.connected_directory()?;
         let started_at = self.now();
         let run = match settings.read().await {
             Ok(entries) => {
@@ -461,11 +455,55 @@ impl Service {
         Ok(run)
     }
 
+    /// What a run would do now, changing nothing and recording nothing: for an admin's first
+    /// look at what a directory would do to the users. Needs what a run needs.
+    pub async fn preview_directory(&self, caller: &Caller) -> Result<DirectoryPreview> {
+        caller.require(Scope::UsersWrite)?;
+        caller.require(Scope::DevicesWrite)?;
+        let settings = self.connected_directory()?;
+        let entries = match settings.read().await {
+            Ok(entries) => entries,
+            Err(why) => return Ok(DirectoryPreview::Failed(why)),
+        };
+        let preview = self
+            .store
+            .preview_directory(&entries, &settings.groups, settings.policy)
+            .await;
+        Ok(match preview {
+            Ok(Ok(plan)) => DirectoryPreview::Plan(plan),
+            Ok(Err(refused)) => DirectoryPreview::Refused(refused),
+            Err(e @ heimweg_store::StoreError::NotFound(_)) => {
+                DirectoryPreview::Failed(e.to_string())
+            }
+            Err(e) => return Err(e.into()),
+        })
+    }
+
+    fn connected_directory(&self) -> Result<Arc<DirectorySettings>> {
+        self.directory.clone().ok_or_else(|| {
+            ServiceError::NotReady(
+                "no directory is connected: set HEIMWEG_LDAP_URL and the rest in the \
+                 settings file (deploy/README.md)"
+                    .into(),
+            )
+        })
+    }
+
     /// The newest runs first, at most `limit`.
     pub async fn directory_runs(&self, caller: &Caller, limit: u32) -> Result<Vec<DirectoryRun>> {
         caller.require(Scope::UsersRead)?;
         Ok(self.store.directory_runs(limit.min(500)).await?)
     }
+}
+
+/// What a run would do (see [`Service::preview_directory`]).
+#[derive(Debug)]
+pub enum DirectoryPreview {
+    Plan(Plan),
+    /// Over the threshold: a run would change nothing.
+    Refused(Refused),
+    /// The directory could not be read, or the mapping names a missing group.
+    Failed(String),
 }
 
 /// The scheduled sync of one gateway.

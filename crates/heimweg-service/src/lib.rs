@@ -42,7 +42,9 @@ pub use accounts::{
     SecondFactorOutcome, TotpConfirm, TotpSetup, SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
 pub use devices::{EnrollRequest, Enrollment};
-pub use directory::{DirectoryKind, DirectorySettings, DirectorySync, DisabledRule, LdapSecurity};
+pub use directory::{
+    DirectoryKind, DirectoryPreview, DirectorySettings, DirectorySync, DisabledRule, LdapSecurity,
+};
 pub use links::LinkOffer;
 pub use mail::{retry_delay_secs, MailSettings, Mailer, SendRound, SmtpSecurity, MAX_ATTEMPTS};
 pub use mdm::{MdmExport, MdmProfiles, MAX_MDM_DEVICES};

@@ -1,14 +1,17 @@
 //! The directory sync against a real OpenLDAP server (Debian's slapd, started per test by
 //! tests/directory/slapd.sh with the memberof and ppolicy overlays, StartTLS and LDAPS with a
-//! test CA, and a reading account whose size limit is OpenLDAP's default of 500), on real
-//! SQLite files and PostgreSQL databases. Skipped, with a note, where slapd is not installed
-//! (tests/run.sh installs it).
+//! test CA, and a reading account whose size limit is OpenLDAP's default of 500) and a real
+//! Active Directory (Samba's AD DC, provisioned per test by tests/directory/samba-ad.sh in a
+//! network namespace of its own), on real SQLite files and PostgreSQL databases. Skipped, with
+//! a note, where slapd or Samba is not installed or (for Samba's namespace) not root;
+//! tests/run.sh installs both and CI runs as root.
 
 use common::service;
 use heimweg_control::directory::GroupMap;
 use heimweg_control::{AuditAction, GroupPolicy, LinkHours, Name, TunnelMode};
 use heimweg_service::{
-    Caller, DirectoryKind, DirectorySettings, EnrollRequest, LdapSecurity, Service,
+    Caller, DirectoryKind, DirectoryPreview, DirectorySettings, EnrollRequest, LdapSecurity,
+    Service,
 };
 use heimweg_store::{backend_tests, Backend, DeviceQuery};
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ backend_tests!(
     an_unreachable_or_emptied_directory_revokes_nothing,
     a_directory_that_cannot_be_trusted_is_not_read,
     paged_results_bring_every_entry_past_the_servers_size_limit,
+    active_directory_decides_and_a_disabled_account_loses_its_devices,
 );
 
 const SUFFIX: &str = "dc=stadt,dc=example";
@@ -218,6 +222,17 @@ async fn the_directory_decides_who_is_a_user_and_in_which_group(backend: Backend
         .await
         .unwrap();
     enroll(&service, "bob-laptop", "bob", "default").await;
+    // A dry run first: what a run would do, and nothing changed or recorded.
+    let DirectoryPreview::Plan(plan) = service.preview_directory(&admin).await.unwrap() else {
+        panic!("the dry run did not plan");
+    };
+    let created: Vec<&str> = plan.create.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(created, ["alice", "jmueller"]);
+    assert_eq!(plan.change.len(), 1);
+    assert!(plan.change[0].link.is_some());
+    assert_eq!(plan.change[0].group.as_ref().unwrap().as_str(), "staff");
+    assert_eq!(users(&service).await, [("bob".into(), true)]);
+    assert!(service.directory_runs(&admin, 10).await.unwrap().is_empty());
     let run = service.sync_directory(&admin).await.unwrap();
     assert_eq!(run.outcome, "ok", "{run:?}");
     assert_eq!(
@@ -482,4 +497,188 @@ async fn a_directory_that_cannot_be_trusted_is_not_read(backend: Backend) {
         "nothing changed"
     );
     assert!(users(&service).await.iter().all(|(_, enabled)| *enabled));
+}
+
+/// A Samba AD DC of its own in a network namespace, stopped and removed on drop.
+struct SambaAd {
+    dir: PathBuf,
+    octet: u8,
+}
+
+impl SambaAd {
+    fn start(tag: &str) -> Option<SambaAd> {
+        if !Path::new("/usr/sbin/samba").exists() || !Path::new("/usr/bin/samba-tool").exists() {
+            eprintln!("Samba's AD DC is not installed: skipped (tests/run.sh installs it)");
+            return None;
+        }
+        if effective_uid() != 0 {
+            eprintln!("not root: the AD DC needs a network namespace; skipped");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "heimweg-ad-{tag}-{}-{}",
+            std::process::id(),
+            &heimweg_service::generate_token()[3..11]
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A subnet and a namespace name of its own; a parallel test may hold one: try others.
+        let mut last = String::new();
+        for attempt in 0..8u32 {
+            let octet = u8::try_from((std::process::id() + attempt * 37) % 200 + 20).unwrap();
+            let ns = format!("hwad{}", std::process::id() % 100_000 + attempt * 100_000);
+            let out = Command::new("bash")
+                .arg(repo().join("tests/directory/samba-ad.sh"))
+                .args([
+                    "start".as_ref(),
+                    dir.as_os_str(),
+                    ns.as_ref(),
+                    octet.to_string().as_ref(),
+                ])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return Some(SambaAd { dir, octet });
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        panic!("the Samba AD DC did not start: {last}");
+    }
+
+    fn run(&self, args: &[&str]) {
+        let (first, rest) = args.split_first().unwrap();
+        let out = Command::new("bash")
+            .arg(repo().join("tests/directory/samba-ad.sh"))
+            .arg(first)
+            .arg(&self.dir)
+            .args(rest)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "samba-ad.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn host(&self) -> String {
+        format!("10.251.{}.2", self.octet)
+    }
+
+    /// StartTLS on 389 with the DC's CA, the ordinary domain user that reads.
+    fn settings(&self) -> DirectorySettings {
+        let mut s = DirectorySettings::new(
+            DirectoryKind::ActiveDirectory,
+            &format!("ldap://{}", self.host()),
+            "OU=Mitarbeiter,DC=stadt,DC=example",
+            GroupMap::parse(
+                r"tiefbau=CN=Straßenbau\, Tiefbau,OU=Gruppen,DC=stadt,DC=example;staff=CN=VPN-Nutzer,OU=Gruppen,DC=stadt,DC=example",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        s.ca_pem = Some(std::fs::read(self.dir.join("ca.crt")).unwrap());
+        s.bind = Some((
+            "CN=heimweg-reader,CN=Users,DC=stadt,DC=example".into(),
+            "Reader-Secret-1".into(),
+        ));
+        s
+    }
+}
+
+impl Drop for SambaAd {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("tests/directory/samba-ad.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn effective_uid() -> u32 {
+    // /proc/self/status names the effective uid second on its Uid line.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+        })
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Active Directory's conventions end to end: sAMAccountName, objectGUID (binary), memberOf
+/// with Samba's `\,` spelling of an umlaut-and-comma group, userAccountControl's bit 2, paged
+/// results over 1,000 entries, StartTLS and LDAPS; an ordinary domain user reads.
+async fn active_directory_decides_and_a_disabled_account_loses_its_devices(backend: Backend) {
+    let Some(ad) = SambaAd::start(&format!("{backend:?}")) else {
+        return;
+    };
+    let Some((_db, service)) = service(backend, "ad").await else {
+        return;
+    };
+    let service = service.with_directory(ad.settings());
+    for (group, net) in [("staff", "10.20.0.0/16"), ("tiefbau", "10.40.0.0/16")] {
+        let policy =
+            GroupPolicy::new(vec![net.parse().unwrap()], TunnelMode::Split, vec![]).unwrap();
+        service
+            .create_group(&Caller::system(), &name(group), &policy)
+            .await
+            .unwrap();
+    }
+    let admin = Caller::system();
+    let run = service.sync_directory(&admin).await.unwrap();
+    // The reader itself is in CN=Users, outside the base: three people.
+    assert_eq!(
+        (run.outcome.as_str(), run.entries, run.created),
+        ("ok", 3, 3),
+        "{run:?}"
+    );
+    assert_eq!(
+        users(&service).await,
+        [
+            ("alice".into(), true),
+            ("bob".into(), true),
+            ("jmueller".into(), true)
+        ]
+    );
+    enroll(&service, "alice-laptop", "alice", "staff").await;
+    enroll(&service, "jm-ipad", "jmueller", "tiefbau").await;
+
+    // Disabled in AD: alice's device goes with her, jmueller keeps his (and stays in tiefbau:
+    // Samba's `CN=Straßenbau\, Tiefbau` is the mapping's group, else he would move to staff).
+    ad.run(&["disable", "alice"]);
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!((run.outcome.as_str(), run.disabled), ("ok", 1), "{run:?}");
+    assert_eq!(
+        devices(&service).await,
+        [
+            ("alice-laptop".into(), "staff".into(), true),
+            ("jm-ipad".into(), "tiefbau".into(), false),
+        ]
+    );
+
+    // Over LDAPS too, past 1,000 entries (AD pages at 1,000 at most; heimweg asks for 400).
+    ad.run(&["add-users", "1100", "VPN-Nutzer"]);
+    let mut ldaps = ad.settings();
+    ldaps.url = format!("ldaps://{}", ad.host());
+    ldaps.security = LdapSecurity::Tls;
+    let service = service.with_directory(ldaps);
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!(
+        (run.outcome.as_str(), run.entries, run.created),
+        ("ok", 1103, 1100),
+        "{run:?}"
+    );
+    // Back in AD, alice stays out of heimweg (the default).
+    ad.run(&["enable", "alice"]);
+    let run = service.sync_directory(&admin).await.unwrap();
+    assert_eq!(
+        (run.enabled, run.disabled, run.created),
+        (0, 0, 0),
+        "{run:?}"
+    );
+    assert!(users(&service).await.contains(&("alice".into(), false)));
 }

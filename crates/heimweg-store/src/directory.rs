@@ -6,7 +6,9 @@ use crate::db::{audit, bump_revision, Tx};
 use crate::groups::group_id;
 use crate::users::{disable_in, insert_user};
 use crate::{stored_name, Result, Store, StoreError};
-use heimweg_control::directory::{self, Entry, GroupMap, Known, Plan, SyncPolicy, UserChange};
+use heimweg_control::directory::{
+    self, Entry, GroupMap, Known, Plan, Refused, SyncPolicy, UserChange,
+};
 use heimweg_control::{Actor, AuditAction, Email, Name};
 use std::collections::HashMap;
 
@@ -100,6 +102,28 @@ impl Store {
         Ok(recorded)
     }
 
+    /// What a run would do with `found` now, changing nothing: the plan, or why it would be
+    /// refused (a mapped group that does not exist is an error, as in a run).
+    pub async fn preview_directory(
+        &self,
+        found: &[Entry],
+        map: &GroupMap,
+        policy: SyncPolicy,
+    ) -> Result<std::result::Result<Plan, Refused>> {
+        let mut conn = self.read().await?;
+        for (_, group) in map.entries() {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE name_key = $1")
+                .bind(group.key())
+                .fetch_optional(&mut *conn)
+                .await?;
+            if id.is_none() {
+                return Err(missing_group(group));
+            }
+        }
+        let known = known_users(&mut conn).await?;
+        Ok(directory::plan(&known, found, map, policy))
+    }
+
     /// Records a run that could not read the directory: nothing was changed.
     pub async fn record_directory_failure(
         &self,
@@ -155,15 +179,19 @@ impl Store {
 async fn mapped_groups(tx: &mut Tx<'_>, map: &GroupMap) -> Result<HashMap<String, i64>> {
     let mut groups = HashMap::new();
     for (_, group) in map.entries() {
-        let id = group_id(tx, group).await.map_err(|_| {
-            StoreError::NotFound(format!(
-                "the group mapping names the heimweg group {group:?}, which does not exist \
-                 (create it first: heimweg group create)"
-            ))
-        })?;
+        let id = group_id(tx, group)
+            .await
+            .map_err(|_| missing_group(group))?;
         groups.insert(group.key(), id);
     }
     Ok(groups)
+}
+
+fn missing_group(group: &heimweg_control::Name) -> StoreError {
+    StoreError::NotFound(format!(
+        "the group mapping names the heimweg group {group:?}, which does not exist (create it \
+         first: heimweg group add)"
+    ))
 }
 
 /// Carries a plan out, audited as the directory's doing; how many devices it revoked.
@@ -273,13 +301,13 @@ struct KnownRow {
 }
 
 /// Every user, as the plan compares them.
-async fn known_users(tx: &mut Tx<'_>) -> Result<Vec<Known>> {
+async fn known_users(conn: &mut sqlx::AnyConnection) -> Result<Vec<Known>> {
     let rows: Vec<KnownRow> = sqlx::query_as(
         "SELECT u.id, u.name, u.email, u.directory_id, g.name AS group_name, u.disabled_at,
                 u.disabled_by
          FROM users u LEFT JOIN groups g ON g.id = u.group_id",
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
         .map(|r| {
