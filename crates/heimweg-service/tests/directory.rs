@@ -99,6 +99,29 @@ impl Slapd {
         }
     }
 
+    /// Changes entries as the directory's administrator (`ldapmodify`, LDIF on stdin).
+    fn modify(&self, ldif: &str) {
+        use std::io::Write;
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", self.port)])
+            .args(["-D", "cn=admin,dc=stadt,dc=example", "-w", "admin-secret"])
+            .env("LDAPNOINIT", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "ldapmodify failed:\n{ldif}"
+        );
+    }
+
     /// StartTLS on the LDAP port, the test CA, the reading account.
     fn settings(&self) -> DirectorySettings {
         let mut s = DirectorySettings::new(
@@ -212,7 +235,7 @@ async fn users(service: &Service) -> Vec<(String, bool)> {
 }
 
 async fn the_directory_decides_who_is_a_user_and_in_which_group(backend: Backend) {
-    let Some((_db, service, _slapd)) = setup(backend, "decides").await else {
+    let Some((_db, service, slapd)) = setup(backend, "decides").await else {
         return;
     };
     let admin = Caller::system();
@@ -268,8 +291,39 @@ async fn the_directory_decides_who_is_a_user_and_in_which_group(backend: Backend
         ),
         ("ok", 0, 0, 0)
     );
+    // A login renamed and an address changed in the directory: the same users (matched by
+    // entryUUID), their devices and links follow the new name.
+    slapd.modify(
+        "dn: cn=Müller\\2C Jürgen,ou=people,dc=stadt,dc=example\nchangetype: modify\n\
+         replace: uid\nuid: juergen.mueller\n\n\
+         dn: uid=bob,ou=people,dc=stadt,dc=example\nchangetype: modify\n\
+         replace: mail\nmail: bob.beispiel@stadt.example\n",
+    );
+    let renamed = service.sync_directory(&admin).await.unwrap();
+    assert_eq!(
+        (renamed.created, renamed.changed, renamed.disabled),
+        (0, 2, 0),
+        "{renamed:?}"
+    );
+    assert_eq!(
+        users(&service).await,
+        [
+            ("alice".into(), true),
+            ("bob".into(), true),
+            ("juergen.mueller".into(), true)
+        ]
+    );
+    let (_, theirs) = service
+        .user(&admin, &name("juergen.mueller"))
+        .await
+        .unwrap();
+    assert_eq!(theirs.unwrap()[0].name.as_str(), "jm-ipad");
+    let bob = service.user(&admin, &name("bob")).await.unwrap().0;
+    assert_eq!(bob.email.unwrap().as_str(), "bob.beispiel@stadt.example");
     let runs = service.directory_runs(&admin, 10).await.unwrap();
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0].id, renamed.id);
+    let runs = &runs[1..];
     assert_eq!(runs[0].id, again.id);
     assert_eq!(runs[0].requested_by, "system");
     // The changes are the directory's in the audit log.

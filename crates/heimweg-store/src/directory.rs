@@ -4,7 +4,7 @@
 
 use crate::db::{audit, bump_revision, Tx};
 use crate::groups::group_id;
-use crate::users::{disable_in, insert_user};
+use crate::users::disable_in;
 use crate::{stored_name, Result, Store, StoreError};
 use heimweg_control::directory::{
     self, Entry, GroupMap, Known, Plan, Refused, SyncPolicy, UserChange,
@@ -203,13 +203,19 @@ async fn carry_out(
 ) -> Result<u64> {
     let actor = Actor::Directory;
     for u in &plan.create {
-        let id = insert_user(tx, &u.name, u.email.as_ref(), now).await?;
-        sqlx::query("UPDATE users SET directory_id = $1, group_id = $2 WHERE id = $3")
-            .bind(&u.directory_id)
-            .bind(groups[&u.group.key()])
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+        // One statement per user (a first sync creates tens of thousands).
+        sqlx::query(
+            "INSERT INTO users (name, name_key, email, created_at, directory_id, group_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(u.name.as_str())
+        .bind(u.name.key())
+        .bind(u.email.as_ref().map(Email::as_str))
+        .bind(now)
+        .bind(&u.directory_id)
+        .bind(groups[&u.group.key()])
+        .execute(&mut **tx)
+        .await?;
         let detail = format!("group={}", u.group);
         audit(
             tx,
