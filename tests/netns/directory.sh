@@ -7,12 +7,16 @@
 # that is down, and one whose VPN group was emptied, revoke nothing. The API and the command
 # line run a sync on demand; the bind password is in neither the log nor a command line.
 #
-# Usage (as root, from the repo root):  HEIMWEG=/path/to/heimweg bash tests/netns/directory.sh
+# The panel's directory page is checked in headless Chromium (tests/panel/directory.mjs;
+# screenshots in $HEIMWEG_SCREENSHOTS, default target/panel-screenshots).
+#
+# Usage (as root, from the repo root, after `npm ci` in tests/panel):
+#   HEIMWEG=/path/to/heimweg bash tests/netns/directory.sh
 set -eEuo pipefail
 
 [[ $(id -u) -eq 0 ]] || { echo "directory.sh: must run as root" >&2; exit 2; }
 HW=${HEIMWEG:?set HEIMWEG to the heimweg binary}
-for tool in wg wg-quick wireguard-go ip ping slapd ldapsearch openssl python3; do
+for tool in wg wg-quick wireguard-go ip ping slapd ldapsearch openssl python3 node chromium; do
   command -v "$tool" >/dev/null || { echo "directory.sh: missing tool: $tool" >&2; exit 2; }
 done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -154,6 +158,14 @@ assert d["settings"]["security"] == "starttls" and d["settings"]["own_ca"] is Tr
 assert d["settings"]["groups"] == [{"group": "staff", "directory_group": "cn=vpn-users,ou=groups,dc=stadt,dc=example"}]
 assert [r["outcome"] for r in d["runs"][:2]] == ["refused", "failed"], d["runs"][:3]
 EOF
+
+# The panel's directory page in headless Chromium, as an admin, with the runs so far.
+SHOTS=${HEIMWEG_SCREENSHOTS:-$ROOT/target/panel-screenshots}
+mkdir -p "$SHOTS"
+echo 'it-admin-password-1' | hw admin add it-admin --password-stdin >/dev/null
+check "browser: the directory page shows the settings, the mapping and the runs, and runs a sync" \
+  nsx "$NS_GW" env PANEL_URL=http://127.0.0.1:8080 SHOTS="$SHOTS" ADMIN_PASSWORD=it-admin-password-1 \
+    node "$ROOT/tests/panel/directory.mjs"
 
 for n in a b; do
   nsx "$([[ $n == a ]] && echo "$NS_C1" || echo "$NS_C2")" wg-quick down "$TMPD/hw${ID}$n.conf" >>"$TMPD/wg-quick.log" 2>&1 || true

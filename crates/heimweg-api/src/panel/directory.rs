@@ -62,7 +62,7 @@ fn settings_table(l: Lang, s: &DirectorySettings) -> Markup {
             tr { th scope="row" { (l.t("Reads as", "Liest als")) } td { (s.bind.as_ref().map_or("—", |b| b.0.as_str())) } }
             tr { th scope="row" { (l.t("Users under", "Personen unter")) } td { code { (s.base) } " " code { (s.filter) } } }
             tr { th scope="row" { (l.t("Disabled when", "Deaktiviert, wenn")) } td { (text("disabled")) } }
-            tr { th scope="row" { (l.t("Every", "Alle")) } td { (s.interval.as_secs() / 60) " min" } }
+            tr { th scope="row" { (l.t("Every", "Alle")) } td { (interval(s.interval.as_secs())) } }
             tr { th scope="row" { (l.t("Refused above", "Verweigert über")) } td { (s.policy.max_disable_percent) " % " (l.t("of the users at once", "der Personen auf einmal")) } }
             tr { th scope="row" { (l.t("Returning users", "Zurückkehrende")) } td { @if s.policy.reenable { (l.t("enabled again (devices stay revoked)", "wieder freigeschaltet (Geräte bleiben gesperrt)")) } @else { (l.t("stay disabled until an admin acts", "bleiben deaktiviert, bis jemand aus der IT handelt")) } } }
         }
@@ -89,7 +89,7 @@ fn runs_table(l: Lang, runs: &[DirectoryRun]) -> Markup {
             } }
             tbody { @for r in runs { tr {
                 td { (timestamp(r.started_at)) }
-                td { (super::overview::actor_label(l, &r.requested_by)) }
+                td { @if r.requested_by == "system" { (l.t("schedule", "Zeitplan")) } @else { (super::overview::actor_label(l, &r.requested_by)) } }
                 td { @let class = match r.outcome.as_str() { "ok" => "active", _ => "revoked" };
                      span class={ "badge " (class) } { (outcome(l, &r.outcome)) } }
                 td { (r.entries) } td { (r.created) } td { (r.changed) } td { (r.disabled) } td { (r.enabled) }
@@ -99,11 +99,38 @@ fn runs_table(l: Lang, runs: &[DirectoryRun]) -> Markup {
     }
 }
 
+/// 15 min, 1 h 30 min, 45 s.
+fn interval(secs: u64) -> String {
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, 0) => format!("{m} min"),
+        (h, 0, 0) => format!("{h} h"),
+        (h, m, 0) => format!("{h} h {m} min"),
+        _ => format!("{secs} s"),
+    }
+}
+
 fn outcome(l: Lang, outcome: &str) -> &'static str {
     match outcome {
         "ok" => l.t("done", "erledigt"),
         "refused" => l.t("refused", "verweigert"),
         _ => l.t("failed", "fehlgeschlagen"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn intervals_read_as_people_set_them() {
+        for (secs, text) in [
+            (10, "10 s"),
+            (900, "15 min"),
+            (3600, "1 h"),
+            (5400, "1 h 30 min"),
+            (90, "90 s"),
+        ] {
+            assert_eq!(super::interval(secs), text);
+        }
     }
 }
 
