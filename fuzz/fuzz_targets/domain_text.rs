@@ -1,8 +1,9 @@
 //! Text as people type it into the API, the panel and the command line, and as stores kept
 //! it, into the parsers of `heimweg_control`'s domain: names (`Name::new`, `Name::from_stored`,
 //! the comparison key), e-mail addresses, group policies (networks and DNS entries), the
-//! gateway's endpoint, token scopes, the named states, recorded actors; and the first bytes as
-//! numbers into the bounded lifetimes.
+//! gateway's endpoint, token scopes, the named states, recorded actors, distinguished names and
+//! group mappings as the directory sync reads them; and the first bytes as numbers into the
+//! bounded lifetimes.
 //!
 //! Checked: an accepted name is NFC, 1 to 64 characters, without outer spaces and without a
 //! character the rules refuse (control, line separators, noncharacters, and everything Unicode
@@ -18,6 +19,7 @@
 
 #![no_main]
 
+use heimweg_control::directory::{Dn, GroupMap};
 use heimweg_control::lifecycle::LinkStatus;
 use heimweg_control::name::name_key;
 use heimweg_control::policy::{parse_dns, parse_networks};
@@ -42,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
     scopes(text);
     states(text);
     actor(text);
+    directory(text);
 });
 
 /// What names may not contain (the rules in `heimweg_control::name`, restated): control
@@ -246,6 +249,7 @@ fn actor(text: &str) {
     let again = match RecordedActor::parse(text) {
         RecordedActor::System => "system".to_string(),
         RecordedActor::Panel => "panel".to_string(),
+        RecordedActor::Directory => "directory".to_string(),
         RecordedActor::Cli(u) => format!("cli:{u}"),
         RecordedActor::Token(t) => format!("token:{t}"),
         RecordedActor::Admin(a) => format!("admin:{a}"),
@@ -254,6 +258,21 @@ fn actor(text: &str) {
         RecordedActor::Other(o) => o.to_string(),
     };
     assert_eq!(again, text);
+}
+
+/// A DN as a directory answers it (or an admin writes it in the group mapping): an accepted
+/// one prints to a form that parses back to the same name, and a name is within itself; a
+/// group mapping that parses maps at least one group.
+fn directory(text: &str) {
+    if let Ok(dn) = Dn::parse(text) {
+        let again = Dn::parse(&dn.to_string())
+            .unwrap_or_else(|e| panic!("{dn} (from {text:?}) does not parse again: {e}"));
+        assert_eq!(again, dn, "{text:?}");
+        assert!(dn.is_within(&dn));
+    }
+    if let Ok(map) = GroupMap::parse(text) {
+        assert!(!map.entries().is_empty());
+    }
 }
 
 fn numbers(data: &[u8]) {

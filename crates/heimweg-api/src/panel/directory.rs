@@ -118,6 +118,12 @@ fn outcome(l: Lang, outcome: &str) -> &'static str {
     }
 }
 
+pub(super) async fn sync(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    ctx.writer()?;
+    let run = st.service.sync_directory(&ctx.caller()?).await?;
+    Ok(see_other(&format!("/directory?run={}", run.id)))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -132,10 +138,4 @@ mod tests {
             assert_eq!(super::interval(secs), text);
         }
     }
-}
-
-pub(super) async fn sync(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
-    ctx.writer()?;
-    let run = st.service.sync_directory(&ctx.caller()?).await?;
-    Ok(see_other(&format!("/directory?run={}", run.id)))
 }
