@@ -297,7 +297,11 @@ pub fn document() -> Value {
             "id": { "type": "integer" }, "name": { "type": "string" },
             "email": { "type": ["string", "null"] }, "created_at": { "type": "integer" },
             "disabled_at": { "type": ["integer", "null"] },
-            "active_devices": { "type": "integer" } } },
+            "active_devices": { "type": "integer" },
+            "from_directory": { "type": "boolean",
+              "description": "linked to a directory entry: the directory sync decides" },
+            "group": { "type": ["string", "null"],
+              "description": "the group the directory gives this user; their devices go there" } } },
           "UserList": { "type": "object", "properties": {
             "items": { "type": "array", "items": schema("User") },
             "total": { "type": "integer" } } },

@@ -24,6 +24,8 @@ pub(crate) struct UserJson {
     created_at: i64,
     disabled_at: Option<i64>,
     active_devices: i64,
+    from_directory: bool,
+    group: Option<String>,
 }
 
 impl From<User> for UserJson {
@@ -35,6 +37,8 @@ impl From<User> for UserJson {
             created_at: u.created_at,
             disabled_at: u.disabled_at,
             active_devices: u.active_devices,
+            from_directory: u.from_directory,
+            group: u.group.map(|g| g.to_string()),
         }
     }
 }

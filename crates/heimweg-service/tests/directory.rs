@@ -291,7 +291,18 @@ async fn the_directory_decides_who_is_a_user_and_in_which_group(backend: Backend
     );
     let user = service.user(&admin, &name("bob")).await.unwrap().0;
     assert_eq!(user.email.unwrap().as_str(), "bob@stadt.example");
+    assert!(user.from_directory);
+    let jm = service.user(&admin, &name("jmueller")).await.unwrap().0;
+    assert_eq!(jm.group.unwrap().as_str(), "tiefbau");
     enroll(&service, "jm-ipad", "jmueller", "tiefbau").await;
+    // A device enrolled into another group than its owner's directory group goes to the
+    // owner's group at the next run: the directory decides what a user's devices reach.
+    enroll(&service, "alice-laptop", "alice", "default").await;
+    let moved = service.sync_directory(&admin).await.unwrap();
+    assert_eq!((moved.created, moved.changed, moved.disabled), (0, 0, 0));
+    assert!(devices(&service)
+        .await
+        .contains(&("alice-laptop".into(), "staff".into(), false)));
     // Nothing new: nothing changes, and the run says so.
     let again = service.sync_directory(&admin).await.unwrap();
     assert_eq!(
@@ -304,7 +315,7 @@ async fn the_directory_decides_who_is_a_user_and_in_which_group(backend: Backend
         ("ok", 0, 0, 0)
     );
     let runs = service.directory_runs(&admin, 10).await.unwrap();
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 3);
     assert_eq!(runs[0].id, again.id);
     assert_eq!(runs[0].requested_by, "system");
     // The changes are the directory's in the audit log.

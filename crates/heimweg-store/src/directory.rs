@@ -56,6 +56,7 @@ impl Store {
         let (outcome, run, message) = match directory::plan(&known, found, map, policy) {
             Ok(plan) => {
                 let revoked = carry_out(&mut tx, &plan, &groups, now).await?;
+                let moved = devices_to_their_owners_groups(&mut tx, now).await?;
                 let run = RunCounts {
                     entries: plan.entries,
                     created: plan.create.len(),
@@ -64,10 +65,10 @@ impl Store {
                     enabled: plan.enable.len(),
                     skipped: plan.skipped.len(),
                 };
-                if plan.changes_anything() {
+                if plan.changes_anything() || moved > 0 {
                     let detail = format!(
                         "{} entries: {} created, {} changed, {} disabled ({revoked} devices \
-                         revoked), {} enabled",
+                         revoked), {} enabled; {moved} devices moved to their owner's group",
                         run.entries, run.created, run.changed, run.disabled, run.enabled
                     );
                     let sync = AuditAction::DirectorySync;
@@ -260,6 +261,39 @@ async fn carry_out(
         .await?;
     }
     Ok(revoked)
+}
+
+/// Puts every active device of a linked, enabled user into the user's directory group: a
+/// device enrolled into another group (by an admin, through a link made before the user moved)
+/// must not get around the directory's decision. How many moved, each audited.
+async fn devices_to_their_owners_groups(tx: &mut Tx<'_>, now: i64) -> Result<u64> {
+    let astray: Vec<(i64, String, i64, String)> = sqlx::query_as(
+        "SELECT d.id, d.name, u.group_id, g.name FROM devices d
+           JOIN users u ON u.id = d.owner_id
+           JOIN groups g ON g.id = u.group_id
+         WHERE d.revoked_at IS NULL AND u.directory_id IS NOT NULL AND u.disabled_at IS NULL
+           AND d.group_id <> u.group_id",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    for (id, device, group_id, group) in &astray {
+        sqlx::query("UPDATE devices SET group_id = $1 WHERE id = $2")
+            .bind(group_id)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        let detail = format!("group={group} (the owner's directory group)");
+        audit(
+            tx,
+            now,
+            &Actor::Directory,
+            AuditAction::DeviceUpdate,
+            device,
+            &detail,
+        )
+        .await?;
+    }
+    Ok(astray.len() as u64)
 }
 
 /// Changes one user as the directory says; what changed, for the audit log.

@@ -13,6 +13,10 @@ pub struct User {
     pub disabled_at: Option<i64>,
     /// Devices that are neither revoked nor expired.
     pub active_devices: i64,
+    /// Linked to a directory entry: the directory sync decides about this user.
+    pub from_directory: bool,
+    /// The group the directory's mapping gives this user (their devices are moved there).
+    pub group: Option<Name>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -23,6 +27,8 @@ struct UserRow {
     created_at: i64,
     disabled_at: Option<i64>,
     active_devices: i64,
+    directory_id: Option<String>,
+    group_name: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -38,6 +44,11 @@ impl TryFrom<UserRow> for User {
             created_at: r.created_at,
             disabled_at: r.disabled_at,
             active_devices: r.active_devices,
+            from_directory: r.directory_id.is_some(),
+            group: r
+                .group_name
+                .map(|g| stored_name("groups", r.id, &g))
+                .transpose()?,
         })
     }
 }
@@ -45,7 +56,8 @@ impl TryFrom<UserRow> for User {
 /// `$2` is `now`, for counting the devices still active.
 const USER_SELECT: &str = "SELECT u.id, u.name, u.email, u.created_at, u.disabled_at,
         (SELECT COUNT(*) FROM devices d WHERE d.owner_id = u.id AND d.revoked_at IS NULL
-           AND (d.expires_at IS NULL OR d.expires_at > $2)) AS active_devices
+           AND (d.expires_at IS NULL OR d.expires_at > $2)) AS active_devices,
+        u.directory_id, (SELECT g.name FROM groups g WHERE g.id = u.group_id) AS group_name
      FROM users u";
 
 /// The id of the user `name`, created if missing; a disabled user is refused (their devices
