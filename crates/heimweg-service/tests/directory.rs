@@ -176,15 +176,29 @@ async fn setup(
     let slapd = Slapd::start(tag)?;
     let (db, service) = service(backend, tag).await?;
     let service = service.with_directory(slapd.settings());
+    create_mapped_groups(&service).await;
+    Some((db, service, slapd))
+}
+
+/// The heimweg groups the test directories' groups map to.
+async fn create_mapped_groups(service: &Service) {
     for (group, net) in [("staff", "10.20.0.0/16"), ("tiefbau", "10.40.0.0/16")] {
         let policy =
             GroupPolicy::new(vec![net.parse().unwrap()], TunnelMode::Split, vec![]).unwrap();
         service
-            .create_group(&Caller::system(), &Name::new(group).unwrap(), &policy)
+            .create_group(&Caller::system(), &name(group), &policy)
             .await
             .unwrap();
     }
-    Some((db, service, slapd))
+}
+
+/// The three people both test directories start with, all users.
+fn the_three_enabled() -> Vec<(String, bool)> {
+    vec![
+        ("alice".into(), true),
+        ("bob".into(), true),
+        ("jmueller".into(), true),
+    ]
 }
 
 fn name(s: &str) -> Name {
@@ -275,14 +289,7 @@ async fn the_directory_decides_who_is_a_user_and_in_which_group(backend: Backend
         (3, 2, 1, 0),
         "{run:?}"
     );
-    assert_eq!(
-        users(&service).await,
-        [
-            ("alice".into(), true),
-            ("bob".into(), true),
-            ("jmueller".into(), true)
-        ]
-    );
+    assert_eq!(users(&service).await, the_three_enabled());
     // bob's device moved to his directory group; jmueller (cn=Müller\, Jürgen, a member of
     // both mapped groups) is in the first one the mapping names.
     assert_eq!(
@@ -638,14 +645,7 @@ async fn active_directory_decides_and_a_disabled_account_loses_its_devices(backe
         return;
     };
     let service = service.with_directory(ad.settings());
-    for (group, net) in [("staff", "10.20.0.0/16"), ("tiefbau", "10.40.0.0/16")] {
-        let policy =
-            GroupPolicy::new(vec![net.parse().unwrap()], TunnelMode::Split, vec![]).unwrap();
-        service
-            .create_group(&Caller::system(), &name(group), &policy)
-            .await
-            .unwrap();
-    }
+    create_mapped_groups(&service).await;
     let admin = Caller::system();
     let run = service.sync_directory(&admin).await.unwrap();
     // The reader itself is in CN=Users, outside the base: three people.
@@ -654,14 +654,7 @@ async fn active_directory_decides_and_a_disabled_account_loses_its_devices(backe
         ("ok", 3, 3),
         "{run:?}"
     );
-    assert_eq!(
-        users(&service).await,
-        [
-            ("alice".into(), true),
-            ("bob".into(), true),
-            ("jmueller".into(), true)
-        ]
-    );
+    assert_eq!(users(&service).await, the_three_enabled());
     enroll(&service, "alice-laptop", "alice", "staff").await;
     enroll(&service, "jm-ipad", "jmueller", "tiefbau").await;
 
