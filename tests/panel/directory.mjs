@@ -41,7 +41,7 @@ try {
   await page.click("#sync button[type=submit]");
   const notice = await page.textContent("main");
   check("directory: the button runs it now; refused, it says nothing was changed and why",
-    notice.includes("Nichts wurde geändert") && notice.includes("named nobody"), page.url());
+    notice.includes("Nichts wurde geändert: Die Antwort des Verzeichnisses") && notice.includes("named nobody"), page.url());
   await page.screenshot({ path: `${SHOTS}/directory-refused.png`, fullPage: true });
 } catch (e) {
   log(`FAIL: ${e.message}`);

@@ -28,7 +28,7 @@ pub(super) async fn directory(
         @if let Some(run) = shown.run.and_then(|id| runs.iter().find(|r| r.id == id)) {
             @match run.outcome.as_str() {
                 "ok" => (notice("ok", &format!("{} {} {}, {} {}, {} {}.", l.t("Synchronised:", "Abgeglichen:"), run.created, l.t("created", "angelegt"), run.changed, l.t("changed", "geändert"), run.disabled, l.t("disabled", "deaktiviert")))),
-                _ => (notice("error", &format!("{} {}", l.t("Nothing was changed:", "Nichts wurde geändert:"), run.message.as_deref().unwrap_or(&run.outcome)))),
+                _ => (notice("error", &format!("{} {}", why_nothing(l, &run.outcome), run.message.as_deref().unwrap_or("")))),
             }
         }
         @match settings {
@@ -93,7 +93,10 @@ fn runs_table(l: Lang, runs: &[DirectoryRun]) -> Markup {
                 td { @let class = match r.outcome.as_str() { "ok" => "active", _ => "revoked" };
                      span class={ "badge " (class) } { (outcome(l, &r.outcome)) } }
                 td { (r.entries) } td { (r.created) } td { (r.changed) } td { (r.disabled) } td { (r.enabled) }
-                td { @if let Some(m) = &r.message { small { (m) } } }
+                td {
+                    @if r.outcome != "ok" { (why_nothing(l, &r.outcome)) br; }
+                    @if let Some(m) = &r.message { small { (m) } }
+                }
             } } }
         } } }
     }
@@ -107,6 +110,22 @@ fn interval(secs: u64) -> String {
         (h, 0, 0) => format!("{h} h"),
         (h, m, 0) => format!("{h} h {m} min"),
         _ => format!("{secs} s"),
+    }
+}
+
+/// Why a run changed nothing, in the reader's language (the recorded detail that follows it
+/// is the run's own, in English, for the log and a support case).
+fn why_nothing(l: Lang, outcome: &str) -> &'static str {
+    if outcome == "refused" {
+        l.t(
+            "Nothing was changed: the directory's answer would have disabled more people than a run may, or named nobody.",
+            "Nichts wurde geändert: Die Antwort des Verzeichnisses hätte mehr Personen deaktiviert, als ein Lauf darf, oder niemanden genannt.",
+        )
+    } else {
+        l.t(
+            "Nothing was changed: the directory could not be read, or the mapping names a group heimweg does not have.",
+            "Nichts wurde geändert: Das Verzeichnis war nicht lesbar, oder die Zuordnung nennt eine Gruppe, die es in heimweg nicht gibt.",
+        )
     }
 }
 
