@@ -210,11 +210,7 @@ impl DirectorySettings {
             .map_or(host, |(h, _)| h)
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|a| a.is_loopback());
-        if loopback {
+        if crate::mail::is_loopback(host) {
             Ok(())
         } else {
             Err(format!(

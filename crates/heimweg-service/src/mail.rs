@@ -142,7 +142,8 @@ impl std::fmt::Debug for Mailer {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// `localhost` or a loopback address: where plain text may go (a mail relay, a directory).
+pub(crate) fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .parse::<std::net::IpAddr>()

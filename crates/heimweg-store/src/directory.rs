@@ -3,7 +3,6 @@
 //! change slips in between the users it read and the ones it writes. Every run is recorded.
 
 use crate::db::{audit, bump_revision, Tx};
-use crate::groups::group_id;
 use crate::users::disable_in;
 use crate::{stored_name, Result, Store, StoreError};
 use heimweg_control::directory::{
@@ -112,15 +111,7 @@ impl Store {
         policy: SyncPolicy,
     ) -> Result<std::result::Result<Plan, Refused>> {
         let mut conn = self.read().await?;
-        for (_, group) in map.entries() {
-            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE name_key = $1")
-                .bind(group.key())
-                .fetch_optional(&mut *conn)
-                .await?;
-            if id.is_none() {
-                return Err(missing_group(group));
-            }
-        }
+        mapped_groups(&mut conn, map).await?;
         let known = known_users(&mut conn).await?;
         Ok(directory::plan(&known, found, map, policy))
     }
@@ -177,22 +168,25 @@ impl Store {
 
 /// The id of every heimweg group the mapping names, by name key; a clear error for one that
 /// does not exist.
-async fn mapped_groups(tx: &mut Tx<'_>, map: &GroupMap) -> Result<HashMap<String, i64>> {
+async fn mapped_groups(
+    conn: &mut sqlx::AnyConnection,
+    map: &GroupMap,
+) -> Result<HashMap<String, i64>> {
     let mut groups = HashMap::new();
     for (_, group) in map.entries() {
-        let id = group_id(tx, group)
-            .await
-            .map_err(|_| missing_group(group))?;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM groups WHERE name_key = $1")
+            .bind(group.key())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "the group mapping names the heimweg group {group:?}, which does not exist \
+                     (create it first: heimweg group add)"
+                ))
+            })?;
         groups.insert(group.key(), id);
     }
     Ok(groups)
-}
-
-fn missing_group(group: &heimweg_control::Name) -> StoreError {
-    StoreError::NotFound(format!(
-        "the group mapping names the heimweg group {group:?}, which does not exist (create it \
-         first: heimweg group add)"
-    ))
 }
 
 /// Carries a plan out, audited as the directory's doing; how many devices it revoked.
