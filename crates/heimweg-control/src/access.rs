@@ -209,6 +209,8 @@ pub enum Actor {
     Panel,
     /// The directory sync (LDAP / Active Directory): a leaver disabled, a newcomer created.
     Directory,
+    /// A staff member signed in through the identity provider, on their own staff page.
+    Staff { id: i64, name: Name },
 }
 
 impl fmt::Display for Actor {
@@ -222,6 +224,7 @@ impl fmt::Display for Actor {
             Actor::Requester { name } => write!(f, "request:{name}"),
             Actor::Panel => f.write_str("panel"),
             Actor::Directory => f.write_str("directory"),
+            Actor::Staff { name, .. } => write!(f, "staff:{name}"),
         }
     }
 }
@@ -240,6 +243,7 @@ pub enum RecordedActor<'a> {
     Requester(&'a str),
     Panel,
     Directory,
+    Staff(&'a str),
     /// Written by a version that knew other actors.
     Other(&'a str),
 }
@@ -256,6 +260,7 @@ impl<'a> RecordedActor<'a> {
             Some(("token", t)) => RecordedActor::Token(t),
             Some(("admin", a)) => RecordedActor::Admin(a),
             Some(("request", r)) => RecordedActor::Requester(r),
+            Some(("staff", u)) => RecordedActor::Staff(u),
             _ if s == "system" => RecordedActor::System,
             _ if s == "panel" => RecordedActor::Panel,
             _ if s == "directory" => RecordedActor::Directory,
@@ -324,6 +329,13 @@ mod tests {
             ),
             (Actor::Panel, "panel"),
             (Actor::Directory, "directory"),
+            (
+                Actor::Staff {
+                    id: 4,
+                    name: anna.clone(),
+                },
+                "staff:anna",
+            ),
         ];
         for (actor, text) in cases {
             assert_eq!(actor.to_string(), text);

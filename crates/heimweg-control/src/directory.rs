@@ -255,7 +255,7 @@ impl GroupMap {
 }
 
 /// `raw` split at every `sep` not preceded by a backslash (the backslash stays, for the DN).
-fn split_unescaped(raw: &str, sep: char) -> Vec<String> {
+pub(crate) fn split_unescaped(raw: &str, sep: char) -> Vec<String> {
     let mut parts = vec![String::new()];
     let mut escaped = false;
     for c in raw.chars() {

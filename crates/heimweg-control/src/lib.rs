@@ -15,6 +15,7 @@
 pub mod access;
 pub mod clientconf;
 pub mod directory;
+pub mod identity;
 pub mod import;
 pub mod invitation;
 pub mod keys;

@@ -126,6 +126,17 @@ impl Admin {
     }
 }
 
+/// The account with this id, inside a transaction.
+pub(crate) async fn admin_by_id(tx: &mut crate::db::Tx<'_>, id: i64) -> Result<Admin> {
+    sqlx::query_as::<_, AdminRow>(&format!(
+        "SELECT {ADMIN_COLUMNS} FROM admins a WHERE a.id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_into()
+}
+
 impl Store {
     /// Creates a panel account.
     pub async fn create_admin(

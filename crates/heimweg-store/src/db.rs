@@ -61,6 +61,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0009_peer_to_peer.sql"),
     migration!("0010_invitation_mail.sql", Some(Backfill::LinkOwnerKeys)),
     migration!("0011_directory_sync.sql"),
+    migration!("0012_identity_provider.sql"),
 ];
 
 /// The schema version this build brings a database to.
@@ -523,6 +524,18 @@ async fn check_actor(tx: &mut Tx<'_>, actor: &Actor) -> Result<()> {
             if enabled.is_none() {
                 return Err(StoreError::Unauthorized(format!(
                     "the account {name:?} was disabled"
+                )));
+            }
+        }
+        Actor::Staff { id, name } => {
+            let enabled: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if enabled.is_none() {
+                return Err(StoreError::Unauthorized(format!(
+                    "the user {name:?} was disabled"
                 )));
             }
         }

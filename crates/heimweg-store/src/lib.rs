@@ -28,6 +28,7 @@ mod db;
 mod devices;
 mod directory;
 mod groups;
+mod identity;
 mod links;
 mod mail;
 mod people;
@@ -51,6 +52,7 @@ pub use devices::{
 };
 pub use directory::DirectoryRun;
 pub use groups::{Group, GroupPatch};
+pub use identity::{PendingSignIn, ProviderAccount, SignInPurpose, StaffSession, SIGN_IN_SECS};
 pub use links::{EnrollmentLink, NewLink, RedeemedLink};
 pub use mail::{
     ClaimedMail, FreshSecret, InvitationStatus, MailCounts, MailState, MailSummary, RemindOutcome,

@@ -117,6 +117,17 @@ async fn user_on(conn: &mut sqlx::AnyConnection, name: &Name, now: i64) -> Resul
         .try_into()
 }
 
+/// The user with this id (a staff session's, a sign-in's).
+pub(crate) async fn user_by_id(conn: &mut sqlx::AnyConnection, id: i64, now: i64) -> Result<User> {
+    sqlx::query_as::<_, UserRow>(&format!("{USER_SELECT} WHERE u.id = $1"))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no user with id {id}")))?
+        .try_into()
+}
+
 impl Store {
     /// Creates a user (a member of staff who owns devices).
     pub async fn create_user(
@@ -247,6 +258,11 @@ pub(crate) async fn disable_in(
         )
         .await?;
     }
+    // A staff session would otherwise let them enroll a device again.
+    sqlx::query("DELETE FROM staff_sessions WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     // Open enrollment links for them would otherwise still create devices.
     let name = stored_name("users", id, stored)?;
     crate::links::revoke_links_of(tx, &name, now).await?;

@@ -56,6 +56,7 @@ const STEPS: &[fn(&mut Seed)] = &[
     v9_peer_to_peer,
     v10_invitation_mail,
     v11_directory_sync,
+    v12_identity_provider,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -1057,6 +1058,38 @@ fn v11_directory_sync(s: &mut Seed) {
             u.1 = true;
         }
     }
+}
+
+/// Sign-in through the identity provider: a user and a panel account linked to the
+/// provider's subjects (the account without a password), a staff session and a sign-in in
+/// flight.
+fn v12_identity_provider(s: &mut Seed) {
+    let era = s.era();
+    s.user("a.sso", Some("a.sso@stadt.example"));
+    s.run("UPDATE users SET oidc_subject = 'sub-a-sso-1' WHERE name = 'a.sso'".to_string());
+    s.insert_named(
+        "admins",
+        "it-sso",
+        "password_hash, role, created_at, oidc_subject",
+        &format!("'', 'admin', {era}, 'sub-it-sso-2'"),
+    );
+    s.audit(
+        "admin:it-sso",
+        "admin.create",
+        "it-sso",
+        "admin (identity provider)",
+    );
+    s.expect.admins.push("it-sso".into());
+    s.run(format!(
+        "INSERT INTO staff_sessions (id_hash, user_id, groups, csrf_token, created_at, expires_at)
+         SELECT 'staff-session-hash', id, 'Leitstelle', 'csrf', {era}, {era} + 3600
+         FROM users WHERE name = 'a.sso'"
+    ));
+    s.run(format!(
+        "INSERT INTO oidc_logins (id_hash, state, nonce, pkce_verifier, purpose, next, created_at)
+         VALUES ('sign-in-hash', 'state', 'nonce', 'verifier', 'staff', '/my', {era})"
+    ));
+    s.audit("staff:a.sso", "user.sign_in", "a.sso", "");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -68,6 +68,10 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
         ),
         A::UserEnable => l.t("user enabled again", "Person wieder freigeschaltet"),
         A::UserUpdate => l.t("user changed", "Person geändert"),
+        A::UserSignIn => l.t(
+            "signed in on the staff page",
+            "auf der Mitarbeitendenseite angemeldet",
+        ),
         A::DirectorySync => l.t("directory synchronised", "Verzeichnis abgeglichen"),
         A::LinkCreate => l.t("enrollment link created", "Einrichtungslink erstellt"),
         A::LinkRevoke => l.t(
@@ -88,6 +92,10 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
         A::AdminCreate => l.t("panel account created", "Panel-Konto angelegt"),
         A::AdminDisable => l.t("panel account disabled", "Panel-Konto deaktiviert"),
         A::AdminLogin => l.t("logged in", "angemeldet"),
+        A::AdminRole => l.t(
+            "role set by the identity provider",
+            "Rolle vom Anmeldedienst gesetzt",
+        ),
         A::AdminLock => l.t("account locked", "Konto gesperrt"),
         A::AdminUnlock => l.t("account unlocked", "Konto entsperrt"),
         A::AdminPassword => l.t("password changed", "Passwort geändert"),
@@ -117,6 +125,9 @@ pub(crate) fn actor_label(l: Lang, actor: &str) -> String {
         RecordedActor::System => "system".into(),
         RecordedActor::Panel => "panel".into(),
         RecordedActor::Directory => l.t("directory sync", "Verzeichnisabgleich").into(),
+        RecordedActor::Staff(who) => {
+            format!("{who} ({})", l.t("staff page", "Mitarbeitendenseite"))
+        }
         RecordedActor::Other(a) => a.to_string(),
     }
 }

@@ -1,0 +1,313 @@
+//! Sign-in through the identity provider, on real SQLite files and a real PostgreSQL server:
+//! how a sign-in finds its user or panel account, the staff sessions, the device limit.
+
+backend_tests!(
+    a_sign_in_links_by_subject_and_by_name_once_and_never_takes_over,
+    a_disabled_user_signs_in_no_more_and_their_session_ends,
+    a_provider_account_never_takes_over_a_local_one_and_follows_its_role,
+    the_device_limit_holds_when_enrollments_race,
+    a_sign_in_in_flight_is_used_once_and_expires,
+);
+
+use heimweg_control::{Actor, Email, Name, PrivateKey, Role};
+use heimweg_store::testing::Scratch;
+use heimweg_store::{
+    backend_tests, Backend, NewDevice, PendingSignIn, ProviderAccount, SignInPurpose, Store,
+    StoreError, SIGN_IN_SECS,
+};
+use std::sync::Arc;
+
+const NOW: i64 = 1_795_000_000;
+
+async fn fresh(backend: Backend, tag: &str) -> Option<(Scratch, Store)> {
+    let db = Scratch::new(backend, tag).await?;
+    let store = db.open().await;
+    store
+        .init_defaults([0x12, 0x34, 0x56, 0x78, 0x9a], NOW)
+        .await
+        .unwrap();
+    Some((db, store))
+}
+
+fn n(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+fn cli() -> Actor {
+    Actor::Cli {
+        user: "root".into(),
+    }
+}
+
+fn account<'a>(subject: &'a str, login: &'a Name) -> ProviderAccount<'a> {
+    ProviderAccount {
+        subject,
+        login,
+        email: None,
+    }
+}
+
+async fn a_sign_in_links_by_subject_and_by_name_once_and_never_takes_over(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "idlink").await else {
+        return;
+    };
+    let anna = n("Anna");
+    let email = Email::new("anna@stadt.example").unwrap();
+    let local = store
+        .create_user(&cli(), &anna, Some(&email), NOW)
+        .await
+        .unwrap();
+    // The first sign-in links the user made before the provider was connected...
+    let u = store
+        .staff_sign_in(&account("sub-1", &n("anna")), true, NOW)
+        .await
+        .unwrap();
+    assert_eq!(u.id, local.id);
+    // ...and from then on the subject decides, whatever login name the provider sends.
+    let renamed = n("a.mueller");
+    let u = store
+        .staff_sign_in(&account("sub-1", &renamed), false, NOW)
+        .await
+        .unwrap();
+    assert_eq!(u.id, local.id);
+    // Another subject with her name does not get her user.
+    let e = store
+        .staff_sign_in(&account("sub-2", &anna), true, NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(ref m) if m.contains("another account")),
+        "{e}"
+    );
+    // Someone unknown is created only if their groups allow it.
+    let neu = n("neu");
+    let e = store
+        .staff_sign_in(&account("sub-3", &neu), false, NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unauthorized(_)), "{e}");
+    assert!(
+        store.user(&neu, NOW).await.is_err(),
+        "a refused sign-in made a user"
+    );
+    let made = store
+        .staff_sign_in(&account("sub-3", &neu), true, NOW)
+        .await
+        .unwrap();
+    assert_eq!(made.name, neu);
+}
+
+/// Disabled: no sign-in, and the open session ends with her.
+async fn a_disabled_user_signs_in_no_more_and_their_session_ends(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "iddisabled").await else {
+        return;
+    };
+    let anna = n("Anna");
+    let local = store
+        .staff_sign_in(&account("sub-1", &anna), true, NOW)
+        .await
+        .unwrap();
+    store
+        .create_staff_session(
+            "session-hash",
+            local.id,
+            &[n("default")],
+            "csrf",
+            NOW,
+            NOW + 60,
+        )
+        .await
+        .unwrap();
+    let s = store
+        .staff_session("session-hash", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.user.id, s.groups.clone()),
+        (local.id, vec![n("default")])
+    );
+    assert!(
+        store
+            .staff_session("session-hash", NOW + 60)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    store.disable_user(&cli(), &anna, NOW).await.unwrap();
+    assert!(store
+        .staff_session("session-hash", NOW)
+        .await
+        .unwrap()
+        .is_none());
+    let e = store
+        .staff_sign_in(&account("sub-1", &anna), true, NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Unauthorized(ref m) if m.contains("disabled")),
+        "{e}"
+    );
+}
+
+async fn a_provider_account_never_takes_over_a_local_one_and_follows_its_role(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "idadmin").await else {
+        return;
+    };
+    let local = n("it-admin");
+    store
+        .create_admin(&cli(), &local, "$argon2id$local", Role::Admin, NOW)
+        .await
+        .unwrap();
+    let e = store
+        .admin_sign_in(&account("sub-it", &n("IT-Admin")), Role::Admin, NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict(ref m) if m.contains("local")),
+        "{e}"
+    );
+    let kept = store.admin(&local).await.unwrap().unwrap();
+    assert_eq!(
+        kept.password_hash, "$argon2id$local",
+        "the local account is untouched"
+    );
+
+    let alice = n("alice");
+    let a = store
+        .admin_sign_in(&account("sub-alice", &alice), Role::Helpdesk, NOW)
+        .await
+        .unwrap();
+    assert_eq!((a.role, a.password_hash.as_str()), (Role::Helpdesk, ""));
+    // Her group changed at the provider: the next sign-in brings the role along.
+    let a2 = store
+        .admin_sign_in(&account("sub-alice", &alice), Role::Admin, NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!((a2.id, a2.role), (a.id, Role::Admin));
+    let log = store.audit_log(50).await.unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.action == heimweg_control::AuditAction::AdminRole
+            && e.subject == "alice"
+            && e.detail.starts_with("admin")));
+    // Disabled in heimweg: the provider cannot bring her back.
+    store.disable_admin(&cli(), &alice, NOW + 2).await.unwrap();
+    assert!(matches!(
+        store
+            .admin_sign_in(&account("sub-alice", &alice), Role::Admin, NOW + 3)
+            .await,
+        Err(StoreError::Unauthorized(_))
+    ));
+}
+
+async fn the_device_limit_holds_when_enrollments_race(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "idlimit").await else {
+        return;
+    };
+    let carol = n("carol");
+    let user = store
+        .staff_sign_in(&account("sub-carol", &carol), true, NOW)
+        .await
+        .unwrap();
+    let actor = Actor::Staff {
+        id: user.id,
+        name: carol.clone(),
+    };
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (store, actor, carol) = (store.clone(), actor.clone(), carol.clone());
+            tokio::spawn(async move {
+                let d = NewDevice {
+                    name: n(&format!("carol-{i}")),
+                    group: n("default"),
+                    public_key: PrivateKey::generate().public_key(),
+                    preshared_key: None,
+                    owner: Some(carol),
+                    expires_at: None,
+                };
+                store.add_own_device(&actor, &d, 2, NOW).await
+            })
+        })
+        .collect();
+    let mut made = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => made += 1,
+            Err(StoreError::Conflict(m)) => assert!(m.contains("the most you may have"), "{m}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(made, 2, "six enrollments at once under a limit of two");
+    // A revoked device frees its place.
+    store.revoke_device(&actor, &n("carol-0"), NOW).await.ok();
+    let devices = store
+        .devices(
+            &heimweg_store::DeviceQuery {
+                owner: Some("carol".into()),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    let first = devices
+        .items
+        .iter()
+        .find(|d| d.revoked_at.is_none())
+        .unwrap()
+        .name
+        .clone();
+    store.revoke_device(&actor, &first, NOW).await.unwrap();
+    let d = NewDevice {
+        name: n("carol-again"),
+        group: n("default"),
+        public_key: PrivateKey::generate().public_key(),
+        preshared_key: None,
+        owner: Some(carol),
+        expires_at: None,
+    };
+    store.add_own_device(&actor, &d, 2, NOW).await.unwrap();
+}
+
+async fn a_sign_in_in_flight_is_used_once_and_expires(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "idflight").await else {
+        return;
+    };
+    let pending = PendingSignIn {
+        state: "state".into(),
+        nonce: "nonce".into(),
+        pkce_verifier: "verifier".into(),
+        purpose: SignInPurpose::Panel,
+        next: "/devices".into(),
+    };
+    store.save_sign_in("h1", &pending, NOW).await.unwrap();
+    assert!(
+        !format!("{pending:?}").contains("verifier"),
+        "Debug shows no secret"
+    );
+    assert_eq!(
+        store.take_sign_in("h1", NOW + 5).await.unwrap(),
+        Some(pending.clone())
+    );
+    assert_eq!(
+        store.take_sign_in("h1", NOW + 6).await.unwrap(),
+        None,
+        "used once"
+    );
+    store.save_sign_in("h2", &pending, NOW).await.unwrap();
+    assert_eq!(
+        store.take_sign_in("h2", NOW + SIGN_IN_SECS).await.unwrap(),
+        None,
+        "too old"
+    );
+    // An old one is swept when the next sign-in begins.
+    store.save_sign_in("h3", &pending, NOW).await.unwrap();
+    store
+        .save_sign_in("h4", &pending, NOW + SIGN_IN_SECS)
+        .await
+        .unwrap();
+    assert_eq!(store.take_sign_in("h3", NOW).await.unwrap(), None, "swept");
+}
