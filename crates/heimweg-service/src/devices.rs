@@ -126,7 +126,7 @@ pub(crate) fn key_pair(public_key: Option<PublicKey>) -> (Option<PrivateKey>, Pu
 impl Service {
     /// Refuses the gateway's own key as a device key: WireGuard peers cannot share a key with
     /// the interface they talk to (wireguard-go drops such a peer).
-    fn check_device_key(&self, key: &PublicKey) -> Result<()> {
+    pub(crate) fn check_device_key(&self, key: &PublicKey) -> Result<()> {
         if Some(*key) == self.gateway_key {
             return Err(ServiceError::Invalid(
                 "public_key: this is the gateway's own key; the device needs a key of its own"
@@ -184,12 +184,22 @@ impl Service {
     ) -> Result<Enrollment> {
         caller.require(Scope::DevicesWrite)?;
         let current = self.store.device(name).await?;
+        self.rotate_as(caller.actor(), &current, public_key).await
+    }
+
+    /// [`Service::rotate`] of `current` by `actor`, whose right to it is checked already.
+    pub(crate) async fn rotate_as(
+        &self,
+        actor: &heimweg_control::Actor,
+        current: &Device,
+        public_key: Option<PublicKey>,
+    ) -> Result<Enrollment> {
         let (private_key, public_key) = key_pair(public_key);
         self.check_device_key(&public_key)?;
         let conf = self.prepare_config(&current.group, private_key).await?;
         let device = self
             .store
-            .rotate_device_key(caller.actor(), name, public_key, self.now())
+            .rotate_device_key(actor, &current.name, public_key, self.now())
             .await?;
         let rotated = finish(conf, device, ApplePlatform::Ios)?;
         self.applied().await;

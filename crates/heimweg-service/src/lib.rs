@@ -23,12 +23,14 @@ pub mod limits;
 mod links;
 mod mail;
 mod mdm;
+mod oidc;
 mod people;
 pub mod reconcile;
 mod requests;
 pub mod secrets;
 mod settings;
 mod smtp;
+mod staff;
 mod tokens;
 mod users;
 
@@ -48,6 +50,9 @@ pub use directory::{
 pub use links::LinkOffer;
 pub use mail::{retry_delay_secs, MailSettings, Mailer, SendRound, SmtpSecurity, MAX_ATTEMPTS};
 pub use mdm::{MdmExport, MdmProfiles, MAX_MDM_DEVICES};
+pub use oidc::{
+    IdentityProvider, OidcSettings, ProviderAnswer, SignInStart, SignedIn, STAFF_SESSION_SECS,
+};
 pub use people::{
     ImportCounts, ImportOptions, ImportReport, ImportedRow, Invitation, IMPORT_BATCH,
 };
@@ -60,8 +65,9 @@ pub use heimweg_store::{
     AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend, BackupInfo, Device,
     DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, DirectoryRun, EnrollmentLink, Group,
     GroupPatch, InvitationStatus, MailCounts, MailState, MailSummary, Page, PeerStatus,
-    PersonOutcome, PoolOptions, RemindOutcome, RolloutRow, Session, Settings, StoreError, User,
-    UserOutcome, DEFAULT_ADDRESS_GRACE, MAX_PENDING, POSTGRES_BACKUP,
+    PersonOutcome, PoolOptions, RemindOutcome, RolloutRow, Session, Settings, SignInPurpose,
+    StaffSession, StoreError, User, UserOutcome, DEFAULT_ADDRESS_GRACE, MAX_PENDING,
+    POSTGRES_BACKUP, SIGN_IN_SECS,
 };
 
 /// Everything an operation can refuse or fail with.
@@ -221,6 +227,8 @@ pub struct Service {
     profile_signer: Option<Arc<heimweg_control::signing::ProfileSigner>>,
     /// The LDAP directory or Active Directory whose entries decide who is a user.
     directory: Option<Arc<directory::DirectorySettings>>,
+    /// The identity provider staff and admins sign in through.
+    oidc: Option<Arc<oidc::IdentityProvider>>,
     clock: Clock,
 }
 
@@ -258,6 +266,7 @@ impl Service {
             mail_wake: None,
             profile_signer: None,
             directory: None,
+            oidc: None,
             clock: Clock::System,
         }
     }
