@@ -7,6 +7,7 @@ mod backup;
 mod device;
 mod directory;
 mod group;
+mod identity;
 mod request;
 mod serve;
 mod settings;

@@ -32,6 +32,8 @@ pub struct ServeArgs {
     signing: super::state::SigningArgs,
     #[command(flatten)]
     directory: super::directory::DirectoryArgs,
+    #[command(flatten)]
+    identity: super::identity::IdentityArgs,
 }
 
 #[derive(Args)]
@@ -218,6 +220,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         mail,
         signing,
         directory: ldap,
+        identity,
     } = args;
     let rt = super::runtime()?;
     let key = load_or_create_key(&site.state_dir)?;
@@ -227,6 +230,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         .with_gateway_key(public)
         .with_sealer(Sealer::for_gateway(&key));
     let service = ldap.apply(signing.apply(service)?)?;
+    let service = identity.apply(service, web.public_url.as_ref())?;
     let settings = rt.block_on(service.settings())?;
     let mut config = net.config(key);
     config.addresses = gateway_addresses(&settings);

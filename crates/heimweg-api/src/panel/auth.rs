@@ -56,8 +56,13 @@ pub(super) struct NextParam {
 
 fn login_form(ctx: &Ctx, next: &str, name: &str, error: Option<&str>) -> maud::Markup {
     let l = ctx.lang;
+    let next_param: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
     html! {
         @if let Some(e) = error { (notice("error", e)) }
+        @if ctx.provider_sign_in {
+            p { a.button #provider-sign-in href={ "/login/provider?next=" (next_param) } { (l.t("Sign in with your city account", "Mit dem Konto der Stadt anmelden")) } }
+            p.hint { (l.t("Or with a local account (first admin, emergency access):", "Oder mit einem lokalen Konto (erste Admin, Notfallzugang):")) }
+        }
         form.card.narrow method="post" action="/login" {
             (csrf_field(ctx))
             input type="hidden" name="next" value=(next);
@@ -71,6 +76,7 @@ fn login_form(ctx: &Ctx, next: &str, name: &str, error: Option<&str>) -> maud::M
             "No account yet? On the gateway, run: heimweg admin add NAME",
             "Noch kein Konto? Auf dem Gateway: heimweg admin add NAME")) }
         p { a href="/access" { (l.t("Staff: ask for VPN access for your device", "Mitarbeitende: VPN-Zugang für Ihr Gerät anfragen")) } }
+        @if ctx.staff_page { p { a href="/my" { (l.t("Staff: put your own device online", "Mitarbeitende: eigenes Gerät online bringen")) } } }
     }
 }
 

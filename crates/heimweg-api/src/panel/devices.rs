@@ -294,6 +294,7 @@ pub(super) async fn enroll(
             &ctx,
             e,
             l.t("Device enrolled", "Gerät eingerichtet"),
+            false,
         )),
         Err(e) => match PanelError::from(e) {
             PanelError::BadRequest(m) | PanelError::NotFound(m) => {
@@ -305,8 +306,9 @@ pub(super) async fn enroll(
 }
 
 /// The one page that shows a config: QR code, downloads, warning. Nothing here is stored;
-/// reloading cannot show it again.
-fn config_page(ctx: &Ctx, e: Enrollment, title: &str) -> Response {
+/// reloading cannot show it again. `own`: shown to the staff member on their own page, which
+/// has no device page to link to.
+pub(super) fn config_page(ctx: &Ctx, e: Enrollment, title: &str, own: bool) -> Response {
     let l = ctx.lang;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let profile = e.mobileconfig.clone();
@@ -320,7 +322,7 @@ fn config_page(ctx: &Ctx, e: Enrollment, title: &str) -> Response {
             (l.t("The private key exists only on this page: heimweg does not keep it. Scan or download now; if this page is lost, rotate the key to get a new config.",
                  "Der private Schlüssel existiert nur auf dieser Seite: heimweg speichert ihn nicht. Jetzt scannen oder herunterladen; geht die Seite verloren, erzeugen Sie mit „Schlüssel erneuern“ eine neue Konfiguration.")) }
         dl.facts {
-            dt { (l.t("Device", "Gerät")) } dd { a href={ "/devices/" (urlpath(e.device.name.as_str())) } { (e.device.name) } }
+            dt { (l.t("Device", "Gerät")) } dd { @if own { (e.device.name) } @else { a href={ "/devices/" (urlpath(e.device.name.as_str())) } { (e.device.name) } } }
             dt { (l.t("Addresses", "Adressen")) } dd { code { (e.device.ipv4) } ", " code { (e.device.ipv6) } }
             dt { (l.t("Group", "Gruppe")) } dd { (e.device.group) }
         }
@@ -503,6 +505,7 @@ pub(super) async fn device_rotate(
         e,
         ctx.lang
             .t("New key, new config", "Neuer Schlüssel, neue Konfiguration"),
+        false,
     ))
 }
 

@@ -22,6 +22,7 @@ mod devices;
 mod directory;
 mod groups;
 mod links;
+mod my;
 mod overview;
 mod requests;
 mod rollout;
@@ -94,6 +95,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/login/totp", get(auth::totp_page).post(auth::totp))
         .route("/logout", post(auth::logout))
+        .route("/login/provider", get(my::panel_sign_in))
+        .route("/oidc/callback", get(my::callback))
+        .route("/my", get(my::my_page))
+        .route("/my/sign-in", get(my::staff_sign_in))
+        .route("/my/sign-out", post(my::sign_out))
+        .route("/my/devices", post(my::enroll_own))
+        .route("/my/devices/{name}/rotate", post(my::rotate_own))
+        .route("/my/devices/{name}/revoke", post(my::revoke_own))
         .route("/account", get(account::account))
         .route("/account/password", post(account::change_password))
         .route("/account/totp", post(account::totp_begin))
@@ -246,6 +255,13 @@ pub struct Ctx {
     session: Option<Session>,
     /// SHA-256 of the session id, to end or replace the session.
     session_hash: Option<String>,
+    /// A staff member signed in on their own page (`/my` only).
+    staff: Option<heimweg_service::StaffSession>,
+    staff_hash: Option<String>,
+    /// Whether admins may sign in through the identity provider (the login page offers it).
+    provider_sign_in: bool,
+    /// Whether staff may sign in on their own page.
+    staff_page: bool,
     /// The token forms on this page must carry.
     pub csrf: String,
     secure: bool,
@@ -360,28 +376,44 @@ pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Resp
     resp
 }
 
+/// The panel session of a request, and its id's hash.
+async fn admin_session(
+    st: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Option<Session>, Option<String>), PanelError> {
+    let Some(hash) = cookie(headers, session_cookie_name(st.panel.secure_cookies))
+        .filter(|v| v.len() <= 64)
+        .map(|v| heimweg_service::token_hash(&v))
+    else {
+        return Ok((None, None));
+    };
+    match st.service.session(&hash).await {
+        Ok(Some(s)) => Ok((Some(s), Some(hash))),
+        Ok(None) => Ok((None, None)),
+        Err(e) => Err(PanelError::Internal(format!("reading the session: {e}"))),
+    }
+}
+
 /// [`guard`] without the headers.
 async fn checked(st: AppState, req: Request, next: Next) -> Response {
     let secure = st.panel.secure_cookies;
     let headers = req.headers();
     let lang = Lang::from_headers(headers);
-    let session_hash = cookie(headers, session_cookie_name(secure))
-        .filter(|v| v.len() <= 64)
-        .map(|v| heimweg_service::token_hash(&v));
-    let session = match &session_hash {
-        Some(h) => match st.service.session(h).await {
-            Ok(s) => s,
-            Err(e) => {
-                return PanelError::Internal(format!("reading the session: {e}")).into_response()
-            }
-        },
-        None => None,
+    let (session, session_hash) = match admin_session(&st, headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let path = req.uri().path().to_string();
+    let (staff, staff_hash) = match my::staff_session(&st, headers, &path).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
     };
     // Before login, forms carry a double-submit token from a cookie of their own.
     let mut new_form_cookie = None;
-    let csrf = match &session {
-        Some(s) => s.csrf_token.clone(),
-        None => match cookie(headers, form_cookie_name(secure)).filter(|v| v.len() == 43) {
+    let csrf = match (&staff, &session) {
+        (Some(s), _) => s.csrf_token.clone(),
+        (None, Some(s)) => s.csrf_token.clone(),
+        (None, None) => match cookie(headers, form_cookie_name(secure)).filter(|v| v.len() == 43) {
             Some(v) => v,
             None => {
                 let t = secrets::random_token(32);
@@ -390,12 +422,16 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
             }
         },
     };
-    let path = req.uri().path().to_string();
     let client = crate::client_address(&st.trusted_proxies, req.extensions(), req.headers());
+    let provider = st.service.identity_provider();
     let ctx = Ctx {
         lang,
         session: session.clone(),
-        session_hash: session.as_ref().and(session_hash.clone()),
+        session_hash: session_hash.clone(),
+        staff_hash,
+        provider_sign_in: provider.is_some_and(|p| !p.roles.is_empty()),
+        staff_page: provider.is_some(),
+        staff,
         csrf: csrf.clone(),
         secure,
         path,
@@ -504,6 +540,8 @@ async fn lang_switch(
 pub enum PanelError {
     /// Not logged in: to the login page, then back to `path`.
     Login(String),
+    /// A staff page without a staff session: to the staff page's sign-in.
+    StaffSignIn,
     Forbidden,
     Csrf(Lang),
     NotFound(String),
@@ -541,6 +579,7 @@ impl IntoResponse for PanelError {
                 let next: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
                 return Redirect::to(&format!("/login?next={next}")).into_response();
             }
+            PanelError::StaffSignIn => return Redirect::to("/my").into_response(),
             PanelError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "Not allowed / Nicht erlaubt",
@@ -665,6 +704,7 @@ fn layout(ctx: &Ctx, title: &str, content: Markup) -> Response {
                         }
                     } @else {
                         div.account {
+                            @if let Some(s) = &ctx.staff { (s.user.name) " " }
                             a href={ "/lang/" (other.0) "?back=" (back) } lang=(other.0) { (other.1) }
                         }
                     }

@@ -1,0 +1,431 @@
+//! Sign-in through the identity provider, and a staff member's own page (`/my`): their
+//! devices, connected or not, and enrolling, rotating and revoking their own. The decisions
+//! (state, tokens, groups, the device limit) are the service's; here they become pages and
+//! cookies.
+//!
+//! Two cookies: one binds a sign-in to the browser that started it (`SameSite=Lax`, since the
+//! provider's redirect back is a cross-site navigation, which a `Strict` cookie would miss);
+//! the staff session itself is `Strict` like the panel's. A `Strict` cookie set on that
+//! cross-site navigation is stored but not sent along a redirect it starts, so the answer
+//! page moves on by itself (meta refresh: a same-site navigation) rather than by a 303.
+
+use super::auth::{safe_next, start_session};
+use super::devices::config_page;
+use super::{
+    ago, cookie, csrf_field, layout, notice, status_label, timestamp, urlpath, Ctx, Lang,
+    PanelError, PanelResult, CONNECTED_SECS,
+};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use heimweg_control::{DeviceStatus, Name, PublicKey};
+use heimweg_service::{
+    Device, ProviderAnswer, ServiceError, SignInPurpose, SignedIn, StaffSession, StoreError,
+    SIGN_IN_SECS, STAFF_SESSION_SECS,
+};
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+
+pub(super) fn staff_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-heimweg_staff"
+    } else {
+        "heimweg_staff"
+    }
+}
+
+/// The staff session of a request for a staff page, and its id's hash. It counts on the staff
+/// pages only: it opens nothing of the panel.
+pub(super) async fn staff_session(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    path: &str,
+) -> Result<(Option<StaffSession>, Option<String>), PanelError> {
+    if path != "/my" && !path.starts_with("/my/") {
+        return Ok((None, None));
+    }
+    let Some(hash) = cookie(headers, staff_cookie_name(st.panel.secure_cookies))
+        .filter(|v| v.len() <= 64)
+        .map(|v| heimweg_service::token_hash(&v))
+    else {
+        return Ok((None, None));
+    };
+    match st.service.staff_session(&hash).await {
+        Ok(Some(s)) => Ok((Some(s), Some(hash))),
+        Ok(None) => Ok((None, None)),
+        Err(e) => Err(PanelError::Internal(format!(
+            "reading a staff session: {e}"
+        ))),
+    }
+}
+
+fn sign_in_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-heimweg_signin"
+    } else {
+        "heimweg_signin"
+    }
+}
+
+fn cookie_header(name: &str, value: &str, secure: bool, lax: bool, max_age: i64) -> HeaderValue {
+    let mut c = cookie::Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(if lax {
+            cookie::SameSite::Lax
+        } else {
+            cookie::SameSite::Strict
+        })
+        .secure(secure)
+        .build();
+    c.set_max_age(cookie::time::Duration::seconds(max_age));
+    HeaderValue::from_str(&c.to_string()).expect("cookie values are base64url")
+}
+
+/// `/my/sign-in` and `/login/provider`: off to the provider, with this browser's binding.
+async fn begin(st: &AppState, ctx: &Ctx, purpose: SignInPurpose, next: String) -> PanelResult {
+    let l = ctx.lang;
+    let start = match st.service.begin_sign_in(purpose, &next).await {
+        Ok(s) => s,
+        Err(e @ ServiceError::NotReady(_)) => {
+            tracing::warn!(error = %e, "sign-in through the identity provider not possible");
+            return Ok(sign_in_failed(
+                ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                l.t(
+                    "The city's sign-in service cannot be reached from the gateway right now. Try again in a few minutes; if it persists, call the IT service desk.",
+                    "Der Anmeldedienst der Stadt ist vom Gateway aus gerade nicht erreichbar. Versuchen Sie es in einigen Minuten noch einmal; hält es an, rufen Sie den IT-Service an.",
+                ),
+                &e.to_string(),
+                purpose,
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut r = Redirect::to(&start.url).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(
+            sign_in_cookie_name(st.panel.secure_cookies),
+            &start.cookie,
+            st.panel.secure_cookies,
+            true,
+            SIGN_IN_SECS,
+        ),
+    );
+    Ok(r)
+}
+
+pub(super) async fn staff_sign_in(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    begin(&st, &ctx, SignInPurpose::Staff, "/my".into()).await
+}
+
+pub(super) async fn panel_sign_in(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<super::auth::NextParam>,
+) -> PanelResult {
+    let next = safe_next(q.next.as_deref());
+    begin(&st, &ctx, SignInPurpose::Panel, next).await
+}
+
+/// The provider's answer: checked, then a session, then on (see the module documentation).
+pub(super) async fn callback(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    headers: axum::http::HeaderMap,
+    Query(answer): Query<ProviderAnswer>,
+) -> PanelResult {
+    let secure = st.panel.secure_cookies;
+    let l = ctx.lang;
+    let binding = cookie(&headers, sign_in_cookie_name(secure));
+    let result = st.service.finish_sign_in(binding.as_deref(), &answer).await;
+    let forget = cookie_header(sign_in_cookie_name(secure), "", secure, true, 0);
+    let (session_cookie, next) = match result {
+        Ok(SignedIn::Staff { session, next }) => (
+            cookie_header(
+                staff_cookie_name(secure),
+                &session,
+                secure,
+                false,
+                STAFF_SESSION_SECS,
+            ),
+            next,
+        ),
+        Ok(SignedIn::Panel { admin, next }) => (
+            start_session(&st, &ctx, admin.id, heimweg_control::SessionStage::Full).await?,
+            next,
+        ),
+        Err(e @ (ServiceError::Unauthorized(_) | ServiceError::Store(_))) => {
+            tracing::info!(error = %e, "sign-in through the identity provider refused");
+            let (status, text) = match &e {
+                ServiceError::Store(StoreError::Conflict(_)) => (
+                    StatusCode::CONFLICT,
+                    l.t(
+                        "Your account cannot be used here as it is.",
+                        "Ihr Konto kann hier so nicht verwendet werden.",
+                    ),
+                ),
+                ServiceError::Store(StoreError::Unauthorized(_))
+                | ServiceError::Unauthorized(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    l.t(
+                        "The sign-in did not work.",
+                        "Die Anmeldung hat nicht funktioniert.",
+                    ),
+                ),
+                _ => return Err(e.into()),
+            };
+            let mut r = sign_in_failed(&ctx, status, text, &e.to_string(), SignInPurpose::Staff);
+            r.headers_mut().append(header::SET_COOKIE, forget);
+            return Ok(r);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let next = super::local_path(&next).unwrap_or("/").to_string();
+    let body = html! {
+        (DOCTYPE)
+        html lang=(if l == Lang::De { "de" } else { "en" }) {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0; url=" (next) };
+                title { "heimweg" }
+                link rel="stylesheet" href="/assets/panel.css";
+            }
+            body { main.narrow {
+                p { (l.t("Signed in.", "Angemeldet.")) " " a #continue href=(next) { (l.t("Continue", "Weiter")) } }
+            } }
+        }
+    };
+    let mut r = axum::response::Html(body.into_string()).into_response();
+    r.headers_mut().append(header::SET_COOKIE, forget);
+    r.headers_mut().append(header::SET_COOKIE, session_cookie);
+    Ok(r)
+}
+
+fn sign_in_failed(
+    ctx: &Ctx,
+    status: StatusCode,
+    headline: &str,
+    detail: &str,
+    purpose: SignInPurpose,
+) -> Response {
+    let l = ctx.lang;
+    let content = html! {
+        (notice("error", headline))
+        p #sign-in-detail { (detail) }
+        p {
+            a.button href=(if purpose == SignInPurpose::Panel { "/login" } else { "/my" }) { (l.t("Sign in again", "Erneut anmelden")) }
+            @if purpose == SignInPurpose::Staff { " " a href="/login" { (l.t("Admin sign-in", "Anmeldung für Admins")) } }
+        }
+    };
+    let mut r = layout(ctx, l.t("Sign-in", "Anmeldung"), content);
+    *r.status_mut() = status;
+    r
+}
+
+impl Ctx {
+    fn staff(&self) -> Option<&StaffSession> {
+        self.staff.as_ref()
+    }
+}
+
+/// `/my`: the sign-in button, or the staff member's devices and the enrollment form.
+pub(super) async fn my_page(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    let l = ctx.lang;
+    let Some(s) = ctx.staff() else {
+        let content = if st.service.identity_provider().is_some() {
+            html! {
+                p { (l.t("Put your laptop or iPad online for working from home: sign in with your city account.", "Bringen Sie Ihren Laptop oder Ihr iPad für das Homeoffice online: Melden Sie sich mit Ihrem Konto der Stadt an.")) }
+                p { a.button #sign-in href="/my/sign-in" { (l.t("Sign in with your city account", "Mit dem Konto der Stadt anmelden")) } }
+            }
+        } else {
+            html! { p { (l.t("Self-service is not set up on this gateway. Ask the IT service desk for access, or use", "Die Selbstbedienung ist auf diesem Gateway nicht eingerichtet. Fragen Sie den IT-Service nach einem Zugang, oder nutzen Sie")) " " a href="/access" { "/access" } "." } }
+        };
+        return Ok(layout(&ctx, l.t("My devices", "Meine Geräte"), content));
+    };
+    own_page(&st, &ctx, s, None).await
+}
+
+async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str>) -> PanelResult {
+    let l = ctx.lang;
+    let devices = st.service.own_devices(s).await?;
+    let now = st.service.now();
+    let limit = st.service.own_device_limit().unwrap_or(0);
+    let active = devices
+        .iter()
+        .filter(|d| d.status(now) == DeviceStatus::Active)
+        .count();
+    let content = html! {
+        @if let Some(e) = error { (notice("error", e)) }
+        p #who { (l.t("Signed in as", "Angemeldet als")) " " strong { (s.user.name) } ". "
+            (l.t("Session ends", "Sitzung endet")) " " (timestamp(s.expires_at)) "." }
+        (devices_table(l, &devices, now, ctx))
+        h2 { (l.t("Add a device", "Gerät hinzufügen")) }
+        @if active >= limit as usize {
+            p #limit-reached { (l.t("You have as many devices as you may have. Revoke one you no longer use to add another.", "Sie haben so viele Geräte, wie Sie haben dürfen. Sperren Sie eines, das Sie nicht mehr nutzen, um ein weiteres hinzuzufügen.")) }
+        } @else {
+            form.card #enroll method="post" action="/my/devices" {
+                (csrf_field(ctx))
+                label for="label" { (l.t("What is it? (e.g. laptop, ipad)", "Was ist es? (z. B. laptop, ipad)")) }
+                input id="label" name="label" required maxlength="40" value="laptop";
+                label for="group" { (l.t("Access", "Zugang")) }
+                select id="group" name="group" { @for g in &s.groups { option value=(g) { (g) } } }
+                details {
+                    summary { (l.t("The device made its own key (advanced)", "Das Gerät hat einen eigenen Schlüssel (fortgeschritten)")) }
+                    label for="public_key" { (l.t("Its public key", "Sein öffentlicher Schlüssel")) }
+                    input id="public_key" name="public_key" autocomplete="off" spellcheck="false";
+                }
+                button type="submit" { (l.t("Add device", "Gerät hinzufügen")) }
+                p.hint { (active) " / " (limit) " " (l.t("devices in use.", "Geräte in Gebrauch.")) }
+            }
+        }
+        form.inline method="post" action="/my/sign-out" {
+            (csrf_field(ctx))
+            button.link #sign-out type="submit" { (l.t("Sign out", "Abmelden")) }
+        }
+    };
+    Ok(layout(ctx, l.t("My devices", "Meine Geräte"), content))
+}
+
+fn devices_table(l: Lang, devices: &[Device], now: i64, ctx: &Ctx) -> Markup {
+    html! {
+        @if devices.is_empty() {
+            p #no-devices { (l.t("No devices yet.", "Noch keine Geräte.")) }
+        } @else {
+            div.scroll { table #my-devices {
+                thead { tr {
+                    th scope="col" { (l.t("Device", "Gerät")) }
+                    th scope="col" { (l.t("Access", "Zugang")) }
+                    th scope="col" { (l.t("State", "Zustand")) }
+                    th scope="col" { (l.t("Last connection", "Letzte Verbindung")) }
+                    th scope="col" { (l.t("Change", "Ändern")) }
+                } }
+                tbody { @for d in devices {
+                    @let active = d.status(now) == DeviceStatus::Active;
+                    @let connected = active && d.last_handshake_at.is_some_and(|t| now - t <= CONNECTED_SECS);
+                    tr {
+                        td { (d.name) }
+                        td { (d.group) }
+                        td { @if connected { strong { (l.t("connected now", "jetzt verbunden")) } } @else { (status_label(l, d.status(now))) } }
+                        td { (ago(l, d.last_handshake_at, now)) }
+                        td { @if active {
+                            form.inline method="post" action={ "/my/devices/" (urlpath(d.name.as_str())) "/rotate" } {
+                                (csrf_field(ctx))
+                                button.link type="submit" data-confirm=(l.t("The device's current config stops working. Continue?", "Die bisherige Konfiguration des Geräts funktioniert dann nicht mehr. Fortfahren?")) { (l.t("New config", "Neue Konfiguration")) }
+                            }
+                            " · "
+                            form.inline method="post" action={ "/my/devices/" (urlpath(d.name.as_str())) "/revoke" } {
+                                (csrf_field(ctx))
+                                button.link.danger type="submit" data-confirm=(l.t("Revoke this device for good?", "Dieses Gerät endgültig sperren?")) { (l.t("Revoke", "Sperren")) }
+                            }
+                        } }
+                    }
+                } }
+            } }
+        }
+    }
+}
+
+fn signed_in(ctx: &Ctx) -> Result<&StaffSession, PanelError> {
+    ctx.staff().ok_or(PanelError::StaffSignIn)
+}
+
+#[derive(Deserialize)]
+pub(super) struct OwnEnrollForm {
+    label: String,
+    group: String,
+    public_key: Option<String>,
+}
+
+/// A refusal the staff member can act on is shown on their page; anything else is an error.
+async fn refused_or(st: &AppState, ctx: &Ctx, s: &StaffSession, e: ServiceError) -> PanelResult {
+    match PanelError::from(e) {
+        PanelError::BadRequest(m) | PanelError::NotFound(m) => {
+            let mut r = own_page(st, ctx, s, Some(&m)).await?;
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            Ok(r)
+        }
+        other => Err(other),
+    }
+}
+
+pub(super) async fn enroll_own(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<OwnEnrollForm>,
+) -> PanelResult {
+    let s = signed_in(&ctx)?;
+    let l = ctx.lang;
+    let key = match super::given(&f.public_key)
+        .map(str::parse::<PublicKey>)
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => {
+            let m = format!("{}: {e}", l.t("Public key", "Öffentlicher Schlüssel"));
+            return refused_or(&st, &ctx, s, ServiceError::Invalid(m)).await;
+        }
+    };
+    let group = match Name::new(f.group.trim()) {
+        Ok(g) => g,
+        Err(e) => {
+            return refused_or(&st, &ctx, s, ServiceError::Invalid(format!("group: {e}"))).await
+        }
+    };
+    match st.service.enroll_own(s, &f.label, &group, key).await {
+        Ok(e) => Ok(config_page(
+            &ctx,
+            e,
+            l.t("Device added", "Gerät hinzugefügt"),
+            true,
+        )),
+        Err(e) => refused_or(&st, &ctx, s, e).await,
+    }
+}
+
+pub(super) async fn rotate_own(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PanelResult {
+    let s = signed_in(&ctx)?;
+    let name = super::path_name(&name)?;
+    match st.service.rotate_own(s, &name, None).await {
+        Ok(e) => Ok(config_page(
+            &ctx,
+            e,
+            ctx.lang.t("New config", "Neue Konfiguration"),
+            true,
+        )),
+        Err(e) => refused_or(&st, &ctx, s, e).await,
+    }
+}
+
+pub(super) async fn revoke_own(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PanelResult {
+    let s = signed_in(&ctx)?;
+    let name = super::path_name(&name)?;
+    match st.service.revoke_own(s, &name).await {
+        Ok(()) => Ok(super::see_other("/my")),
+        Err(e) => refused_or(&st, &ctx, s, e).await,
+    }
+}
+
+pub(super) async fn sign_out(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    if let Some(h) = &ctx.staff_hash {
+        st.service.end_staff_session(h).await?;
+    }
+    let secure = st.panel.secure_cookies;
+    let mut r = super::see_other("/my");
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(staff_cookie_name(secure), "", secure, false, 0),
+    );
+    Ok(r)
+}
