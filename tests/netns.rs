@@ -113,6 +113,20 @@ fn a_locked_directory_account_is_cut_off_within_the_interval() {
     run_script("tests/netns/directory.sh");
 }
 
+/// Sign-in through a real OpenID provider (oidc-provider from npm) in headless Chromium: staff
+/// enroll their own devices on /my within their group and device limit, admins and the
+/// helpdesk get their role from the provider's groups; tampered, replayed and expired answers
+/// are refused and a key rotation is followed; the laptop a staff member enrolled herself
+/// comes up under wg-quick and is cut off when she is disabled (tests/netns/oidc.sh).
+#[test]
+fn staff_sign_in_through_the_provider_and_put_their_own_device_online() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    run_script("tests/netns/oidc.sh");
+}
+
 /// The load generator against `heimweg-wg`: a small storm (500 devices from 20 addresses,
 /// all starting at once, timed as the stock clients time their handshakes) where every device
 /// must get a session without a single retransmit: the gateway answers such a storm from its

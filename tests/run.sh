@@ -49,6 +49,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The browser test's driver (Playwright, without its own browsers: it drives Debian's Chromium)
 # and the QR decoder, at the versions package-lock.json pins.
 (cd tests/panel && npm ci --no-audit --no-fund --loglevel=error)
+# The OpenID provider the sign-in tests run (oidc-provider, certified, from npm).
+(cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
 
 # A throwaway PostgreSQL server for the store and API tests: its own data directory, reachable
 # only through a Unix socket in that directory, stopped and deleted when the tests end. The tests

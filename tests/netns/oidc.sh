@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# End-to-end test of sign-in through the identity provider: `heimweg serve` in a gateway
+# namespace with a real OpenID provider beside it (oidc-provider from npm, tests/oidc). In
+# headless Chromium (tests/panel/oidc.mjs) staff sign in on /my and enroll their own devices,
+# admins and the helpdesk sign in to the panel, and tampered, expired and replayed answers
+# are refused. Then the laptop carol enrolled herself comes up under wg-quick (wireguard-go)
+# and reaches her group's network, until an admin disables her: cut off, her device revoked.
+# The client secret is in neither the log nor a command line.
+#
+# Usage (as root, from the repo root, after `npm ci` in tests/panel and tests/oidc):
+#   HEIMWEG=/path/to/heimweg bash tests/netns/oidc.sh
+set -eEuo pipefail
+
+[[ $(id -u) -eq 0 ]] || { echo "oidc.sh: must run as root" >&2; exit 2; }
+HW=${HEIMWEG:?set HEIMWEG to the heimweg binary}
+for tool in wg wg-quick wireguard-go ip ping node chromium; do
+  command -v "$tool" >/dev/null || { echo "oidc.sh: missing tool: $tool" >&2; exit 2; }
+done
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+T_START=$(date +%s)
+ID=$$
+PFX="hwoidc-$ID"
+NS_GW="$PFX-gw"
+NS_LAN="$PFX-lan"
+NS_C1="$PFX-c1"
+NS_C2="$PFX-c2"
+ALL_NS=("$NS_GW" "$NS_LAN" "$NS_C1" "$NS_C2")
+GWIF="hw${ID}o"
+SOCKETS=("$GWIF" "carol0")
+WG_RUN=/var/run/wireguard
+TMPD=$(mktemp -d /tmp/hwoidc.XXXXXX)
+STATE="$TMPD/state"
+GW_LOG="$TMPD/gateway.log"
+GW_PID=""
+BG_PIDS=()
+PASSED=0
+FAILED=0
+ALLOWED=192.0.2.2
+PROVIDER_PORT=9391
+
+# shellcheck source=tests/netns/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+diag() {
+  echo "  -- gateway log:"; tail -n 15 "$GW_LOG" 2>/dev/null | sed 's/^/    /' || true
+  echo "  -- provider log:"; tail -n 10 "$TMPD/provider.err" 2>/dev/null | sed 's/^/    /' || true
+}
+hw() { ip netns exec "$NS_GW" env HEIMWEG_ENV_FILE="$TMPD/env" "$HW" --state-dir "$STATE" "$@" 2>>"$TMPD/cli.log"; }
+
+gateway_topology "$ALLOWED"
+
+start_provider() {
+  ip netns exec "$NS_GW" env PORT=$PROVIDER_PORT REDIRECT_URI=http://127.0.0.1:8080/oidc/callback \
+    node "$ROOT/tests/oidc/provider.mjs" >"$TMPD/provider.out" 2>"$TMPD/provider.err" &
+  BG_PIDS+=($!)
+  wait_until 15 grep -q '^READY' "$TMPD/provider.out"
+}
+check "provider: oidc-provider answers in the gateway's namespace" start_provider
+
+# The settings file, as an admin writes /etc/heimweg/env: the client secret only here (0600).
+( umask 077; cat >"$TMPD/env" <<EOF
+HEIMWEG_PUBLIC_URL=http://127.0.0.1:8080
+HEIMWEG_OIDC_ISSUER=http://127.0.0.1:$PROVIDER_PORT
+HEIMWEG_OIDC_CLIENT_ID=heimweg
+HEIMWEG_OIDC_CLIENT_SECRET=heimweg-secret
+HEIMWEG_OIDC_SCOPES=profile email groups
+HEIMWEG_OIDC_GROUPS=staff=vpn-users;tiefbau=Straßenbau, Tiefbau
+HEIMWEG_OIDC_ADMIN_GROUPS=heimweg-admins
+HEIMWEG_OIDC_HELPDESK_GROUPS=heimweg-helpdesk
+HEIMWEG_OIDC_DEVICE_LIMIT=2
+EOF
+)
+
+start_gateway() {
+  # `ip netns exec` itself (not a shell function) so that $! is the gateway.
+  ip netns exec "$NS_GW" env HEIMWEG_ENV_FILE="$TMPD/env" "$HW" --state-dir "$STATE" serve \
+    --interface "$GWIF" --workers 1 --metrics-listen off >>"$GW_LOG" 2>&1 &
+  GW_PID=$!
+  wait_until 15 test -S "$WG_RUN/$GWIF.sock"
+}
+check "serve: the gateway comes up with the provider's settings" start_gateway
+hw settings endpoint 198.51.100.1:51820 >/dev/null
+hw group add staff --allow 192.0.2.0/25 >/dev/null
+hw group add tiefbau --allow 192.0.2.128/25 >/dev/null
+
+SHOTS=${HEIMWEG_SCREENSHOTS:-$ROOT/target/panel-screenshots}
+mkdir -p "$SHOTS"
+check "browser: staff and admins sign in through the provider; bad answers are refused" \
+  nsx "$NS_GW" env PANEL_URL=http://127.0.0.1:8080 PROVIDER_URL=http://127.0.0.1:$PROVIDER_PORT \
+    SHOTS="$SHOTS" TMPD="$TMPD" node "$ROOT/tests/panel/oidc.mjs"
+
+check "users: the sign-ins made carol and jürgen users, not dave; alice and bob panel accounts" \
+  eval "hw user list | grep -q '^carol ' && hw user list | grep -q '^jürgen ' && ! hw user list | grep -q '^dave ' && hw admin list | grep -qE '^alice +admin' && hw admin list | grep -qE '^bob +helpdesk'"
+TOKEN=$(hw token create audit --scope audit:read 2>/dev/null)
+nsx "$NS_GW" python3 - "$TOKEN" >"$TMPD/audit.json" <<'EOF'
+import sys, urllib.request
+r = urllib.request.Request("http://127.0.0.1:8080/api/v1/audit?limit=200",
+                           headers={"Authorization": "Bearer " + sys.argv[1]})
+print(urllib.request.urlopen(r, timeout=30).read().decode())
+EOF
+check "audit: carol's own enrollment and revocation are recorded as hers, sign-ins and roles too" \
+  python3 - "$TMPD/audit.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+entries = d["items"] if isinstance(d, dict) else d
+seen = {(e["actor"], e["action"]) for e in entries}
+for want in [("staff:carol", "device.create"), ("staff:carol", "device.revoke"),
+             ("staff:carol", "user.sign_in"), ("staff:carol", "user.create"),
+             ("admin:alice", "admin.create"), ("admin:alice", "admin.login")]:
+    assert want in seen, (want, sorted(seen))
+EOF
+
+# The laptop carol enrolled on her own page, under the stock client. wg-quick names the
+# interface after the file.
+cp "$TMPD/carol.conf" "$TMPD/carol0.conf"
+check "tunnel: the config from her own page comes up under wg-quick" \
+  nsx "$NS_C1" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
+    wg-quick up "$TMPD/carol0.conf"
+check "tunnel: carol's laptop reaches her group's network" wait_until 15 ping_ok "$NS_C1" "$ALLOWED"
+hw user disable carol >/dev/null
+cut_off() { ! ping_ok "$NS_C1" "$ALLOWED"; }
+check "disabled: an admin disables carol; her laptop is cut off" wait_until 10 cut_off
+check "serve: the rotated key was fetched when a token named it (not before, not by polling)" \
+  grep -q "key not seen yet" "$GW_LOG"
+check "serve: the client secret is in neither the log nor the command line" \
+  eval "! grep -q heimweg-secret '$GW_LOG' && ! grep -q heimweg-secret /proc/$GW_PID/cmdline"
+
+nsx "$NS_C1" wg-quick down "$TMPD/carol0.conf" >>"$TMPD/wg-quick.log" 2>&1 || true
+summary
+[[ $FAILED -eq 0 ]]
