@@ -173,6 +173,14 @@ try {
   const account = await page.textContent("header .account");
   check("admin: alice signs in to the panel through the provider, as an admin", account.includes("alice") && account.includes("Admin") && !account.includes("Helpdesk"), account);
   await page.screenshot({ path: `${SHOTS}/panel-provider-admin.png`, fullPage: true });
+  await page.goto(`${URL_}/directory#identity`);
+  const identity = await page.textContent("#identity-settings");
+  const mapping = await page.$$eval("#identity-groups tbody tr", (trs) => trs.map((t) => t.innerText));
+  check("admin: the panel shows the provider, its client and the group mapping in order, never the secret",
+    identity.includes("127.0.0.1") && identity.includes("heimweg-admins") && mapping.length === 2 &&
+    mapping[0].includes("vpn-users") && mapping[1].includes("Straßenbau, Tiefbau") && !(await page.content()).includes("heimweg-secret"),
+    `${identity} | ${mapping.join(" | ")}`);
+  await page.screenshot({ path: `${SHOTS}/panel-identity.png`, fullPage: true });
   await panelSignIn("bob", "builder");
   const bob = await page.textContent("header .account");
   check("admin: bob's group makes him the helpdesk (read-only)", bob.includes("bob") && bob.includes("Helpdesk"), bob);

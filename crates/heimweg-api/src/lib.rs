@@ -20,6 +20,7 @@ mod directory;
 #[doc(hidden)]
 pub mod fuzzing;
 mod groups;
+mod identity;
 mod links;
 pub mod metrics;
 pub mod openapi;
@@ -164,6 +165,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/users/{name}/disable", post(users::disable)),
         ("/api/v1/directory", get(directory::show)),
         ("/api/v1/directory/sync", post(directory::sync)),
+        ("/api/v1/identity", get(identity::show)),
         (
             "/api/v1/import/people",
             post(users::import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),

@@ -242,6 +242,21 @@ pub fn document() -> Value {
               "max_disable_percent": { "type": "integer" },
               "reenable": { "type": "boolean" } } },
             "runs": { "type": "array", "items": schema("DirectoryRun") } } },
+          "Identity": { "type": "object", "properties": {
+            "provider": { "type": ["object", "null"], "properties": {
+              "issuer": { "type": "string" }, "client_id": { "type": "string" },
+              "redirect_uri": { "type": "string",
+                "description": "register this at the provider" },
+              "own_ca": { "type": "boolean" },
+              "scopes": { "type": "array", "items": { "type": "string" } },
+              "login_claim": { "type": "string" }, "groups_claim": { "type": "string" },
+              "groups": { "type": "array", "description": "in priority order: the first is a new device's default",
+                "items": { "type": "object", "properties": {
+                  "group": { "type": "string" }, "provider_group": { "type": "string" } } } },
+              "admin_groups": { "type": "array", "items": { "type": "string" } },
+              "helpdesk_groups": { "type": "array", "items": { "type": "string" } },
+              "device_limit": { "type": "integer" },
+              "clock_skew_seconds": { "type": "integer" } } } } },
           "Remind": { "type": "object", "additionalProperties": false, "properties": {
             "group": { "type": "string", "description": "only this group (default: all)" },
             "link_hours": { "type": "integer",
@@ -415,6 +430,12 @@ pub fn document() -> Value {
            password) and the latest runs, newest first",
           Some("users:read"), vec![query_param("limit", "integer", "runs, 1 to 500 (50)")], None,
           &[("200", reply("Settings and runs", Some("Directory")))]) },
+        "/api/v1/identity": { "get": op(
+          "The identity provider staff (on /my) and admins (in the panel) sign in through, and \
+           which of its groups map to heimweg groups and panel roles (null when none is \
+           connected; never the client secret)",
+          Some("users:read"), vec![], None,
+          &[("200", reply("The provider's settings", Some("Identity")))]) },
         "/api/v1/directory/sync": { "post": op(
           "Read the directory now and apply it: newcomers created, leavers and disabled \
            accounts disabled with every device revoked. A run that could not read the directory \

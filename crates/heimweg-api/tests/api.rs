@@ -25,6 +25,7 @@ backend_tests!(
     mdm_profiles_come_as_one_zip_for_writers_only,
     a_people_list_is_imported_over_the_api,
     without_a_directory_a_sync_is_a_conflict_that_says_what_to_set,
+    the_identity_settings_name_the_mapping_and_never_the_secret,
 );
 
 use axum::body::Body;
@@ -1817,4 +1818,98 @@ async fn without_a_directory_a_sync_is_a_conflict_that_says_what_to_set(backend:
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+}
+
+/// The identity provider's settings over the API (null without one; never the client
+/// secret), and the staff pages when the provider cannot be reached or the answer belongs to
+/// no sign-in. (With a real provider: tests/netns/oidc.sh.)
+async fn the_identity_settings_name_the_mapping_and_never_the_secret(backend: Backend) {
+    use heimweg_control::identity::{ClaimGroupMap, RoleClaims};
+    let Some(mut env) = env(backend, "identity").await else {
+        return;
+    };
+    let (st, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/identity",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!((st, v), (StatusCode::OK, json!({"provider": null})));
+    let (st, body, _) = get_page(&env, "/my").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        body.contains("/access"),
+        "without a provider /my points to the request form"
+    );
+
+    // Nobody listens at this issuer: the sign-in cannot begin, and says so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let settings = heimweg_service::OidcSettings {
+        issuer: format!("http://{}", closed.local_addr().unwrap()),
+        client_id: "heimweg".into(),
+        client_secret: "very-secret-value".into(),
+        public_url: "https://vpn.stadt.example".into(),
+        ca_pem: None,
+        scopes: vec!["profile".into(), "groups".into()],
+        login_claim: "preferred_username".into(),
+        groups_claim: "groups".into(),
+        groups: ClaimGroupMap::parse("tiefbau=Straßenbau, Tiefbau;staff=vpn-users").unwrap(),
+        roles: RoleClaims::parse("heimweg-admins", ""),
+        device_limit: 3,
+        clock_skew: std::time::Duration::from_secs(60),
+    };
+    drop(closed);
+    env.state.service = env
+        .state
+        .service
+        .clone()
+        .with_identity_provider(heimweg_service::IdentityProvider::new(settings).unwrap());
+    let (st, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/identity",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(!v.to_string().contains("very-secret-value"), "{v}");
+    assert_eq!(
+        v["provider"]["groups"],
+        json!([{"group": "tiefbau", "provider_group": "Straßenbau, Tiefbau"},
+               {"group": "staff", "provider_group": "vpn-users"}])
+    );
+    assert_eq!(
+        v["provider"]["redirect_uri"],
+        "https://vpn.stadt.example/oidc/callback"
+    );
+    assert_eq!(v["provider"]["admin_groups"], json!(["heimweg-admins"]));
+    let (st, body, headers) = get_page(&env, "/my/sign-in").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("cannot be used"), "{body}");
+    assert!(
+        !headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("heimweg_signin")),
+        "no sign-in began: {headers:?}"
+    );
+    let (_, login, _) = get_page(&env, "/login").await;
+    assert!(
+        login.contains("/login/provider"),
+        "the login page offers the provider"
+    );
+    // An answer that belongs to no sign-in of this browser.
+    let (st, body, _) = get_page(&env, "/oidc/callback?code=abc&state=def").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("started no sign-in"), "{body}");
+    // The staff pages' forms need a staff session.
+    let (st, _, headers) = page_request(&env, Method::POST, "/my/sign-out").await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "a form without its token: {headers:?}"
+    );
 }

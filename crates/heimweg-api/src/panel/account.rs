@@ -39,6 +39,20 @@ pub(super) async fn account(
         Some("totp_off") => Some(l.t("The second factor is off.", "Der zweite Faktor ist aus.")),
         _ => None,
     };
+    // An account the identity provider made has no password here: the provider keeps its
+    // password and second factor.
+    if s.admin.password_hash.is_empty() {
+        let content = html! {
+            dl.facts {
+                dt { (l.t("Name", "Name")) } dd { (s.admin.name) }
+                dt { (l.t("Role", "Rolle")) } dd { (role_label(l, s.admin.role)) }
+            }
+            p #provider-account { (l.t(
+                "This account signs in through the city's identity provider: its password and second factor are kept there, and its role follows its groups there at every sign-in.",
+                "Dieses Konto meldet sich über den Anmeldedienst der Stadt an: Passwort und zweiter Faktor liegen dort, und seine Rolle folgt bei jeder Anmeldung seinen Gruppen dort.")) }
+        };
+        return Ok(layout(&ctx, l.t("Your account", "Ihr Konto"), content));
+    }
     let content = html! {
         @if let Some(d) = done { (notice("ok", d)) }
         dl.facts {

@@ -4,7 +4,7 @@
 use super::{csrf_field, layout, notice, see_other, timestamp, Ctx, Lang, PanelResult};
 use crate::AppState;
 use axum::extract::{Query, State};
-use heimweg_service::{DirectoryRun, DirectorySettings};
+use heimweg_service::{DirectoryRun, DirectorySettings, OidcSettings};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -49,8 +49,14 @@ pub(super) async fn directory(
         }
         h2 { (l.t("Latest runs", "Letzte Läufe")) }
         (runs_table(l, &runs))
+        h2 #identity { (l.t("Sign-in through the identity provider", "Anmeldung über den Anmeldedienst")) }
+        (identity_table(l, st.service.identity_provider()))
     };
-    Ok(layout(&ctx, l.t("Directory", "Verzeichnis"), content))
+    Ok(layout(
+        &ctx,
+        l.t("Directory and sign-in", "Verzeichnis und Anmeldung"),
+        content,
+    ))
 }
 
 fn settings_table(l: Lang, s: &DirectorySettings) -> Markup {
@@ -73,6 +79,40 @@ fn settings_table(l: Lang, s: &DirectorySettings) -> Markup {
                 td { (n + 1) } td { code { (dn) } } td { a href={ "/groups/" (super::urlpath(group.as_str())) } { (group) } }
             } } }
         }
+    }
+}
+
+/// The identity provider staff (on /my) and admins sign in through, and what its groups mean.
+fn identity_table(l: Lang, s: Option<&OidcSettings>) -> Markup {
+    let Some(s) = s else {
+        return html! { p #no-provider { (l.t(
+        "No identity provider is connected: staff cannot enroll their own devices, and the panel takes local accounts only. Set HEIMWEG_OIDC_ISSUER, the client and the group mapping in /etc/heimweg/env (deploy/README.md, \"Identity provider\") and restart heimweg.",
+        "Kein Anmeldedienst angebunden: Mitarbeitende können keine eigenen Geräte einrichten, das Panel nimmt nur lokale Konten. HEIMWEG_OIDC_ISSUER, den Client und die Gruppenzuordnung in /etc/heimweg/env setzen (deploy/README.md, „Anmeldedienst“) und heimweg neu starten.")) } };
+    };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "—".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    html! {
+        table #identity-settings {
+            tr { th scope="row" { (l.t("Provider", "Anmeldedienst")) } td { code { (s.issuer) } } }
+            tr { th scope="row" { (l.t("Client", "Client")) } td { code { (s.client_id) } " · " (l.t("redirect URI", "Weiterleitungs-URI")) " " code { (s.public_url) "/oidc/callback" } } }
+            tr { th scope="row" { (l.t("Claims", "Claims")) } td { (l.t("login", "Anmeldename")) " " code { (s.login_claim) } ", " (l.t("groups", "Gruppen")) " " code { (s.groups_claim) } } }
+            tr { th scope="row" { (l.t("Panel: admins", "Panel: Admins")) } td { (list(&s.roles.admin)) } }
+            tr { th scope="row" { (l.t("Panel: helpdesk", "Panel: Helpdesk")) } td { (list(&s.roles.helpdesk)) } }
+            tr { th scope="row" { (l.t("Own devices per person", "Eigene Geräte pro Person")) } td { (s.device_limit) } }
+        }
+        table #identity-groups {
+            thead { tr { th scope="col" { "#" } th scope="col" { (l.t("Provider group", "Gruppe beim Anmeldedienst")) } th scope="col" { (l.t("heimweg group", "heimweg-Gruppe")) } } }
+            tbody { @for (n, (claim, group)) in s.groups.entries().iter().enumerate() { tr {
+                td { (n + 1) } td { code { (claim) } } td { a href={ "/groups/" (super::urlpath(group.as_str())) } { (group) } }
+            } } }
+        }
+        p.hint { (l.t("Staff may pick any of their mapped groups for a new device, the first one listed being the default; where the directory sync knows a person, its group decides.",
+                      "Mitarbeitende wählen für ein neues Gerät unter ihren zugeordneten Gruppen, vorgegeben ist die zuerst genannte; kennt der Verzeichnisabgleich die Person, entscheidet dessen Gruppe.")) }
     }
 }
 
