@@ -37,6 +37,7 @@ fn the_example_environment_file_documents_every_setting() {
     // A secret serve reads from the environment only: no flag, so `--help` does not list it.
     read_by_serve.insert("HEIMWEG_SMTP_PASSWORD".into());
     read_by_serve.insert("HEIMWEG_LDAP_BIND_PASSWORD".into());
+    read_by_serve.insert("HEIMWEG_OIDC_CLIENT_SECRET".into());
     assert!(read_by_serve.len() >= 10, "{help}");
     let documented: BTreeSet<String> = read("deploy/heimweg.env")
         .lines()
