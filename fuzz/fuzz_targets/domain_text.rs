@@ -2,7 +2,8 @@
 //! it, into the parsers of `heimweg_control`'s domain: names (`Name::new`, `Name::from_stored`,
 //! the comparison key), e-mail addresses, group policies (networks and DNS entries), the
 //! gateway's endpoint, token scopes, the named states, recorded actors, distinguished names and
-//! group mappings as the directory sync reads them; and the first bytes as numbers into the
+//! group mappings as the directory sync reads them, the identity provider's group and role
+//! mappings and staff device names; and the first bytes as numbers into the
 //! bounded lifetimes.
 //!
 //! Checked: an accepted name is NFC, 1 to 64 characters, without outer spaces and without a
@@ -20,6 +21,7 @@
 #![no_main]
 
 use heimweg_control::directory::{Dn, GroupMap};
+use heimweg_control::identity::{own_device_name, ClaimGroupMap, RoleClaims};
 use heimweg_control::lifecycle::LinkStatus;
 use heimweg_control::name::name_key;
 use heimweg_control::policy::{parse_dns, parse_networks};
@@ -272,6 +274,22 @@ fn directory(text: &str) {
     }
     if let Ok(map) = GroupMap::parse(text) {
         assert!(!map.entries().is_empty());
+    }
+    // The identity provider's mappings: every mapped value maps back to its group, and a
+    // device named after its owner is a valid name starting with the owner's key.
+    if let Ok(map) = ClaimGroupMap::parse(text) {
+        for (value, group) in map.entries() {
+            assert!(!value.is_empty());
+            let groups = map.groups_for(std::slice::from_ref(value));
+            assert!(groups.iter().any(|g| g.key() == group.key()), "{text:?}");
+        }
+    }
+    let roles = RoleClaims::parse(text, text);
+    assert!(roles.admin.iter().all(|v| !v.is_empty()));
+    if let (Some(first), Ok(owner)) = (text.lines().next(), Name::new("anna")) {
+        if let Ok(device) = own_device_name(&owner, first) {
+            assert!(device.key().starts_with("anna-"), "{first:?}");
+        }
     }
 }
 

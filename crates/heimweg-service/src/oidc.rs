@@ -86,6 +86,13 @@ const ALGORITHMS: [CoreJwsSigningAlgorithm; 9] = [
 /// key it does not publish must not make every sign-in fetch them.
 const REFETCH_MIN: Duration = Duration::from_secs(2);
 
+/// Sign-ins begun per second, from everyone: each one is a row in the store for ten minutes, so
+/// a flood of them must not fill it (at 8:00 the staff who sign in do so once, not per second).
+static SIGN_INS: crate::limits::RateLimit = crate::limits::RateLimit::new(20.0, 200.0);
+/// Per client (an IPv4 address, an IPv6 /64): an office behind one address still gets through.
+static SIGN_INS_PER_CLIENT: std::sync::LazyLock<crate::limits::KeyedRateLimit> =
+    std::sync::LazyLock::new(|| crate::limits::KeyedRateLimit::new(1.0, 20.0));
+
 /// How a staff member's page is reached, once signed in.
 pub const STAFF_SESSION_SECS: i64 = 3600;
 
@@ -467,9 +474,20 @@ impl Service {
         })
     }
 
-    /// Begins a sign-in for `purpose`, to return to `next` (a path of this site).
-    pub async fn begin_sign_in(&self, purpose: SignInPurpose, next: &str) -> Result<SignInStart> {
+    /// Begins a sign-in for `purpose` from `client`, to return to `next` (a path of this
+    /// site).
+    pub async fn begin_sign_in(
+        &self,
+        client: Option<std::net::IpAddr>,
+        purpose: SignInPurpose,
+        next: &str,
+    ) -> Result<SignInStart> {
         let provider = self.provider()?;
+        if (client.is_some() && !SIGN_INS_PER_CLIENT.admit(client)) || !SIGN_INS.admit() {
+            return Err(ServiceError::Busy(
+                "too many sign-ins right now; please try again in a minute".into(),
+            ));
+        }
         if purpose == SignInPurpose::Panel && provider.settings.roles.is_empty() {
             return Err(ServiceError::NotReady(
                 "the panel takes no sign-in through the identity provider: no provider group \

@@ -87,7 +87,7 @@ fn cookie_header(name: &str, value: &str, secure: bool, lax: bool, max_age: i64)
 /// `/my/sign-in` and `/login/provider`: off to the provider, with this browser's binding.
 async fn begin(st: &AppState, ctx: &Ctx, purpose: SignInPurpose, next: String) -> PanelResult {
     let l = ctx.lang;
-    let start = match st.service.begin_sign_in(purpose, &next).await {
+    let start = match st.service.begin_sign_in(ctx.client, purpose, &next).await {
         Ok(s) => s,
         Err(e @ ServiceError::NotReady(_)) => {
             tracing::warn!(error = %e, "sign-in through the identity provider not possible");
