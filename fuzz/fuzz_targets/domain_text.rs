@@ -256,6 +256,7 @@ fn actor(text: &str) {
         RecordedActor::Token(t) => format!("token:{t}"),
         RecordedActor::Admin(a) => format!("admin:{a}"),
         RecordedActor::Requester(r) => format!("request:{r}"),
+        RecordedActor::Staff(s) => format!("staff:{s}"),
         RecordedActor::Link { id, created_by } => format!("link:{id}:{created_by}"),
         RecordedActor::Other(o) => o.to_string(),
     };
