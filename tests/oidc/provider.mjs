@@ -25,7 +25,8 @@
 //   alice  / wonderland  -> sub-alice-7f3a    groups vpn-users, heimweg-admins
 //   bob    / builder     -> sub-bob-2c9e      groups vpn-users, heimweg-helpdesk
 //   carol  / caroline    -> sub-carol-b41d    groups vpn-users
-//   jürgen / grüße       -> sub-juergen-5e07  groups "Straßenbau, Tiefbau" (non-ASCII, a comma)
+//   jürgen / grüße       -> sub-juergen-5e07  groups "Straßenbau, Tiefbau" (non-ASCII, a comma),
+//                                            at the userinfo endpoint only, not in the ID token
 //   dave   / dave-secret -> sub-dave-90c6     groups kantine (no group that may connect)
 //
 // Login form at /interaction/<uid>: input#login (name=login), input#password (name=password),
@@ -164,8 +165,11 @@ function build() {
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(ctx, sub) {
       const u = BY_SUB.get(sub);
-      return u && { accountId: sub, claims: async () => ({ sub, name: u.name, preferred_username: u.login,
-        email: u.email, email_verified: true, groups: u.groups }) };
+      // jürgen's groups are only at the userinfo endpoint, as many providers keep them (a
+      // Keycloak mapper without "add to ID token", ADFS): the gateway must ask there.
+      return u && { accountId: sub, claims: async (use) => ({ sub, name: u.name, preferred_username: u.login,
+        email: u.email, email_verified: true,
+        ...(use === 'id_token' && u.login === 'jürgen' ? {} : { groups: u.groups }) }) };
     },
     // First-party client: grant whatever it asks for, so no consent prompt follows the login.
     async loadExistingGrant(ctx) {

@@ -155,7 +155,7 @@ try {
   // --- staff: jürgen and dave ---
   await fresh();
   await staffSignIn("jürgen", "grüße");
-  check("staff: jürgen (umlauts) gets the group his provider group 'Straßenbau, Tiefbau' maps to",
+  check("staff: jürgen (umlauts) gets the group his provider group 'Straßenbau, Tiefbau' maps to, read from userinfo (his ID token has no groups)",
     (await page.textContent("#who")).includes("jürgen") &&
     (await page.$$eval("#group option", (o) => o.map((x) => x.value))).join() === "tiefbau");
   await fresh();

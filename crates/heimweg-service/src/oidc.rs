@@ -20,8 +20,9 @@ use openidconnect::core::{
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClaimsVerificationError, Client, ClientId, ClientSecret,
     CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenClaims,
-    IdTokenFields, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    SignatureVerificationError, StandardErrorResponse, StandardTokenResponse, TokenResponse,
+    IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, SignatureVerificationError, StandardErrorResponse, StandardTokenResponse,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -313,8 +314,9 @@ impl IdentityProvider {
         Ok((url.to_string(), pending))
     }
 
-    /// Checks the provider's answer to `pending` and returns who signed in.
-    async fn finish(&self, pending: PendingSignIn, answer: &ProviderAnswer) -> Result<Identity> {
+    /// The code in the provider's answer, if the answer is one to `pending`: no error, the
+    /// sign-in's state (compared in constant time), this provider as its issuer.
+    fn code_in(&self, pending: &PendingSignIn, answer: &ProviderAnswer) -> Result<String> {
         if let Some(e) = &answer.error {
             let detail = answer.error_description.as_deref().unwrap_or("");
             return Err(refused(format!(
@@ -336,10 +338,15 @@ impl IdentityProvider {
         {
             return Err(refused("the answer names another issuer"));
         }
-        let code = answer
+        answer
             .code
             .clone()
-            .ok_or_else(|| refused("the answer carries no code"))?;
+            .ok_or_else(|| refused("the answer carries no code"))
+    }
+
+    /// Checks the provider's answer to `pending` and returns who signed in.
+    async fn finish(&self, pending: PendingSignIn, answer: &ProviderAnswer) -> Result<Identity> {
+        let code = self.code_in(&pending, answer)?;
         let client = self.client().await?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
@@ -393,7 +400,40 @@ impl IdentityProvider {
             )),
             e => refused(format!("the ID token does not hold: {e}")),
         })?;
-        self.identity(&claims)
+        let mut who = self.identity(&claims)?;
+        if !claims
+            .additional_claims()
+            .rest
+            .contains_key(&self.settings.groups_claim)
+        {
+            who.groups = self
+                .userinfo_groups(&client, &tokens, claims.subject())
+                .await?;
+        }
+        Ok(who)
+    }
+
+    /// The groups from the userinfo endpoint, for a provider that keeps them out of the ID
+    /// token (a Keycloak mapper without "add to ID token", ADFS). Its answer must name the ID
+    /// token's subject. No endpoint: no groups.
+    async fn userinfo_groups(
+        &self,
+        client: &OidcClient,
+        tokens: &Tokens,
+        subject: &openidconnect::SubjectIdentifier,
+    ) -> Result<Vec<String>> {
+        let Ok(request) = client.user_info(tokens.access_token().clone(), Some(subject.clone()))
+        else {
+            return Ok(Vec::new());
+        };
+        let info: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| refused(format!("the userinfo request failed: {}", error_chain(&e))))?;
+        Ok(groups_in(
+            &info.additional_claims().rest,
+            &self.settings.groups_claim,
+        ))
     }
 
     /// Subject, login name, address and groups from verified claims.
@@ -416,14 +456,7 @@ impl IdentityProvider {
                 "the login name {login:?} cannot be a heimweg name: {e}"
             ))
         })?;
-        let groups = match rest.get(&self.settings.groups_claim) {
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            Some(serde_json::Value::String(s)) => vec![s.clone()],
-            _ => Vec::new(),
-        };
+        let groups = groups_in(rest, &self.settings.groups_claim);
         let email = claims.email().and_then(|e| Email::new(e.as_str()).ok());
         Ok(Identity {
             subject: claims.subject().to_string(),
@@ -431,6 +464,18 @@ impl IdentityProvider {
             email,
             groups,
         })
+    }
+}
+
+/// The groups in claim `name`: a list of strings, or one string.
+fn groups_in(claims: &serde_json::Map<String, serde_json::Value>, name: &str) -> Vec<String> {
+    match claims.get(name) {
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
     }
 }
 
