@@ -181,6 +181,9 @@ try {
     mapping[0].includes("vpn-users") && mapping[1].includes("Straßenbau, Tiefbau") && !(await page.content()).includes("heimweg-secret"),
     `${identity} | ${mapping.join(" | ")}`);
   await page.screenshot({ path: `${SHOTS}/panel-identity.png`, fullPage: true });
+  await page.goto(`${URL_}/users`);
+  const carolRow = await page.textContent("tbody tr:has-text('carol')");
+  check("admin: the user list says carol signs in with her city account", carolRow.includes("Konto der Stadt"), carolRow);
   await panelSignIn("bob", "builder");
   const bob = await page.textContent("header .account");
   check("admin: bob's group makes him the helpdesk (read-only)", bob.includes("bob") && bob.includes("Helpdesk"), bob);

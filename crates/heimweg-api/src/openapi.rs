@@ -316,7 +316,9 @@ pub fn document() -> Value {
             "from_directory": { "type": "boolean",
               "description": "linked to a directory entry: the directory sync decides" },
             "group": { "type": ["string", "null"],
-              "description": "the group the directory gives this user; their devices go there" } } },
+              "description": "the group the directory gives this user; their devices go there" },
+            "from_provider": { "type": "boolean",
+              "description": "linked to an account of the identity provider: signs in on the staff page /my" } } },
           "UserList": { "type": "object", "properties": {
             "items": { "type": "array", "items": schema("User") },
             "total": { "type": "integer" } } },

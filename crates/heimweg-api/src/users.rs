@@ -26,6 +26,7 @@ pub(crate) struct UserJson {
     active_devices: i64,
     from_directory: bool,
     group: Option<String>,
+    from_provider: bool,
 }
 
 impl From<User> for UserJson {
@@ -39,6 +40,7 @@ impl From<User> for UserJson {
             active_devices: u.active_devices,
             from_directory: u.from_directory,
             group: u.group.map(|g| g.to_string()),
+            from_provider: u.from_provider,
         }
     }
 }

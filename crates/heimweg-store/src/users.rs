@@ -17,6 +17,8 @@ pub struct User {
     pub from_directory: bool,
     /// The group the directory's mapping gives this user (their devices are moved there).
     pub group: Option<Name>,
+    /// Linked to an account of the identity provider: signs in on the staff page.
+    pub from_provider: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -29,6 +31,7 @@ struct UserRow {
     active_devices: i64,
     directory_id: Option<String>,
     group_name: Option<String>,
+    oidc_subject: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -45,6 +48,7 @@ impl TryFrom<UserRow> for User {
             disabled_at: r.disabled_at,
             active_devices: r.active_devices,
             from_directory: r.directory_id.is_some(),
+            from_provider: r.oidc_subject.is_some(),
             group: r
                 .group_name
                 .map(|g| stored_name("groups", r.id, &g))
@@ -57,7 +61,8 @@ impl TryFrom<UserRow> for User {
 const USER_SELECT: &str = "SELECT u.id, u.name, u.email, u.created_at, u.disabled_at,
         (SELECT COUNT(*) FROM devices d WHERE d.owner_id = u.id AND d.revoked_at IS NULL
            AND (d.expires_at IS NULL OR d.expires_at > $2)) AS active_devices,
-        u.directory_id, (SELECT g.name FROM groups g WHERE g.id = u.group_id) AS group_name
+        u.directory_id, (SELECT g.name FROM groups g WHERE g.id = u.group_id) AS group_name,
+        u.oidc_subject
      FROM users u";
 
 /// The id of the user `name`, created if missing; a disabled user is refused (their devices

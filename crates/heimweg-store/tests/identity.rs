@@ -63,6 +63,10 @@ async fn a_sign_in_links_by_subject_and_by_name_once_and_never_takes_over(backen
         .await
         .unwrap();
     assert_eq!(u.id, local.id);
+    assert!(
+        !local.from_provider && u.from_provider,
+        "the user is linked now"
+    );
     // ...and from then on the subject decides, whatever login name the provider sends.
     let renamed = n("a.mueller");
     let u = store

@@ -33,12 +33,13 @@ pub(super) async fn users(
             div { button type="submit" { (l.t("Show", "Anzeigen")) } }
         }
         div.scroll { table {
-            thead { tr { th scope="col" { (l.t("Name", "Name")) } th scope="col" { (l.t("E-mail", "E-Mail")) } th scope="col" { (l.t("Active devices", "Aktive Geräte")) } th scope="col" { (l.t("Group (directory)", "Gruppe (Verzeichnis)")) } th scope="col" { (l.t("State", "Zustand")) } } }
+            thead { tr { th scope="col" { (l.t("Name", "Name")) } th scope="col" { (l.t("E-mail", "E-Mail")) } th scope="col" { (l.t("Active devices", "Aktive Geräte")) } th scope="col" { (l.t("Group (directory)", "Gruppe (Verzeichnis)")) } th scope="col" { (l.t("Signs in", "Meldet sich an")) } th scope="col" { (l.t("State", "Zustand")) } } }
             tbody { @for u in &users.items { tr {
                 td { a href={ "/users/" (urlpath(u.name.as_str())) } { (u.name) } }
                 td { (u.email.as_ref().map_or("—", |e| e.as_str())) }
                 td { (u.active_devices) }
                 td { @if u.from_directory { (u.group.as_ref().map_or("—", |g| g.as_str())) } @else { "—" } }
+                td { @if u.from_provider { (l.t("city account", "Konto der Stadt")) } @else { "—" } }
                 td { @if u.disabled_at.is_some() { (l.t("disabled", "deaktiviert")) } @else { (l.t("active", "aktiv")) } }
             } } }
         } }
