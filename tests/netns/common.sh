@@ -74,6 +74,16 @@ trap cleanup EXIT
 trap 'ABORT_AT="$BASH_COMMAND (exit $?) at line $LINENO in ${FUNCNAME[*]:-main}, called from lines ${BASH_LINENO[*]}"' ERR
 trap 'exit 130' INT TERM
 
+# serve_with_settings: `heimweg serve` in NS_GW with the settings file $TMPD/env (one worker, no
+# metrics listener), logging to GW_LOG; ready once its UAPI socket is there. `ip netns exec`
+# itself (not a shell function) goes to the background, so GW_PID is the gateway.
+serve_with_settings() {
+  ip netns exec "$NS_GW" env HEIMWEG_ENV_FILE="$TMPD/env" "$HW" --state-dir "$STATE" serve \
+    --interface "$GWIF" --workers 1 --metrics-listen off >>"$GW_LOG" 2>&1 &
+  GW_PID=$!
+  wait_until 15 test -S "$WG_RUN/$GWIF.sock"
+}
+
 # gateway_topology LAN_ADDRESS...: the topology backup.sh and provisioning.sh share. Every
 # namespace in ALL_NS with loopback up; NS_GW forwards, reaches NS_LAN over lan0 (192.0.2.1/24;
 # NS_LAN holds the LAN_ADDRESSes, /24 each, and routes the device pool 10.77.0.0/16 back), and

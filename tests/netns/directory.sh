@@ -72,14 +72,7 @@ HEIMWEG_LDAP_INTERVAL=${INTERVAL}s
 EOF
 )
 
-start_gateway() {
-  # `ip netns exec` itself (not a shell function) so that $! is the gateway.
-  ip netns exec "$NS_GW" env HEIMWEG_ENV_FILE="$TMPD/env" "$HW" --state-dir "$STATE" serve \
-    --interface "$GWIF" --workers 1 --metrics-listen off >>"$GW_LOG" 2>&1 &
-  GW_PID=$!
-  wait_until 15 test -S "$WG_RUN/$GWIF.sock"
-}
-check "serve: the gateway comes up with the directory settings" start_gateway
+check "serve: the gateway comes up with the directory settings" serve_with_settings
 hw settings endpoint 198.51.100.1:51820 >/dev/null
 # Its first run found no group "staff" yet: a failed run that says so, nothing changed.
 check "sync: a mapping to a missing group is a failed run that names it" \

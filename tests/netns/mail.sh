@@ -76,14 +76,7 @@ HEIMWEG_MAIL_HELPDESK=IT-Service, Tel. 1234
 EOF
 )
 
-start_gateway() {
-  # `ip netns exec` itself (not a shell function) so that $! is the gateway.
-  ip netns exec "$NS_GW" env HEIMWEG_ENV_FILE="$TMPD/env" "$HW" --state-dir "$STATE" serve \
-    --interface "$GWIF" --workers 1 --metrics-listen off >>"$GW_LOG" 2>&1 &
-  GW_PID=$!
-  wait_until 15 test -S "$WG_RUN/$GWIF.sock"
-}
-check "serve: the gateway comes up with the mail settings" start_gateway
+check "serve: the gateway comes up with the mail settings" serve_with_settings
 hw settings endpoint 198.51.100.1:51820 >/dev/null
 hw group add staff --allow 192.0.2.0/25 >/dev/null
 echo 'alice-password-1' | hw admin add alice --password-stdin >/dev/null 2>&1
@@ -123,7 +116,7 @@ ANNA_LINK=$(link_of aw@stadt.example)
 
 # A restart between the mail and the click: the link still works.
 kill -TERM "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
-check "serve: the gateway comes back after a restart" start_gateway
+check "serve: the gateway comes back after a restart" serve_with_settings
 
 MAIL_HTML=$(field jm@stadt.example html)
 browser() { # STEP: tests/panel/mail.mjs in the gateway's namespace, where the panel listens

@@ -71,14 +71,7 @@ HEIMWEG_OIDC_DEVICE_LIMIT=2
 EOF
 )
 
-start_gateway() {
-  # `ip netns exec` itself (not a shell function) so that $! is the gateway.
-  ip netns exec "$NS_GW" env HEIMWEG_ENV_FILE="$TMPD/env" "$HW" --state-dir "$STATE" serve \
-    --interface "$GWIF" --workers 1 --metrics-listen off >>"$GW_LOG" 2>&1 &
-  GW_PID=$!
-  wait_until 15 test -S "$WG_RUN/$GWIF.sock"
-}
-check "serve: the gateway comes up with the provider's settings" start_gateway
+check "serve: the gateway comes up with the provider's settings" serve_with_settings
 hw settings endpoint 198.51.100.1:51820 >/dev/null
 hw group add staff --allow 192.0.2.0/25 >/dev/null
 hw group add tiefbau --allow 192.0.2.128/25 >/dev/null

@@ -3,18 +3,8 @@
 // emptied: an admin sees what the sync reads and its mapping, the runs with why they changed
 // nothing, and runs it once more with the button: refused, nothing changed. Screenshots go to
 // $SHOTS. Each step prints PASS; the first failure ends the run with exit code 1.
-import { launch } from "./browser.mjs";
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`directory.mjs: ${k} is not set`);
-  return process.env[k];
-};
+import { check, env, launch, log } from "./browser.mjs";
 const [URL_, SHOTS, PASSWORD] = ["PANEL_URL", "SHOTS", "ADMIN_PASSWORD"].map(env);
-const T0 = Date.now();
-const log = (m) => console.log(`[${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
-function check(desc, ok, detail = "") {
-  if (!ok) throw new Error(`${desc}${detail ? `: ${detail}` : ""}`);
-  log(`PASS: ${desc}`);
-}
 const browser = await launch();
 let page;
 try {

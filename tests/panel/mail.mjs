@@ -4,21 +4,11 @@
 // view and reminds everyone who has not set up with one click. Screenshots of the mail, the
 // link's pages and the rollout view go to $SHOTS. Each step prints PASS; the first failure
 // ends the run with exit code 1.
-import { launch } from "./browser.mjs";
+import { check, env, launch, log } from "./browser.mjs";
 import { writeFileSync } from "node:fs";
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`mail.mjs: ${k} is not set`);
-  return process.env[k];
-};
 const [URL_, LINK, MAIL_HTML, CONF_OUT, SHOTS] = ["PANEL_URL", "LINK", "MAIL_HTML", "CONF_OUT", "SHOTS"].map(env);
 const STEP = env("STEP");
-const T0 = Date.now();
-const log = (m) => console.log(`[${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
-function check(desc, ok, detail = "") {
-  if (!ok) throw new Error(`${desc}${detail ? `: ${detail}` : ""}`);
-  log(`PASS: ${desc}`);
-}
 
 const browser = await launch();
 let page;

@@ -8,19 +8,9 @@
 //   back) and a replayed answer are refused; a key rotation at the provider is followed;
 // - admins: alice signs in to the panel as admin, bob as the helpdesk, dave not at all.
 // Screenshots go to $SHOTS. Each step prints PASS; the first failure ends the run with exit 1.
-import { launch } from "./browser.mjs";
+import { check, env, launch, log } from "./browser.mjs";
 import { writeFileSync } from "node:fs";
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`oidc.mjs: ${k} is not set`);
-  return process.env[k];
-};
 const [URL_, PROVIDER, SHOTS, TMPD] = ["PANEL_URL", "PROVIDER_URL", "SHOTS", "TMPD"].map(env);
-const T0 = Date.now();
-const log = (m) => console.log(`[${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
-function check(desc, ok, detail = "") {
-  if (!ok) throw new Error(`${desc}${detail ? `: ${detail}` : ""}`);
-  log(`PASS: ${desc}`);
-}
 const control = async (path) => {
   const r = await fetch(`${PROVIDER}${path}`, { method: "POST" });
   if (!r.ok) throw new Error(`provider ${path}: ${r.status}`);

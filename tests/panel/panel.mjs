@@ -2,7 +2,7 @@
 // Started by tests/netns/panel.sh inside the gateway's network namespace, which passes the
 // namespaces, interface names and paths in the environment. Each step prints PASS or FAIL;
 // the first failure saves a screenshot and ends the run with exit code 1.
-import { launch } from "./browser.mjs";
+import { check, env, launch, log, passed } from "./browser.mjs";
 import { spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { closeSync, copyFileSync, openSync, readFileSync } from "node:fs";
@@ -11,22 +11,10 @@ import http from "node:http";
 import jsQR from "jsqr";
 import { PNG } from "pngjs";
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`panel.mjs: ${k} is not set`);
-  return process.env[k];
-};
 const URL_ = env("PANEL_URL");
 const [NS_C1, NS_C2, TMPD, SHOTS] = ["NS_C1", "NS_C2", "TMPD", "SHOTS"].map(env);
 const [IF1, IF2, LAN_HOST, ENDPOINT] = ["CLIENT_IF1", "CLIENT_IF2", "LAN_HOST", "ENDPOINT"].map(env);
-const T0 = Date.now();
-let passed = 0;
 
-const log = (m) => console.log(`[${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
-function check(desc, ok, detail = "") {
-  if (!ok) throw new Error(`${desc}${detail ? `: ${detail}` : ""}`);
-  passed += 1;
-  log(`PASS: ${desc}`);
-}
 
 // Polls `fn` every 200 ms until it returns true or `seconds` pass: a deadline, not a sleep.
 async function until(seconds, fn) {
