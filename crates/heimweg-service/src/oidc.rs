@@ -289,8 +289,9 @@ impl IdentityProvider {
         Ok(client)
     }
 
-    /// The provider's sign-in page for a new sign-in, and what to check its answer against.
-    async fn begin(&self) -> Result<(String, PendingSignIn)> {
+    /// The provider's sign-in page for a new sign-in for `purpose`, to return to `next`, and
+    /// what to check its answer against.
+    async fn begin(&self, purpose: SignInPurpose, next: &str) -> Result<(String, PendingSignIn)> {
         let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
@@ -308,8 +309,8 @@ impl IdentityProvider {
             state: state.secret().clone(),
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.secret().clone(),
-            purpose: SignInPurpose::Staff,
-            next: String::new(),
+            purpose,
+            next: next.to_string(),
         };
         Ok((url.to_string(), pending))
     }
@@ -540,9 +541,7 @@ impl Service {
                     .into(),
             ));
         }
-        let (url, mut pending) = provider.begin().await?;
-        pending.purpose = purpose;
-        pending.next = next.to_string();
+        let (url, pending) = provider.begin(purpose, next).await?;
         let cookie = secrets::random_token(32);
         self.store
             .save_sign_in(&crate::token_hash(&cookie), &pending, self.now())
@@ -690,7 +689,7 @@ mod tests {
         for body in ["not json at all", "{\"issuer\": 5}", "[]", "{}"] {
             let url = answering(body).await;
             let p = IdentityProvider::new(settings(&url)).unwrap();
-            let e = p.begin().await.unwrap_err();
+            let e = p.begin(SignInPurpose::Staff, "/my").await.unwrap_err();
             assert!(
                 matches!(&e, ServiceError::NotReady(m) if m.contains("cannot be used")),
                 "{body}: {e}"
@@ -706,7 +705,7 @@ mod tests {
         .await;
         let e = IdentityProvider::new(settings(&url))
             .unwrap()
-            .begin()
+            .begin(SignInPurpose::Staff, "/my")
             .await
             .unwrap_err();
         assert!(e.to_string().contains("cannot be used"), "{e}");
@@ -717,7 +716,7 @@ mod tests {
         };
         let e = IdentityProvider::new(settings(&closed))
             .unwrap()
-            .begin()
+            .begin(SignInPurpose::Staff, "/my")
             .await
             .unwrap_err();
         assert!(matches!(e, ServiceError::NotReady(_)), "{e}");

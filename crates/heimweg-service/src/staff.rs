@@ -110,15 +110,10 @@ impl Service {
         }
     }
 
-    /// Gives the staff member's device a new key pair (or the public key it brings).
-    pub async fn rotate_own(
-        &self,
-        s: &StaffSession,
-        name: &Name,
-        public_key: Option<PublicKey>,
-    ) -> Result<Enrollment> {
+    /// Gives the staff member's device a new key pair, its private half only in the config.
+    pub async fn rotate_own(&self, s: &StaffSession, name: &Name) -> Result<Enrollment> {
         let current = self.own_device(s, name).await?;
-        self.rotate_as(&s.actor(), &current, public_key).await
+        self.rotate_as(&s.actor(), &current, None).await
     }
 
     /// Revokes the staff member's device: the gateway drops it within a second.

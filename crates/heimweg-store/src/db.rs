@@ -499,52 +499,46 @@ async fn backfill(tx: &mut Tx<'_>, step: Backfill) -> Result<()> {
     Ok(())
 }
 
-/// The check [`Store::write`] makes of the actor inside the transaction.
+/// The check [`Store::write`] makes of the actor inside the transaction: a token not revoked,
+/// an account or a user not disabled a moment earlier.
 async fn check_actor(tx: &mut Tx<'_>, actor: &Actor) -> Result<()> {
-    match actor {
-        Actor::Token { id, name } => {
-            let live: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM api_tokens WHERE id = $1 AND revoked_at IS NULL",
-            )
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if live.is_none() {
-                return Err(StoreError::Unauthorized(format!(
-                    "the token {name:?} was revoked"
-                )));
-            }
-        }
-        Actor::Admin { id, name } => {
-            let enabled: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM admins WHERE id = $1 AND disabled_at IS NULL")
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if enabled.is_none() {
-                return Err(StoreError::Unauthorized(format!(
-                    "the account {name:?} was disabled"
-                )));
-            }
-        }
-        Actor::Staff { id, name } => {
-            let enabled: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL")
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if enabled.is_none() {
-                return Err(StoreError::Unauthorized(format!(
-                    "the user {name:?} was disabled"
-                )));
-            }
-        }
+    let (live, id, what, name, ended) = match actor {
+        Actor::Token { id, name } => (
+            "SELECT id FROM api_tokens WHERE id = $1 AND revoked_at IS NULL",
+            id,
+            "token",
+            name,
+            "revoked",
+        ),
+        Actor::Admin { id, name } => (
+            "SELECT id FROM admins WHERE id = $1 AND disabled_at IS NULL",
+            id,
+            "account",
+            name,
+            "disabled",
+        ),
+        Actor::Staff { id, name } => (
+            "SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL",
+            id,
+            "user",
+            name,
+            "disabled",
+        ),
         Actor::System
         | Actor::Cli { .. }
         | Actor::Link { .. }
         | Actor::Requester { .. }
         | Actor::Panel
-        | Actor::Directory => {}
+        | Actor::Directory => return Ok(()),
+    };
+    let found: Option<i64> = sqlx::query_scalar(live)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if found.is_none() {
+        return Err(StoreError::Unauthorized(format!(
+            "the {what} {name:?} was {ended}"
+        )));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use crate::db::{audit, decode_error, Tx};
 use crate::devices::{insert_device, Device, NewDevice};
-use crate::users::{user_by_id, User};
+use crate::users::{user_by_id, user_on, User};
 use crate::{Admin, Result, Store, StoreError};
 use heimweg_control::{Actor, AuditAction, Email, Name, Role};
 
@@ -301,15 +301,7 @@ impl Store {
             .owner
             .as_ref()
             .ok_or_else(|| StoreError::Invalid("an own device needs its owner".into()))?;
-        let active: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM devices d JOIN users u ON u.id = d.owner_id
-             WHERE u.name_key = $1 AND d.revoked_at IS NULL
-               AND (d.expires_at IS NULL OR d.expires_at > $2)",
-        )
-        .bind(owner.key())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        let active = user_on(&mut tx, owner, now).await?.active_devices;
         if active >= i64::from(limit) {
             return Err(StoreError::Conflict(format!(
                 "you have {active} active devices, the most you may have; revoke one you no \

@@ -112,7 +112,7 @@ pub(crate) async fn is_disabled(tx: &mut Tx<'_>, name: &Name) -> Result<bool> {
     Ok(matches!(disabled, Some(Some(_))))
 }
 
-async fn user_on(conn: &mut sqlx::AnyConnection, name: &Name, now: i64) -> Result<User> {
+pub(crate) async fn user_on(conn: &mut sqlx::AnyConnection, name: &Name, now: i64) -> Result<User> {
     sqlx::query_as::<_, UserRow>(&format!("{USER_SELECT} WHERE u.name_key = $1"))
         .bind(name.key())
         .bind(now)

@@ -326,16 +326,35 @@ fn form_cookie_name(secure: bool) -> &'static str {
 /// `Set-Cookie` for a cookie of the panel: whole site, script cannot read it, never sent along
 /// with a request another site started.
 fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
+    cookie_header(name, value, secure, cookie::SameSite::Strict, max_age)
+}
+
+/// `Set-Cookie` for a cookie of the panel's whole site that script cannot read, sent along as
+/// `same_site` says.
+fn cookie_header(
+    name: &str,
+    value: &str,
+    secure: bool,
+    same_site: cookie::SameSite,
+    max_age: Option<i64>,
+) -> HeaderValue {
     let mut c = cookie::Cookie::build((name, value))
         .path("/")
         .http_only(true)
-        .same_site(cookie::SameSite::Strict)
+        .same_site(same_site)
         .secure(secure)
         .build();
     if let Some(age) = max_age {
         c.set_max_age(cookie::time::Duration::seconds(age));
     }
     HeaderValue::from_str(&c.to_string()).expect("cookie values are base64url")
+}
+
+/// SHA-256 of the session id in cookie `name`, if it holds one that could be an id.
+fn session_id_hash(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie(headers, name)
+        .filter(|v| v.len() <= 64)
+        .map(|v| heimweg_service::token_hash(&v))
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -381,10 +400,7 @@ async fn admin_session(
     st: &AppState,
     headers: &HeaderMap,
 ) -> Result<(Option<Session>, Option<String>), PanelError> {
-    let Some(hash) = cookie(headers, session_cookie_name(st.panel.secure_cookies))
-        .filter(|v| v.len() <= 64)
-        .map(|v| heimweg_service::token_hash(&v))
-    else {
+    let Some(hash) = session_id_hash(headers, session_cookie_name(st.panel.secure_cookies)) else {
         return Ok((None, None));
     };
     match st.service.session(&hash).await {

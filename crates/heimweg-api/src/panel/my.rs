@@ -12,14 +12,15 @@
 use super::auth::{safe_next, start_session};
 use super::devices::config_page;
 use super::{
-    ago, cookie, csrf_field, layout, notice, status_label, timestamp, urlpath, Ctx, Lang,
-    PanelError, PanelResult, CONNECTED_SECS,
+    ago, cookie, cookie_header, csrf_field, layout, notice, set_cookie, status_label, timestamp,
+    urlpath, Ctx, Lang, PanelError, PanelResult, CONNECTED_SECS,
 };
 use crate::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use cookie::SameSite;
 use heimweg_control::{DeviceStatus, Name, PublicKey};
 use heimweg_service::{
     Device, ProviderAnswer, ServiceError, SignInPurpose, SignedIn, StaffSession, StoreError,
@@ -46,9 +47,7 @@ pub(super) async fn staff_session(
     if path != "/my" && !path.starts_with("/my/") {
         return Ok((None, None));
     }
-    let Some(hash) = cookie(headers, staff_cookie_name(st.panel.secure_cookies))
-        .filter(|v| v.len() <= 64)
-        .map(|v| heimweg_service::token_hash(&v))
+    let Some(hash) = super::session_id_hash(headers, staff_cookie_name(st.panel.secure_cookies))
     else {
         return Ok((None, None));
     };
@@ -67,21 +66,6 @@ fn sign_in_cookie_name(secure: bool) -> &'static str {
     } else {
         "heimweg_signin"
     }
-}
-
-fn cookie_header(name: &str, value: &str, secure: bool, lax: bool, max_age: i64) -> HeaderValue {
-    let mut c = cookie::Cookie::build((name, value))
-        .path("/")
-        .http_only(true)
-        .same_site(if lax {
-            cookie::SameSite::Lax
-        } else {
-            cookie::SameSite::Strict
-        })
-        .secure(secure)
-        .build();
-    c.set_max_age(cookie::time::Duration::seconds(max_age));
-    HeaderValue::from_str(&c.to_string()).expect("cookie values are base64url")
 }
 
 /// `/my/sign-in` and `/login/provider`: off to the provider, with this browser's binding.
@@ -111,8 +95,8 @@ async fn begin(st: &AppState, ctx: &Ctx, purpose: SignInPurpose, next: String) -
             sign_in_cookie_name(st.panel.secure_cookies),
             &start.cookie,
             st.panel.secure_cookies,
-            true,
-            SIGN_IN_SECS,
+            SameSite::Lax,
+            Some(SIGN_IN_SECS),
         ),
     );
     Ok(r)
@@ -142,15 +126,20 @@ pub(super) async fn callback(
     let l = ctx.lang;
     let binding = cookie(&headers, sign_in_cookie_name(secure));
     let result = st.service.finish_sign_in(binding.as_deref(), &answer).await;
-    let forget = cookie_header(sign_in_cookie_name(secure), "", secure, true, 0);
+    let forget = cookie_header(
+        sign_in_cookie_name(secure),
+        "",
+        secure,
+        SameSite::Lax,
+        Some(0),
+    );
     let (session_cookie, next) = match result {
         Ok(SignedIn::Staff { session, next }) => (
-            cookie_header(
+            set_cookie(
                 staff_cookie_name(secure),
                 &session,
                 secure,
-                false,
-                STAFF_SESSION_SECS,
+                Some(STAFF_SESSION_SECS),
             ),
             next,
         ),
@@ -158,36 +147,21 @@ pub(super) async fn callback(
             start_session(&st, &ctx, admin.id, heimweg_control::SessionStage::Full).await?,
             next,
         ),
-        Err(e @ (ServiceError::Unauthorized(_) | ServiceError::Store(_))) => {
-            tracing::info!(error = %e, "sign-in through the identity provider refused");
-            let (status, text) = match &e {
-                ServiceError::Store(StoreError::Conflict(_)) => (
-                    StatusCode::CONFLICT,
-                    l.t(
-                        "Your account cannot be used here as it is.",
-                        "Ihr Konto kann hier so nicht verwendet werden.",
-                    ),
-                ),
-                ServiceError::Store(StoreError::Unauthorized(_))
-                | ServiceError::Unauthorized(_) => (
-                    StatusCode::UNAUTHORIZED,
-                    l.t(
-                        "The sign-in did not work.",
-                        "Die Anmeldung hat nicht funktioniert.",
-                    ),
-                ),
-                _ => return Err(e.into()),
+        Err(e) => {
+            let Some((status, headline)) = refusal(l, &e) else {
+                return Err(e.into());
             };
-            let mut r = sign_in_failed(&ctx, status, text, &e.to_string(), SignInPurpose::Staff);
+            tracing::info!(error = %e, "sign-in through the identity provider refused");
+            let mut r =
+                sign_in_failed(&ctx, status, headline, &e.to_string(), SignInPurpose::Staff);
             r.headers_mut().append(header::SET_COOKIE, forget);
             return Ok(r);
         }
-        Err(e) => return Err(e.into()),
     };
     let next = super::local_path(&next).unwrap_or("/").to_string();
     let body = html! {
         (DOCTYPE)
-        html lang=(if l == Lang::De { "de" } else { "en" }) {
+        html lang=(l.code()) {
             head {
                 meta charset="utf-8";
                 meta http-equiv="refresh" content={ "0; url=" (next) };
@@ -203,6 +177,27 @@ pub(super) async fn callback(
     r.headers_mut().append(header::SET_COOKIE, forget);
     r.headers_mut().append(header::SET_COOKIE, session_cookie);
     Ok(r)
+}
+
+/// How a sign-in the service refused is answered; `None` for a failure that is no refusal.
+fn refusal(l: Lang, e: &ServiceError) -> Option<(StatusCode, &'static str)> {
+    match e {
+        ServiceError::Store(StoreError::Conflict(_)) => Some((
+            StatusCode::CONFLICT,
+            l.t(
+                "Your account cannot be used here as it is.",
+                "Ihr Konto kann hier so nicht verwendet werden.",
+            ),
+        )),
+        ServiceError::Store(StoreError::Unauthorized(_)) | ServiceError::Unauthorized(_) => Some((
+            StatusCode::UNAUTHORIZED,
+            l.t(
+                "The sign-in did not work.",
+                "Die Anmeldung hat nicht funktioniert.",
+            ),
+        )),
+        _ => None,
+    }
 }
 
 fn sign_in_failed(
@@ -226,16 +221,10 @@ fn sign_in_failed(
     r
 }
 
-impl Ctx {
-    fn staff(&self) -> Option<&StaffSession> {
-        self.staff.as_ref()
-    }
-}
-
 /// `/my`: the sign-in button, or the staff member's devices and the enrollment form.
 pub(super) async fn my_page(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
     let l = ctx.lang;
-    let Some(s) = ctx.staff() else {
+    let Some(s) = &ctx.staff else {
         let content = if st.service.identity_provider().is_some() {
             html! {
                 p { (l.t("Put your laptop or iPad online for working from home: sign in with your city account.", "Bringen Sie Ihren Laptop oder Ihr iPad für das Homeoffice online: Melden Sie sich mit Ihrem Konto der Stadt an.")) }
@@ -330,7 +319,7 @@ fn devices_table(l: Lang, devices: &[Device], now: i64, ctx: &Ctx) -> Markup {
 }
 
 fn signed_in(ctx: &Ctx) -> Result<&StaffSession, PanelError> {
-    ctx.staff().ok_or(PanelError::StaffSignIn)
+    ctx.staff.as_ref().ok_or(PanelError::StaffSignIn)
 }
 
 #[derive(Deserialize)]
@@ -393,7 +382,7 @@ pub(super) async fn rotate_own(
 ) -> PanelResult {
     let s = signed_in(&ctx)?;
     let name = super::path_name(&name)?;
-    match st.service.rotate_own(s, &name, None).await {
+    match st.service.rotate_own(s, &name).await {
         Ok(e) => Ok(config_page(
             &ctx,
             e,
@@ -425,7 +414,7 @@ pub(super) async fn sign_out(State(st): State<AppState>, ctx: Ctx) -> PanelResul
     let mut r = super::see_other("/my");
     r.headers_mut().append(
         header::SET_COOKIE,
-        cookie_header(staff_cookie_name(secure), "", secure, false, 0),
+        set_cookie(staff_cookie_name(secure), "", secure, Some(0)),
     );
     Ok(r)
 }
