@@ -615,7 +615,7 @@ impl Service {
                 self.store
                     .create_staff_session(
                         &crate::token_hash(&session),
-                        user.id,
+                        &user,
                         &groups,
                         &secrets::random_token(32),
                         now,

@@ -164,19 +164,6 @@ impl Store {
             None => link_or_create(&mut tx, who, may_create, now).await?,
         };
         let user = user_by_id(&mut tx, id, now).await?;
-        let actor = Actor::Staff {
-            id,
-            name: user.name.clone(),
-        };
-        audit(
-            &mut tx,
-            now,
-            &actor,
-            AuditAction::UserSignIn,
-            user.name.as_str(),
-            "",
-        )
-        .await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -225,15 +212,23 @@ impl Store {
         Ok(admin)
     }
 
+    /// Starts a session for `user`, whose sign-in allowed `groups`: the sign-in as the audit
+    /// log records it (a sign-in refused after its user was found is not one). Refused if the
+    /// user was disabled a moment earlier.
     pub async fn create_staff_session(
         &self,
         id_hash: &str,
-        user_id: i64,
+        user: &User,
         groups: &[Name],
         csrf_token: &str,
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
+        let actor = Actor::Staff {
+            id: user.id,
+            name: user.name.clone(),
+        };
+        let mut tx = self.write(&actor).await?;
         let groups: Vec<&str> = groups.iter().map(Name::as_str).collect();
         sqlx::query(
             "INSERT INTO staff_sessions
@@ -241,13 +236,23 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id_hash)
-        .bind(user_id)
+        .bind(user.id)
         .bind(groups.join("\n"))
         .bind(csrf_token)
         .bind(now)
         .bind(expires_at)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
+        audit(
+            &mut tx,
+            now,
+            &actor,
+            AuditAction::UserSignIn,
+            user.name.as_str(),
+            "",
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

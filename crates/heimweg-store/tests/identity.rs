@@ -111,10 +111,17 @@ async fn a_disabled_user_signs_in_no_more_and_their_session_ends(backend: Backen
         .staff_sign_in(&account("sub-1", &anna), true, NOW)
         .await
         .unwrap();
+    let signed_in = |log: &[heimweg_store::AuditEntry]| {
+        log.iter()
+            .filter(|e| e.action == heimweg_control::AuditAction::UserSignIn)
+            .count()
+    };
+    // Found is not signed in: the session is the sign-in the audit log records.
+    assert_eq!(signed_in(&store.audit_log(50).await.unwrap()), 0);
     store
         .create_staff_session(
             "session-hash",
-            local.id,
+            &local,
             &[n("default")],
             "csrf",
             NOW,
@@ -122,6 +129,7 @@ async fn a_disabled_user_signs_in_no_more_and_their_session_ends(backend: Backen
         )
         .await
         .unwrap();
+    assert_eq!(signed_in(&store.audit_log(50).await.unwrap()), 1);
     let s = store
         .staff_session("session-hash", NOW)
         .await
@@ -142,6 +150,17 @@ async fn a_disabled_user_signs_in_no_more_and_their_session_ends(backend: Backen
     store.disable_user(&cli(), &anna, NOW).await.unwrap();
     assert!(store
         .staff_session("session-hash", NOW)
+        .await
+        .unwrap()
+        .is_none());
+    // A sign-in found her a moment before she was disabled: no session for her.
+    let e = store
+        .create_staff_session("late-hash", &local, &[n("default")], "csrf", NOW, NOW + 60)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unauthorized(_)), "{e}");
+    assert!(store
+        .staff_session("late-hash", NOW)
         .await
         .unwrap()
         .is_none());
