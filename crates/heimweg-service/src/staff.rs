@@ -35,13 +35,8 @@ impl Service {
             ..DeviceQuery::default()
         };
         let now = self.now();
+        // The owner filter compares names by their key: exactly this user's devices.
         let mut devices = self.store.devices(&q, now).await?.items;
-        // The owner filter compares without case; the user's own name decides.
-        devices.retain(|d| {
-            d.owner
-                .as_ref()
-                .is_some_and(|o| o.key() == s.user.name.key())
-        });
         devices.sort_by_key(|d| (d.status(now) != DeviceStatus::Active, -d.created_at));
         Ok(devices)
     }
