@@ -8,11 +8,11 @@ use heimweg_control::Scope;
 use heimweg_service::OidcSettings;
 use serde_json::{json, Value};
 
-pub(crate) fn settings_json(s: &OidcSettings) -> Value {
+fn settings_json(s: &OidcSettings) -> Value {
     json!({
         "issuer": s.issuer,
         "client_id": s.client_id,
-        "redirect_uri": format!("{}/oidc/callback", s.public_url),
+        "redirect_uri": s.redirect_uri(),
         "own_ca": s.ca_pem.is_some(),
         "scopes": s.scopes,
         "login_claim": s.login_claim,

@@ -125,6 +125,13 @@ pub struct OidcSettings {
     pub clock_skew: Duration,
 }
 
+impl OidcSettings {
+    /// Where the provider sends the browser back to (the panel's route), as registered there.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/oidc/callback", self.public_url)
+    }
+}
+
 impl std::fmt::Debug for OidcSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OidcSettings")
@@ -209,8 +216,8 @@ impl IdentityProvider {
                 ))
             }
         }
-        let redirect = RedirectUrl::new(format!("{}/oidc/callback", settings.public_url))
-            .map_err(|e| invalid("public URL", e))?;
+        let redirect =
+            RedirectUrl::new(settings.redirect_uri()).map_err(|e| invalid("public URL", e))?;
         let mut http = openidconnect::reqwest::ClientBuilder::new()
             // Discovery names the endpoints; a redirect would let the provider's host send
             // heimweg's requests (and the client secret) elsewhere.

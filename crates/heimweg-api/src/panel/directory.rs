@@ -99,7 +99,7 @@ fn identity_table(l: Lang, s: Option<&OidcSettings>) -> Markup {
     html! {
         table #identity-settings {
             tr { th scope="row" { (l.t("Provider", "Anmeldedienst")) } td { code { (s.issuer) } } }
-            tr { th scope="row" { (l.t("Client", "Client")) } td { code { (s.client_id) } " · " (l.t("redirect URI", "Weiterleitungs-URI")) " " code { (s.public_url) "/oidc/callback" } } }
+            tr { th scope="row" { (l.t("Client", "Client")) } td { code { (s.client_id) } " · " (l.t("redirect URI", "Weiterleitungs-URI")) " " code { (s.redirect_uri()) } } }
             tr { th scope="row" { (l.t("Claims", "Claims")) } td { (l.t("login", "Anmeldename")) " " code { (s.login_claim) } ", " (l.t("groups", "Gruppen")) " " code { (s.groups_claim) } } }
             tr { th scope="row" { (l.t("Panel: admins", "Panel: Admins")) } td { (list(&s.roles.admin)) } }
             tr { th scope="row" { (l.t("Panel: helpdesk", "Panel: Helpdesk")) } td { (list(&s.roles.helpdesk)) } }
