@@ -5,7 +5,7 @@ use super::{caller, existing_name, new_name, print_listing, Site};
 use anyhow::Result;
 use clap::Subcommand;
 use heimweg_control::policy::parse_dns;
-use heimweg_control::{GroupPolicy, TunnelMode};
+use heimweg_control::{GroupPolicy, TunnelMode, UsageWindow};
 use heimweg_service::GroupPatch;
 use ipnet::IpNet;
 use std::fmt::Write as _;
@@ -44,6 +44,19 @@ pub enum GroupCmd {
         /// true: the group's devices may reach other devices; false: they may not.
         #[arg(long)]
         peer_to_peer: Option<bool>,
+        /// When the group's devices may pass traffic, weekly, in local time: "Mon-Fri
+        /// 06:00-20:00; Sat 08:00-12:00" (replaces the window; German day names read too).
+        #[arg(long, conflicts_with = "no_window")]
+        window: Option<String>,
+        /// The window's time zone (an IANA name).
+        #[arg(long, requires = "window", default_value = "Europe/Berlin")]
+        time_zone: String,
+        /// A date the window stays closed, e.g. a public holiday (repeatable): 2026-12-24.
+        #[arg(long = "closed", requires = "window")]
+        closed: Vec<String>,
+        /// Remove the window: the devices may connect at any time.
+        #[arg(long)]
+        no_window: bool,
     },
 }
 
@@ -70,13 +83,23 @@ pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
             dns,
             full_tunnel,
             peer_to_peer,
+            window,
+            time_zone,
+            closed,
+            no_window,
         } => {
             // A flag not given leaves that part of the policy as it is.
+            let window = match (window, no_window) {
+                (Some(w), _) => Some(Some(UsageWindow::new(&w, &time_zone, &closed.join(","))?)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
             let patch = GroupPatch {
                 networks: (!allow.is_empty()).then_some(allow),
                 tunnel: full_tunnel.map(TunnelMode::from_full),
                 dns: (!dns.is_empty()).then(|| parse_dns(&dns)).transpose()?,
                 peer_to_peer,
+                window,
             };
             let name = existing_name("group", &name)?;
             let g = service.update_group(&caller(), &name, patch).await?;
@@ -85,36 +108,43 @@ pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
                 g.name
             );
         }
-        GroupCmd::List => {
-            let mut out = String::new();
-            for g in service.groups(&caller()).await? {
-                let policy = &g.policy;
-                let nets: Vec<String> = policy.networks().iter().map(|n| n.to_string()).collect();
-                let dns: Vec<String> = policy.dns().iter().map(|d| d.to_string()).collect();
-                writeln!(
-                    out,
-                    "{:<16} {} {}{}{}",
-                    g.name.as_str(),
-                    if policy.tunnel().is_full() {
-                        "full"
-                    } else {
-                        "split"
-                    },
-                    nets.join(","),
-                    if dns.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" dns={}", dns.join(","))
-                    },
-                    if policy.allows_peer_to_peer() {
-                        " peer-to-peer"
-                    } else {
-                        ""
-                    }
-                )?;
-            }
-            print_listing(&out)?;
-        }
+        GroupCmd::List => print_listing(&listing(&service.groups(&caller()).await?)?)?,
     }
     Ok(())
+}
+
+/// One line per group: its policy and window.
+fn listing(groups: &[heimweg_service::Group]) -> Result<String> {
+    let mut out = String::new();
+    for g in groups {
+        let policy = &g.policy;
+        let nets: Vec<String> = policy.networks().iter().map(|n| n.to_string()).collect();
+        let dns: Vec<String> = policy.dns().iter().map(|d| d.to_string()).collect();
+        writeln!(
+            out,
+            "{:<16} {} {}{}{}{}",
+            g.name.as_str(),
+            if policy.tunnel().is_full() {
+                "full"
+            } else {
+                "split"
+            },
+            nets.join(","),
+            if dns.is_empty() {
+                String::new()
+            } else {
+                format!(" dns={}", dns.join(","))
+            },
+            if policy.allows_peer_to_peer() {
+                " peer-to-peer"
+            } else {
+                ""
+            },
+            g.window
+                .as_ref()
+                .map(|w| format!(" window={w}"))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 //! domain's types, makes one call to the service as the local operator, and prints the answer;
 //! the rules (who may, what is valid, what is written) live in `heimweg-service`.
 
+mod absence;
 mod admin;
 mod backup;
 mod device;
@@ -88,6 +89,9 @@ enum Command {
     /// Staff members who own devices.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Absences: a user's or a device's access suspended for a span.
+    #[command(subcommand)]
+    Absence(absence::AbsenceCmd),
     /// Access requests staff filed through the public form.
     #[command(subcommand)]
     Request(request::RequestCmd),
@@ -132,6 +136,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Token(cmd) => block_on(token::run(&site, cmd)),
         Command::Status(args) => block_on(status::run(&site, args)),
         Command::User(cmd) => block_on(user::run(&site, cmd)),
+        Command::Absence(cmd) => block_on(absence::run(&site, cmd)),
         Command::Request(cmd) => block_on(request::run(&site, cmd)),
         Command::Admin(cmd) => block_on(admin::run(&site, cmd)),
         Command::Directory(cmd) => block_on(directory::run(&site, cmd)),

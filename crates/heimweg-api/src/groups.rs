@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use heimweg_control::policy::{parse_dns, parse_networks};
 use heimweg_control::Scope;
-use heimweg_control::{GroupPolicy, TunnelMode};
+use heimweg_control::{GroupPolicy, TunnelMode, UsageWindow};
 use heimweg_service::{Group, GroupPatch};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,10 +20,35 @@ pub(crate) struct GroupJson {
     full_tunnel: bool,
     dns: Vec<String>,
     peer_to_peer: bool,
+    usage_window: Option<WindowJson>,
 }
 
-impl From<Group> for GroupJson {
-    fn from(g: Group) -> Self {
+/// A usage window as the API shows it, with where it stands now.
+#[derive(Serialize)]
+pub(crate) struct WindowJson {
+    schedule: String,
+    time_zone: String,
+    closed_dates: Vec<String>,
+    open_now: bool,
+    /// Unix seconds of the next opening or closing; null when it never changes.
+    next_change: Option<i64>,
+}
+
+impl WindowJson {
+    pub(crate) fn of(w: &UsageWindow, now: i64) -> WindowJson {
+        let state = w.at(now);
+        WindowJson {
+            schedule: w.schedule(),
+            time_zone: w.time_zone().to_string(),
+            closed_dates: w.closed_dates().iter().map(ToString::to_string).collect(),
+            open_now: state.open,
+            next_change: state.until,
+        }
+    }
+}
+
+impl GroupJson {
+    pub(crate) fn of(g: Group, now: i64) -> GroupJson {
         GroupJson {
             id: g.id,
             name: g.name.to_string(),
@@ -31,6 +56,7 @@ impl From<Group> for GroupJson {
             full_tunnel: g.policy.tunnel().is_full(),
             dns: g.policy.dns().iter().map(|d| d.to_string()).collect(),
             peer_to_peer: g.policy.allows_peer_to_peer(),
+            usage_window: g.window.as_ref().map(|w| WindowJson::of(w, now)),
         }
     }
 }
@@ -44,12 +70,13 @@ pub(crate) async fn list(
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.0.require(Scope::GroupsRead)?;
+    let now = st.service.now();
     let items: Vec<GroupJson> = st
         .service
         .groups(&caller.0)
         .await?
         .into_iter()
-        .map(Into::into)
+        .map(|g| GroupJson::of(g, now))
         .collect();
     Ok(Json(json!({ "items": items, "total": items.len() })))
 }
@@ -84,7 +111,10 @@ pub(crate) async fn create(
     .map_err(bad)?
     .peer_to_peer(req.peer_to_peer);
     let g = st.service.create_group(&caller.0, &name, &policy).await?;
-    Ok((StatusCode::CREATED, Json(g.into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(GroupJson::of(g, st.service.now())),
+    ))
 }
 
 pub(crate) async fn show(
@@ -94,7 +124,8 @@ pub(crate) async fn show(
 ) -> Result<Json<GroupJson>, ApiError> {
     caller.0.require(Scope::GroupsRead)?;
     let name = path_name("group", &name)?;
-    Ok(Json(st.service.group(&caller.0, &name).await?.into()))
+    let g = st.service.group(&caller.0, &name).await?;
+    Ok(Json(GroupJson::of(g, st.service.now())))
 }
 
 #[derive(Deserialize)]
@@ -104,9 +135,33 @@ pub(crate) struct UpdateGroup {
     full_tunnel: Option<bool>,
     dns: Option<Vec<String>>,
     peer_to_peer: Option<bool>,
+    /// Absent: unchanged; null: no window (any time); else the new window.
+    #[serde(default, deserialize_with = "present")]
+    usage_window: Option<Option<WindowInput>>,
 }
 
-/// Changes a group's policy; its devices follow within a second.
+/// A usage window as a client sends it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowInput {
+    schedule: String,
+    #[serde(default)]
+    time_zone: String,
+    #[serde(default)]
+    closed_dates: Vec<String>,
+}
+
+/// A field that is present, `null` included: `Some(None)` for null, where plain `Option`
+/// would read null as absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Changes a group's policy or usage window; its devices follow within a second.
 pub(crate) async fn update(
     State(st): State<AppState>,
     caller: Caller,
@@ -125,8 +180,16 @@ pub(crate) async fn update(
         tunnel: req.full_tunnel.map(TunnelMode::from_full),
         dns: req.dns.as_deref().map(parse_dns).transpose().map_err(bad)?,
         peer_to_peer: req.peer_to_peer,
+        window: req
+            .usage_window
+            .map(|w| {
+                w.map(|w| UsageWindow::new(&w.schedule, &w.time_zone, &w.closed_dates.join(",")))
+                    .transpose()
+            })
+            .transpose()
+            .map_err(|e| bad(format!("usage_window: {e}")))?,
     };
     let name = path_name("group", &name)?;
     let g = st.service.update_group(&caller.0, &name, patch).await?;
-    Ok(Json(g.into()))
+    Ok(Json(GroupJson::of(g, st.service.now())))
 }

@@ -14,6 +14,7 @@
 // The OpenAPI document is one `json!`, deeper than the macro's default recursion limit.
 #![recursion_limit = "256"]
 
+mod absences;
 mod devices;
 mod directory;
 #[cfg(feature = "fuzzing")]
@@ -163,6 +164,11 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/v1/users", get(users::list).post(users::create)),
         ("/api/v1/users/{name}", get(users::show)),
         ("/api/v1/users/{name}/disable", post(users::disable)),
+        (
+            "/api/v1/absences",
+            get(absences::list).post(absences::create),
+        ),
+        ("/api/v1/absences/{id}/end", post(absences::end)),
         ("/api/v1/directory", get(directory::show)),
         ("/api/v1/directory/sync", post(directory::sync)),
         ("/api/v1/identity", get(identity::show)),

@@ -292,7 +292,48 @@ pub fn document() -> Value {
             "allowed_prefixes": { "type": "array", "items": { "type": "string" } },
             "full_tunnel": { "type": "boolean" },
             "dns": { "type": "array", "items": { "type": "string" } },
-            "peer_to_peer": { "type": "boolean" } } },
+            "peer_to_peer": { "type": "boolean" },
+            "usage_window": { "oneOf": [schema("UsageWindow"), { "type": "null" }],
+              "description": "when the group's devices may pass traffic; null: at any time" } } },
+          "UsageWindow": { "type": "object", "properties": {
+            "schedule": { "type": "string", "description":
+              "weekly, in the zone's wall-clock time: \"Mon-Fri 06:00-20:00; Sat 08:00-12:00\" \
+               (German day names read too; an end not after the start runs past midnight)" },
+            "time_zone": { "type": "string", "description": "an IANA name, such as Europe/Berlin" },
+            "closed_dates": { "type": "array", "items": { "type": "string", "format": "date" },
+              "description": "dates on which no window opens (public holidays)" },
+            "open_now": { "type": "boolean" },
+            "next_change": { "type": ["integer", "null"],
+              "description": "Unix seconds of the next opening or closing; null: never" } } },
+          "UsageWindowInput": { "type": "object", "required": ["schedule"],
+            "additionalProperties": false, "properties": {
+            "schedule": { "type": "string", "example": "Mon-Fri 06:00-20:00" },
+            "time_zone": { "type": "string", "description": "an IANA name (Europe/Berlin if empty)" },
+            "closed_dates": { "type": "array", "items": { "type": "string", "format": "date" } } } },
+          "Absence": { "type": "object", "properties": {
+            "id": { "type": "integer" },
+            "user": { "type": ["string", "null"], "description": "all of this user's devices" },
+            "device": { "type": ["string", "null"], "description": "this device only" },
+            "starts_at": { "type": "integer" },
+            "ends_at": { "type": "integer", "description": "Unix seconds, exclusive" },
+            "active": { "type": "boolean", "description": "suspends access at this moment" },
+            "reason": { "type": "string" },
+            "created_by": { "type": "string", "description": "whose decision it was" },
+            "created_at": { "type": "integer" } } },
+          "NewAbsence": { "type": "object", "required": ["from", "until"],
+            "additionalProperties": false, "properties": {
+            "user": { "type": "string", "description": "either a user…" },
+            "device": { "type": "string", "description": "…or one device" },
+            "from": { "type": "string", "description":
+              "a date (2027-01-04: its midnight), a local time (2027-01-04T08:00) or a moment \
+               with an offset, read in time_zone" },
+            "until": { "type": "string", "description":
+              "as from; a date includes that whole day" },
+            "time_zone": { "type": "string", "description": "an IANA name (Europe/Berlin if empty)" },
+            "reason": { "type": "string", "maxLength": 200 } } },
+          "AbsenceList": { "type": "object", "properties": {
+            "items": { "type": "array", "items": schema("Absence") },
+            "total": { "type": "integer" } } },
           "NewGroup": { "type": "object", "required": ["name", "allowed_prefixes"],
             "additionalProperties": false, "properties": {
             "name": { "type": "string" },
@@ -304,7 +345,9 @@ pub fn document() -> Value {
             "allowed_prefixes": { "type": "array", "items": { "type": "string" } },
             "full_tunnel": { "type": "boolean" },
             "dns": { "type": "array", "items": { "type": "string" } },
-            "peer_to_peer": { "type": "boolean" } } },
+            "peer_to_peer": { "type": "boolean" },
+            "usage_window": { "oneOf": [schema("UsageWindowInput"), { "type": "null" }],
+              "description": "null removes the window" } } },
           "GroupList": { "type": "object", "properties": {
             "items": { "type": "array", "items": schema("Group") },
             "total": { "type": "integer" } } },
@@ -456,9 +499,21 @@ pub fn document() -> Value {
         "/api/v1/groups/{name}": {
           "get": op("Show a group", Some("groups:read"), vec![name()], None,
             &[("200", reply("The group", Some("Group")))]),
-          "patch": op("Change a group's access policy; its devices follow within a second",
+          "patch": op("Change a group's access policy or usage window; its devices follow \
+             within a second, and outside the window they pass no traffic",
             Some("groups:write"), vec![name()], Some(body("GroupUpdate")),
             &[("200", reply("The changed group", Some("Group")))]) },
+        "/api/v1/absences": {
+          "get": op("Absences that have not ended, the earliest first", Some("users:read"),
+            vec![], None, &[("200", reply("Absences", Some("AbsenceList")))]),
+          "post": op("Suspend a user's devices (users:write) or one device (devices:write) \
+             for a span; access comes back by itself at its end", Some("users:write"), vec![],
+            Some(body("NewAbsence")), &[("201", reply("Created", Some("Absence")))]) },
+        "/api/v1/absences/{id}/end": { "post": op(
+          "End an absence now (one that has not begun is withdrawn); access is back within a \
+           second (users:write for a user's, devices:write for a device's)",
+          Some("users:write"), vec![id()], None,
+          &[("200", reply("The absence", Some("Absence")))]) },
         "/api/v1/users": {
           "get": op("List users", Some("users:read"), user_list, None,
             &[("200", reply("A page of users", Some("UserList")))]),

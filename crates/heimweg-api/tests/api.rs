@@ -26,6 +26,7 @@ backend_tests!(
     a_people_list_is_imported_over_the_api,
     without_a_directory_a_sync_is_a_conflict_that_says_what_to_set,
     the_identity_settings_name_the_mapping_and_never_the_secret,
+    usage_windows_and_absences_are_set_over_the_api,
 );
 
 use axum::body::Body;
@@ -1911,5 +1912,232 @@ async fn the_identity_settings_name_the_mapping_and_never_the_secret(backend: Ba
         st,
         StatusCode::FORBIDDEN,
         "a form without its token: {headers:?}"
+    );
+}
+
+/// A group's usage window and absences over the API: set, shown with where they stand now,
+/// refused with the reason when wrong (and nothing changed), removed, and guarded by scope.
+async fn usage_windows_and_absences_are_set_over_the_api(backend: Backend) {
+    let Some(env) = env(backend, "time").await else {
+        return;
+    };
+    let patch = |body: Value| {
+        call(
+            &env,
+            Method::PATCH,
+            "/api/v1/groups/default",
+            Some(&env.admin),
+            Some(body),
+        )
+    };
+    // Open all week: open now, and it never changes.
+    let (st, v, _) = patch(json!({"usage_window": {"schedule": "Mo-So 00:00-24:00"}})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let w = &v["usage_window"];
+    assert_eq!(w["schedule"], "Mon-Sun 00:00-24:00");
+    assert_eq!(w["time_zone"], "Europe/Berlin", "the default zone");
+    assert_eq!(w["open_now"], true);
+    assert_eq!(w["next_change"], Value::Null);
+    // Today and tomorrow closed (in Berlin): closed now, open again the day after tomorrow.
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let today = jiff::Timestamp::now().to_zoned(berlin.clone()).date();
+    let tomorrow = today.tomorrow().unwrap();
+    let reopens = berlin
+        .to_ambiguous_timestamp(tomorrow.tomorrow().unwrap().at(0, 0, 0, 0))
+        .compatible()
+        .unwrap()
+        .as_second();
+    let (st, v, _) = patch(json!({"usage_window": {"schedule": "Mon-Sun 00:00-24:00",
+        "time_zone": "Europe/Berlin", "closed_dates": [today.to_string(), tomorrow.to_string()]}}))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["usage_window"]["open_now"], false, "{v}");
+    assert_eq!(v["usage_window"]["next_change"], reopens);
+    assert_eq!(v["usage_window"]["closed_dates"][0], today.to_string());
+    // Wrong windows are refused with the reason, and the window stays as it was.
+    for (body, says) in [
+        (
+            json!({"usage_window": {"schedule": "Mon-Fri 6-20"}}),
+            "time range",
+        ),
+        (
+            json!({"usage_window": {"schedule": "Mon-Fri 06:00-20:00", "time_zone": "Europe/Bonn"}}),
+            "time zone",
+        ),
+        (
+            json!({"usage_window": {"schedule": "Mon-Fri 06:00-20:00", "closed_dates": ["24.12.2026"]}}),
+            "date",
+        ),
+        (json!({"usage_window": {"schedule": ""}}), "at least one"),
+        (
+            json!({"usage_window": {"schedule": "Mon 08:00-09:00", "extra": 1}}),
+            "unknown field",
+        ),
+    ] {
+        let (st, v, _) = patch(body.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/groups/default",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["usage_window"]["open_now"], false, "unchanged: {v}");
+    // A change of the networks keeps the window; null removes it.
+    let (_, v, _) = patch(json!({"allowed_prefixes": ["10.20.0.0/16"]})).await;
+    assert_eq!(v["usage_window"]["schedule"], "Mon-Sun 00:00-24:00");
+    let (st, v, _) = patch(json!({"usage_window": null})).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["usage_window"], Value::Null);
+
+    // Absences.
+    enroll(&env, "anna-laptop", "anna").await;
+    let absence = |token: &str, body: Value| {
+        let token = token.to_string();
+        let env = &env;
+        async move {
+            call(
+                env,
+                Method::POST,
+                "/api/v1/absences",
+                Some(&token),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (st, v, _) = absence(
+        &env.admin,
+        json!({"user": "anna", "from": today.to_string(), "until": tomorrow.to_string(),
+               "reason": "Fortbildung"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["user"], "anna");
+    assert_eq!(v["device"], Value::Null);
+    assert_eq!(v["active"], true, "from the start of today");
+    assert_eq!(
+        v["ends_at"], reopens,
+        "until the end of tomorrow, Berlin time"
+    );
+    assert_eq!(v["created_by"], "token:admin");
+    let id = v["id"].as_i64().unwrap();
+    for (body, says) in [
+        (
+            json!({"user": "anna", "device": "anna-laptop", "from": "2030-01-01", "until": "2030-01-02"}),
+            "either",
+        ),
+        (
+            json!({"from": "2030-01-01", "until": "2030-01-02"}),
+            "either",
+        ),
+        (
+            json!({"device": "anna-laptop", "from": "2030-01-05", "until": "2030-01-02"}),
+            "end after",
+        ),
+        (
+            json!({"device": "anna-laptop", "from": "soon", "until": "2030-01-02"}),
+            "date",
+        ),
+        (
+            json!({"device": "anna-laptop", "from": "2030-01-01", "until": "2030-01-02", "time_zone": "Mars/Base"}),
+            "time zone",
+        ),
+        (
+            json!({"device": "anna-laptop", "from": "2020-01-01", "until": "2020-01-02"}),
+            "already be over",
+        ),
+    ] {
+        let (st, v, _) = absence(&env.admin, body.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(says),
+            "{body}: {v}"
+        );
+    }
+    let (st, _, _) = absence(
+        &env.admin,
+        json!({"user": "nobody", "from": "2030-01-01", "until": "2030-01-02"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // A token that may change users but not devices suspends people, not single devices.
+    let people = mint(
+        &env.state.service,
+        "people",
+        Scopes::new([Scope::UsersWrite, Scope::UsersRead]),
+    )
+    .await;
+    let (st, v, _) = absence(
+        &people,
+        json!({"device": "anna-laptop", "from": "2030-01-01", "until": "2030-01-02"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("devices:write"));
+    let (st, v, _) = absence(
+        &people,
+        json!({"user": "anna", "from": "2030-01-01", "until": "2030-01-02"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v, _) = call(&env, Method::GET, "/api/v1/absences", Some(&people), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["items"][0]["id"], id, "the running one first");
+    // Ended now: no longer listed, and the audit log has both steps.
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        &format!("/api/v1/absences/{id}/end"),
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["active"], false);
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/absences",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["total"], 1);
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/absences/999999/end",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/audit?limit=20",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"absence.create") && actions.contains(&"absence.end"),
+        "{actions:?}"
     );
 }

@@ -25,6 +25,7 @@ pub mod name;
 pub mod policy;
 pub mod qr;
 pub mod signing;
+pub mod window;
 
 /// Escapes text for HTML and XML (element content and quoted attributes alike): the one
 /// escaper for the pages and profiles heimweg renders.
@@ -62,3 +63,4 @@ pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
 pub use lifecycle::{AuditAction, DeviceStatus, ExpiryDays, LinkHours, LinkStatus, RequestStatus};
 pub use name::{Email, Name, NameError};
 pub use policy::{DnsEntry, GroupPolicy, PolicyError, TunnelMode};
+pub use window::{UsageWindow, WindowError, WindowState};

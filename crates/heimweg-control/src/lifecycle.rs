@@ -126,6 +126,8 @@ named_states!(
         DeviceRevoke = "device.revoke",
         GroupCreate = "group.create",
         GroupUpdate = "group.update",
+        AbsenceCreate = "absence.create",
+        AbsenceEnd = "absence.end",
         UserCreate = "user.create",
         UserDisable = "user.disable",
         UserEnable = "user.enable",

@@ -13,6 +13,7 @@
 //! plane: the reconciler applies its plan through [`reconcile::PeerSink`], which the binary
 //! implements for the running data plane.
 
+mod absences;
 mod accounts;
 mod audit;
 mod backup;
@@ -39,6 +40,7 @@ use heimweg_store::Store;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use absences::{require_absence_writer, AbsenceRequest};
 pub use accounts::{
     new_password_problem, LoginOutcome, NewPasswordProblem, NewSession, PasswordCheck,
     SecondFactorOutcome, TotpConfirm, TotpSetup, SESSION_IDLE_SECS, SESSION_MAX_SECS,
@@ -62,11 +64,11 @@ pub use tokens::MintedToken;
 
 /// The store's types the callers read; the store itself stays behind the service.
 pub use heimweg_store::{
-    AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend, BackupInfo, Device,
-    DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, DirectoryRun, EnrollmentLink, Group,
-    GroupPatch, InvitationStatus, MailCounts, MailState, MailSummary, Page, PeerStatus,
-    PersonOutcome, PoolOptions, RemindOutcome, RolloutRow, Session, Settings, SignInPurpose,
-    StaffSession, StoreError, User, UserOutcome, DEFAULT_ADDRESS_GRACE, MAX_PENDING,
+    Absence, AbsenceOf, AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend,
+    BackupInfo, Device, DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, DirectoryRun,
+    EnrollmentLink, Group, GroupPatch, InvitationStatus, MailCounts, MailState, MailSummary, Page,
+    PeerStatus, PersonOutcome, PoolOptions, RemindOutcome, RolloutRow, Session, Settings,
+    SignInPurpose, StaffSession, StoreError, User, UserOutcome, DEFAULT_ADDRESS_GRACE, MAX_PENDING,
     POSTGRES_BACKUP, SIGN_IN_SECS,
 };
 

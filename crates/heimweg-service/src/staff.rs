@@ -6,8 +6,8 @@ use crate::devices::{finish, key_pair};
 use crate::{Enrollment, Result, Service, ServiceError};
 use heimweg_control::identity::own_device_name;
 use heimweg_control::mobileconfig::ApplePlatform;
-use heimweg_control::{DeviceStatus, Name, PublicKey};
-use heimweg_store::{Device, DeviceQuery, NewDevice, StaffSession};
+use heimweg_control::{DeviceStatus, Name, PublicKey, UsageWindow};
+use heimweg_store::{Absence, AbsenceOf, Device, DeviceQuery, NewDevice, StaffSession};
 
 /// Devices a staff page lists: enough for any limit, bounded for a page.
 const OWN_DEVICES_SHOWN: u32 = 100;
@@ -39,6 +39,39 @@ impl Service {
         let mut devices = self.store.devices(&q, now).await?.items;
         devices.sort_by_key(|d| (d.status(now) != DeviceStatus::Active, -d.created_at));
         Ok(devices)
+    }
+
+    /// When the staff member can connect: the usage windows of the groups they may use or
+    /// have devices in, and the absences that suspend them or one of `devices` (from
+    /// [`Service::own_devices`]), running or planned.
+    pub async fn own_access_times(
+        &self,
+        s: &StaffSession,
+        devices: &[Device],
+    ) -> Result<(Vec<(Name, UsageWindow)>, Vec<Absence>)> {
+        let mine = |g: &Name| {
+            s.groups.iter().any(|n| n.key() == g.key())
+                || devices.iter().any(|d| d.group.key() == g.key())
+        };
+        let windows = self
+            .store
+            .groups()
+            .await?
+            .into_iter()
+            .filter(|g| mine(&g.name))
+            .filter_map(|g| g.window.map(|w| (g.name, w)))
+            .collect();
+        let absences = self
+            .store
+            .absences(self.now())
+            .await?
+            .into_iter()
+            .filter(|a| match &a.of {
+                AbsenceOf::User(u) => u.key() == s.user.name.key(),
+                AbsenceOf::Device(d) => devices.iter().any(|x| x.name.key() == d.key()),
+            })
+            .collect();
+        Ok((windows, absences))
     }
 
     /// Enrolls a device of the staff member's, named after them (`anna-laptop`), in `group`

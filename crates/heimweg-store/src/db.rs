@@ -62,6 +62,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0010_invitation_mail.sql", Some(Backfill::LinkOwnerKeys)),
     migration!("0011_directory_sync.sql"),
     migration!("0012_identity_provider.sql"),
+    migration!("0013_usage_windows.sql"),
 ];
 
 /// The schema version this build brings a database to.

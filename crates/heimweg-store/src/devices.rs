@@ -80,6 +80,8 @@ pub struct ActivePeer {
     pub ipv4: Ipv4Addr,
     pub ipv6: Ipv6Addr,
     pub group_id: i64,
+    /// The user the device belongs to (their absences suspend it).
+    pub owner_id: Option<i64>,
     pub expires_at: Option<i64>,
 }
 
@@ -548,13 +550,14 @@ impl Store {
             ipv4_offset: i64,
             ipv6_offset: i64,
             group_id: i64,
+            owner_id: Option<i64>,
             expires_at: Option<i64>,
         }
         let mut conn = self.read().await?;
         let settings = settings_on(&mut conn).await?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, name, public_key, preshared_key, ipv4_offset, ipv6_offset, group_id,
-                    expires_at
+                    owner_id, expires_at
              FROM devices WHERE revoked_at IS NULL",
         )
         .fetch_all(&mut *conn)
@@ -574,6 +577,7 @@ impl Store {
                     ipv4: pool::v4_at(&settings.pool_v4, r.ipv4_offset),
                     ipv6: pool::v6_at(&settings.pool_v6, r.ipv6_offset),
                     group_id: r.group_id,
+                    owner_id: r.owner_id,
                     expires_at: r.expires_at,
                 })
             })

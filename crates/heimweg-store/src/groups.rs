@@ -2,7 +2,7 @@
 
 use crate::db::{audit, bump_revision, decode_error, Tx};
 use crate::{stored_name, Result, Store, StoreError};
-use heimweg_control::{Actor, AuditAction, DnsEntry, GroupPolicy, Name, TunnelMode};
+use heimweg_control::{Actor, AuditAction, DnsEntry, GroupPolicy, Name, TunnelMode, UsageWindow};
 use ipnet::IpNet;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +10,8 @@ pub struct Group {
     pub id: i64,
     pub name: Name,
     pub policy: GroupPolicy,
+    /// When the group's devices may pass traffic; `None`: at any time.
+    pub window: Option<UsageWindow>,
 }
 
 /// A change to a group's policy; `None` leaves a part as it is. Applied to the policy as it
@@ -21,6 +23,8 @@ pub struct GroupPatch {
     pub tunnel: Option<TunnelMode>,
     pub dns: Option<Vec<DnsEntry>>,
     pub peer_to_peer: Option<bool>,
+    /// `Some(None)` removes the window.
+    pub window: Option<Option<UsageWindow>>,
 }
 
 impl GroupPatch {
@@ -29,6 +33,7 @@ impl GroupPatch {
             && self.tunnel.is_none()
             && self.dns.is_none()
             && self.peer_to_peer.is_none()
+            && self.window.is_none()
     }
 }
 
@@ -40,9 +45,13 @@ struct GroupRow {
     full_tunnel: i64,
     dns: String,
     peer_to_peer: i64,
+    window_schedule: String,
+    window_zone: String,
+    window_closed: String,
 }
 
-const COLUMNS: &str = "id, name, allowed_prefixes, full_tunnel, dns, peer_to_peer";
+const COLUMNS: &str = "id, name, allowed_prefixes, full_tunnel, dns, peer_to_peer,
+                       window_schedule, window_zone, window_closed";
 
 fn split(s: &str) -> Vec<&str> {
     s.split(',')
@@ -68,10 +77,19 @@ impl TryFrom<GroupRow> for Group {
         let tunnel = TunnelMode::from_full(r.full_tunnel != 0);
         let policy =
             GroupPolicy::from_stored(networks, tunnel, dns).peer_to_peer(r.peer_to_peer != 0);
+        let window = if r.window_schedule.is_empty() {
+            None
+        } else {
+            Some(
+                UsageWindow::new(&r.window_schedule, &r.window_zone, &r.window_closed)
+                    .map_err(|e| bad(&e))?,
+            )
+        };
         Ok(Group {
             id: r.id,
             name: stored_name("groups", r.id, &r.name)?,
             policy,
+            window,
         })
     }
 }
@@ -85,13 +103,14 @@ fn join<T: ToString>(items: &[T]) -> String {
 }
 
 /// How a policy reads in the audit log.
-fn describe(p: &GroupPolicy) -> String {
+fn describe(p: &GroupPolicy, window: Option<&UsageWindow>) -> String {
     format!(
-        "allowed={} full_tunnel={} dns={} peer_to_peer={}",
+        "allowed={} full_tunnel={} dns={} peer_to_peer={} window={}",
         join(p.networks()),
         p.tunnel().is_full(),
         join(p.dns()),
-        p.allows_peer_to_peer()
+        p.allows_peer_to_peer(),
+        window.map_or_else(|| "none".to_string(), ToString::to_string)
     )
 }
 
@@ -170,10 +189,11 @@ impl Store {
             id,
             name: name.clone(),
             policy: policy.clone(),
+            window: None,
         })
     }
 
-    /// Changes a group's policy; every device in it follows within a second.
+    /// Changes a group's policy or window; every device in it follows within a second.
     pub async fn update_group(
         &self,
         actor: &Actor,
@@ -187,19 +207,39 @@ impl Store {
             .policy
             .with(patch.networks, patch.tunnel, patch.dns, patch.peer_to_peer)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let window = patch.window.unwrap_or(current.window);
         sqlx::query(
             "UPDATE groups SET allowed_prefixes = $1, full_tunnel = $2, dns = $3,
-                    peer_to_peer = $4
-             WHERE id = $5",
+                    peer_to_peer = $4, window_schedule = $5, window_zone = $6,
+                    window_closed = $7
+             WHERE id = $8",
         )
         .bind(join(policy.networks()))
         .bind(i64::from(policy.tunnel().is_full()))
         .bind(join(policy.dns()))
         .bind(i64::from(policy.allows_peer_to_peer()))
+        .bind(
+            window
+                .as_ref()
+                .map(UsageWindow::schedule)
+                .unwrap_or_default(),
+        )
+        .bind(
+            window
+                .as_ref()
+                .map(UsageWindow::time_zone)
+                .unwrap_or_default(),
+        )
+        .bind(
+            window
+                .as_ref()
+                .map(UsageWindow::closed_text)
+                .unwrap_or_default(),
+        )
         .bind(current.id)
         .execute(&mut *tx)
         .await?;
-        let detail = describe(&policy);
+        let detail = describe(&policy, window.as_ref());
         audit(
             &mut tx,
             now,
@@ -211,7 +251,11 @@ impl Store {
         .await?;
         bump_revision(&mut tx).await?;
         tx.commit().await?;
-        Ok(Group { policy, ..current })
+        Ok(Group {
+            policy,
+            window,
+            ..current
+        })
     }
 
     pub async fn groups(&self) -> Result<Vec<Group>> {

@@ -21,6 +21,7 @@
 //! (uniqueness, addresses, one-time use): validation, rendering and who may do what are the
 //! service's (`heimweg-service`), which is the only crate that writes here.
 
+mod absences;
 mod accounts;
 mod audit;
 mod backup;
@@ -43,6 +44,7 @@ mod users;
 
 use sqlx::AnyPool;
 
+pub use absences::{Absence, AbsenceOf, AbsenceSpan, MAX_REASON};
 pub use accounts::{Admin, Session};
 pub use audit::AuditEntry;
 pub use backup::{BackupInfo, POSTGRES_BACKUP};

@@ -57,6 +57,7 @@ const STEPS: &[fn(&mut Seed)] = &[
     v10_invitation_mail,
     v11_directory_sync,
     v12_identity_provider,
+    v13_usage_windows,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -304,6 +305,10 @@ struct Expected {
     admins: Vec<String>,
     /// (session id hash, admin name) of sessions that are live at `NOW`.
     sessions: Vec<(String, String)>,
+    /// (group, schedule) of groups with a usage window.
+    windows: Vec<(String, String)>,
+    /// Users with an absence running at the era it was written in.
+    absent: Vec<String>,
     audit: u64,
     revision: i64,
     /// (table, the first name, the later one differing only in case)
@@ -1092,6 +1097,35 @@ fn v12_identity_provider(s: &mut Seed) {
     s.audit("staff:a.sso", "user.sign_in", "a.sso", "");
 }
 
+/// Access in time: a group limited to office hours with a closed date, and a user's absence
+/// entered by an admin.
+fn v13_usage_windows(s: &mut Seed) {
+    let era = s.era();
+    s.run(
+        "UPDATE groups SET window_schedule = 'Mon-Fri 06:00-20:00', window_zone = 'Europe/Berlin',
+                           window_closed = '2026-12-24'
+         WHERE name = 'Leitstelle'"
+            .to_string(),
+    );
+    s.audit(
+        "admin:it-sso",
+        "group.update",
+        "Leitstelle",
+        "window=Mon-Fri 06:00-20:00 (Europe/Berlin), closed 2026-12-24",
+    );
+    s.run(format!(
+        "INSERT INTO absences (user_id, starts_at, ends_at, reason, created_by, created_at)
+         SELECT id, {era}, {era} + 86400, 'Elternzeit', 'admin:it-sso', {era}
+         FROM users WHERE name = 'a.sso'"
+    ));
+    s.audit("admin:it-sso", "absence.create", "a.sso", "user absent");
+    s.bump();
+    s.expect
+        .windows
+        .push(("Leitstelle".into(), "Mon-Fri 06:00-20:00".into()));
+    s.expect.absent.push("a.sso".into());
+}
+
 // ---------------------------------------------------------------------------------------
 // Checks
 
@@ -1257,6 +1291,7 @@ async fn check_reads(store: &Store, e: &Expected) {
     check_devices(store, e).await;
     check_people(store, e).await;
     check_access(store, e).await;
+    check_time(store, e).await;
     let audit = store.audit_entries(None, 1, 0).await.expect("audit").total;
     assert_eq!(audit, e.audit, "audit entries");
     let entries = store
@@ -1264,6 +1299,32 @@ async fn check_reads(store: &Store, e: &Expected) {
         .await
         .expect("every audit entry decodes");
     assert_eq!(entries.len() as u64, e.audit);
+}
+
+/// Usage windows decode as written; absences are listed with their user.
+async fn check_time(store: &Store, e: &Expected) {
+    let groups = store.groups().await.expect("every group decodes");
+    let windows: Vec<(String, String)> = groups
+        .iter()
+        .filter_map(|g| {
+            g.window
+                .as_ref()
+                .map(|w| (g.name.to_string(), w.schedule()))
+        })
+        .collect();
+    assert_eq!(windows, e.windows, "usage windows");
+    let absent: Vec<String> = store
+        .absences(0)
+        .await
+        .expect("every absence decodes")
+        .into_iter()
+        .map(|a| match a.of {
+            heimweg_store::AbsenceOf::User(n) | heimweg_store::AbsenceOf::Device(n) => {
+                n.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(absent, e.absent, "absences");
 }
 
 async fn all_devices(store: &Store) -> HashMap<String, Device> {

@@ -7,7 +7,8 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::Form;
 use heimweg_control::mobileconfig::ApplePlatform;
-use heimweg_control::{GroupPolicy, TunnelMode};
+use heimweg_control::window::DEFAULT_TIME_ZONE;
+use heimweg_control::{GroupPolicy, TunnelMode, UsageWindow};
 use heimweg_service::{Group, GroupPatch, MdmExport};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -50,12 +51,13 @@ pub(super) async fn groups(State(st): State<AppState>, ctx: Ctx) -> PanelResult 
     let groups = st.service.groups(&ctx.caller()?).await?;
     let content = html! {
         div.scroll { table {
-            thead { tr { th scope="col" { (l.t("Group", "Gruppe")) } th scope="col" { (l.t("May reach", "Darf erreichen")) } th scope="col" { (l.t("Tunnel", "Tunnel")) } th scope="col" { "DNS" } } }
+            thead { tr { th scope="col" { (l.t("Group", "Gruppe")) } th scope="col" { (l.t("May reach", "Darf erreichen")) } th scope="col" { (l.t("Tunnel", "Tunnel")) } th scope="col" { "DNS" } th scope="col" { (l.t("Usage window", "Nutzungszeiten")) } } }
             tbody { @for g in &groups { tr {
                 td { a href={ "/groups/" (urlpath(g.name.as_str())) } { (g.name) } }
                 td { @for (i, p) in g.policy.networks().iter().enumerate() { @if i > 0 { ", " } code { (p) } } }
                 td { @if g.policy.tunnel().is_full() { (l.t("full", "voll")) } @else { (l.t("split", "geteilt")) } }
                 td { (dns_text(&g.policy)) }
+                td { @match &g.window { Some(w) => { (w.schedule()) }, None => { (l.t("any time", "jederzeit")) } } }
             } } }
         } }
         @if ctx.may_change() {
@@ -142,6 +144,7 @@ pub(super) async fn group(
                 dt { "DNS" } dd { (dns_text(&g.policy)) }
             }
         }
+        (window_section(&ctx, &g, st.service.now()))
         p { a href={ "/devices?status=active&group=" (urlpath(g.name.as_str())) } { (l.t("Devices of this group", "Geräte dieser Gruppe")) } }
         @if ctx.may_change() {
             h2 { (l.t("Profiles for the MDM", "Profile für das MDM")) }
@@ -180,6 +183,90 @@ pub(super) async fn group_update(
         tunnel: Some(policy.tunnel()),
         dns: Some(policy.dns().to_vec()),
         peer_to_peer: Some(policy.allows_peer_to_peer()),
+        window: None,
+    };
+    st.service
+        .update_group(&caller, &path_name(&name)?, patch)
+        .await?;
+    Ok(see_other(&format!("/groups/{}", urlpath(&name))))
+}
+
+/// Where a window stands at `now`, in its zone's local time, for people.
+pub(super) fn window_state(l: super::Lang, w: &UsageWindow, now: i64) -> String {
+    let s = w.at(now);
+    match (s.open, s.until) {
+        (true, Some(t)) => format!(
+            "{} {}",
+            l.t("Open now, until", "Jetzt offen, bis"),
+            w.local(t)
+        ),
+        (true, None) => l.t("Open now", "Jetzt offen").to_string(),
+        (false, Some(t)) => format!(
+            "{} {}",
+            l.t("Closed now; opens", "Jetzt geschlossen; öffnet"),
+            w.local(t)
+        ),
+        (false, None) => l.t("Closed", "Geschlossen").to_string(),
+    }
+}
+
+/// The group's usage window: where it stands, and (for admins) the form that sets it.
+fn window_section(ctx: &Ctx, g: &Group, now: i64) -> Markup {
+    let l = ctx.lang;
+    let w = g.window.as_ref();
+    html! {
+        h2 { (l.t("Usage window", "Nutzungszeiten")) }
+        p #window-state { @match w {
+            Some(w) => { strong { (w.to_string()) } ". " (window_state(l, w, now)) "." },
+            None => { (l.t("Any time: the group's devices may connect day and night.", "Jederzeit: die Geräte der Gruppe dürfen Tag und Nacht verbinden.")) },
+        } }
+        @if ctx.may_change() {
+            form.card #usage-window method="post" action={ "/groups/" (urlpath(g.name.as_str())) "/window" } {
+                (csrf_field(ctx))
+                label for="schedule" { (l.t("Weekly schedule (empty: any time)", "Wochenplan (leer: jederzeit)")) }
+                input id="schedule" name="schedule" spellcheck="false" placeholder="Mon-Fri 06:00-20:00; Sat 08:00-12:00" value=(w.map(UsageWindow::schedule).unwrap_or_default());
+                label for="time_zone" { (l.t("Time zone", "Zeitzone")) }
+                input id="time_zone" name="time_zone" spellcheck="false" value=(w.map_or(DEFAULT_TIME_ZONE, UsageWindow::time_zone));
+                label for="closed_dates" { (l.t("Closed dates, such as public holidays (2026-12-24, one per line or comma-separated)", "Geschlossene Tage, etwa Feiertage (2026-12-24, eins pro Zeile oder durch Komma getrennt)")) }
+                textarea id="closed_dates" name="closed_dates" rows="3" spellcheck="false" { (w.map(UsageWindow::closed_text).unwrap_or_default()) }
+                p.hint { (l.t("Outside the window the gateway drops the devices' traffic and answers no handshake; a connection that is open at the window's end is cut off within a second. Times are local wall-clock times in the zone, across daylight-saving changes too. A range whose end is not after its start runs past midnight (22:00-06:00).",
+                              "Außerhalb der Zeiten verwirft das Gateway den Verkehr der Geräte und beantwortet keinen Handshake; eine Verbindung, die zum Ende der Zeiten besteht, wird binnen einer Sekunde getrennt. Die Zeiten gelten als Ortszeit der Zone, auch über die Zeitumstellung. Ein Bereich, dessen Ende nicht nach dem Anfang liegt, reicht über Mitternacht (22:00-06:00).")) }
+                button type="submit" { (l.t("Save the usage window", "Nutzungszeiten speichern")) }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct WindowForm {
+    pub(super) schedule: String,
+    pub(super) time_zone: Option<String>,
+    pub(super) closed_dates: Option<String>,
+}
+
+/// Sets or (with an empty schedule) removes a group's usage window.
+pub(super) async fn group_window(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+    Form(f): Form<WindowForm>,
+) -> PanelResult {
+    let caller = ctx.caller()?;
+    let window = if f.schedule.trim().is_empty() {
+        None
+    } else {
+        Some(
+            UsageWindow::new(
+                &f.schedule,
+                f.time_zone.as_deref().unwrap_or(""),
+                f.closed_dates.as_deref().unwrap_or(""),
+            )
+            .map_err(|e| PanelError::BadRequest(e.to_string()))?,
+        )
+    };
+    let patch = GroupPatch {
+        window: Some(window),
+        ..GroupPatch::default()
     };
     st.service
         .update_group(&caller, &path_name(&name)?, patch)

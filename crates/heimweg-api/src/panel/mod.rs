@@ -15,6 +15,7 @@
 //! - **Roles**: an admin may do everything, a helpdesk account may look but not change.
 //! - **Languages**: German and English, from `Accept-Language` or the switch in the header.
 
+mod absences;
 mod account;
 mod admins;
 mod auth;
@@ -88,13 +89,9 @@ const MAX_IMPORT_FORM_BYTES: usize = 3 * heimweg_control::import::MAX_IMPORT_BYT
 const PANEL_CSS: &str = include_str!("../../../../web/panel.css");
 const PANEL_JS: &str = include_str!("../../../../web/panel.js");
 
-/// The panel's routes; [`guard`] wraps all but the assets.
-pub fn routes(state: AppState) -> Router {
-    let pages = Router::new()
-        .route("/", get(overview::overview))
-        .route("/login", get(auth::login_page).post(auth::login))
-        .route("/login/totp", get(auth::totp_page).post(auth::totp))
-        .route("/logout", post(auth::logout))
+/// Sign-in through the identity provider and the staff page.
+fn staff_pages() -> Router<AppState> {
+    Router::new()
         .route("/login/provider", get(my::panel_sign_in))
         .route("/oidc/callback", get(my::callback))
         .route("/my", get(my::my_page))
@@ -103,6 +100,15 @@ pub fn routes(state: AppState) -> Router {
         .route("/my/devices", post(my::enroll_own))
         .route("/my/devices/{name}/rotate", post(my::rotate_own))
         .route("/my/devices/{name}/revoke", post(my::revoke_own))
+}
+
+/// The panel's routes; [`guard`] wraps all but the assets.
+pub fn routes(state: AppState) -> Router {
+    let pages = Router::new()
+        .route("/", get(overview::overview))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/login/totp", get(auth::totp_page).post(auth::totp))
+        .route("/logout", post(auth::logout))
         .route("/account", get(account::account))
         .route("/account/password", post(account::change_password))
         .route("/account/totp", post(account::totp_begin))
@@ -143,6 +149,12 @@ pub fn routes(state: AppState) -> Router {
             get(groups::group).post(groups::group_update),
         )
         .route("/groups/{name}/mdm-export", post(groups::group_mdm_export))
+        .route("/groups/{name}/window", post(groups::group_window))
+        .route(
+            "/absences",
+            get(absences::absences).post(absences::absence_create),
+        )
+        .route("/absences/{id}/end", post(absences::absence_end))
         .route("/audit", get(overview::audit))
         .route(
             "/settings",
@@ -154,6 +166,7 @@ pub fn routes(state: AppState) -> Router {
             "/settings/admins/{name}/disable",
             post(admins::admin_disable),
         )
+        .merge(staff_pages())
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .route(

@@ -21,10 +21,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use cookie::SameSite;
-use heimweg_control::{DeviceStatus, Name, PublicKey};
+use heimweg_control::{DeviceStatus, Name, PublicKey, UsageWindow};
 use heimweg_service::{
-    Device, ProviderAnswer, ServiceError, SignInPurpose, SignedIn, StaffSession, StoreError,
-    SIGN_IN_SECS, STAFF_SESSION_SECS,
+    Absence, AbsenceOf, Device, ProviderAnswer, ServiceError, SignInPurpose, SignedIn,
+    StaffSession, StoreError, SIGN_IN_SECS, STAFF_SESSION_SECS,
 };
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
@@ -243,6 +243,7 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
     let devices = st.service.own_devices(s).await?;
     let now = st.service.now();
     let limit = st.service.own_device_limit().unwrap_or(0);
+    let (windows, absences) = st.service.own_access_times(s, &devices).await?;
     let active = devices
         .iter()
         .filter(|d| d.status(now) == DeviceStatus::Active)
@@ -252,6 +253,7 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
         p #who { (l.t("Signed in as", "Angemeldet als")) " " strong { (s.user.name) } ". "
             (l.t("Session ends", "Sitzung endet")) " " (timestamp(s.expires_at)) "." }
         (devices_table(l, &devices, now, ctx))
+        (access_times(l, &windows, &absences, now))
         h2 { (l.t("Add a device", "Gerät hinzufügen")) }
         @if active >= limit as usize {
             p #limit-reached { (l.t("You have as many devices as you may have. Revoke one you no longer use to add another.", "Sie haben so viele Geräte, wie Sie haben dürfen. Sperren Sie eines, das Sie nicht mehr nutzen, um ein weiteres hinzuzufügen.")) }
@@ -277,6 +279,37 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
         }
     };
     Ok(layout(ctx, l.t("My devices", "Meine Geräte"), content))
+}
+
+/// When the staff member can connect: their groups' usage windows and their absences.
+fn access_times(
+    l: Lang,
+    windows: &[(Name, UsageWindow)],
+    absences: &[Absence],
+    now: i64,
+) -> Markup {
+    html! {
+        @if !windows.is_empty() || !absences.is_empty() {
+            h2 { (l.t("When you can connect", "Wann Sie verbinden können")) }
+            ul #access-times {
+                @for (group, w) in windows {
+                    li { strong { (group) } ": " (w.to_string()) ". " (super::groups::window_state(l, w, now)) "." }
+                }
+                @for a in absences {
+                    li.absence {
+                        @match &a.of {
+                            AbsenceOf::User(_) => { (l.t("You are entered as absent", "Sie sind als abwesend eingetragen")) },
+                            AbsenceOf::Device(d) => { (l.t("Device", "Gerät")) " " (d) " " (l.t("is paused", "ist pausiert")) },
+                        }
+                        " " (l.t("from", "vom")) " " (timestamp(a.starts_at)) " " (l.t("until", "bis")) " " (timestamp(a.ends_at))
+                        ": " (l.t("no connection in that time.", "keine Verbindung in dieser Zeit."))
+                    }
+                }
+            }
+            p.hint { (l.t("Outside these times your device cannot connect; the WireGuard app may still show it as active. It connects again by itself when the time begins.",
+                          "Außerhalb dieser Zeiten kann Ihr Gerät nicht verbinden; die WireGuard-App zeigt es eventuell trotzdem als aktiv an. Es verbindet sich von selbst wieder, wenn die Zeit beginnt.")) }
+        }
+    }
 }
 
 fn devices_table(l: Lang, devices: &[Device], now: i64, ctx: &Ctx) -> Markup {

@@ -61,6 +61,8 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
         A::DeviceUpdate => l.t("device changed", "Gerät geändert"),
         A::GroupCreate => l.t("group created", "Gruppe angelegt"),
         A::GroupUpdate => l.t("access policy changed", "Zugriff geändert"),
+        A::AbsenceCreate => l.t("absence entered", "Abwesenheit eingetragen"),
+        A::AbsenceEnd => l.t("absence ended", "Abwesenheit beendet"),
         A::UserCreate => l.t("user created", "Person angelegt"),
         A::UserDisable => l.t(
             "user disabled, devices revoked",

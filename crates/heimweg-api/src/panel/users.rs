@@ -47,7 +47,8 @@ pub(super) async fn users(
         @if ctx.may_change() {
             p { a.button href="/import" { (l.t("Import a list of staff (CSV)", "Liste von Personen importieren (CSV)")) } " "
                 a href="/rollout" { (l.t("Rollout: who has connected", "Einführung: wer verbunden ist")) } " "
-                a href="/directory" { (l.t("Directory sync", "Verzeichnisabgleich")) } }
+                a href="/directory" { (l.t("Directory sync", "Verzeichnisabgleich")) } " "
+                a href="/absences" { (l.t("Absences", "Abwesenheiten")) } }
             h2 { (l.t("New user", "Neue Person")) }
             form.card.row method="post" action="/users" {
                 (csrf_field(&ctx))

@@ -1,7 +1,7 @@
 //! The reconciler: the one path from the store to the running data plane.
 //!
 //! It watches the store's revision (every write bumps it) and the plan's next wake-up (an
-//! expiry), and on either reads the state, makes the [`plan`] and hands the peers to the data
+//! expiry, a usage window's edge, an absence's start or end), and on either reads the state, makes the [`plan`] and hands the peers to the data
 //! plane through a [`PeerSink`], which touches only the peers that differ. Polling the
 //! revision every 200 ms keeps revocation well inside the one second the operators were
 //! promised, at the cost of one tiny query; on PostgreSQL a LISTEN/NOTIFY watcher wakes it as
@@ -11,7 +11,8 @@
 mod plan;
 
 pub use plan::{
-    changed_status, plan, DesiredPeer, ObservedPeer, PeerMeta, PeerPolicy, Plan, State, Written,
+    changed_status, plan, DesiredPeer, Hold, ObservedPeer, PeerMeta, PeerPolicy, Plan, State,
+    Written,
 };
 
 use crate::Service;
@@ -194,7 +195,7 @@ impl Reconciler {
 
     /// Reads the state and makes the plan for `now`.
     async fn read_plan(&self, now: i64) -> crate::Result<Plan> {
-        let state = self.service.plan_state().await?;
+        let state = self.service.plan_state(now).await?;
         Ok(plan(&state, now))
     }
 
@@ -323,7 +324,7 @@ impl Reconciler {
 #[derive(Default)]
 struct Progress {
     applied_revision: Option<i64>,
-    /// The plan's next wake-up (an expiry).
+    /// The plan's next wake-up (an expiry, a window's edge, an absence's start or end).
     wake_at: Option<i64>,
     /// When the store was first seen ahead of the data plane; `None` while in sync.
     behind_since: Option<tokio::time::Instant>,
@@ -340,12 +341,13 @@ enum PassError {
 }
 
 impl Service {
-    /// What the reconciler's plan is made from.
-    async fn plan_state(&self) -> crate::Result<State> {
+    /// What the reconciler's plan for `now` is made from.
+    async fn plan_state(&self, now: i64) -> crate::Result<State> {
         let settings = self.store.settings().await?;
         Ok(State {
             groups: self.store.groups().await?,
             devices: self.store.unrevoked_peers().await?,
+            absences: self.store.absence_spans(now).await?,
             pools: vec![settings.pool_v4.into(), settings.pool_v6.into()],
         })
     }
@@ -353,8 +355,9 @@ impl Service {
     /// The plan's directory now (public key → device): who the data plane's peers are, for
     /// `heimweg status`.
     pub async fn peer_directory(&self) -> crate::Result<HashMap<[u8; 32], PeerMeta>> {
-        let state = self.plan_state().await?;
-        Ok(plan(&state, self.now()).directory)
+        let now = self.now();
+        let state = self.plan_state(now).await?;
+        Ok(plan(&state, now).directory)
     }
 }
 

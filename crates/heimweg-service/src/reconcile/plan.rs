@@ -3,18 +3,19 @@
 //! what to write back.
 
 use heimweg_control::{Name, PublicKey};
-use heimweg_store::{ActivePeer, Group, PeerStatus};
+use heimweg_store::{AbsenceSpan, ActivePeer, Group, PeerStatus};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// What the plan is made from: every group, every device that is not revoked, and the
-/// devices' address pools.
+/// What the plan is made from: every group, every device that is not revoked, the absences
+/// that have not ended, and the devices' address pools.
 #[derive(Debug, Clone, Default)]
 pub struct State {
     pub groups: Vec<Group>,
     pub devices: Vec<ActivePeer>,
+    pub absences: Vec<AbsenceSpan>,
     /// The pools devices get their addresses from: carved out of what a group reaches unless
     /// the group allows device-to-device traffic.
     pub pools: Vec<IpNet>,
@@ -66,35 +67,113 @@ pub struct PeerMeta {
     pub group: String,
 }
 
+/// Why a device that is not revoked or expired is no peer at the moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Its group's usage window is closed; it opens at `until` (Unix seconds), if ever.
+    Window { until: Option<i64> },
+    /// It or its owner is absent until `until`.
+    Absent { until: i64 },
+}
+
 /// The plan for one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub peers: Vec<DesiredPeer>,
     /// Public key → device, for metrics and `heimweg status`.
     pub directory: HashMap<[u8; 32], PeerMeta>,
-    /// The next moment the plan changes by itself (a device expires), if any: the reconciler
-    /// wakes then, not by polling the whole table.
+    /// Devices held out of the data plane now, and why (device id → reason).
+    pub held: HashMap<i64, Hold>,
+    /// The next moment the plan changes by itself (a device expires, a window opens or
+    /// closes, an absence begins or ends), if any: the reconciler wakes then, not by polling
+    /// the whole table.
     pub wake_at: Option<i64>,
 }
 
-/// The peers at `now`: devices that are not revoked and not expired, each with its group's
+impl Plan {
+    fn wake(&mut self, at: i64) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}
+
+/// Where the absences of one user or device stand at `now`: absent until when, or the next
+/// start (the earliest of each).
+#[derive(Default, Clone, Copy)]
+struct Absent {
+    until: Option<i64>,
+    next_start: Option<i64>,
+}
+
+impl Absent {
+    fn add(&mut self, a: &AbsenceSpan, now: i64) {
+        if a.starts_at <= now && now < a.ends_at {
+            // Overlapping absences: absent until the last of them that covers now ends
+            // (an adjoining one is seen at the next wake-up).
+            self.until = Some(self.until.map_or(a.ends_at, |u| u.max(a.ends_at)));
+        } else if a.starts_at > now {
+            self.next_start = Some(self.next_start.map_or(a.starts_at, |s| s.min(a.starts_at)));
+        }
+    }
+}
+
+/// The peers at `now`: devices that are not revoked and not expired, whose group's usage
+/// window is open and who are not absent (the device or its owner), each with its group's
 /// policy. A device whose group vanished reaches nothing.
 pub fn plan(state: &State, now: i64) -> Plan {
     let nothing = Arc::new(PeerPolicy::default());
-    let groups: HashMap<i64, (Arc<PeerPolicy>, &Group)> = state
+    let mut out = Plan::default();
+    // Each group's window once, not once per device.
+    let groups: HashMap<i64, (Arc<PeerPolicy>, &Group, Option<Hold>)> = state
         .groups
         .iter()
-        .map(|g| (g.id, (Arc::new(PeerPolicy::of(g, &state.pools)), g)))
+        .map(|g| {
+            let hold = g.window.as_ref().and_then(|w| {
+                let s = w.at(now);
+                if let Some(t) = s.until {
+                    out.wake(t);
+                }
+                (!s.open).then_some(Hold::Window { until: s.until })
+            });
+            (g.id, (Arc::new(PeerPolicy::of(g, &state.pools)), g, hold))
+        })
         .collect();
-    let mut out = Plan::default();
+    let mut users: HashMap<i64, Absent> = HashMap::new();
+    let mut devices: HashMap<i64, Absent> = HashMap::new();
+    for a in &state.absences {
+        if let Some(u) = a.user_id {
+            users.entry(u).or_default().add(a, now);
+        }
+        if let Some(d) = a.device_id {
+            devices.entry(d).or_default().add(a, now);
+        }
+    }
     for d in &state.devices {
         match d.expires_at {
             Some(at) if at <= now => continue,
-            Some(at) => out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at))),
+            Some(at) => out.wake(at),
             None => {}
         }
+        let owner = d.owner_id.and_then(|u| users.get(&u));
+        let mut absent_until = None;
+        for a in owner.into_iter().chain(devices.get(&d.device_id)) {
+            if let Some(t) = a.next_start {
+                out.wake(t);
+            }
+            if let Some(t) = a.until {
+                out.wake(t);
+                absent_until = Some(absent_until.map_or(t, |u: i64| u.max(t)));
+            }
+        }
+        if let Some(until) = absent_until {
+            out.held.insert(d.device_id, Hold::Absent { until });
+            continue;
+        }
         let (policy, group) = match groups.get(&d.group_id) {
-            Some((p, g)) => (Arc::clone(p), g.name.to_string()),
+            Some((_, _, Some(hold))) => {
+                out.held.insert(d.device_id, *hold);
+                continue;
+            }
+            Some((p, g, None)) => (Arc::clone(p), g.name.to_string()),
             None => (Arc::clone(&nothing), String::new()),
         };
         out.peers.push(DesiredPeer {
@@ -174,6 +253,7 @@ mod tests {
             id,
             name: Name::new(name).unwrap(),
             policy: GroupPolicy::parse(nets, TunnelMode::Split, dns).unwrap(),
+            window: None,
         }
     }
 
@@ -186,6 +266,7 @@ mod tests {
             ipv4: Ipv4Addr::new(10, 77, 0, id as u8),
             ipv6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, id as u16),
             group_id,
+            owner_id: None,
             expires_at,
         }
     }
@@ -201,6 +282,7 @@ mod tests {
                 device(2, 1, Some(NOW + 60)),
                 device(3, 2, Some(NOW + 30)),
             ],
+            absences: Vec::new(),
             pools: vec![
                 "10.77.0.0/16".parse().unwrap(),
                 "fd00::/64".parse().unwrap(),
@@ -328,5 +410,175 @@ mod tests {
             "idle: no write"
         );
         assert_eq!(changed_status(&[seen(NOW + 120)], &mut written).len(), 1);
+    }
+
+    /// Unix seconds of a moment written with its offset.
+    fn t(s: &str) -> i64 {
+        s.parse::<jiff::Timestamp>().unwrap().as_second()
+    }
+
+    /// A virtual clock: follows the plan's wake-ups from `from` to `to` the way the reconciler
+    /// does, and records every moment the set of peers changed, with the peer count after it.
+    fn follow(s: &State, from: i64, to: i64) -> Vec<(i64, usize)> {
+        let mut changes = Vec::new();
+        let mut now = from;
+        let mut peers = plan(s, now).peers.len();
+        while let Some(next) = plan(s, now).wake_at {
+            assert!(next > now, "a wake-up in the past would spin");
+            if next > to {
+                break;
+            }
+            now = next;
+            let count = plan(s, now).peers.len();
+            if count != peers {
+                changes.push((now, count));
+                peers = count;
+            }
+        }
+        changes
+    }
+
+    fn office_hours(s: &mut State) {
+        s.groups[0].window = Some(
+            heimweg_control::UsageWindow::new("Mon-Fri 06:00-20:00", "Europe/Berlin", "2027-11-01")
+                .unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_closed_window_holds_the_groups_devices_and_wakes_at_the_opening() {
+        let mut s = state();
+        s.devices[1].expires_at = None;
+        s.devices[2].expires_at = None;
+        office_hours(&mut s);
+        // Saturday: rathaus (devices 1 and 2) is closed until Monday 06:00; bauamt is not
+        // limited.
+        let sat = t("2027-01-09T12:00:00+01:00");
+        let p = plan(&s, sat);
+        assert_eq!(p.peers.len(), 1);
+        assert_eq!(
+            p.held[&1],
+            Hold::Window {
+                until: Some(t("2027-01-11T06:00:00+01:00"))
+            }
+        );
+        assert!(!p.directory.values().any(|m| m.group == "rathaus"));
+        assert_eq!(p.wake_at, Some(t("2027-01-11T06:00:00+01:00")));
+        let monday = plan(&s, t("2027-01-11T06:00:00+01:00"));
+        assert_eq!(monday.peers.len(), 3, "open at the minute");
+        assert!(monday.held.is_empty());
+        assert_eq!(monday.wake_at, Some(t("2027-01-11T20:00:00+01:00")));
+    }
+
+    #[test]
+    fn the_virtual_clock_follows_office_hours_across_both_clock_changes_in_berlin() {
+        let mut s = state();
+        s.devices.truncate(1);
+        office_hours(&mut s);
+        // The week of the spring change (Sunday 2027-03-28): 06:00 and 20:00 local stay
+        // 06:00 and 20:00, one hour earlier in UTC from Monday on.
+        let spring = follow(&s, t("2027-03-25T12:00:00Z"), t("2027-03-30T00:00:00Z"));
+        assert_eq!(
+            spring,
+            [
+                (t("2027-03-25T19:00:00Z"), 0),
+                (t("2027-03-26T05:00:00Z"), 1),
+                (t("2027-03-26T19:00:00Z"), 0),
+                (t("2027-03-29T04:00:00Z"), 1),
+                (t("2027-03-29T18:00:00Z"), 0),
+            ]
+        );
+        // The autumn change (Sunday 2027-10-31), and Monday 1 November closed (All Saints'
+        // Day in some Länder): Friday ends at 18:00 UTC, Tuesday opens at 05:00 UTC.
+        let autumn = follow(&s, t("2027-10-29T12:00:00Z"), t("2027-11-03T00:00:00Z"));
+        assert_eq!(
+            autumn,
+            [
+                (t("2027-10-29T18:00:00Z"), 0),
+                (t("2027-11-02T05:00:00Z"), 1),
+                (t("2027-11-02T19:00:00Z"), 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_absence_holds_the_device_or_all_of_its_owners_and_ends_by_itself() {
+        let mut s = state();
+        for d in &mut s.devices {
+            d.expires_at = None;
+        }
+        s.devices[0].owner_id = Some(7);
+        s.devices[1].owner_id = Some(7);
+        s.devices[2].owner_id = Some(8);
+        s.absences = vec![
+            // Owner 7 away for a week from NOW + 100.
+            AbsenceSpan {
+                user_id: Some(7),
+                device_id: None,
+                starts_at: NOW + 100,
+                ends_at: NOW + 100 + 7 * 86_400,
+            },
+            // Device 3 suspended now for an hour.
+            AbsenceSpan {
+                user_id: None,
+                device_id: Some(3),
+                starts_at: NOW - 10,
+                ends_at: NOW + 3_600,
+            },
+        ];
+        let p = plan(&s, NOW);
+        assert_eq!(p.peers.len(), 2);
+        assert_eq!(p.held[&3], Hold::Absent { until: NOW + 3_600 });
+        assert_eq!(
+            p.wake_at,
+            Some(NOW + 100),
+            "wakes when the next absence begins"
+        );
+        let away = plan(&s, NOW + 100);
+        assert!(away.peers.is_empty());
+        assert_eq!(
+            away.held[&1],
+            Hold::Absent {
+                until: NOW + 100 + 7 * 86_400
+            }
+        );
+        assert_eq!(
+            follow(&s, NOW, NOW + 8 * 86_400),
+            [
+                (NOW + 100, 0),
+                (NOW + 3_600, 1),
+                (NOW + 100 + 7 * 86_400, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_absence_outlasts_a_window_that_opens_meanwhile() {
+        let mut s = state();
+        s.devices.truncate(1);
+        s.devices[0].expires_at = None;
+        s.devices[0].owner_id = Some(7);
+        office_hours(&mut s);
+        s.absences = vec![AbsenceSpan {
+            user_id: Some(7),
+            device_id: None,
+            starts_at: t("2027-01-08T00:00:00+01:00"),
+            ends_at: t("2027-01-12T00:00:00+01:00"),
+        }];
+        // Thursday's window closes at 20:00; Friday's and Monday's open while the owner is
+        // away (Friday to Monday), so the device comes back on Tuesday at 06:00.
+        let changes = follow(
+            &s,
+            t("2027-01-07T12:00:00+01:00"),
+            t("2027-01-13T00:00:00+01:00"),
+        );
+        assert_eq!(
+            changes,
+            [
+                (t("2027-01-07T20:00:00+01:00"), 0),
+                (t("2027-01-12T06:00:00+01:00"), 1),
+                (t("2027-01-12T20:00:00+01:00"), 0),
+            ]
+        );
     }
 }
