@@ -127,6 +127,20 @@ fn staff_sign_in_through_the_provider_and_put_their_own_device_online() {
     run_script("tests/netns/oidc.sh");
 }
 
+/// Access in time with stock clients: a group's usage window (Berlin time) closes in the middle
+/// of an iperf3 transfer and cuts the device off within a second, answers none of its
+/// handshakes while closed and lets it reconnect by itself when it opens; an absence entered
+/// over the API cuts the owner's device off at once and ends by itself
+/// (tests/netns/timewindow.sh).
+#[test]
+fn a_usage_window_cuts_off_at_its_edge_and_an_absence_ends_by_itself() {
+    if !enabled() {
+        eprintln!("skipped: set HEIMWEG_E2E=1 (as root) to run the network-namespace tests");
+        return;
+    }
+    run_script("tests/netns/timewindow.sh");
+}
+
 /// The load generator against `heimweg-wg`: a small storm (500 devices from 20 addresses,
 /// all starting at once, timed as the stock clients time their handshakes) where every device
 /// must get a session without a single retransmit: the gateway answers such a storm from its

@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 # document; xmllint for the Apple profiles; openssl for the test certificates (the mail server,
 # profile signing); poppler's pdftoppm for the printed sheets; Prometheus (and promtool), nftables and
 # systemd-analyze for the operations checks; OpenLDAP's slapd, Samba's AD domain controller and
-# the LDAP tools for the directory sync;
+# the LDAP tools for the directory sync; tzdata for the usage-window test's Berlin clock (heimweg
+# itself carries its own copy of the time zone database);
 # Chromium, Node.js and npm for the browser test of the panel.
 PKGS=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 socat python3 python3-venv tcpdump
       openresolv procps ca-certificates postgresql prometheus nftables systemd chromium libxml2-utils
-      openssl poppler-utils slapd ldap-utils samba-ad-dc samba-ad-provision)
+      openssl poppler-utils slapd ldap-utils samba-ad-dc samba-ad-provision tzdata)
 # Node.js and npm: the machine's own if it has them, else Debian's.
 command -v node >/dev/null || PKGS+=(nodejs)
 command -v npm >/dev/null || PKGS+=(npm)

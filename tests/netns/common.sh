@@ -67,7 +67,7 @@ cleanup() {
     [[ -e /var/run/netns/$ns ]] && ip netns del "$ns" 2>/dev/null
   done
   for p in "${SOCKETS[@]}"; do rm -f "$WG_RUN/$p.sock"; done
-  rm -rf "$TMPD"
+  [[ -n ${KEEP_TMPD:-} ]] || rm -rf "$TMPD"
   exit "$rc"
 }
 trap cleanup EXIT
