@@ -24,6 +24,7 @@ backend_tests!(
     links_start_with_the_public_url,
     a_groups_devices_get_their_mdm_profiles_as_one_zip,
     a_staff_list_is_checked_then_imported_from_the_panel,
+    usage_windows_and_absences_are_set_in_the_panel,
 );
 
 use axum::body::Body;
@@ -1360,4 +1361,190 @@ async fn a_staff_list_is_checked_then_imported_from_the_panel(backend: Backend) 
         )
         .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.excerpt());
+}
+
+/// A group's usage window and absences from the panel: set by an admin, refused with the
+/// reason when wrong, shown on the device page as the reason it passes no traffic, and only
+/// looked at by the helpdesk.
+async fn usage_windows_and_absences_are_set_in_the_panel(backend: Backend) {
+    let Some(env) = env(backend, "time_panel").await else {
+        return;
+    };
+    env.add_admin("hugo", Role::Helpdesk).await;
+    env.enroll("anna-laptop", Some("anna")).await;
+    let mut admin = Browser::default();
+    admin.login(&env, ADMIN).await;
+    let csrf = admin.csrf(&env).await;
+    let page = admin.get(&env, "/groups/default").await;
+    assert!(
+        page.body.contains("id=\"usage-window\""),
+        "{}",
+        page.excerpt()
+    );
+    assert!(page.body.contains("Any time"));
+    // A window in the wrong format is refused with the reason, and nothing changes.
+    let page = admin
+        .post(
+            &env,
+            "/groups/default/window",
+            &[
+                ("_csrf", &csrf),
+                ("schedule", "Mo-Fr 6-20"),
+                ("time_zone", "Europe/Berlin"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("time range"), "{}", page.excerpt());
+    assert!(env
+        .store()
+        .group(&n("default"))
+        .await
+        .unwrap()
+        .window
+        .is_none());
+    // Closed today and tomorrow (Berlin): the device is paused, and its page says until when.
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let today = jiff::Timestamp::now().to_zoned(berlin).date();
+    let closed = format!("{today}\n{}", today.tomorrow().unwrap());
+    let page = admin
+        .post(
+            &env,
+            "/groups/default/window",
+            &[
+                ("_csrf", &csrf),
+                ("schedule", "Mo-So 00:00-24:00"),
+                ("time_zone", "Europe/Berlin"),
+                ("closed_dates", &closed),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    let page = admin.get(&env, "/groups/default").await;
+    assert!(
+        page.body
+            .contains("Mon-Sun 00:00-24:00 (Europe/Berlin), closed"),
+        "{}",
+        page.excerpt()
+    );
+    assert!(page.body.contains("Closed now; opens"));
+    let page = admin.get(&env, "/groups").await;
+    assert!(page.body.contains("Mon-Sun 00:00-24:00"));
+    let page = admin.get(&env, "/devices/anna-laptop").await;
+    assert!(page.body.contains("id=\"hold\""), "{}", page.excerpt());
+    assert!(
+        page.body.contains("outside its group&apos;s usage window")
+            || page.body.contains("outside its group's usage window"),
+        "{}",
+        page.excerpt()
+    );
+    // Removed (an empty schedule): any time again, and the device is not paused.
+    let page = admin
+        .post(
+            &env,
+            "/groups/default/window",
+            &[("_csrf", &csrf), ("schedule", "")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(env
+        .store()
+        .group(&n("default"))
+        .await
+        .unwrap()
+        .window
+        .is_none());
+    let page = admin.get(&env, "/devices/anna-laptop").await;
+    assert!(!page.body.contains("id=\"hold\""));
+
+    // An absence for anna: listed, shown on her device's page, ended.
+    let tomorrow = today.tomorrow().unwrap().to_string();
+    let page = admin
+        .post(
+            &env,
+            "/absences",
+            &[
+                ("_csrf", &csrf),
+                ("kind", "user"),
+                ("name", "anna"),
+                ("from", &today.to_string()),
+                ("until", &tomorrow),
+                ("reason", "Kur"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    let page = admin.get(&env, "/absences").await;
+    assert!(
+        page.body.contains("Kur") && page.body.contains("away now"),
+        "{}",
+        page.excerpt()
+    );
+    let page = admin.get(&env, "/devices/anna-laptop").await;
+    assert!(
+        page.body.contains("paused: absent until"),
+        "{}",
+        page.excerpt()
+    );
+    for (kind, name, from, until) in [
+        ("user", "nobody", today.to_string(), tomorrow.clone()),
+        ("nobody", "anna", today.to_string(), tomorrow.clone()),
+        ("user", "anna", tomorrow.clone(), today.to_string()),
+        ("user", "anna", "gestern".to_string(), tomorrow.clone()),
+    ] {
+        let page = admin
+            .post(
+                &env,
+                "/absences",
+                &[
+                    ("_csrf", &csrf),
+                    ("kind", kind),
+                    ("name", name),
+                    ("from", &from),
+                    ("until", &until),
+                ],
+            )
+            .await;
+        assert!(
+            page.status.is_client_error(),
+            "{kind} {name} {from} {until}: {}",
+            page.status
+        );
+    }
+    assert_eq!(
+        env.store().absences(unix_now()).await.unwrap().len(),
+        1,
+        "nothing else entered"
+    );
+
+    // The helpdesk sees the list and the window, and changes neither.
+    let mut helpdesk = Browser::default();
+    helpdesk.login(&env, "hugo").await;
+    let hcsrf = helpdesk.csrf(&env).await;
+    let page = helpdesk.get(&env, "/absences").await;
+    assert!(page.body.contains("Kur"));
+    assert!(!page.body.contains("absence-form"));
+    let page = helpdesk.get(&env, "/groups/default").await;
+    assert!(!page.body.contains("id=\"usage-window\""));
+    let id = env.store().absences(unix_now()).await.unwrap()[0].id;
+    let page = helpdesk
+        .post(&env, &format!("/absences/{id}/end"), &[("_csrf", &hcsrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = helpdesk
+        .post(
+            &env,
+            "/groups/default/window",
+            &[("_csrf", &hcsrf), ("schedule", "Mon 08:00-09:00")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    let page = admin
+        .post(&env, &format!("/absences/{id}/end"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(env.store().absences(unix_now()).await.unwrap().is_empty());
+    let page = admin.get(&env, "/devices/anna-laptop").await;
+    assert!(!page.body.contains("id=\"hold\""));
 }

@@ -11,7 +11,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
 use base64::Engine;
-use heimweg_control::{human_bytes, qr::Qr, DeviceStatus, ExpiryDays, Name, PublicKey};
+use heimweg_control::{
+    human_bytes, qr::Qr, DeviceStatus, ExpiryDays, Name, PublicKey, UsageWindow,
+};
+use heimweg_service::reconcile::Hold;
 use heimweg_service::{Device, DeviceQuery, DeviceUpdate, EnrollRequest, Enrollment, Group};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -366,6 +369,11 @@ pub(super) async fn device(
     let live = st.live.as_ref().and_then(|live| live.peer(&d.public_key));
     let trail = st.service.device_history(&caller, &d.name, 50).await?;
     let groups = st.service.groups(&caller).await?;
+    let hold = st.service.device_hold(&d).await?;
+    let window = groups
+        .iter()
+        .find(|g| g.name == d.group)
+        .and_then(|g| g.window.as_ref());
     let status = d.status(now);
     let last_handshake = live
         .as_ref()
@@ -381,6 +389,7 @@ pub(super) async fn device(
         dl.facts {
             dt { (l.t("Status", "Status")) } dd { span class={ "badge " (status) } { (status_label(l, status)) }
                 @if status == DeviceStatus::Active && last_handshake.is_some_and(|t| now - t < CONNECTED_SECS) { " " span.badge.connected { (l.t("connected", "verbunden")) } } }
+            @if let Some(h) = hold { dt { (l.t("Access now", "Zugang jetzt")) } dd #hold { span.badge.held { (hold_text(l, h, window)) } } }
             dt { (l.t("Last handshake", "Letzter Handshake")) } dd #last-handshake { (ago(l, last_handshake, now)) }
             dt { (l.t("Endpoint", "Endpunkt")) } dd { (endpoint.as_deref().unwrap_or("—")) }
             dt { (l.t("Traffic here", "Verkehr hier")) } dd {
@@ -507,6 +516,31 @@ pub(super) async fn device_rotate(
             .t("New key, new config", "Neuer Schlüssel, neue Konfiguration"),
         false,
     ))
+}
+
+/// Why a device passes no traffic now, for the helpdesk: the usage window or an absence.
+fn hold_text(l: Lang, h: Hold, window: Option<&UsageWindow>) -> String {
+    match h {
+        Hold::Window { until: Some(t) } => format!(
+            "{} {}",
+            l.t(
+                "paused: outside its group's usage window; opens",
+                "pausiert: außerhalb der Nutzungszeiten der Gruppe; öffnet"
+            ),
+            window.map_or_else(|| timestamp(t), |w| w.local(t))
+        ),
+        Hold::Window { until: None } => l
+            .t(
+                "paused: its group's usage window is closed",
+                "pausiert: die Nutzungszeiten der Gruppe sind geschlossen",
+            )
+            .to_string(),
+        Hold::Absent { until } => format!(
+            "{} {}",
+            l.t("paused: absent until", "pausiert: abwesend bis"),
+            timestamp(until)
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -352,6 +352,45 @@ impl Service {
         })
     }
 
+    /// Why the plan holds `d` out of the data plane now, if it does (its group's window is
+    /// closed, it or its owner is absent): the plan's own answer for this one device.
+    pub async fn device_hold(&self, d: &heimweg_store::Device) -> crate::Result<Option<Hold>> {
+        if d.revoked_at.is_some() {
+            return Ok(None);
+        }
+        let now = self.now();
+        let owner_id = match &d.owner {
+            Some(o) => match self.store.user(o, now).await {
+                Ok(u) => Some(u.id),
+                Err(heimweg_store::StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let groups = self.store.groups().await?;
+        let group_id = groups
+            .iter()
+            .find(|g| g.name.key() == d.group.key())
+            .map_or(-1, |g| g.id);
+        let state = State {
+            groups,
+            devices: vec![heimweg_store::ActivePeer {
+                device_id: d.id,
+                name: d.name.clone(),
+                public_key: d.public_key,
+                preshared_key: None,
+                ipv4: d.ipv4,
+                ipv6: d.ipv6,
+                group_id,
+                owner_id,
+                expires_at: d.expires_at,
+            }],
+            absences: self.store.absence_spans(now).await?,
+            pools: Vec::new(),
+        };
+        Ok(plan(&state, now).held.get(&d.id).copied())
+    }
+
     /// The plan's directory now (public key → device): who the data plane's peers are, for
     /// `heimweg status`.
     pub async fn peer_directory(&self) -> crate::Result<HashMap<[u8; 32], PeerMeta>> {
