@@ -251,6 +251,10 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         (stop, rt.spawn(sync.run(stopped)))
     });
+    // The access review revokes devices unseen for the set number of days (off by default);
+    // each gateway runs it, the store makes a second run in the same hour a no-op.
+    let (review_stop, review_stopped) = tokio::sync::watch::channel(false);
+    rt.spawn(service.clone().run_review(review_stopped));
     start_api(&rt, &service, &dataplane, &web, &registry)?;
     if ops.metrics_listen != "off" {
         start_ops(&rt, &service, &dataplane, &ops.metrics_listen, registry)?;
@@ -277,6 +281,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         api_listen = web.api_listen,
     );
     running.wait();
+    let _ = review_stop.send(true);
     if let Some((stop, _)) = directory_sync {
         // A run in progress is one transaction: stopping mid-run changes nothing.
         let _ = stop.send(true);

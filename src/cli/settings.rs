@@ -10,6 +10,12 @@ use heimweg_control::Endpoint;
 pub enum SettingsCmd {
     /// Set the host:port clients dial, e.g. vpn.stadt.example:51820.
     Endpoint { endpoint: String },
+    /// The access review: devices not seen for this many days lose their access (0: off;
+    /// else 14 to 3650). The panel announces it a week before.
+    Review {
+        #[arg(long)]
+        unseen_days: u32,
+    },
     /// Show the settings and the gateway's public key.
     Show,
 }
@@ -22,6 +28,14 @@ pub async fn run(site: &Site, cmd: SettingsCmd) -> Result<()> {
             service.set_endpoint(&caller(), endpoint.clone()).await?;
             println!("clients will dial {endpoint}");
         }
+        SettingsCmd::Review { unseen_days } => {
+            service.set_review(&caller(), unseen_days).await?;
+            if unseen_days == 0 {
+                println!("access review off: devices keep their access however long unseen");
+            } else {
+                println!("devices not seen for {unseen_days} days lose their access");
+            }
+        }
         SettingsCmd::Show => {
             let s = service.settings().await?;
             let key = gateway_public_key(&site.state_dir)?;
@@ -33,6 +47,13 @@ pub async fn run(site: &Site, cmd: SettingsCmd) -> Result<()> {
             println!("public key: {key}");
             println!("pools:      {} {}", s.pool_v4, s.pool_v6);
             println!("client MTU: {}", s.mtu);
+            println!(
+                "review:     {}",
+                match s.review_unseen_days {
+                    0 => "off".to_string(),
+                    d => format!("devices unseen for {d} days lose their access"),
+                }
+            );
         }
     }
     Ok(())

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod panel;
 mod requests;
+mod review;
 pub mod sheets;
 mod tokens;
 mod users;
@@ -169,6 +170,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(absences::list).post(absences::create),
         ),
         ("/api/v1/absences/{id}/end", post(absences::end)),
+        ("/api/v1/access-review", get(review::show)),
         ("/api/v1/directory", get(directory::show)),
         ("/api/v1/directory/sync", post(directory::sync)),
         ("/api/v1/identity", get(identity::show)),

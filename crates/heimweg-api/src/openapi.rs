@@ -334,6 +334,27 @@ pub fn document() -> Value {
           "AbsenceList": { "type": "object", "properties": {
             "items": { "type": "array", "items": schema("Absence") },
             "total": { "type": "integer" } } },
+          "AccessReview": { "type": "object", "properties": {
+            "generated_at": { "type": "integer" },
+            "unseen_days": { "type": "integer",
+              "description": "devices not seen for this many days lose their access (0: off)" },
+            "items": { "type": "array", "items": schema("AccessReviewRow") },
+            "total": { "type": "integer" },
+            "revoked_soon": { "type": "array", "description":
+              "devices the review revokes within a week unless they connect",
+              "items": { "type": "object", "properties": {
+                "device": { "type": "string" }, "due_at": { "type": "integer" } } } } } },
+          "AccessReviewRow": { "type": "object", "properties": {
+            "user": { "type": ["string", "null"] }, "device": { "type": "string" },
+            "group": { "type": "string" },
+            "networks": { "type": ["array", "null"], "items": { "type": "string" } },
+            "usage_window": { "type": ["string", "null"] },
+            "since": { "type": "integer", "description": "enrolled at (Unix seconds)" },
+            "enrolled_by": { "type": ["string", "null"],
+              "description": "whose decision: the actor that enrolled it, as the audit log has it" },
+            "last_seen": { "type": "integer" },
+            "last_handshake_at": { "type": ["integer", "null"] },
+            "expires_at": { "type": ["integer", "null"] } } },
           "NewGroup": { "type": "object", "required": ["name", "allowed_prefixes"],
             "additionalProperties": false, "properties": {
             "name": { "type": "string" },
@@ -503,6 +524,14 @@ pub fn document() -> Value {
              within a second, and outside the window they pass no traffic",
             Some("groups:write"), vec![name()], Some(body("GroupUpdate")),
             &[("200", reply("The changed group", Some("Group")))]) },
+        "/api/v1/access-review": { "get": op(
+          "Who has access to what at this moment: every device that may connect, its owner, \
+           its group's networks and usage window, since when, by whose decision, when last \
+           seen (needs devices:read too); with format=csv a file for a spreadsheet",
+          Some("users:read"), vec![query_param("format", "string", "json (default) or csv")],
+          None, &[("200", json!({ "description": "The review",
+            "content": { "application/json": { "schema": schema("AccessReview") },
+                         "text/csv": { "schema": { "type": "string" } } } }))]) },
         "/api/v1/absences": {
           "get": op("Absences that have not ended, the earliest first", Some("users:read"),
             vec![], None, &[("200", reply("Absences", Some("AbsenceList")))]),

@@ -27,6 +27,7 @@ backend_tests!(
     without_a_directory_a_sync_is_a_conflict_that_says_what_to_set,
     the_identity_settings_name_the_mapping_and_never_the_secret,
     usage_windows_and_absences_are_set_over_the_api,
+    the_access_review_lists_who_has_access_as_json_and_csv,
 );
 
 use axum::body::Body;
@@ -2140,4 +2141,132 @@ async fn usage_windows_and_absences_are_set_over_the_api(backend: Backend) {
         actions.contains(&"absence.create") && actions.contains(&"absence.end"),
         "{actions:?}"
     );
+}
+
+/// The access review over the API: every device with access, its networks and window, by
+/// whose decision; as CSV for a spreadsheet with formulas defused; the setting bounded and for
+/// administrators only.
+async fn the_access_review_lists_who_has_access_as_json_and_csv(backend: Backend) {
+    let Some(env) = env(backend, "review").await else {
+        return;
+    };
+    enroll(&env, "anna-laptop", "anna").await;
+    // A name a spreadsheet would run as a formula, if it were not defused.
+    enroll(&env, "-cmd-laptop", "bernd").await;
+    enroll(&env, "bernd-old", "bernd").await;
+    let (st, _, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/devices/bernd-old/revoke",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    enroll(&env, "bernd-ipad", "bernd").await;
+    let (st, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/access-review",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 3, "revoked devices have no access: {v}");
+    assert_eq!(v["unseen_days"], 0, "off by default");
+    let row = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["device"] == "anna-laptop")
+        .unwrap();
+    assert_eq!(row["user"], "anna");
+    assert_eq!(row["group"], "default");
+    assert_eq!(row["enrolled_by"], "token:admin");
+    assert_eq!(row["usage_window"], Value::Null);
+    assert!(row["networks"].as_array().is_some_and(|n| !n.is_empty()));
+    let (st, v, headers) = call(
+        &env,
+        Method::GET,
+        "/api/v1/access-review?format=csv",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let csv = v.as_str().unwrap();
+    assert!(
+        csv.starts_with("\u{feff}user;device;group;networks;usage_window;since;enrolled_by;"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 4, "a header and three devices: {csv}");
+    assert!(csv.contains("\"'-cmd-laptop\""), "defused: {csv}");
+    assert!(
+        csv.contains("\"bernd\";\"bernd-ipad\";\"default\""),
+        "{csv}"
+    );
+    assert!(csv.contains("\"any time\""));
+    let (st, _, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/access-review?format=xml",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // users:read alone is not enough: the list names devices too.
+    let people = mint(
+        &env.state.service,
+        "people",
+        Scopes::new([Scope::UsersRead]),
+    )
+    .await;
+    let (st, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/access-review",
+        Some(&people),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("devices:read"));
+    // The setting: 0 or 14 to 3650 days.
+    for bad in [1, 13, 3651] {
+        assert!(
+            env.state
+                .service
+                .set_review(&Caller::cli("test"), bad)
+                .await
+                .is_err(),
+            "{bad}"
+        );
+    }
+    env.state
+        .service
+        .set_review(&Caller::cli("test"), 90)
+        .await
+        .unwrap();
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/access-review",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["unseen_days"], 90);
+    assert_eq!(
+        v["revoked_soon"],
+        json!([]),
+        "everything was enrolled just now"
+    );
+    assert!(env.state.service.review_pass().await.unwrap().is_empty());
 }

@@ -25,6 +25,7 @@ backend_tests!(
     a_groups_devices_get_their_mdm_profiles_as_one_zip,
     a_staff_list_is_checked_then_imported_from_the_panel,
     usage_windows_and_absences_are_set_in_the_panel,
+    the_access_review_announces_and_lists_and_downloads,
 );
 
 use axum::body::Body;
@@ -38,7 +39,7 @@ use heimweg_service::secrets::{
 };
 use heimweg_service::{token_hash, Caller, EnrollRequest, Sealer, Service};
 use heimweg_store::testing::Scratch;
-use heimweg_store::{backend_tests, Backend, DeviceQuery, Store};
+use heimweg_store::{backend_tests, Backend, DeviceQuery, NewDevice, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -1547,4 +1548,95 @@ async fn usage_windows_and_absences_are_set_in_the_panel(backend: Backend) {
     assert!(env.store().absences(unix_now()).await.unwrap().is_empty());
     let page = admin.get(&env, "/devices/anna-laptop").await;
     assert!(!page.body.contains("id=\"hold\""));
+}
+
+/// The access review in the panel: the setting (admins only, bounded), the notice on the
+/// overview a week before a device loses its access, the list and its CSV download.
+async fn the_access_review_announces_and_lists_and_downloads(backend: Backend) {
+    let Some(env) = env(backend, "review_panel").await else {
+        return;
+    };
+    env.add_admin("hugo", Role::Helpdesk).await;
+    env.enroll("anna-laptop", Some("anna")).await;
+    // Enrolled 85 days ago and never connected: with a 90-day review, due in five days.
+    let old = NewDevice {
+        name: n("kiosk-eingang"),
+        group: n("default"),
+        public_key: PrivateKey::generate().public_key(),
+        preshared_key: None,
+        owner: None,
+        expires_at: None,
+    };
+    env.store()
+        .add_device(&Actor::System, &old, unix_now() - 85 * 86_400)
+        .await
+        .unwrap();
+    let mut admin = Browser::default();
+    admin.login(&env, ADMIN).await;
+    let csrf = admin.csrf(&env).await;
+    let page = admin.get(&env, "/review").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("id=\"review-off\""),
+        "{}",
+        page.excerpt()
+    );
+    assert!(page.body.contains("kiosk-eingang") && page.body.contains("anna-laptop"));
+    assert!(!admin.get(&env, "/").await.body.contains("review-notice"));
+    for bad in ["5", "abc", "4000"] {
+        let page = admin
+            .post(
+                &env,
+                "/settings/review",
+                &[("_csrf", &csrf), ("unseen_days", bad)],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let page = admin
+        .post(
+            &env,
+            "/settings/review",
+            &[("_csrf", &csrf), ("unseen_days", "90")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    assert_eq!(env.store().settings().await.unwrap().review_unseen_days, 90);
+    let page = admin.get(&env, "/").await;
+    assert!(
+        page.body.contains("id=\"review-notice\""),
+        "{}",
+        page.excerpt()
+    );
+    let page = admin.get(&env, "/review").await;
+    let due = page
+        .body
+        .split("id=\"review-due\"")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .expect("a list of due devices");
+    assert!(due.contains("kiosk-eingang") && !due.contains("anna-laptop"));
+    let csv = admin.get(&env, "/review.csv").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains("heimweg-access-review.csv"));
+    assert!(
+        csv.body.contains("\"kiosk-eingang\"") && csv.body.contains("\"anna\";\"anna-laptop\"")
+    );
+    // The helpdesk reads the review and cannot change the setting.
+    let mut helpdesk = Browser::default();
+    helpdesk.login(&env, "hugo").await;
+    let hcsrf = helpdesk.csrf(&env).await;
+    assert_eq!(helpdesk.get(&env, "/review").await.status, StatusCode::OK);
+    let page = helpdesk
+        .post(
+            &env,
+            "/settings/review",
+            &[("_csrf", &hcsrf), ("unseen_days", "0")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(env.store().settings().await.unwrap().review_unseen_days, 90);
 }

@@ -120,6 +120,7 @@ named_states!(
     AuditAction, "audit action" {
         Init = "init",
         SettingsEndpoint = "settings.endpoint",
+        SettingsReview = "settings.review",
         DeviceCreate = "device.create",
         DeviceUpdate = "device.update",
         DeviceRotate = "device.rotate",

@@ -19,6 +19,7 @@ mod audit;
 mod backup;
 mod devices;
 mod directory;
+mod export;
 mod groups;
 pub mod limits;
 mod links;
@@ -28,6 +29,7 @@ mod oidc;
 mod people;
 pub mod reconcile;
 mod requests;
+mod review;
 pub mod secrets;
 mod settings;
 mod smtp;
@@ -59,12 +61,15 @@ pub use people::{
     ImportCounts, ImportOptions, ImportReport, ImportedRow, Invitation, IMPORT_BATCH,
 };
 pub use requests::{request_link_secret, FiledRequest, RequestForm};
+pub use review::{
+    access_review_csv, DueDevice, MAX_UNSEEN_DAYS, MIN_UNSEEN_DAYS, REVIEW_NOTICE_DAYS,
+};
 pub use secrets::Sealer;
 pub use tokens::MintedToken;
 
 /// The store's types the callers read; the store itself stays behind the service.
 pub use heimweg_store::{
-    Absence, AbsenceOf, AccessRequest, ActivePeer, Admin, ApiToken, AuditEntry, Backend,
+    Absence, AbsenceOf, AccessRequest, AccessRow, ActivePeer, Admin, ApiToken, AuditEntry, Backend,
     BackupInfo, Device, DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, DirectoryRun,
     EnrollmentLink, Group, GroupPatch, InvitationStatus, MailCounts, MailState, MailSummary, Page,
     PeerStatus, PersonOutcome, PoolOptions, RemindOutcome, RolloutRow, Session, Settings,

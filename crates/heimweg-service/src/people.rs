@@ -94,30 +94,19 @@ impl ImportReport {
     /// is): user, email, device, group, link (`base_url` + `/enroll/` + secret), expires (UTC).
     /// A field Excel would run as a formula (`=`, `+`, `-`, `@` first) starts with `'`.
     pub fn invitations_csv(&self, base_url: &str) -> String {
-        let field = |s: &str| {
-            let s = if s.starts_with(['=', '+', '-', '@']) {
-                format!("'{s}")
-            } else {
-                s.to_string()
-            };
-            format!("\"{}\"", s.replace('"', "\"\""))
-        };
-        let mut out = String::from("\u{feff}user;email;device;group;link;expires\r\n");
-        for i in &self.invitations {
-            let expires = jiff::Timestamp::from_second(i.expires_at)
-                .map_or_else(|_| i.expires_at.to_string(), |t| t.to_string());
-            let row = [
-                field(i.user.as_str()),
-                field(i.email.as_ref().map_or("", Email::as_str)),
-                field(i.device.as_str()),
-                field(i.group.as_str()),
-                field(&format!("{base_url}/enroll/{}", i.secret)),
-                field(&expires),
-            ];
-            out.push_str(&row.join(";"));
-            out.push_str("\r\n");
-        }
-        out
+        crate::export::excel_csv(
+            &["user", "email", "device", "group", "link", "expires"],
+            self.invitations.iter().map(|i| {
+                [
+                    i.user.to_string(),
+                    i.email.as_ref().map_or("", Email::as_str).to_string(),
+                    i.device.to_string(),
+                    i.group.to_string(),
+                    format!("{base_url}/enroll/{}", i.secret),
+                    crate::export::utc(i.expires_at),
+                ]
+            }),
+        )
     }
 }
 

@@ -29,6 +29,15 @@ pub struct Device {
 }
 
 impl Device {
+    /// When it was last seen: its last handshake, or when it was enrolled or its key renewed
+    /// if that is later (a device given a new key counts as seen then).
+    pub fn last_seen(&self) -> i64 {
+        [self.last_handshake_at, self.key_rotated_at]
+            .into_iter()
+            .flatten()
+            .fold(self.created_at, i64::max)
+    }
+
     pub fn status(&self, now: i64) -> DeviceStatus {
         DeviceStatus::at(self.revoked_at, self.expires_at, now)
     }
@@ -159,7 +168,7 @@ impl DeviceRow {
 }
 
 /// The one device listing: only the conditions in use reach the SQL.
-async fn devices_where(
+pub(crate) async fn devices_where(
     conn: &mut sqlx::AnyConnection,
     f: Filter,
     limit: u32,

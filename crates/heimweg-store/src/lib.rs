@@ -35,6 +35,7 @@ mod mail;
 mod people;
 mod pool;
 mod requests;
+mod review;
 mod settings;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
@@ -62,6 +63,7 @@ pub use mail::{
 pub use people::{DeviceOutcome, PersonImport, PersonOutcome, RolloutRow, UserOutcome};
 pub use pool::Family;
 pub use requests::{AccessRequest, NewAccessRequest, MAX_PENDING};
+pub use review::AccessRow;
 pub use settings::{Settings, SettingsChange, DEFAULT_ADDRESS_GRACE};
 pub use tokens::ApiToken;
 pub use users::User;

@@ -22,6 +22,8 @@ pub struct Settings {
     /// The MTU client configs carry.
     pub mtu: u16,
     pub address_grace: Duration,
+    /// The access review: devices not seen for this many days lose their access (0: never).
+    pub review_unseen_days: u32,
 }
 
 /// A change to the settings; `None` leaves a field as it is. The pools and the MTU are set at
@@ -30,6 +32,7 @@ pub struct Settings {
 pub struct SettingsChange {
     pub endpoint: Option<Endpoint>,
     pub address_grace: Option<Duration>,
+    pub review_unseen_days: Option<u32>,
 }
 
 /// Reads the settings on `conn`: inside a transaction, the values that will commit with it.
@@ -59,6 +62,9 @@ pub(crate) async fn settings_on(conn: &mut sqlx::AnyConnection) -> Result<Settin
                 v.parse().map_err(|e| bad("address_grace_s", &e))
             })?,
         ),
+        review_unseen_days: get("review_unseen_days").map_or(Ok(0), |v| {
+            v.parse().map_err(|e| bad("review_unseen_days", &e))
+        })?,
     })
 }
 
@@ -102,6 +108,23 @@ impl Store {
         }
         if let Some(grace) = change.address_grace {
             put(&mut tx, "address_grace_s", &grace.as_secs().to_string()).await?;
+        }
+        if let Some(days) = change.review_unseen_days {
+            put(&mut tx, "review_unseen_days", &days.to_string()).await?;
+            let detail = if days == 0 {
+                "off".to_string()
+            } else {
+                format!("devices unseen for {days} days lose their access")
+            };
+            audit(
+                &mut tx,
+                now,
+                actor,
+                AuditAction::SettingsReview,
+                "access review",
+                &detail,
+            )
+            .await?;
         }
         bump_revision(&mut tx).await?;
         let settings = settings_on(&mut tx).await?;

@@ -8,11 +8,15 @@ backend_tests!(
     a_usage_window_is_stored_read_back_and_removed,
     an_absence_is_entered_listed_and_ended_with_its_audit_trail,
     bad_absences_change_nothing,
+    the_review_revokes_devices_unseen_for_long_once_and_lists_who_has_access,
 );
 
 use heimweg_control::{Actor, AuditAction, Name, PrivateKey, UsageWindow};
 use heimweg_store::testing::Scratch;
-use heimweg_store::{backend_tests, AbsenceOf, Backend, GroupPatch, NewDevice, Store, StoreError};
+use heimweg_store::{
+    backend_tests, AbsenceOf, Backend, GroupPatch, NewDevice, PeerStatus, SettingsChange, Store,
+    StoreError,
+};
 
 const NOW: i64 = 1_795_000_000;
 
@@ -37,6 +41,10 @@ fn cli() -> Actor {
 }
 
 async fn device(store: &Store, name: &str, owner: Option<Name>) {
+    device_at(store, name, owner, NOW).await;
+}
+
+async fn device_at(store: &Store, name: &str, owner: Option<Name>, at: i64) {
     let d = NewDevice {
         name: n(name),
         group: n("default"),
@@ -45,7 +53,7 @@ async fn device(store: &Store, name: &str, owner: Option<Name>) {
         owner,
         expires_at: None,
     };
-    store.add_device(&cli(), &d, NOW).await.unwrap();
+    store.add_device(&cli(), &d, at).await.unwrap();
 }
 
 async fn a_usage_window_is_stored_read_back_and_removed(backend: Backend) {
@@ -247,4 +255,113 @@ async fn bad_absences_change_nothing(backend: Backend) {
     }
     assert!(store.absences(NOW).await.unwrap().is_empty());
     assert_eq!(store.revision().await.unwrap(), revision, "nothing written");
+}
+
+async fn the_review_revokes_devices_unseen_for_long_once_and_lists_who_has_access(
+    backend: Backend,
+) {
+    let Some((_db, store)) = fresh(backend, "review").await else {
+        return;
+    };
+    const DAY: i64 = 86_400;
+    let start = NOW - 200 * DAY;
+    // Enrolled 200 days ago: one seen yesterday, one 100 days ago, one never; and one
+    // enrolled a week ago that never connected.
+    for name in ["seen", "stale", "never"] {
+        device_at(&store, name, Some(n("carol")), start).await;
+    }
+    device_at(&store, "fresh", None, NOW - 7 * DAY).await;
+    let key = |name: &'static str| {
+        let store = &store;
+        async move { store.device(&n(name)).await.unwrap().public_key }
+    };
+    store
+        .record_status(&[
+            PeerStatus {
+                public_key: key("seen").await,
+                last_handshake_at: Some(NOW - DAY),
+                last_endpoint: Some("198.51.100.7:41000".into()),
+            },
+            PeerStatus {
+                public_key: key("stale").await,
+                last_handshake_at: Some(NOW - 100 * DAY),
+                last_endpoint: None,
+            },
+        ])
+        .await
+        .unwrap();
+    let listed: Vec<String> = store
+        .unseen_devices(NOW - 90 * DAY, NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name.to_string())
+        .collect();
+    assert_eq!(listed, ["never", "stale"], "the longest unseen first");
+    // The auditor's list: every device with access, by whose decision.
+    let review = store.access_review(NOW).await.unwrap();
+    assert_eq!(review.len(), 4);
+    assert!(review
+        .iter()
+        .all(|r| r.enrolled_by.as_deref() == Some("cli:root")));
+    assert_eq!(review[0].device.group.as_str(), "default");
+
+    let revision = store.revision().await.unwrap();
+    let revoked = store
+        .revoke_unseen(&Actor::System, NOW - 90 * DAY, "not seen for 90 days", NOW)
+        .await
+        .unwrap();
+    let mut names: Vec<String> = revoked.iter().map(ToString::to_string).collect();
+    names.sort();
+    assert_eq!(names, ["never", "stale"]);
+    assert!(
+        store.revision().await.unwrap() > revision,
+        "the gateways follow"
+    );
+    let peers: Vec<String> = store
+        .unrevoked_peers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    assert!(!peers.contains(&"stale".to_string()) && peers.len() == 2);
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.action == AuditAction::DeviceRevoke
+                && e.actor == "system"
+                && e.detail == "not seen for 90 days")
+            .count(),
+        2
+    );
+    // A second gateway's run in the same hour finds nothing and writes nothing.
+    let revision = store.revision().await.unwrap();
+    assert!(store
+        .revoke_unseen(&Actor::System, NOW - 90 * DAY, "again", NOW)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.revision().await.unwrap(), revision);
+    assert_eq!(store.access_review(NOW).await.unwrap().len(), 2);
+    // The setting is stored and audited.
+    let settings = store
+        .update_settings(
+            &cli(),
+            &SettingsChange {
+                review_unseen_days: Some(90),
+                ..SettingsChange::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(settings.review_unseen_days, 90);
+    assert_eq!(store.settings().await.unwrap().review_unseen_days, 90);
+    assert!(store
+        .audit_log(1)
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.action == AuditAction::SettingsReview));
 }

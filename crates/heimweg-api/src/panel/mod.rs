@@ -26,6 +26,7 @@ mod links;
 mod my;
 mod overview;
 mod requests;
+mod review;
 mod rollout;
 mod settings;
 mod users;
@@ -155,6 +156,9 @@ pub fn routes(state: AppState) -> Router {
             get(absences::absences).post(absences::absence_create),
         )
         .route("/absences/{id}/end", post(absences::absence_end))
+        .route("/review", get(review::review))
+        .route("/review.csv", get(review::review_csv))
+        .route("/settings/review", post(review::review_update))
         .route("/audit", get(overview::audit))
         .route(
             "/settings",

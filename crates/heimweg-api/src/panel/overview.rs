@@ -19,6 +19,7 @@ pub(super) async fn overview(State(st): State<AppState>, ctx: Ctx) -> PanelResul
         .len();
     let events = st.service.audit_log(&caller, 12).await?;
     let live = st.live.as_ref().map(|l| l.totals());
+    let (_, due) = st.service.review_due(&caller).await?;
     let s = ctx.admin()?;
     let content = html! {
         @if s.admin.totp_sealed.is_none() {
@@ -26,6 +27,9 @@ pub(super) async fn overview(State(st): State<AppState>, ctx: Ctx) -> PanelResul
         }
         @if pending > 0 {
             p.notice.warn { a href="/requests" { (pending) " " (l.t("access requests are waiting for a decision", "Zugangsanfragen warten auf eine Entscheidung")) } }
+        }
+        @if !due.is_empty() {
+            p.notice.warn #review-notice { a href="/review" { (due.len()) " " (l.t("devices not seen for a long time lose their access within a week", "lange nicht gesehene Geräte verlieren binnen einer Woche ihren Zugang")) } }
         }
         div.cards {
             div.stat { span.value #connected { (counts.connected) } span.label { (l.t("devices connected now", "Geräte jetzt verbunden")) } }
@@ -90,6 +94,7 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
         A::TokenCreate => l.t("API token created", "API-Token erstellt"),
         A::TokenRevoke => l.t("API token revoked", "API-Token widerrufen"),
         A::SettingsEndpoint => l.t("endpoint set", "Endpunkt gesetzt"),
+        A::SettingsReview => l.t("access review set", "Zugangsüberprüfung eingestellt"),
         A::Init => l.t("database created", "Datenbank angelegt"),
         A::AdminCreate => l.t("panel account created", "Panel-Konto angelegt"),
         A::AdminDisable => l.t("panel account disabled", "Panel-Konto deaktiviert"),

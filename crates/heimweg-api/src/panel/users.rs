@@ -48,7 +48,8 @@ pub(super) async fn users(
             p { a.button href="/import" { (l.t("Import a list of staff (CSV)", "Liste von Personen importieren (CSV)")) } " "
                 a href="/rollout" { (l.t("Rollout: who has connected", "Einführung: wer verbunden ist")) } " "
                 a href="/directory" { (l.t("Directory sync", "Verzeichnisabgleich")) } " "
-                a href="/absences" { (l.t("Absences", "Abwesenheiten")) } }
+                a href="/absences" { (l.t("Absences", "Abwesenheiten")) } " "
+                a href="/review" { (l.t("Access review", "Zugangsüberprüfung")) } }
             h2 { (l.t("New user", "Neue Person")) }
             form.card.row method="post" action="/users" {
                 (csrf_field(&ctx))
