@@ -16,6 +16,12 @@ pub enum SettingsCmd {
         #[arg(long)]
         unseen_days: u32,
     },
+    /// One key, one device: a device whose key is used from two places at once is flagged;
+    /// with hours above 0 also suspended that long (at most 720).
+    SharedKey {
+        #[arg(long)]
+        suspend_hours: u32,
+    },
     /// Show the settings and the gateway's public key.
     Show,
 }
@@ -36,6 +42,17 @@ pub async fn run(site: &Site, cmd: SettingsCmd) -> Result<()> {
                 println!("devices not seen for {unseen_days} days lose their access");
             }
         }
+        SettingsCmd::SharedKey { suspend_hours } => {
+            service
+                .set_shared_key_suspend(&caller(), suspend_hours)
+                .await?;
+            match suspend_hours {
+                0 => println!("a key used on two devices at once is flagged"),
+                h => {
+                    println!("a key used on two devices at once is flagged and suspended for {h} h")
+                }
+            }
+        }
         SettingsCmd::Show => {
             let s = service.settings().await?;
             let key = gateway_public_key(&site.state_dir)?;
@@ -52,6 +69,13 @@ pub async fn run(site: &Site, cmd: SettingsCmd) -> Result<()> {
                 match s.review_unseen_days {
                     0 => "off".to_string(),
                     d => format!("devices unseen for {d} days lose their access"),
+                }
+            );
+            println!(
+                "shared key: flagged{}",
+                match s.shared_key_suspend_hours {
+                    0 => String::new(),
+                    h => format!(", suspended for {h} h"),
                 }
             );
         }

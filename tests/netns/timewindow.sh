@@ -8,8 +8,10 @@
 # transfer, while ipad-2 goes on; while the window is closed the gateway answers none of the
 # client's handshakes; when it opens, laptop-1 reconnects by itself (wireguard-go retries its
 # handshake). Then an absence entered over the API for laptop-1's owner cuts it off at once and
-# ends by itself. Prints WINDOW_CUTOFF_MS, WINDOW_RECONNECT_MS, ABSENCE_CUTOFF_MS and
-# ABSENCE_RETURN_MS for BENCHMARKS.md and the closing note.
+# ends by itself. Last, laptop-1's config is copied into a third namespace and both use it at
+# once: the gateway flags the key as used on two devices and, as the settings ask, suspends it.
+# Prints WINDOW_CUTOFF_MS, WINDOW_RECONNECT_MS, ABSENCE_CUTOFF_MS, ABSENCE_RETURN_MS and
+# SHARED_KEY_DETECT_MS for BENCHMARKS.md and the closing note.
 #
 # Usage (as root, from the repo root):
 #   HEIMWEG=/path/to/heimweg bash tests/netns/timewindow.sh
@@ -29,11 +31,13 @@ NS_GW="$PFX-gw"
 NS_LAN="$PFX-lan"
 NS_C1="$PFX-c1"
 NS_C2="$PFX-c2"
-ALL_NS=("$NS_GW" "$NS_LAN" "$NS_C1" "$NS_C2")
+NS_C3="$PFX-c3"
+ALL_NS=("$NS_GW" "$NS_LAN" "$NS_C1" "$NS_C2" "$NS_C3")
 GWIF="hw${ID}t"
 C1IF="hw${ID}u1"
 C2IF="hw${ID}u2"
-SOCKETS=("$GWIF" "$C1IF" "$C2IF")
+C3IF="hw${ID}u3"
+SOCKETS=("$GWIF" "$C1IF" "$C2IF" "$C3IF")
 WG_RUN=/var/run/wireguard
 TMPD=$(mktemp -d /tmp/hwtw.XXXXXX)
 STATE="$TMPD/state"
@@ -58,6 +62,10 @@ gw_stat() {
 peers() { nsx "$NS_GW" wg show "$GWIF" peers | wc -l; }
 
 gateway_topology "$ALLOWED"
+# A third client on the bridge, for the copied config.
+ip link add up3 netns "$NS_GW" type veth peer name eth0 netns "$NS_C3"
+ip -n "$NS_GW" link set up3 master br0 up
+ip -n "$NS_C3" addr add 198.51.100.13/24 dev eth0; ip -n "$NS_C3" link set eth0 up
 echo "HEIMWEG_PUBLIC_URL=http://127.0.0.1:8080" >"$TMPD/env"
 check "serve: the gateway comes up" serve_with_settings
 hw settings endpoint 198.51.100.1:51820 >/dev/null
@@ -205,7 +213,8 @@ check "open again: no reply came before the window opened" \
 check "open again: the gateway has both peers" eval "[[ \$(peers) -eq 2 ]]"
 
 # ---- an absence, entered over the API: cut off at once, back by itself at its end ----
-TOKEN=$(hw token create e2e --scope users:write --scope users:read --scope audit:read 2>/dev/null)
+TOKEN=$(hw token create e2e --scope users:write --scope users:read --scope audit:read \
+  --scope devices:read --scope devices:write 2>/dev/null)
 api() { # METHOD PATH [JSON]: prints "STATUS BODY"; the API listens on the gateway's loopback
   nsx "$NS_GW" python3 - "$TOKEN" "$@" <<'EOF'
 import sys, urllib.request, urllib.error
@@ -260,6 +269,41 @@ entries = json.loads(body)["items"]
 seen = {(e["action"], e["actor"]) for e in entries}
 assert ("absence.create", "token:e2e") in seen, seen
 assert any(e["action"] == "group.update" and "window=" in e["detail"] for e in entries), entries
+EOF
+
+# ---- one key, one device: laptop-1's config copied into a third namespace ----
+check "cli: a key used on two devices is to be suspended for an hour" \
+  hw settings shared-key --suspend-hours 1
+cp "$TMPD/$C1IF.conf" "$TMPD/$C3IF.conf"
+nsx "$NS_C3" env WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go LOG_LEVEL=error \
+  wg-quick up "$TMPD/$C3IF.conf" >>"$TMPD/wg-quick.log" 2>&1
+nsx "$NS_C3" ping -i 0.2 -W 1 "$ALLOWED" >/dev/null 2>&1 &
+BG_PIDS+=("$!")
+T0=$(date +%s%N)
+flagged() { api GET /api/v1/devices/laptop-1 | grep -q '"shared_key_at":[0-9]'; }
+if wait_until 280 flagged; then
+  DETECT_MS=$((($(date +%s%N) - T0) / 1000000))
+  pass "shared key: the gateway flagged laptop-1's key ${DETECT_MS} ms after the copy came up"
+  echo "SHARED_KEY_DETECT_MS=$DETECT_MS"
+else
+  fail "shared key: laptop-1's key was not flagged within 280 s"
+fi
+check "shared key: laptop-1 is suspended (an absence by the system)" \
+  eval "api GET /api/v1/absences | grep -q '\"device\":\"laptop-1\".*key used on two devices at once'"
+check "shared key: neither copy gets through while suspended" \
+  wait_until 3 eval "! ping_ok '$NS_C1' '$ALLOWED' && ! ping_ok '$NS_C3' '$ALLOWED'"
+check "shared key: ipad-2 is not affected" ping_ok "$NS_C2" "$ALLOWED"
+api GET "/api/v1/audit?limit=50" >"$TMPD/audit.txt"
+check "audit: the shared key is recorded with both places" \
+  python3 - "$TMPD/audit.txt" <<'EOF'
+import json, sys
+status, body = open(sys.argv[1]).read().split(" ", 1)
+entries = [e for e in json.loads(body)["items"] if e["action"] == "device.shared_key"]
+assert len(entries) == 1, entries
+e = entries[0]
+assert e["actor"] == "system" and e["subject"] == "laptop-1", e
+assert "198.51.100.11" in e["detail"] and "198.51.100.13" in e["detail"], e
+assert e["detail"].endswith("suspended for 1 h"), e
 EOF
 
 summary

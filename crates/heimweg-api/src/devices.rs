@@ -32,6 +32,7 @@ pub(crate) struct DeviceJson {
     last_handshake_at: Option<i64>,
     last_endpoint: Option<String>,
     key_rotated_at: Option<i64>,
+    shared_key_at: Option<i64>,
 }
 
 impl DeviceJson {
@@ -52,6 +53,7 @@ impl DeviceJson {
             last_handshake_at: d.last_handshake_at,
             last_endpoint: d.last_endpoint,
             key_rotated_at: d.key_rotated_at,
+            shared_key_at: d.shared_key_at,
         }
     }
 }

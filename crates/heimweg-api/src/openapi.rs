@@ -139,7 +139,10 @@ pub fn document() -> Value {
             "revoked_at": { "type": ["integer", "null"] },
             "last_handshake_at": { "type": ["integer", "null"] },
             "last_endpoint": { "type": ["string", "null"] },
-            "key_rotated_at": { "type": ["integer", "null"] } } },
+            "key_rotated_at": { "type": ["integer", "null"] },
+            "shared_key_at": { "type": ["integer", "null"], "description":
+              "when the gateway last saw this device's key used from two places at once (a \
+               config copied onto a second device)" } } },
           "DeviceList": { "type": "object", "properties": {
             "items": { "type": "array", "items": schema("Device") },
             "total": { "type": "integer" }, "limit": { "type": "integer" },

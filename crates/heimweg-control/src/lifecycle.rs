@@ -125,6 +125,7 @@ named_states!(
         DeviceUpdate = "device.update",
         DeviceRotate = "device.rotate",
         DeviceRevoke = "device.revoke",
+        DeviceSharedKey = "device.shared_key",
         GroupCreate = "group.create",
         GroupUpdate = "group.update",
         AbsenceCreate = "absence.create",

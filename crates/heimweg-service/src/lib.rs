@@ -62,7 +62,8 @@ pub use people::{
 };
 pub use requests::{request_link_secret, FiledRequest, RequestForm};
 pub use review::{
-    access_review_csv, DueDevice, MAX_UNSEEN_DAYS, MIN_UNSEEN_DAYS, REVIEW_NOTICE_DAYS,
+    access_review_csv, DueDevice, MAX_SUSPEND_HOURS, MAX_UNSEEN_DAYS, MIN_UNSEEN_DAYS,
+    REVIEW_NOTICE_DAYS,
 };
 pub use secrets::Sealer;
 pub use tokens::MintedToken;

@@ -1,6 +1,8 @@
 //! The access review (BSI NET.3.3.A5: only who needs it has access; ORP.4.A3: rights are
 //! documented and reviewed): devices not seen for a set number of days lose their access,
-//! announced on the panel a week before, and the list an auditor asks for.
+//! announced on the panel a week before, and the list an auditor asks for. And one key, one
+//! device (ORP.4.A14): what happens to a device whose key is used from two places at once
+//! (see `reconcile::SharedKeyWatch`).
 
 use crate::export::{excel_csv, utc};
 use crate::{invalid, Caller, Result, Service};
@@ -15,6 +17,9 @@ pub const REVIEW_NOTICE_DAYS: u32 = 7;
 /// its access.
 pub const MIN_UNSEEN_DAYS: u32 = 14;
 pub const MAX_UNSEEN_DAYS: u32 = 3650;
+/// The longest suspension of a device whose key is shared: a month; after that an admin
+/// decides.
+pub const MAX_SUSPEND_HOURS: u32 = 720;
 /// How often each gateway runs the review (the store makes concurrent runs harmless).
 const REVIEW_EVERY: Duration = Duration::from_secs(3600);
 const DAY: i64 = 86_400;
@@ -40,6 +45,30 @@ impl Service {
         }
         let change = SettingsChange {
             review_unseen_days: Some(days),
+            ..SettingsChange::default()
+        };
+        Ok(self
+            .store
+            .update_settings(caller.actor(), &change, self.now())
+            .await?)
+    }
+
+    /// Sets what happens to a device whose key is used from two places at once: flagged
+    /// only (0), or also suspended for `hours`. An admin's decision.
+    pub async fn set_shared_key_suspend(
+        &self,
+        caller: &Caller,
+        hours: u32,
+    ) -> Result<heimweg_store::Settings> {
+        caller.require_administrator("change the access review")?;
+        if hours > MAX_SUSPEND_HOURS {
+            return Err(invalid(
+                "suspend_hours",
+                format!("0 (only flag) to {MAX_SUSPEND_HOURS} hours"),
+            ));
+        }
+        let change = SettingsChange {
+            shared_key_suspend_hours: Some(hours),
             ..SettingsChange::default()
         };
         Ok(self

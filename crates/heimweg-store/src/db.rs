@@ -63,6 +63,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0011_directory_sync.sql"),
     migration!("0012_identity_provider.sql"),
     migration!("0013_usage_windows.sql"),
+    migration!("0014_shared_keys.sql"),
 ];
 
 /// The schema version this build brings a database to.

@@ -26,6 +26,8 @@ pub struct Device {
     pub last_endpoint: Option<String>,
     /// When the device's key was last replaced (`None`: the key it was enrolled with).
     pub key_rotated_at: Option<i64>,
+    /// When the gateway last saw its key used from two places at once.
+    pub shared_key_at: Option<i64>,
 }
 
 impl Device {
@@ -132,11 +134,12 @@ struct DeviceRow {
     last_handshake_at: Option<i64>,
     last_endpoint: Option<String>,
     key_rotated_at: Option<i64>,
+    shared_key_at: Option<i64>,
 }
 
 const SELECT: &str = "SELECT d.id, d.name, d.public_key, g.name AS group_name,
         u.name AS owner_name, d.ipv4_offset, d.ipv6_offset, d.created_at, d.expires_at,
-        d.revoked_at, d.last_handshake_at, d.last_endpoint, d.key_rotated_at";
+        d.revoked_at, d.last_handshake_at, d.last_endpoint, d.key_rotated_at, d.shared_key_at";
 const FROM: &str = "FROM devices d JOIN groups g ON g.id = d.group_id
         LEFT JOIN users u ON u.id = d.owner_id";
 
@@ -163,6 +166,7 @@ impl DeviceRow {
             last_handshake_at: self.last_handshake_at,
             last_endpoint: self.last_endpoint,
             key_rotated_at: self.key_rotated_at,
+            shared_key_at: self.shared_key_at,
         })
     }
 }

@@ -4,7 +4,7 @@
 use crate::db::{audit, bump_revision, Arg, Filter};
 use crate::devices::devices_where;
 use crate::{pool, Device, Result, Store};
-use heimweg_control::{Actor, AuditAction, Name};
+use heimweg_control::{Actor, AuditAction, Name, PublicKey};
 use std::collections::HashMap;
 
 /// Enough for every device of a city; the review is a whole list, not a page.
@@ -118,3 +118,68 @@ impl Store {
         Ok(rows)
     }
 }
+
+impl Store {
+    /// Records that `key` was seen used from two places (`addresses`) at `now`: flagged on its
+    /// device and audited, at most once an hour per device; with `suspend_hours` the device is
+    /// also suspended that long (an absence an admin can end). Returns the device's name when
+    /// this was news, `None` when it was flagged within the hour or is not an active device.
+    pub async fn flag_shared_key(
+        &self,
+        key: &PublicKey,
+        addresses: &str,
+        suspend_hours: u32,
+        now: i64,
+    ) -> Result<Option<Name>> {
+        let mut tx = self.write(&Actor::System).await?;
+        let device: Option<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, name, shared_key_at FROM devices
+             WHERE public_key = $1 AND revoked_at IS NULL",
+        )
+        .bind(key.to_base64())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, name, flagged)) = device else {
+            return Ok(None);
+        };
+        if flagged.is_some_and(|at| now - at < SHARED_KEY_QUIET) {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE devices SET shared_key_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let mut detail = format!("used from {addresses} at once");
+        if suspend_hours > 0 {
+            let until = now + i64::from(suspend_hours) * 3600;
+            sqlx::query(
+                "INSERT INTO absences (device_id, starts_at, ends_at, reason, created_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $2)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(until)
+            .bind("key used on two devices at once")
+            .bind(Actor::System.to_string())
+            .execute(&mut *tx)
+            .await?;
+            detail.push_str(&format!("; suspended for {suspend_hours} h"));
+            bump_revision(&mut tx).await?;
+        }
+        audit(
+            &mut tx,
+            now,
+            &Actor::System,
+            AuditAction::DeviceSharedKey,
+            &name,
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(crate::stored_name("devices", id, &name)?))
+    }
+}
+
+/// A device's shared key is flagged (and audited) at most once an hour.
+const SHARED_KEY_QUIET: i64 = 3600;

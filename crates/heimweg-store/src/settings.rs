@@ -24,6 +24,9 @@ pub struct Settings {
     pub address_grace: Duration,
     /// The access review: devices not seen for this many days lose their access (0: never).
     pub review_unseen_days: u32,
+    /// A device whose key is used from two places at once is suspended for this many hours
+    /// (0: only flagged).
+    pub shared_key_suspend_hours: u32,
 }
 
 /// A change to the settings; `None` leaves a field as it is. The pools and the MTU are set at
@@ -33,6 +36,7 @@ pub struct SettingsChange {
     pub endpoint: Option<Endpoint>,
     pub address_grace: Option<Duration>,
     pub review_unseen_days: Option<u32>,
+    pub shared_key_suspend_hours: Option<u32>,
 }
 
 /// Reads the settings on `conn`: inside a transaction, the values that will commit with it.
@@ -64,6 +68,9 @@ pub(crate) async fn settings_on(conn: &mut sqlx::AnyConnection) -> Result<Settin
         ),
         review_unseen_days: get("review_unseen_days").map_or(Ok(0), |v| {
             v.parse().map_err(|e| bad("review_unseen_days", &e))
+        })?,
+        shared_key_suspend_hours: get("shared_key_suspend_hours").map_or(Ok(0), |v| {
+            v.parse().map_err(|e| bad("shared_key_suspend_hours", &e))
         })?,
     })
 }
@@ -122,6 +129,22 @@ impl Store {
                 actor,
                 AuditAction::SettingsReview,
                 "access review",
+                &detail,
+            )
+            .await?;
+        }
+        if let Some(hours) = change.shared_key_suspend_hours {
+            put(&mut tx, "shared_key_suspend_hours", &hours.to_string()).await?;
+            let detail = match hours {
+                0 => "a key used on two devices is flagged".to_string(),
+                h => format!("a key used on two devices is flagged and suspended for {h} h"),
+            };
+            audit(
+                &mut tx,
+                now,
+                actor,
+                AuditAction::SettingsReview,
+                "shared keys",
                 &detail,
             )
             .await?;

@@ -9,6 +9,7 @@ backend_tests!(
     an_absence_is_entered_listed_and_ended_with_its_audit_trail,
     bad_absences_change_nothing,
     the_review_revokes_devices_unseen_for_long_once_and_lists_who_has_access,
+    a_shared_key_is_flagged_once_an_hour_and_suspended_if_set,
 );
 
 use heimweg_control::{Actor, AuditAction, Name, PrivateKey, UsageWindow};
@@ -364,4 +365,75 @@ async fn the_review_revokes_devices_unseen_for_long_once_and_lists_who_has_acces
         .unwrap()
         .iter()
         .any(|e| e.action == AuditAction::SettingsReview));
+}
+
+async fn a_shared_key_is_flagged_once_an_hour_and_suspended_if_set(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "shared").await else {
+        return;
+    };
+    device(&store, "anna-laptop", Some(n("anna"))).await;
+    device(&store, "bernd-laptop", Some(n("bernd"))).await;
+    let key = store.device(&n("anna-laptop")).await.unwrap().public_key;
+    let places = "198.51.100.7 and 203.0.113.9";
+    let revision = store.revision().await.unwrap();
+    let flagged = store.flag_shared_key(&key, places, 0, NOW).await.unwrap();
+    assert_eq!(flagged.as_ref().map(Name::as_str), Some("anna-laptop"));
+    assert_eq!(
+        store.device(&n("anna-laptop")).await.unwrap().shared_key_at,
+        Some(NOW)
+    );
+    assert!(store
+        .device(&n("bernd-laptop"))
+        .await
+        .unwrap()
+        .shared_key_at
+        .is_none());
+    assert_eq!(
+        store.revision().await.unwrap(),
+        revision,
+        "flagged only: the peers stay"
+    );
+    // Within the hour: no second flag, no second audit entry.
+    assert!(store
+        .flag_shared_key(&key, places, 0, NOW + 600)
+        .await
+        .unwrap()
+        .is_none());
+    let entries = |log: &[heimweg_store::AuditEntry]| {
+        log.iter()
+            .filter(|e| e.action == AuditAction::DeviceSharedKey)
+            .count()
+    };
+    assert_eq!(entries(&store.audit_log(20).await.unwrap()), 1);
+    // An hour later, with suspension set: flagged again and suspended for two hours.
+    let later = NOW + 3_600;
+    store
+        .flag_shared_key(&key, places, 2, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store.revision().await.unwrap() > revision,
+        "the reconcilers are told"
+    );
+    let absences = store.absences(later).await.unwrap();
+    assert_eq!(absences.len(), 1);
+    assert_eq!(absences[0].of, AbsenceOf::Device(n("anna-laptop")));
+    assert_eq!(
+        (absences[0].starts_at, absences[0].ends_at),
+        (later, later + 7_200)
+    );
+    assert_eq!(absences[0].created_by, "system");
+    let log = store.audit_log(20).await.unwrap();
+    assert_eq!(entries(&log), 2);
+    assert!(log.iter().any(
+        |e| e.action == AuditAction::DeviceSharedKey && e.detail.ends_with("suspended for 2 h")
+    ));
+    // A key no device has (any more) flags nothing.
+    let stranger = PrivateKey::generate().public_key();
+    assert!(store
+        .flag_shared_key(&stranger, places, 2, later)
+        .await
+        .unwrap()
+        .is_none());
 }

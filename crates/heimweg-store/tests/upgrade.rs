@@ -58,6 +58,7 @@ const STEPS: &[fn(&mut Seed)] = &[
     v11_directory_sync,
     v12_identity_provider,
     v13_usage_windows,
+    v14_shared_keys,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -309,6 +310,8 @@ struct Expected {
     windows: Vec<(String, String)>,
     /// Users with an absence running at the era it was written in.
     absent: Vec<String>,
+    /// Devices flagged for a shared key.
+    shared_keys: usize,
     audit: u64,
     revision: i64,
     /// (table, the first name, the later one differing only in case)
@@ -1126,6 +1129,22 @@ fn v13_usage_windows(s: &mut Seed) {
     s.expect.absent.push("a.sso".into());
 }
 
+/// One key, one device: a device whose key the gateway saw used from two places.
+fn v14_shared_keys(s: &mut Seed) {
+    let era = s.era();
+    s.run(format!(
+        "UPDATE devices SET shared_key_at = {era}
+         WHERE id = (SELECT MIN(id) FROM devices WHERE revoked_at IS NULL)"
+    ));
+    s.audit(
+        "system",
+        "device.shared_key",
+        "Laptop-Neu",
+        "used from 198.51.100.7 and 203.0.113.9 at once",
+    );
+    s.expect.shared_keys = 1;
+}
+
 // ---------------------------------------------------------------------------------------
 // Checks
 
@@ -1325,6 +1344,12 @@ async fn check_time(store: &Store, e: &Expected) {
         })
         .collect();
     assert_eq!(absent, e.absent, "absences");
+    let flagged = all_devices(store)
+        .await
+        .values()
+        .filter(|d| d.shared_key_at.is_some())
+        .count();
+    assert_eq!(flagged, e.shared_keys, "devices flagged for a shared key");
 }
 
 async fn all_devices(store: &Store) -> HashMap<String, Device> {

@@ -390,6 +390,7 @@ pub(super) async fn device(
             dt { (l.t("Status", "Status")) } dd { span class={ "badge " (status) } { (status_label(l, status)) }
                 @if status == DeviceStatus::Active && last_handshake.is_some_and(|t| now - t < CONNECTED_SECS) { " " span.badge.connected { (l.t("connected", "verbunden")) } } }
             @if let Some(h) = hold { dt { (l.t("Access now", "Zugang jetzt")) } dd #hold { span.badge.held { (hold_text(l, h, window)) } } }
+            @if let Some(at) = d.shared_key_at { dt { (l.t("Key shared", "Schlüssel geteilt")) } dd #shared-key { span.badge.warn { (l.t("used on two devices at once", "auf zwei Geräten zugleich benutzt")) } " " (timestamp(at)) ". " (l.t("Give each device its own config (renew the key and hand it to one of them).", "Geben Sie jedem Gerät eine eigene Konfiguration (Schlüssel erneuern und einem davon geben).")) } }
             dt { (l.t("Last handshake", "Letzter Handshake")) } dd #last-handshake { (ago(l, last_handshake, now)) }
             dt { (l.t("Endpoint", "Endpunkt")) } dd { (endpoint.as_deref().unwrap_or("—")) }
             dt { (l.t("Traffic here", "Verkehr hier")) } dd {

@@ -159,6 +159,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/review", get(review::review))
         .route("/review.csv", get(review::review_csv))
         .route("/settings/review", post(review::review_update))
+        .route("/settings/shared-key", post(review::shared_key_update))
         .route("/audit", get(overview::audit))
         .route(
             "/settings",

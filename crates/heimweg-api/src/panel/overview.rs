@@ -63,6 +63,10 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
         A::DeviceRevoke => l.t("device revoked", "Gerät gesperrt"),
         A::DeviceRotate => l.t("key renewed", "Schlüssel erneuert"),
         A::DeviceUpdate => l.t("device changed", "Gerät geändert"),
+        A::DeviceSharedKey => l.t(
+            "key used on two devices at once",
+            "Schlüssel auf zwei Geräten zugleich benutzt",
+        ),
         A::GroupCreate => l.t("group created", "Gruppe angelegt"),
         A::GroupUpdate => l.t("access policy changed", "Zugriff geändert"),
         A::AbsenceCreate => l.t("absence entered", "Abwesenheit eingetragen"),

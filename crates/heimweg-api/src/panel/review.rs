@@ -9,7 +9,9 @@ use super::{
 use crate::AppState;
 use axum::extract::State;
 use axum::Form;
-use heimweg_service::{access_review_csv, MAX_UNSEEN_DAYS, MIN_UNSEEN_DAYS, REVIEW_NOTICE_DAYS};
+use heimweg_service::{
+    access_review_csv, MAX_SUSPEND_HOURS, MAX_UNSEEN_DAYS, MIN_UNSEEN_DAYS, REVIEW_NOTICE_DAYS,
+};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -95,8 +97,8 @@ pub(super) async fn review_csv(
     )))
 }
 
-/// The review's setting, for the settings page.
-pub(super) fn review_setting(ctx: &Ctx, days: u32) -> Markup {
+/// The review's settings, for the settings page.
+pub(super) fn review_setting(ctx: &Ctx, days: u32, suspend_hours: u32) -> Markup {
     let l = ctx.lang;
     html! {
         section.card #review {
@@ -115,8 +117,46 @@ pub(super) fn review_setting(ctx: &Ctx, days: u32) -> Markup {
             } @else {
                 p { (days) }
             }
+            h3 { (l.t("One key, one device", "Ein Schlüssel, ein Gerät")) }
+            p { (l.t("A key used from two places at once (a config copied onto a second device) is flagged on its device and in the audit log; with hours set, the device is also suspended that long (an absence you can end).",
+                     "Ein Schlüssel, der von zwei Orten zugleich benutzt wird (eine auf ein zweites Gerät kopierte Konfiguration), wird am Gerät und im Protokoll vermerkt; mit gesetzten Stunden wird das Gerät auch so lange pausiert (eine Abwesenheit, die Sie beenden können).")) }
+            @if ctx.may_change() {
+                form.row #shared-key-setting method="post" action="/settings/shared-key" {
+                    (csrf_field(ctx))
+                    div { label for="suspend_hours" { (l.t("Suspend for hours (0: only flag)", "Pausieren für Stunden (0: nur vermerken)")) }
+                        input id="suspend_hours" name="suspend_hours" type="number" min="0" max=(MAX_SUSPEND_HOURS) value=(suspend_hours); }
+                    div { button type="submit" { (l.t("Save", "Speichern")) } }
+                }
+            } @else {
+                p { (suspend_hours) " h" }
+            }
         }
     }
+}
+
+#[derive(Deserialize)]
+pub(super) struct SharedKeyForm {
+    pub(super) suspend_hours: String,
+}
+
+pub(super) async fn shared_key_update(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<SharedKeyForm>,
+) -> PanelResult {
+    let caller = ctx.caller()?;
+    let hours: u32 = f.suspend_hours.trim().parse().map_err(|_| {
+        PanelError::BadRequest(
+            ctx.lang
+                .t(
+                    "Give a whole number of hours.",
+                    "Geben Sie eine ganze Zahl von Stunden an.",
+                )
+                .into(),
+        )
+    })?;
+    st.service.set_shared_key_suspend(&caller, hours).await?;
+    Ok(see_other("/settings#review"))
 }
 
 #[derive(Deserialize)]

@@ -38,7 +38,7 @@ pub(super) async fn settings(State(st): State<AppState>, ctx: Ctx) -> PanelResul
             }
             p.hint { (l.t("Pools are fixed once devices hold addresses from them. DNS is set per group.", "Bereiche stehen fest, sobald Geräte Adressen daraus haben. DNS wird je Gruppe festgelegt.")) " " a href="/groups" { (l.t("Groups", "Gruppen")) } }
         }
-        (super::review::review_setting(&ctx, settings.review_unseen_days))
+        (super::review::review_setting(&ctx, settings.review_unseen_days, settings.shared_key_suspend_hours))
         (admins)
     };
     Ok(layout(&ctx, l.t("Settings", "Einstellungen"), content))

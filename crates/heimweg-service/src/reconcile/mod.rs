@@ -9,11 +9,13 @@
 //! and waits for the pass, so that an enrolled device is a peer before the API answers.
 
 mod plan;
+mod shared;
 
 pub use plan::{
     changed_status, plan, DesiredPeer, Hold, ObservedPeer, PeerMeta, PeerPolicy, Plan, State,
     Written,
 };
+pub use shared::{SharedKey, SharedKeyWatch};
 
 use crate::Service;
 use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
@@ -407,6 +409,7 @@ impl Service {
 /// round of it).
 async fn record_status_loop(service: Service, sink: Arc<dyn PeerSink>) {
     let mut written = Written::new();
+    let mut shared_keys = SharedKeyWatch::default();
     let mut hints_since = 0;
     let mut tick = tokio::time::interval(STATUS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -419,12 +422,15 @@ async fn record_status_loop(service: Service, sink: Arc<dyn PeerSink>) {
                 Err(_) => continue,
             }
         };
+        let now = service.now();
+        for shared in shared_keys.observe(&observed, now) {
+            flag_shared_key(&service, &shared, now).await;
+        }
         let seen = changed_status(&observed, &mut written);
         if let Err(e) = service.store.record_status(&seen).await {
             tracing::warn!(error = %e, "recording peer status failed");
             written.clear();
         }
-        let now = service.now();
         match service.store.endpoints_seen_since(hints_since).await {
             Ok(rows) => {
                 hints_since = now - 3 * STATUS_EVERY.as_secs() as i64;
@@ -437,6 +443,36 @@ async fn record_status_loop(service: Service, sink: Arc<dyn PeerSink>) {
             }
             Err(e) => tracing::warn!(error = %e, "reading where devices were seen failed"),
         }
+    }
+}
+
+/// Flags a key seen used from two places in the store (audited once an hour per device) and,
+/// if the settings say so, suspends its device; the reconciler follows the store's revision.
+async fn flag_shared_key(service: &Service, shared: &SharedKey, now: i64) {
+    let Ok(key) = heimweg_control::PublicKey::from_bytes(shared.public_key) else {
+        return;
+    };
+    let hours = match service.store.settings().await {
+        Ok(s) => s.shared_key_suspend_hours,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the settings failed");
+            return;
+        }
+    };
+    let addresses = format!("{} and {}", shared.addresses.0, shared.addresses.1);
+    match service
+        .store
+        .flag_shared_key(&key, &addresses, hours, now)
+        .await
+    {
+        Ok(Some(device)) => tracing::warn!(
+            %device,
+            %addresses,
+            suspended_hours = hours,
+            "a device's key is used from two places at once"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "flagging a shared key failed"),
     }
 }
 
