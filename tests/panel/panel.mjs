@@ -114,6 +114,24 @@ try {
   check("groups: ...and creates nothing", !(await page.textContent("main")).includes("broken"));
   await shot(page, "06-groups");
 
+  // ---- a group limited to working hours, Berlin time, with public holidays closed ----
+  await page.fill("#name", "schicht");
+  await page.fill("#prefixes", "192.0.2.0/25");
+  await page.click("form[action='/groups'] button");
+  await page.fill("#schedule", "Mo-Fr 6-20");
+  await page.click("#usage-window button");
+  check("window: a schedule in the wrong format gets a clear error",
+    (await page.textContent("main")).includes("is not a time range such as 06:00-20:00"));
+  await page.goto(`${URL_}/groups/schicht`);
+  await page.fill("#schedule", "Mo-Fr 06:00-20:00; Sa 08:00-12:00");
+  await page.fill("#closed_dates", "2026-12-24\n2026-12-25\n2026-12-31");
+  await page.click("#usage-window button");
+  const windowState = await page.textContent("#window-state");
+  check("window: the group shows its window, normalised, and where it stands now",
+    windowState.includes("Mon-Fri 06:00-20:00; Sat 08:00-12:00 (Europe/Berlin), closed 2026-12-24, 2026-12-25, 2026-12-31") &&
+    /(Open now, until|Closed now; opens) (Mon|Tue|Wed|Thu|Fri|Sat|Sun) 20\d\d-/.test(windowState), windowState);
+  await shot(page, "07-group-window");
+
   // ---- enroll an iPad: QR read back, .conf and .mobileconfig downloaded ----
   await page.goto(`${URL_}/`);
   await page.click("nav >> text=Enroll");
@@ -305,6 +323,12 @@ try {
   await shot(page, "12-devices");
   await page.goto(`${URL_}/users`);
   await shot(page, "13-users");
+  await page.goto(`${URL_}/review`);
+  const reviewText = await page.textContent("#access-review");
+  check("review: the access review lists who has access, by whose decision, and not the revoked",
+    /laptop-klaus\s*staff: 192\.0\.2\.0\/25\s*any time.*enrollment link 1 \(from alice\)/s.test(reviewText) &&
+    !reviewText.includes("ipad-erika"), reviewText.slice(0, 400));
+  await shot(page, "17-access-review");
   await page.goto(`${URL_}/audit`);
   const auditText = await page.textContent("table");
   check("audit: the log names the admin and the change in words",
@@ -334,7 +358,8 @@ try {
   const ap = await audit.newPage();
   await login(ap, "bob", "bob-password-123");
   for (const path of ["/login", "/", "/devices?status=all", "/devices/laptop-klaus", "/devices/new",
-    "/links", "/requests", "/users", "/groups/staff", "/audit", "/settings", "/account", "/access"]) {
+    "/links", "/requests", "/users", "/groups/staff", "/groups/schicht", "/absences", "/review",
+    "/audit", "/settings", "/account", "/access"]) {
     await ap.goto(`${URL_}${path}`);
     await ap.addScriptTag({ content: axeSource });
     const result = await ap.evaluate(() =>

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Access in time, timed: runs tests/netns/timewindow.sh RUNS times (a stock wg-quick client
+# behind `heimweg serve`; a Berlin-time usage window closing during an iperf3 transfer and
+# opening a minute later; an absence over the API; a config copied onto a second namespace)
+# and prints the median and range of each time it reports:
+#   WINDOW_CUTOFF_MS     the window's edge to the client's last answered ping (0: none after it)
+#   WINDOW_RECONNECT_MS  the window's opening to the client's first answered ping again
+#   ABSENCE_CUTOFF_MS    the API's absence request to the last answered ping
+#   ABSENCE_RETURN_MS    the absence's end to the first answered ping again
+#   SHARED_KEY_DETECT_MS the copy coming up to the device's key being flagged
+# The pings go every 50 ms, so cut-off times are good to about 50 ms. Each run takes 4-6 min
+# (the window's edge is the next minute boundary at least 30 s away).
+#
+#   cargo build --release --workspace
+#   RUNS=3 bash benches/access-time.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HW=${HW:-$PWD/target/release/heimweg}
+RUNS=${RUNS:-3}
+OUT=$(mktemp -d /tmp/hw-access-time.XXXXXX)
+for i in $(seq 1 "$RUNS"); do
+  echo "run $i of $RUNS" >&2
+  HEIMWEG=$HW bash tests/netns/timewindow.sh >"$OUT/run-$i.log" 2>&1 || {
+    echo "run $i failed:" >&2; grep -E 'FAIL|passed' "$OUT/run-$i.log" >&2; exit 1; }
+done
+python3 - "$OUT" <<'PY'
+import glob, re, statistics, sys
+values = {}
+for f in sorted(glob.glob(sys.argv[1] + "/run-*.log")):
+    for k, v in re.findall(r"^([A-Z_]+_MS)=(\d+)$", open(f).read(), re.M):
+        values.setdefault(k, []).append(int(v))
+for k, vs in values.items():
+    print(f"{k:22} median {statistics.median(vs):>8.0f}  min {min(vs):>7}  max {max(vs):>7}  runs {len(vs)}")
+PY
+rm -rf "$OUT"
