@@ -10,8 +10,9 @@
 # NOTIFY, no restart); the client connects through a; b learns from the store where a saw the
 # device; when a dies and the client is pointed at b (what a DNS or VIP move does), b starts the
 # handshake on the client's first packet and the same config works through b within seconds,
-# not wireguard-go's 15; a revocation made with the CLI reaches b within a second; b's handshake
-# is written back to the shared store.
+# not wireguard-go's 15; an absence entered and ended with the CLI holds the device on b and
+# lets it back within a second; a revocation made with the CLI reaches b within a second; b's
+# handshake is written back to the shared store.
 # Prints PASS/FAIL lines and finally "N passed, M failed"; exits 1 if any failed.
 set -eEuo pipefail
 
@@ -129,6 +130,22 @@ check "failover: b started the handshake, traffic flows within 5 s (wireguard-go
   eval "[[ -n '$moved_ms' && '$moved_ms' -lt 5000 ]]"
 check "status: b's handshake reaches the shared store" \
   wait_until 20 eval "hw device list | grep -q ' s ago '"
+
+# ---- an absence entered anywhere holds the device on b, and its end brings it back ----
+t0=$(date +%s%N)
+hw absence add --device tablet-1 --from "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  --until "$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)" --reason e2e >/dev/null
+check "absence: the CLI's absence removed the peer from b within a second" \
+  wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 0 ]]"
+echo "ABSENCE_ON_SECOND_GATEWAY_MS=$(( ($(date +%s%N) - t0) / 1000000 ))"
+check "absence: the client is cut off" eval "! tunnel_answers"
+absence_id=$(hw absence list | awk 'NR == 1 {print $1}')
+t0=$(date +%s%N)
+hw absence end "$absence_id" >/dev/null
+check "absence ended: b has the peer again within a second" \
+  wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 1 ]]"
+echo "ABSENCE_END_ON_SECOND_GATEWAY_MS=$(( ($(date +%s%N) - t0) / 1000000 ))"
+check "absence ended: the client's traffic flows again through b" wait_until 20 tunnel_answers
 
 # ---- a revocation made anywhere reaches b ----
 hw device revoke tablet-1 >/dev/null

@@ -36,8 +36,10 @@ pub enum WindowError {
     Range(String),
     #[error("{0:?} starts and ends at the same time; use 00:00-24:00 for the whole day")]
     Empty(String),
-    #[error("a schedule may have at most {max} time ranges; this one has {0}", max = UsageWindow::MAX_RANGES)]
-    TooManyRanges(usize),
+    #[error("a schedule may have at most {max} time ranges", max = UsageWindow::MAX_RANGES)]
+    TooManyRanges,
+    #[error("a schedule or list of dates may be at most {max} characters long", max = UsageWindow::MAX_TEXT)]
+    TooLong,
     #[error("a schedule needs at least one day and time range, such as \"Mon-Fri 06:00-20:00\"")]
     NoRanges,
     #[error("{0:?} is not a date such as 2026-12-24")]
@@ -141,15 +143,22 @@ fn time_text(minutes: u16) -> String {
     format!("{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
-/// A zone by its IANA name, from the tz database compiled into heimweg (no dependency on the
-/// host's `/usr/share/zoneinfo`, which a container may lack).
+/// A zone by its IANA name, from the tz database compiled into heimweg, never the host's
+/// `/usr/share/zoneinfo`: every gateway of a cluster must open and close a window at the same
+/// moment, whatever tzdata version its host has, and know the same names.
 pub fn time_zone(name: &str) -> Result<TimeZone, WindowError> {
     let name = name.trim();
-    // A POSIX rule or a path is not a name an admin meant; only names from the database.
-    if name.is_empty() || name.len() > 64 || name.contains("..") || name.starts_with('/') {
-        return Err(WindowError::Zone(name.chars().take(64).collect()));
+    let bad = || WindowError::Zone(name.chars().take(64).collect());
+    if name.is_empty() || name.len() > 64 {
+        return Err(bad());
     }
-    TimeZone::get(name).map_err(|_| WindowError::Zone(name.to_string()))
+    let zone = jiff::tz::TimeZoneDatabase::bundled()
+        .get(name)
+        .map_err(|_| bad())?;
+    if zone.is_unknown() {
+        return Err(bad());
+    }
+    Ok(zone)
 }
 
 impl UsageWindow {
@@ -157,15 +166,25 @@ impl UsageWindow {
     pub const MAX_RANGES: usize = 64;
     /// Public holidays and closing days for a year or two.
     pub const MAX_CLOSED: usize = 400;
+    /// Enough text for any of the above; a bound before any parsing.
+    pub const MAX_TEXT: usize = 8_000;
+    /// How far ahead [`UsageWindow::at`] looks for the next change; past it, the answer is
+    /// "ask again then".
+    const MAX_SEARCH_DAYS: usize = 120;
 
     /// A window from its text parts: the weekly schedule, the zone (empty: Europe/Berlin),
     /// the closed dates (separated by commas, semicolons or spaces).
     pub fn new(schedule: &str, zone: &str, closed: &str) -> Result<UsageWindow, WindowError> {
+        if schedule.len() > Self::MAX_TEXT || closed.len() > Self::MAX_TEXT {
+            return Err(WindowError::TooLong);
+        }
         let zone_name = match zone.trim() {
             "" => DEFAULT_TIME_ZONE,
             z => z,
         };
         let tz = time_zone(zone_name)?;
+        // The database's spelling (`europe/berlin` is found too).
+        let zone_name = tz.iana_name().unwrap_or(zone_name);
         let mut ranges = Vec::new();
         for entry in schedule
             .split([';', '\n'])
@@ -199,6 +218,10 @@ impl UsageWindow {
                 for &day in &days {
                     let r = Range { day, start, end };
                     if !ranges.contains(&r) {
+                        // Checked as it grows: a long list never costs more than the bound.
+                        if ranges.len() == Self::MAX_RANGES {
+                            return Err(WindowError::TooManyRanges);
+                        }
                         ranges.push(r);
                     }
                 }
@@ -206,9 +229,6 @@ impl UsageWindow {
         }
         if ranges.is_empty() {
             return Err(WindowError::NoRanges);
-        }
-        if ranges.len() > Self::MAX_RANGES {
-            return Err(WindowError::TooManyRanges(ranges.len()));
         }
         ranges.sort_by_key(|r| (r.day.to_monday_zero_offset(), r.start, r.end));
         let mut dates = Vec::new();
@@ -335,18 +355,23 @@ impl UsageWindow {
             };
         };
         let today = self.zone.to_datetime(ts).date();
-        // A span that started yesterday may still run (a night shift); every span that
-        // could matter starts within the closed dates' reach plus a week.
+        // A span that started yesterday may still run (a night shift).
         let Ok(mut day) = today.yesterday() else {
             return WindowState {
                 open: false,
                 until: None,
             };
         };
-        let horizon = 9 + self.closed.len();
+        // Each closed date ahead can cancel a whole week of a one-day-a-week schedule: look
+        // a week past all of them, within a bound.
+        let closed_ahead = self.closed.len() - self.closed.partition_point(|d| *d < day);
+        let horizon = (8 + 7 * closed_ahead).min(Self::MAX_SEARCH_DAYS);
         let mut current: Option<(i64, i64)> = None;
         for _ in 0..horizon {
-            let spans: Vec<(i64, i64)> = self.spans_on(day).collect();
+            // In order of their start: a range moved by the spring gap may start after one
+            // written later.
+            let mut spans: Vec<(i64, i64)> = self.spans_on(day).collect();
+            spans.sort_unstable();
             for (start, end) in spans {
                 current = match current {
                     // Overlapping or touching spans are one: the window does not close
@@ -372,11 +397,20 @@ impl UsageWindow {
                 Err(_) => break,
             }
         }
+        // The search ended without a change. Open through all of it with nothing closed
+        // ahead: open all week, for good. Otherwise the next change lies beyond the
+        // search: ask again where it ended.
+        let searched = self.horizon_end(day);
         match current {
-            // Still open at the horizon: open all week, nothing closed ahead.
             Some((s, e)) if s <= at && at < e => WindowState {
                 open: true,
-                until: (e < self.horizon_end(day)).then_some(e),
+                until: if e < searched {
+                    Some(e)
+                } else if closed_ahead == 0 {
+                    None
+                } else {
+                    Some(searched)
+                },
             },
             Some((s, _)) if at < s => WindowState {
                 open: false,
@@ -384,7 +418,7 @@ impl UsageWindow {
             },
             _ => WindowState {
                 open: false,
-                until: None,
+                until: Some(searched),
             },
         }
     }
@@ -707,7 +741,19 @@ mod tests {
             .collect();
         assert!(matches!(
             bad(&many.join(";"), "", ""),
-            WindowError::TooManyRanges(70)
+            WindowError::TooManyRanges
+        ));
+        // Repeated day lists cost no more than the bound, and long text is refused unread.
+        let repeated = format!("{} 08:00-09:00", vec!["Mon-Sun"; 1_000].join(","));
+        assert!(matches!(bad(&repeated, "", ""), WindowError::TooLong));
+        let repeated = format!("{} 08:00-09:00", vec!["Mon-Sun"; 300].join(","));
+        assert!(
+            UsageWindow::new(&repeated, "", "").is_ok(),
+            "seven ranges after all"
+        );
+        assert!(matches!(
+            bad("Mon 08:00-09:00", "Etc/Unknown", ""),
+            WindowError::Zone(_)
         ));
     }
 
@@ -734,5 +780,56 @@ mod tests {
     fn local_times_read_as_people_say_them() {
         let w = office();
         assert_eq!(w.local(at("2027-03-29T04:00:00Z")), "Mon 2027-03-29 06:00");
+    }
+
+    #[test]
+    fn closed_dates_far_apart_never_leave_the_window_without_a_next_change() {
+        // One day a week, four Saturdays of the summer closed: the next opening is five weeks
+        // ahead, beyond a week per closed date of the old bound.
+        let w = UsageWindow::new(
+            "Sat 08:00-12:00",
+            "Europe/Berlin",
+            "2027-07-10, 2027-07-17, 2027-07-24, 2027-07-31",
+        )
+        .unwrap();
+        let s = w.at(at("2027-07-05T12:00:00+02:00"));
+        assert!(!s.open);
+        assert_eq!(s.until, Some(at("2027-08-07T08:00:00+02:00")));
+        // Open every day but three closed days weeks ahead: it closes then.
+        let w = UsageWindow::new(
+            "Mon-Sun 00:00-24:00",
+            "Europe/Berlin",
+            "2027-12-24 2027-12-25 2027-12-26",
+        )
+        .unwrap();
+        let s = w.at(at("2027-12-01T12:00:00+01:00"));
+        assert!(s.open);
+        assert_eq!(s.until, Some(at("2027-12-24T00:00:00+01:00")));
+        // A closed date beyond the search: the answer says when to ask again, never "never".
+        let w = UsageWindow::new("Mon-Sun 00:00-24:00", "UTC", "2029-01-01").unwrap();
+        let s = w.at(at("2027-01-01T00:00:00Z"));
+        assert!(s.open);
+        let again = s.until.expect("a time to look again");
+        assert!(again > at("2027-01-08T00:00:00Z") && again < at("2029-01-01T00:00:00Z"));
+        assert_eq!(
+            w.at(again).until,
+            Some(again + (again - at("2027-01-01T00:00:00Z")))
+        );
+    }
+
+    #[test]
+    fn ranges_moved_by_the_spring_gap_stay_in_order() {
+        // 02:30 moves to 03:30, after the 03:00 range written second: both stay spans of
+        // their own, and 03:05 is open.
+        let w = UsageWindow::new("Sun 02:30-02:45,03:00-03:10", "Europe/Berlin", "").unwrap();
+        let s = w.at(at("2027-03-28T03:05:00+02:00"));
+        assert!(s.open, "{s:?}");
+        assert_eq!(s.until, Some(at("2027-03-28T03:10:00+02:00")));
+    }
+
+    #[test]
+    fn zone_names_come_from_the_bundled_database_in_its_spelling() {
+        let w = UsageWindow::new("Mon 08:00-09:00", "europe/berlin", "").unwrap();
+        assert_eq!(w.time_zone(), "Europe/Berlin");
     }
 }

@@ -81,20 +81,23 @@ impl Service {
     /// the soonest first, with the review's setting (empty when it is off).
     pub async fn review_due(&self, caller: &Caller) -> Result<(u32, Vec<DueDevice>)> {
         caller.require(Scope::DevicesRead)?;
-        let days = self.store.settings().await?.review_unseen_days;
+        let settings = self.store.settings().await?;
+        let days = settings.review_unseen_days;
         if days == 0 {
             return Ok((0, Vec::new()));
         }
         let now = self.now();
         let window = i64::from(days) * DAY;
         let notice = i64::from(REVIEW_NOTICE_DAYS) * DAY;
+        // A device made due by a change of the setting still gets its week.
+        let earliest = settings.review_changed_at + notice;
         let due = self
             .store
             .unseen_devices(now - window + notice, now)
             .await?
             .into_iter()
             .map(|device| DueDevice {
-                due_at: device.last_seen() + window,
+                due_at: (device.last_seen() + window).max(earliest),
                 device,
             })
             .collect();
@@ -104,11 +107,13 @@ impl Service {
     /// Revokes the devices not seen for the review's number of days; the data plane follows.
     /// Returns their names (none when the review is off).
     pub async fn review_pass(&self) -> Result<Vec<Name>> {
-        let days = self.store.settings().await?.review_unseen_days;
-        if days == 0 {
+        let settings = self.store.settings().await?;
+        let days = settings.review_unseen_days;
+        let now = self.now();
+        // Off, or set within the last week: nobody has had the notice yet.
+        if days == 0 || now < settings.review_changed_at + i64::from(REVIEW_NOTICE_DAYS) * DAY {
             return Ok(Vec::new());
         }
-        let now = self.now();
         let why = format!("not seen for {days} days (access review)");
         let revoked = self
             .store

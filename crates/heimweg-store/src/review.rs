@@ -27,12 +27,17 @@ fn active(f: &mut Filter, now: i64) {
 }
 
 /// ...and last seen before `seen_before` (see [`Device::last_seen`]: its last handshake, key
-/// renewal and enrollment all before it).
+/// renewal and enrollment all before it), and not absent since: a device held by an absence
+/// (its own or its owner's) could not be seen, and one back from an absence counts from its
+/// end, so that parental leave does not end in a revocation.
 fn unseen(f: &mut Filter, seen_before: i64) {
     let n = f.arg(Arg::Int(seen_before));
     f.cond(format!(
         "(d.last_handshake_at IS NULL OR d.last_handshake_at < ${n})
-         AND (d.key_rotated_at IS NULL OR d.key_rotated_at < ${n}) AND d.created_at < ${n}"
+         AND (d.key_rotated_at IS NULL OR d.key_rotated_at < ${n}) AND d.created_at < ${n}
+         AND NOT EXISTS (SELECT 1 FROM absences a
+                         WHERE a.ends_at >= ${n}
+                           AND (a.device_id = d.id OR a.user_id = d.owner_id))"
     ));
 }
 

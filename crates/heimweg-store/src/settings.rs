@@ -24,6 +24,9 @@ pub struct Settings {
     pub address_grace: Duration,
     /// The access review: devices not seen for this many days lose their access (0: never).
     pub review_unseen_days: u32,
+    /// When the review's setting last changed (0: never): a device first due through a
+    /// change gets its week's notice from then.
+    pub review_changed_at: i64,
     /// A device whose key is used from two places at once is suspended for this many hours
     /// (0: only flagged).
     pub shared_key_suspend_hours: u32,
@@ -68,6 +71,9 @@ pub(crate) async fn settings_on(conn: &mut sqlx::AnyConnection) -> Result<Settin
         ),
         review_unseen_days: get("review_unseen_days").map_or(Ok(0), |v| {
             v.parse().map_err(|e| bad("review_unseen_days", &e))
+        })?,
+        review_changed_at: get("review_changed_at").map_or(Ok(0), |v| {
+            v.parse().map_err(|e| bad("review_changed_at", &e))
         })?,
         shared_key_suspend_hours: get("shared_key_suspend_hours").map_or(Ok(0), |v| {
             v.parse().map_err(|e| bad("shared_key_suspend_hours", &e))
@@ -118,6 +124,7 @@ impl Store {
         }
         if let Some(days) = change.review_unseen_days {
             put(&mut tx, "review_unseen_days", &days.to_string()).await?;
+            put(&mut tx, "review_changed_at", &now.to_string()).await?;
             let detail = if days == 0 {
                 "off".to_string()
             } else {

@@ -251,6 +251,8 @@ pub(super) async fn group_window(
     Path(name): Path<String>,
     Form(f): Form<WindowForm>,
 ) -> PanelResult {
+    // Before the text is parsed: only an admin's form is worth the work.
+    ctx.writer()?;
     let caller = ctx.caller()?;
     let window = if f.schedule.trim().is_empty() {
         None
