@@ -3,8 +3,8 @@
 //! the comparison key), e-mail addresses, group policies (networks and DNS entries), the
 //! gateway's endpoint, token scopes, the named states, recorded actors, distinguished names and
 //! group mappings as the directory sync reads them, the identity provider's group and role
-//! mappings and staff device names; and the first bytes as numbers into the
-//! bounded lifetimes.
+//! mappings and staff device names, usage windows and absences; and the first bytes as numbers
+//! into the bounded lifetimes.
 //!
 //! Checked: an accepted name is NFC, 1 to 64 characters, without outer spaces and without a
 //! character the rules refuse (control, line separators, noncharacters, and everything Unicode
@@ -12,7 +12,9 @@
 //! reads back from a store, and its key is a fixed point (`name_key(key) == key`: otherwise
 //! two names that differ only in case could get two keys). Policies are within their bounds
 //! with truncated, distinct networks and survive the round trip through their text; endpoints,
-//! scopes, states and actors print back to what was parsed.
+//! scopes, states and actors print back to what was parsed. An accepted usage window reads
+//! back from its own text to the same window, and at any moment answers a next change after
+//! that moment.
 //!
 //! The input: the whole text is a name, an e-mail address, an endpoint, a state, an actor;
 //! its lines are scope names; the lines before a blank line are networks, the ones after it
@@ -47,7 +49,41 @@ fuzz_target!(|data: &[u8]| {
     states(text);
     actor(text);
     directory(text);
+    window(text, data);
 });
+
+/// The text's first line as a schedule, its second as a zone, the rest as closed dates; the
+/// first bytes as moments to ask it about. Also the two first lines as an absence's span.
+fn window(text: &str, data: &[u8]) {
+    use heimweg_control::window::{absence_span, time_zone, UsageWindow};
+    let mut lines = text.splitn(3, '\n');
+    let (schedule, zone, closed) = (
+        lines.next().unwrap_or(""),
+        lines.next().unwrap_or(""),
+        lines.next().unwrap_or(""),
+    );
+    if let Ok(w) = UsageWindow::new(schedule, zone, closed) {
+        let again = UsageWindow::new(&w.schedule(), w.time_zone(), &w.closed_text())
+            .expect("a window reads back from its own text");
+        assert_eq!(again, w);
+        let mut at = [0u8; 8];
+        for (i, b) in data.iter().take(8).enumerate() {
+            at[i] = *b;
+        }
+        // Moments from 1970 to about 2300, and the extremes.
+        let moment = (i64::from_le_bytes(at) & 0x2_ffff_ffff).min(10_400_000_000);
+        for t in [moment, 0, -1, i64::MAX, i64::MIN] {
+            if let Some(next) = w.at(t).until {
+                assert!(next > t, "a next change after the moment asked about");
+            }
+        }
+    }
+    if let Ok(berlin) = time_zone("Europe/Berlin") {
+        if let Ok((from, until)) = absence_span(schedule, zone, &berlin) {
+            assert!(until > from, "an absence ends after it starts");
+        }
+    }
+}
 
 /// What names may not contain (the rules in `heimweg_control::name`, restated): control
 /// characters, line and paragraph separators, noncharacters, whitespace other than the space,
