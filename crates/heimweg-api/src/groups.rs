@@ -30,7 +30,8 @@ pub(crate) struct WindowJson {
     time_zone: String,
     closed_dates: Vec<String>,
     open_now: bool,
-    /// Unix seconds of the next opening or closing; null when it never changes.
+    /// Unix seconds of the next opening or closing; null when there is none within the next
+    /// weeks (or ever).
     next_change: Option<i64>,
 }
 
@@ -42,7 +43,7 @@ impl WindowJson {
             time_zone: w.time_zone().to_string(),
             closed_dates: w.closed_dates().iter().map(ToString::to_string).collect(),
             open_now: state.open,
-            next_change: state.until,
+            next_change: state.until.filter(|_| state.exact),
         }
     }
 }

@@ -307,7 +307,7 @@ pub fn document() -> Value {
               "description": "dates on which no window opens (public holidays)" },
             "open_now": { "type": "boolean" },
             "next_change": { "type": ["integer", "null"],
-              "description": "Unix seconds of the next opening or closing; null: never" } } },
+              "description": "Unix seconds of the next opening or closing; null: none within the next weeks" } } },
           "UsageWindowInput": { "type": "object", "required": ["schedule"],
             "additionalProperties": false, "properties": {
             "schedule": { "type": "string", "example": "Mon-Fri 06:00-20:00" },

@@ -80,6 +80,9 @@ pub struct WindowState {
     /// The next moment (Unix seconds) the window opens or closes; `None` when it never
     /// changes again (open all week, nothing closed ahead).
     pub until: Option<i64>,
+    /// Whether `until` is a change; false when it is only when to look again (the change lies
+    /// beyond the weeks searched), which people are not shown.
+    pub exact: bool,
 }
 
 const DAYS: [(Weekday, &str, &str); 7] = [
@@ -352,6 +355,7 @@ impl UsageWindow {
             return WindowState {
                 open: false,
                 until: None,
+                exact: true,
             };
         };
         let today = self.zone.to_datetime(ts).date();
@@ -360,6 +364,7 @@ impl UsageWindow {
             return WindowState {
                 open: false,
                 until: None,
+                exact: true,
             };
         };
         // Each closed date ahead can cancel a whole week of a one-day-a-week schedule: look
@@ -381,12 +386,14 @@ impl UsageWindow {
                         return WindowState {
                             open: true,
                             until: Some(e),
+                            exact: true,
                         }
                     }
                     Some((s, _)) if at < s => {
                         return WindowState {
                             open: false,
                             until: Some(s),
+                            exact: true,
                         }
                     }
                     _ => Some((start, end)),
@@ -402,23 +409,29 @@ impl UsageWindow {
         // search: ask again where it ended.
         let searched = self.horizon_end(day);
         match current {
-            Some((s, e)) if s <= at && at < e => WindowState {
-                open: true,
-                until: if e < searched {
-                    Some(e)
+            Some((s, e)) if s <= at && at < e => {
+                let (until, exact) = if e < searched {
+                    (Some(e), true)
                 } else if closed_ahead == 0 {
-                    None
+                    (None, true)
                 } else {
-                    Some(searched)
-                },
-            },
+                    (Some(searched), false)
+                };
+                WindowState {
+                    open: true,
+                    until,
+                    exact,
+                }
+            }
             Some((s, _)) if at < s => WindowState {
                 open: false,
                 until: Some(s),
+                exact: true,
             },
             _ => WindowState {
                 open: false,
                 until: Some(searched),
+                exact: false,
             },
         }
     }
@@ -654,7 +667,8 @@ mod tests {
             w.at(at("2027-01-10T00:00:00Z")),
             WindowState {
                 open: false,
-                until: Some(at("2027-01-11T00:00:00Z"))
+                until: Some(at("2027-01-11T00:00:00Z")),
+                exact: true,
             }
         );
     }
@@ -810,6 +824,7 @@ mod tests {
         let s = w.at(at("2027-01-01T00:00:00Z"));
         assert!(s.open);
         let again = s.until.expect("a time to look again");
+        assert!(!s.exact, "not a change to show");
         assert!(again > at("2027-01-08T00:00:00Z") && again < at("2029-01-01T00:00:00Z"));
         assert_eq!(
             w.at(again).until,

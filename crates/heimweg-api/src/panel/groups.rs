@@ -194,7 +194,7 @@ pub(super) async fn group_update(
 /// Where a window stands at `now`, in its zone's local time, for people.
 pub(super) fn window_state(l: super::Lang, w: &UsageWindow, now: i64) -> String {
     let s = w.at(now);
-    match (s.open, s.until) {
+    match (s.open, s.until.filter(|_| s.exact)) {
         (true, Some(t)) => format!(
             "{} {}",
             l.t("Open now, until", "Jetzt offen, bis"),

@@ -70,7 +70,8 @@ pub struct PeerMeta {
 /// Why a device that is not revoked or expired is no peer at the moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
-    /// Its group's usage window is closed; it opens at `until` (Unix seconds), if ever.
+    /// Its group's usage window is closed; it opens at `until` (Unix seconds), if known
+    /// within the next weeks.
     Window { until: Option<i64> },
     /// It or its owner is absent until `until`.
     Absent { until: i64 },
@@ -132,7 +133,10 @@ pub fn plan(state: &State, now: i64) -> Plan {
                 if let Some(t) = s.until {
                     out.wake(t);
                 }
-                (!s.open).then_some(Hold::Window { until: s.until })
+                // People see when it opens only if that is a change, not a time to look again.
+                (!s.open).then_some(Hold::Window {
+                    until: s.until.filter(|_| s.exact),
+                })
             });
             (g.id, (Arc::new(PeerPolicy::of(g, &state.pools)), g, hold))
         })
