@@ -34,3 +34,12 @@ document.addEventListener("change", async (ev) => {
   const into = document.querySelector(t.getAttribute("data-fill"));
   if (into) into.value = await t.files[0].text();
 });
+// Sign in to connect: the warning shows a quarter of an hour before the activation ends, and
+// the page reloads at its end, so that it says what the gateway does.
+const ends = document.querySelector("[data-ends-at]");
+if (ends) {
+  const left = Number(ends.getAttribute("data-ends-at")) * 1000 - Date.now();
+  const warning = document.getElementById("connect-warning");
+  if (warning) setTimeout(() => { warning.hidden = false; }, Math.max(0, left - 15 * 60 * 1000));
+  setTimeout(() => location.reload(), Math.max(1000, left + 1000));
+}

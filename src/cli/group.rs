@@ -57,6 +57,10 @@ pub enum GroupCmd {
         /// Remove the window: the devices may connect at any time.
         #[arg(long)]
         no_window: bool,
+        /// Sign in to connect: the devices pass traffic only for this many hours (1 to 24)
+        /// after their owner signs in with a second factor on the staff page; 0 turns it off.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=24))]
+        sign_in_hours: Option<u8>,
     },
 }
 
@@ -87,6 +91,7 @@ pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
             time_zone,
             closed,
             no_window,
+            sign_in_hours,
         } => {
             // A flag not given leaves that part of the policy as it is.
             let window = match (window, no_window) {
@@ -100,6 +105,7 @@ pub async fn run(site: &Site, cmd: GroupCmd) -> Result<()> {
                 dns: (!dns.is_empty()).then(|| parse_dns(&dns)).transpose()?,
                 peer_to_peer,
                 window,
+                sign_in_hours: sign_in_hours.map(|h| (h > 0).then_some(h)),
             };
             let name = existing_name("group", &name)?;
             let g = service.update_group(&caller(), &name, patch).await?;
@@ -122,7 +128,7 @@ fn listing(groups: &[heimweg_service::Group]) -> Result<String> {
         let dns: Vec<String> = policy.dns().iter().map(|d| d.to_string()).collect();
         writeln!(
             out,
-            "{:<16} {} {}{}{}{}",
+            "{:<16} {} {}{}{}{}{}",
             g.name.as_str(),
             if policy.tunnel().is_full() {
                 "full"
@@ -143,6 +149,9 @@ fn listing(groups: &[heimweg_service::Group]) -> Result<String> {
             g.window
                 .as_ref()
                 .map(|w| format!(" window={w}"))
+                .unwrap_or_default(),
+            g.sign_in_hours
+                .map(|h| format!(" sign-in={h}h"))
                 .unwrap_or_default()
         )?;
     }

@@ -58,6 +58,11 @@ pub struct IdentityArgs {
     /// How far the provider's clock may be off, in seconds.
     #[arg(long, env = "HEIMWEG_OIDC_CLOCK_SKEW", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=600))]
     oidc_clock_skew: u64,
+    /// For sign in to connect: the authentication methods (the ID token's `amr`, such as
+    /// "mfa otp hwk") of which the provider must name one; empty: the provider's policy for
+    /// heimweg's client must itself demand the second factor.
+    #[arg(long, env = "HEIMWEG_OIDC_CONNECT_AMR", default_value = "")]
+    oidc_connect_amr: String,
 }
 
 impl IdentityArgs {
@@ -102,6 +107,12 @@ impl IdentityArgs {
             roles: RoleClaims::parse(&self.oidc_admin_groups, &self.oidc_helpdesk_groups),
             device_limit: self.oidc_device_limit,
             clock_skew: Duration::from_secs(self.oidc_clock_skew),
+            connect_amr: self
+                .oidc_connect_amr
+                .split([' ', ','])
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .collect(),
         };
         let provider = IdentityProvider::new(settings).context("HEIMWEG_OIDC_ISSUER")?;
         Ok(service.with_identity_provider(provider))

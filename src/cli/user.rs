@@ -22,6 +22,11 @@ pub enum UserCmd {
     },
     /// Disable a user who left: every device of theirs is revoked at once.
     Disable { name: String },
+    /// End a user's sign-in to connect now: their devices in groups that require it are cut
+    /// off within a second on every gateway.
+    EndActivation { name: String },
+    /// Who is signed in to connect now, and until when (UTC).
+    Activations,
     /// Import staff and their devices from a CSV file (columns user, email, group, device;
     /// `;` or `,`; UTF-8, as Excel's "CSV UTF-8" writes it). Creates the users who are new and
     /// a one-time enrollment link for each new device; the same file again changes nothing.
@@ -110,6 +115,20 @@ pub async fn run(site: &Site, cmd: UserCmd) -> Result<()> {
             let user = existing_name("user", &name)?;
             let n = service.disable_user(&caller(), &user).await?;
             println!("disabled {name}; {n} devices revoked");
+        }
+        UserCmd::EndActivation { name } => {
+            let user = existing_name("user", &name)?;
+            service.end_activation(&caller(), &user).await?;
+            println!("ended {user}'s sign-in to connect; their devices are cut off");
+        }
+        UserCmd::Activations => {
+            let mut out = String::new();
+            for a in service.activations(&caller()).await? {
+                let until = jiff::Timestamp::from_second(a.ends_at)
+                    .map_or_else(|_| a.ends_at.to_string(), |t| t.to_string());
+                out.push_str(&format!("{:<24} until {until}\n", a.user.as_str()));
+            }
+            super::print_listing(&out)?;
         }
         UserCmd::Import(args) => import(&service, args).await?,
         UserCmd::Remind { group, link_hours } => {

@@ -21,6 +21,9 @@ pub(crate) struct GroupJson {
     dns: Vec<String>,
     peer_to_peer: bool,
     usage_window: Option<WindowJson>,
+    /// Sign in to connect: how many hours an activation lets the group's devices through;
+    /// null: no sign-in needed.
+    sign_in_hours: Option<u8>,
 }
 
 /// A usage window as the API shows it, with where it stands now.
@@ -58,6 +61,7 @@ impl GroupJson {
             dns: g.policy.dns().iter().map(|d| d.to_string()).collect(),
             peer_to_peer: g.policy.allows_peer_to_peer(),
             usage_window: g.window.as_ref().map(|w| WindowJson::of(w, now)),
+            sign_in_hours: g.sign_in_hours,
         }
     }
 }
@@ -139,6 +143,9 @@ pub(crate) struct UpdateGroup {
     /// Absent: unchanged; null: no window (any time); else the new window.
     #[serde(default, deserialize_with = "present")]
     usage_window: Option<Option<WindowInput>>,
+    /// Absent: unchanged; null or 0: no sign-in needed; else 1 to 24 hours.
+    #[serde(default, deserialize_with = "present")]
+    sign_in_hours: Option<Option<u8>>,
 }
 
 /// A usage window as a client sends it.
@@ -189,6 +196,7 @@ pub(crate) async fn update(
             })
             .transpose()
             .map_err(|e| bad(format!("usage_window: {e}")))?,
+        sign_in_hours: req.sign_in_hours.map(|h| h.filter(|&h| h > 0)),
     };
     let name = path_name("group", &name)?;
     let g = st.service.update_group(&caller.0, &name, patch).await?;

@@ -15,6 +15,7 @@
 #![recursion_limit = "256"]
 
 mod absences;
+mod activations;
 mod devices;
 mod directory;
 #[cfg(feature = "fuzzing")]
@@ -170,6 +171,11 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(absences::list).post(absences::create),
         ),
         ("/api/v1/absences/{id}/end", post(absences::end)),
+        ("/api/v1/activations", get(activations::list)),
+        (
+            "/api/v1/users/{name}/activation/end",
+            post(activations::end),
+        ),
         ("/api/v1/access-review", get(review::show)),
         ("/api/v1/directory", get(directory::show)),
         ("/api/v1/directory/sync", post(directory::sync)),

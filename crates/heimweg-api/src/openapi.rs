@@ -297,7 +297,11 @@ pub fn document() -> Value {
             "dns": { "type": "array", "items": { "type": "string" } },
             "peer_to_peer": { "type": "boolean" },
             "usage_window": { "oneOf": [schema("UsageWindow"), { "type": "null" }],
-              "description": "when the group's devices may pass traffic; null: at any time" } } },
+              "description": "when the group's devices may pass traffic; null: at any time" },
+            "sign_in_hours": { "type": ["integer", "null"], "minimum": 1, "maximum": 24,
+              "description": "sign in to connect: the devices pass traffic only for this many \
+                hours after their owner signs in with a second factor on the staff page; null: \
+                no sign-in needed" } } },
           "UsageWindow": { "type": "object", "properties": {
             "schedule": { "type": "string", "description":
               "weekly, in the zone's wall-clock time: \"Mon-Fri 06:00-20:00; Sat 08:00-12:00\" \
@@ -323,6 +327,15 @@ pub fn document() -> Value {
             "reason": { "type": "string" },
             "created_by": { "type": "string", "description": "whose decision it was" },
             "created_at": { "type": "integer" } } },
+          "Activation": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "user": { "type": "string" },
+            "starts_at": { "type": "integer" },
+            "ends_at": { "type": "integer", "description":
+              "Unix seconds, exclusive; each group also ends it after its own sign_in_hours" },
+            "created_by": { "type": "string" } } },
+          "ActivationList": { "type": "object", "properties": {
+            "items": { "type": "array", "items": schema("Activation") },
+            "total": { "type": "integer" } } },
           "NewAbsence": { "type": "object", "required": ["from", "until"],
             "additionalProperties": false, "properties": {
             "user": { "type": "string", "description": "either a user…" },
@@ -371,7 +384,9 @@ pub fn document() -> Value {
             "dns": { "type": "array", "items": { "type": "string" } },
             "peer_to_peer": { "type": "boolean" },
             "usage_window": { "oneOf": [schema("UsageWindowInput"), { "type": "null" }],
-              "description": "null removes the window" } } },
+              "description": "null removes the window" },
+            "sign_in_hours": { "type": ["integer", "null"], "minimum": 0, "maximum": 24,
+              "description": "sign in to connect for this many hours; null or 0 turns it off" } } },
           "GroupList": { "type": "object", "properties": {
             "items": { "type": "array", "items": schema("Group") },
             "total": { "type": "integer" } } },
@@ -546,6 +561,14 @@ pub fn document() -> Value {
            second (users:write for a user's, devices:write for a device's)",
           Some("users:write"), vec![id()], None,
           &[("200", reply("The absence", Some("Absence")))]) },
+        "/api/v1/activations": { "get": op(
+          "Who is signed in to connect now (groups with sign_in_hours), the latest end first",
+          Some("users:read"), vec![], None,
+          &[("200", reply("Running activations", Some("ActivationList")))]) },
+        "/api/v1/users/{name}/activation/end": { "post": op(
+          "End the user's activation now: their devices in groups that require signing in to \
+           connect are cut off within a second on every gateway",
+          Some("users:write"), vec![name()], None, &[("204", no_content())]) },
         "/api/v1/users": {
           "get": op("List users", Some("users:read"), user_list, None,
             &[("200", reply("A page of users", Some("UserList")))]),

@@ -27,6 +27,7 @@ backend_tests!(
     without_a_directory_a_sync_is_a_conflict_that_says_what_to_set,
     the_identity_settings_name_the_mapping_and_never_the_secret,
     usage_windows_and_absences_are_set_over_the_api,
+    sign_in_to_connect_is_set_on_a_group_and_activations_are_listed_and_ended,
     the_access_review_lists_who_has_access_as_json_and_csv,
 );
 
@@ -1860,6 +1861,7 @@ async fn the_identity_settings_name_the_mapping_and_never_the_secret(backend: Ba
         groups: ClaimGroupMap::parse("tiefbau=Straßenbau, Tiefbau;staff=vpn-users").unwrap(),
         roles: RoleClaims::parse("heimweg-admins", ""),
         device_limit: 3,
+        connect_amr: Vec::new(),
         clock_skew: std::time::Duration::from_secs(60),
     };
     drop(closed);
@@ -2269,4 +2271,92 @@ async fn the_access_review_lists_who_has_access_as_json_and_csv(backend: Backend
         "everything was enrolled just now"
     );
     assert!(env.state.service.review_pass().await.unwrap().is_empty());
+}
+
+async fn sign_in_to_connect_is_set_on_a_group_and_activations_are_listed_and_ended(
+    backend: Backend,
+) {
+    let Some(env) = env(backend, "connect").await else {
+        return;
+    };
+    let patch = |body: Value| {
+        call(
+            &env,
+            Method::PATCH,
+            "/api/v1/groups/default",
+            Some(&env.admin),
+            Some(body),
+        )
+    };
+    let (st, v, _) = patch(json!({"sign_in_hours": 8})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["sign_in_hours"], 8);
+    // Out of range or not a number: refused, and the setting stays.
+    for bad in [json!(25), json!(300), json!(-1), json!("8")] {
+        let (st, v, _) = patch(json!({ "sign_in_hours": bad })).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+    let (_, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/groups/default",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["sign_in_hours"], 8, "unchanged: {v}");
+    // Another change keeps it; 0 (or null) turns it off.
+    let (_, v, _) = patch(json!({"allowed_prefixes": ["10.20.0.0/16"]})).await;
+    assert_eq!(v["sign_in_hours"], 8);
+    let (_, v, _) = patch(json!({"sign_in_hours": 0})).await;
+    assert_eq!(v["sign_in_hours"], Value::Null);
+
+    enroll(&env, "anna-laptop", "anna").await;
+    let (st, v, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/activations",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 0);
+    // Nothing to end: said so; an unknown user likewise.
+    for who in ["anna", "nobody"] {
+        let (st, v, _) = call(
+            &env,
+            Method::POST,
+            &format!("/api/v1/users/{who}/activation/end"),
+            Some(&env.admin),
+            None,
+        )
+        .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{who}: {v}");
+    }
+    // A reader may list, not end.
+    let reader = mint(
+        &env.state.service,
+        "activations-reader",
+        Scopes::new([Scope::UsersRead]),
+    )
+    .await;
+    let (st, _, _) = call(
+        &env,
+        Method::GET,
+        "/api/v1/activations",
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v, _) = call(
+        &env,
+        Method::POST,
+        "/api/v1/users/anna/activation/end",
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
 }

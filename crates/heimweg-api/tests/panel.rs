@@ -26,6 +26,7 @@ backend_tests!(
     a_staff_list_is_checked_then_imported_from_the_panel,
     usage_windows_and_absences_are_set_in_the_panel,
     the_access_review_announces_and_lists_and_downloads,
+    sign_in_to_connect_is_set_and_activations_ended_in_the_panel,
 );
 
 use axum::body::Body;
@@ -1639,4 +1640,102 @@ async fn the_access_review_announces_and_lists_and_downloads(backend: Backend) {
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert_eq!(env.store().settings().await.unwrap().review_unseen_days, 90);
+}
+
+/// Posts the group form's time part with `hours` of sign in to connect (no window).
+async fn set(env: &Env, admin: &mut Browser, csrf: &str, hours: &str) -> Page {
+    admin
+        .post(
+            env,
+            "/groups/default/window",
+            &[("_csrf", csrf), ("schedule", ""), ("sign_in_hours", hours)],
+        )
+        .await
+}
+
+/// Sign in to connect in the panel: the group's setting (bounded), the device's page saying
+/// why it passes nothing, the running activations on the absences page, ended by an admin and
+/// not by the helpdesk.
+async fn sign_in_to_connect_is_set_and_activations_ended_in_the_panel(backend: Backend) {
+    let Some(env) = env(backend, "connect_panel").await else {
+        return;
+    };
+    env.add_admin("hugo", Role::Helpdesk).await;
+    env.enroll("anna-laptop", Some("anna")).await;
+    let mut admin = Browser::default();
+    admin.login(&env, ADMIN).await;
+    let csrf = admin.csrf(&env).await;
+    for bad in ["25", "acht", "-1"] {
+        let page = set(&env, &mut admin, &csrf, bad).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let page = set(&env, &mut admin, &csrf, "8").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    let group = env.store().group(&n("default")).await.unwrap();
+    assert_eq!(group.sign_in_hours, Some(8));
+    let page = admin.get(&env, "/groups/default").await;
+    assert!(
+        page.body.contains("id=\"sign-in-state\"") && page.body.contains("8 hours after"),
+        "{}",
+        page.excerpt()
+    );
+    let page = admin.get(&env, "/devices/anna-laptop").await;
+    assert!(
+        page.body.contains("requires sign in to connect"),
+        "{}",
+        page.excerpt()
+    );
+
+    // Anna signed in to connect (as the staff page's sign-in does): listed, her device passes.
+    let store = env.store();
+    let anna = store.user(&n("anna"), unix_now()).await.unwrap();
+    let staff = Actor::Staff {
+        id: anna.id,
+        name: anna.name.clone(),
+    };
+    store
+        .start_activation(&staff, &anna.name, 8, unix_now())
+        .await
+        .unwrap();
+    let page = admin.get(&env, "/devices/anna-laptop").await;
+    assert!(!page.body.contains("id=\"hold\""), "{}", page.excerpt());
+    let page = admin.get(&env, "/absences").await;
+    assert!(
+        page.body.contains("action=\"/activations/anna/end\""),
+        "{}",
+        page.excerpt()
+    );
+    // The helpdesk sees it and may not end it.
+    let mut helpdesk = Browser::default();
+    helpdesk.login(&env, "hugo").await;
+    let hcsrf = helpdesk.csrf(&env).await;
+    let page = helpdesk.get(&env, "/absences").await;
+    assert!(page.body.contains("id=\"activations\""));
+    assert!(!page.body.contains("/activations/anna/end"));
+    let page = helpdesk
+        .post(&env, "/activations/anna/end", &[("_csrf", &hcsrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(store.activations(unix_now()).await.unwrap().len(), 1);
+    // The admin ends it: gone, and the device is held again.
+    let page = admin
+        .post(&env, "/activations/anna/end", &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
+    assert!(store.activations(unix_now()).await.unwrap().is_empty());
+    let page = admin.get(&env, "/devices/anna-laptop").await;
+    assert!(page.body.contains("id=\"hold\""), "{}", page.excerpt());
+    // Turned off (empty): no sign-in needed.
+    assert_eq!(
+        set(&env, &mut admin, &csrf, "").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        env.store()
+            .group(&n("default"))
+            .await
+            .unwrap()
+            .sign_in_hours,
+        None
+    );
 }

@@ -130,6 +130,8 @@ named_states!(
         GroupUpdate = "group.update",
         AbsenceCreate = "absence.create",
         AbsenceEnd = "absence.end",
+        ActivationStart = "activation.start",
+        ActivationEnd = "activation.end",
         UserCreate = "user.create",
         UserDisable = "user.disable",
         UserEnable = "user.enable",

@@ -15,6 +15,7 @@
 
 mod absences;
 mod accounts;
+mod activations;
 mod audit;
 mod backup;
 mod devices;
@@ -70,12 +71,12 @@ pub use tokens::MintedToken;
 
 /// The store's types the callers read; the store itself stays behind the service.
 pub use heimweg_store::{
-    Absence, AbsenceOf, AccessRequest, AccessRow, ActivePeer, Admin, ApiToken, AuditEntry, Backend,
-    BackupInfo, Device, DeviceCounts, DeviceOutcome, DeviceQuery, DeviceUpdate, DirectoryRun,
-    EnrollmentLink, Group, GroupPatch, InvitationStatus, MailCounts, MailState, MailSummary, Page,
-    PeerStatus, PersonOutcome, PoolOptions, RemindOutcome, RolloutRow, Session, Settings,
-    SignInPurpose, StaffSession, StoreError, User, UserOutcome, DEFAULT_ADDRESS_GRACE, MAX_PENDING,
-    POSTGRES_BACKUP, SIGN_IN_SECS,
+    Absence, AbsenceOf, AccessRequest, AccessRow, Activation, ActivePeer, Admin, ApiToken,
+    AuditEntry, Backend, BackupInfo, Device, DeviceCounts, DeviceOutcome, DeviceQuery,
+    DeviceUpdate, DirectoryRun, EnrollmentLink, Group, GroupPatch, InvitationStatus, MailCounts,
+    MailState, MailSummary, Page, PeerStatus, PersonOutcome, PoolOptions, RemindOutcome,
+    RolloutRow, Session, Settings, SignInPurpose, StaffSession, StoreError, User, UserOutcome,
+    DEFAULT_ADDRESS_GRACE, MAX_PENDING, MAX_SIGN_IN_HOURS, POSTGRES_BACKUP, SIGN_IN_SECS,
 };
 
 /// Everything an operation can refuse or fail with.

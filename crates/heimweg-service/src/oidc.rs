@@ -123,6 +123,10 @@ pub struct OidcSettings {
     pub device_limit: u32,
     /// How far the provider's clock may be off from ours.
     pub clock_skew: Duration,
+    /// For a sign-in to connect: the authentication methods (`amr` values such as `mfa`,
+    /// `otp`, `hwk`) of which the ID token must name one; empty: the provider's own policy
+    /// for this client decides (it must ask for the second factor).
+    pub connect_amr: Vec<String>,
 }
 
 impl OidcSettings {
@@ -143,6 +147,7 @@ impl std::fmt::Debug for OidcSettings {
             .field("groups", &self.groups)
             .field("roles", &self.roles)
             .field("device_limit", &self.device_limit)
+            .field("connect_amr", &self.connect_amr)
             .finish_non_exhaustive()
     }
 }
@@ -308,6 +313,13 @@ impl IdentityProvider {
                 Nonce::new_random,
             )
             .set_pkce_challenge(challenge);
+        if purpose == SignInPurpose::Connect {
+            // A sign-in to connect is a fresh one, second factor included: the provider may
+            // not answer from the session it keeps for this browser.
+            request = request
+                .add_prompt(CoreAuthPrompt::Login)
+                .set_max_age(Duration::ZERO);
+        }
         for s in &self.settings.scopes {
             request = request.add_scope(Scope::new(s.clone()));
         }
@@ -355,6 +367,7 @@ impl IdentityProvider {
     /// Checks the provider's answer to `pending` and returns who signed in.
     async fn finish(&self, pending: PendingSignIn, answer: &ProviderAnswer) -> Result<Identity> {
         let code = self.code_in(&pending, answer)?;
+        let purpose = pending.purpose;
         let client = self.client().await?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
@@ -408,6 +421,9 @@ impl IdentityProvider {
             )),
             e => refused(format!("the ID token does not hold: {e}")),
         })?;
+        if purpose == SignInPurpose::Connect {
+            self.fresh_with_second_factor(&claims)?;
+        }
         let mut who = self.identity(&claims)?;
         if !claims
             .additional_claims()
@@ -442,6 +458,55 @@ impl IdentityProvider {
             &info.additional_claims().rest,
             &self.settings.groups_claim,
         ))
+    }
+
+    /// A sign-in to connect must be one the person just made at the provider (`auth_time`
+    /// within the ten minutes a sign-in may take, and the clock skew), not one the provider
+    /// answered from its session, and name a second factor where the settings ask for one.
+    fn fresh_with_second_factor(
+        &self,
+        claims: &IdTokenClaims<OtherClaims, CoreGenderClaim>,
+    ) -> Result<()> {
+        let oldest = chrono::Utc::now()
+            - chrono::Duration::seconds(heimweg_store::SIGN_IN_SECS)
+            - chrono::Duration::from_std(self.settings.clock_skew).unwrap_or_default();
+        match claims.auth_time() {
+            Some(t) if t >= oldest => {}
+            Some(t) => {
+                return Err(refused(format!(
+                    "the provider answered with an earlier sign-in (at {t}), not a new one"
+                )))
+            }
+            None => {
+                return Err(refused(
+                    "the ID token does not say when the person signed in (auth_time)",
+                ))
+            }
+        }
+        if self.settings.connect_amr.is_empty() {
+            return Ok(());
+        }
+        let methods: Vec<&str> = claims
+            .auth_method_refs()
+            .map(|m| m.iter().map(|r| r.as_str()).collect())
+            .unwrap_or_default();
+        if methods
+            .iter()
+            .any(|m| self.settings.connect_amr.iter().any(|w| w == m))
+        {
+            Ok(())
+        } else {
+            Err(refused(format!(
+                "signing in to connect needs a second factor ({}), and the provider names \
+                 only {}",
+                self.settings.connect_amr.join(", "),
+                if methods.is_empty() {
+                    "none".to_string()
+                } else {
+                    methods.join(", ")
+                }
+            )))
+        }
     }
 
     /// Subject, login name, address and groups from verified claims.
@@ -600,7 +665,7 @@ impl Service {
                 let admin = self.store.admin_sign_in(&account, role, now).await?;
                 Ok(SignedIn::Panel { admin, next })
             }
-            SignInPurpose::Staff => {
+            SignInPurpose::Staff | SignInPurpose::Connect => {
                 let claimed = provider.settings.groups.groups_for(&who.groups);
                 let user = self
                     .store
@@ -629,6 +694,13 @@ impl Service {
                         now + STAFF_SESSION_SECS,
                     )
                     .await?;
+                if purpose == SignInPurpose::Connect {
+                    let actor = heimweg_control::Actor::Staff {
+                        id: user.id,
+                        name: user.name.clone(),
+                    };
+                    self.start_activation(&user, &actor).await?;
+                }
                 Ok(SignedIn::Staff { session, next })
             }
         }
@@ -668,6 +740,7 @@ mod tests {
             groups: ClaimGroupMap::default(),
             roles: RoleClaims::default(),
             device_limit: 3,
+            connect_amr: Vec::new(),
             clock_skew: Duration::from_secs(60),
         }
     }

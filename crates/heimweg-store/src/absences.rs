@@ -101,7 +101,7 @@ impl TryFrom<Row> for Absence {
 }
 
 /// A moment for the audit log, in UTC.
-fn utc(at: i64) -> String {
+pub(crate) fn utc(at: i64) -> String {
     jiff::Timestamp::from_second(at).map_or_else(|_| at.to_string(), |t| t.to_string())
 }
 

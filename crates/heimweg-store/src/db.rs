@@ -64,6 +64,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0012_identity_provider.sql"),
     migration!("0013_usage_windows.sql"),
     migration!("0014_shared_keys.sql"),
+    migration!("0015_sign_in_to_connect.sql"),
 ];
 
 /// The schema version this build brings a database to.

@@ -1,7 +1,7 @@
 //! Groups and their access policy.
 
 use crate::db::{audit, bump_revision, decode_error, Tx};
-use crate::{stored_name, Result, Store, StoreError};
+use crate::{stored_name, Result, Store, StoreError, MAX_SIGN_IN_HOURS};
 use heimweg_control::{Actor, AuditAction, DnsEntry, GroupPolicy, Name, TunnelMode, UsageWindow};
 use ipnet::IpNet;
 
@@ -12,6 +12,9 @@ pub struct Group {
     pub policy: GroupPolicy,
     /// When the group's devices may pass traffic; `None`: at any time.
     pub window: Option<UsageWindow>,
+    /// Sign in to connect: the group's devices pass traffic only during their owner's
+    /// activation, for at most this many hours after it starts; `None`: no sign-in needed.
+    pub sign_in_hours: Option<u8>,
 }
 
 /// A change to a group's policy; `None` leaves a part as it is. Applied to the policy as it
@@ -25,6 +28,8 @@ pub struct GroupPatch {
     pub peer_to_peer: Option<bool>,
     /// `Some(None)` removes the window.
     pub window: Option<Option<UsageWindow>>,
+    /// `Some(None)` turns sign in to connect off.
+    pub sign_in_hours: Option<Option<u8>>,
 }
 
 impl GroupPatch {
@@ -34,6 +39,7 @@ impl GroupPatch {
             && self.dns.is_none()
             && self.peer_to_peer.is_none()
             && self.window.is_none()
+            && self.sign_in_hours.is_none()
     }
 }
 
@@ -48,10 +54,11 @@ struct GroupRow {
     window_schedule: String,
     window_zone: String,
     window_closed: String,
+    sign_in_hours: i64,
 }
 
 const COLUMNS: &str = "id, name, allowed_prefixes, full_tunnel, dns, peer_to_peer,
-                       window_schedule, window_zone, window_closed";
+                       window_schedule, window_zone, window_closed, sign_in_hours";
 
 fn split(s: &str) -> Vec<&str> {
     s.split(',')
@@ -85,11 +92,17 @@ impl TryFrom<GroupRow> for Group {
                     .map_err(|e| bad(&e))?,
             )
         };
+        let sign_in_hours = match u8::try_from(r.sign_in_hours) {
+            Ok(0) => None,
+            Ok(h) if h <= MAX_SIGN_IN_HOURS => Some(h),
+            _ => return Err(bad(&format!("sign_in_hours {}", r.sign_in_hours))),
+        };
         Ok(Group {
             id: r.id,
             name: stored_name("groups", r.id, &r.name)?,
             policy,
             window,
+            sign_in_hours,
         })
     }
 }
@@ -103,14 +116,15 @@ fn join<T: ToString>(items: &[T]) -> String {
 }
 
 /// How a policy reads in the audit log.
-fn describe(p: &GroupPolicy, window: Option<&UsageWindow>) -> String {
+fn describe(p: &GroupPolicy, window: Option<&UsageWindow>, sign_in: Option<u8>) -> String {
     format!(
-        "allowed={} full_tunnel={} dns={} peer_to_peer={} window={}",
+        "allowed={} full_tunnel={} dns={} peer_to_peer={} window={} sign_in_hours={}",
         join(p.networks()),
         p.tunnel().is_full(),
         join(p.dns()),
         p.allows_peer_to_peer(),
-        window.map_or_else(|| "none".to_string(), ToString::to_string)
+        window.map_or_else(|| "none".to_string(), ToString::to_string),
+        sign_in.unwrap_or(0)
     )
 }
 
@@ -190,6 +204,7 @@ impl Store {
             name: name.clone(),
             policy: policy.clone(),
             window: None,
+            sign_in_hours: None,
         })
     }
 
@@ -208,11 +223,17 @@ impl Store {
             .with(patch.networks, patch.tunnel, patch.dns, patch.peer_to_peer)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let window = patch.window.unwrap_or(current.window);
+        let sign_in_hours = patch.sign_in_hours.unwrap_or(current.sign_in_hours);
+        if sign_in_hours.is_some_and(|h| h == 0 || h > MAX_SIGN_IN_HOURS) {
+            return Err(StoreError::Invalid(format!(
+                "sign in to connect lasts 1 to {MAX_SIGN_IN_HOURS} hours"
+            )));
+        }
         sqlx::query(
             "UPDATE groups SET allowed_prefixes = $1, full_tunnel = $2, dns = $3,
                     peer_to_peer = $4, window_schedule = $5, window_zone = $6,
-                    window_closed = $7
-             WHERE id = $8",
+                    window_closed = $7, sign_in_hours = $8
+             WHERE id = $9",
         )
         .bind(join(policy.networks()))
         .bind(i64::from(policy.tunnel().is_full()))
@@ -236,10 +257,11 @@ impl Store {
                 .map(UsageWindow::closed_text)
                 .unwrap_or_default(),
         )
+        .bind(i64::from(sign_in_hours.unwrap_or(0)))
         .bind(current.id)
         .execute(&mut *tx)
         .await?;
-        let detail = describe(&policy, window.as_ref());
+        let detail = describe(&policy, window.as_ref(), sign_in_hours);
         audit(
             &mut tx,
             now,
@@ -254,6 +276,7 @@ impl Store {
         Ok(Group {
             policy,
             window,
+            sign_in_hours,
             ..current
         })
     }

@@ -17,6 +17,8 @@ pub const SIGN_IN_SECS: i64 = 600;
 pub enum SignInPurpose {
     Staff,
     Panel,
+    /// A staff member signing in afresh to start an activation (sign in to connect).
+    Connect,
 }
 
 impl SignInPurpose {
@@ -24,6 +26,7 @@ impl SignInPurpose {
         match self {
             SignInPurpose::Staff => "staff",
             SignInPurpose::Panel => "panel",
+            SignInPurpose::Connect => "connect",
         }
     }
 }
@@ -131,6 +134,7 @@ impl Store {
         let purpose = match purpose.as_str() {
             "staff" => SignInPurpose::Staff,
             "panel" => SignInPurpose::Panel,
+            "connect" => SignInPurpose::Connect,
             other => return Err(decode_error("oidc_logins", 0, format!("purpose {other:?}"))),
         };
         Ok(Some(PendingSignIn {

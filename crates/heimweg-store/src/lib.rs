@@ -23,6 +23,7 @@
 
 mod absences;
 mod accounts;
+mod activations;
 mod audit;
 mod backup;
 mod db;
@@ -47,6 +48,7 @@ use sqlx::AnyPool;
 
 pub use absences::{Absence, AbsenceOf, AbsenceSpan, MAX_REASON};
 pub use accounts::{Admin, Session};
+pub use activations::{Activation, ActivationSpan, MAX_SIGN_IN_HOURS};
 pub use audit::AuditEntry;
 pub use backup::{BackupInfo, POSTGRES_BACKUP};
 pub use db::{Backend, PoolOptions, Watcher, SCHEMA_VERSION};

@@ -10,6 +10,7 @@ backend_tests!(
     bad_absences_change_nothing,
     the_review_revokes_devices_unseen_for_long_once_and_lists_who_has_access,
     a_shared_key_is_flagged_once_an_hour_and_suspended_if_set,
+    sign_in_to_connect_is_stored_and_an_activation_starts_ends_and_is_replaced,
 );
 
 use heimweg_control::{Actor, AuditAction, Name, PrivateKey, UsageWindow};
@@ -436,4 +437,109 @@ async fn a_shared_key_is_flagged_once_an_hour_and_suspended_if_set(backend: Back
         .await
         .unwrap()
         .is_none());
+}
+
+async fn sign_in_to_connect_is_stored_and_an_activation_starts_ends_and_is_replaced(
+    backend: Backend,
+) {
+    let Some((_db, store)) = fresh(backend, "activation").await else {
+        return;
+    };
+    let default = n("default");
+    let patch = |h| GroupPatch {
+        sign_in_hours: Some(h),
+        ..GroupPatch::default()
+    };
+    let g = store
+        .update_group(&cli(), &default, patch(Some(8)), NOW)
+        .await
+        .unwrap();
+    assert_eq!(g.sign_in_hours, Some(8));
+    assert_eq!(store.group(&default).await.unwrap().sign_in_hours, Some(8));
+    // Out of range: refused, the stored value stays.
+    for bad in [0, 25] {
+        assert!(matches!(
+            store
+                .update_group(&cli(), &default, patch(Some(bad)), NOW)
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    assert_eq!(store.group(&default).await.unwrap().sign_in_hours, Some(8));
+
+    let carol = n("carol");
+    store.create_user(&cli(), &carol, None, NOW).await.unwrap();
+    let carol_id = store.user(&carol, NOW).await.unwrap().id;
+    let staff = Actor::Staff {
+        id: carol_id,
+        name: carol.clone(),
+    };
+    assert_eq!(store.activation_of(&carol, NOW).await.unwrap(), None);
+    let before = store.revision().await.unwrap();
+    let a = store
+        .start_activation(&staff, &n("Carol"), 8, NOW)
+        .await
+        .unwrap();
+    assert_eq!((a.user.as_str(), a.ends_at), ("carol", NOW + 8 * 3_600));
+    assert_eq!(a.created_by, "staff:carol");
+    assert!(
+        store.revision().await.unwrap() > before,
+        "every gateway follows"
+    );
+    let spans = store.activation_spans(NOW + 60).await.unwrap();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        (spans[0].user_id, spans[0].starts_at),
+        (carol_id, NOW),
+        "what the plan reads"
+    );
+    // Signing in again replaces it: one runs at a time.
+    let again = store
+        .start_activation(&staff, &carol, 2, NOW + 600)
+        .await
+        .unwrap();
+    assert_eq!(store.activations(NOW + 601).await.unwrap(), [again]);
+    assert_eq!(store.activation_spans(NOW + 601).await.unwrap().len(), 1);
+    // An admin ends it: gone from what the plan reads at that moment.
+    store
+        .end_activation(&cli(), &carol, NOW + 900)
+        .await
+        .unwrap();
+    assert!(store.activation_spans(NOW + 900).await.unwrap().is_empty());
+    assert_eq!(store.activation_of(&carol, NOW + 900).await.unwrap(), None);
+    assert!(matches!(
+        store.end_activation(&cli(), &carol, NOW + 901).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Nobody unknown, no zero hours, nobody disabled.
+    assert!(matches!(
+        store.start_activation(&cli(), &n("nobody"), 8, NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.start_activation(&staff, &carol, 0, NOW).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store
+        .disable_user(&cli(), &carol, NOW + 1_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.start_activation(&cli(), &carol, 8, NOW + 1_001).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let log = store.audit_log(20).await.unwrap();
+    let actions: Vec<_> = log
+        .iter()
+        .filter(|e| e.subject == "carol")
+        .map(|e| (e.actor.clone(), e.action))
+        .collect();
+    assert!(actions.contains(&("staff:carol".into(), AuditAction::ActivationStart)));
+    assert!(actions.contains(&("cli:root".into(), AuditAction::ActivationEnd)));
+    // Turned off again.
+    let g = store
+        .update_group(&cli(), &default, patch(None), NOW)
+        .await
+        .unwrap();
+    assert_eq!(g.sign_in_hours, None);
 }

@@ -59,6 +59,7 @@ const STEPS: &[fn(&mut Seed)] = &[
     v12_identity_provider,
     v13_usage_windows,
     v14_shared_keys,
+    v15_sign_in_to_connect,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -312,6 +313,8 @@ struct Expected {
     absent: Vec<String>,
     /// Devices flagged for a shared key.
     shared_keys: usize,
+    /// (group, hours) of groups that require sign in to connect.
+    sign_in: Vec<(String, u8)>,
     audit: u64,
     revision: i64,
     /// (table, the first name, the later one differing only in case)
@@ -1145,6 +1148,30 @@ fn v14_shared_keys(s: &mut Seed) {
     s.expect.shared_keys = 1;
 }
 
+/// Sign in to connect: a group that requires it, a sign-in to connect in flight, and a
+/// staff member's activation.
+fn v15_sign_in_to_connect(s: &mut Seed) {
+    let era = s.era();
+    s.run("UPDATE groups SET sign_in_hours = 8 WHERE name = 'Leitstelle'".to_string());
+    s.audit(
+        "admin:it-sso",
+        "group.update",
+        "Leitstelle",
+        "sign_in_hours=8",
+    );
+    s.run(format!(
+        "INSERT INTO oidc_logins (id_hash, state, nonce, pkce_verifier, purpose, next, created_at)
+         VALUES ('connect-hash', 'state', 'nonce', 'verifier', 'connect', '/my', {era})"
+    ));
+    s.run(format!(
+        "INSERT INTO activations (user_id, starts_at, ends_at, created_by)
+         SELECT id, {era}, {era} + 28800, 'staff:a.sso' FROM users WHERE name = 'a.sso'"
+    ));
+    s.audit("staff:a.sso", "activation.start", "a.sso", "");
+    s.bump();
+    s.expect.sign_in.push(("Leitstelle".into(), 8));
+}
+
 // ---------------------------------------------------------------------------------------
 // Checks
 
@@ -1350,6 +1377,14 @@ async fn check_time(store: &Store, e: &Expected) {
         .filter(|d| d.shared_key_at.is_some())
         .count();
     assert_eq!(flagged, e.shared_keys, "devices flagged for a shared key");
+    let sign_in: Vec<(String, u8)> = store
+        .groups()
+        .await
+        .expect("every group decodes")
+        .into_iter()
+        .filter_map(|g| g.sign_in_hours.map(|h| (g.name.to_string(), h)))
+        .collect();
+    assert_eq!(sign_in, e.sign_in, "groups that require sign in to connect");
 }
 
 async fn all_devices(store: &Store) -> HashMap<String, Device> {

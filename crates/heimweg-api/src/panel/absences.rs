@@ -28,6 +28,7 @@ pub(super) async fn absences(State(st): State<AppState>, ctx: Ctx) -> PanelResul
     let l = ctx.lang;
     let now = st.service.now();
     let absences = st.service.absences(&caller).await?;
+    let activations = st.service.activations(&caller).await?;
     let writable = ctx.may_change();
     let content = html! {
         p { (l.t("While an absence runs, the person's devices (or the one device) pass no traffic and get no handshake answered; at its end they are back by themselves. For long absences such as parental leave or a long illness (BSI ORP.4.A6/A7).",
@@ -75,6 +76,27 @@ pub(super) async fn absences(State(st): State<AppState>, ctx: Ctx) -> PanelResul
                     }
                 }
                 @if absences.is_empty() { tr { td colspan="7" { (l.t("No absences entered.", "Keine Abwesenheiten eingetragen.")) } } }
+            }
+        } }
+        h2 #signed-in-to-connect { (l.t("Signed in to connect", "Zum Verbinden angemeldet")) }
+        p { (l.t("People in groups that require signing in to connect, whose sign-in lets their devices through now. Ending one cuts their devices off within a second, on every gateway.",
+                 "Personen in Gruppen, die Anmelden zum Verbinden verlangen, deren Anmeldung ihre Geräte jetzt durchlässt. Beenden trennt ihre Geräte binnen einer Sekunde, auf jedem Gateway.")) }
+        div.scroll { table #activations {
+            thead { tr {
+                th scope="col" { (l.t("Who", "Wer")) } th scope="col" { (l.t("Since", "Seit")) }
+                th scope="col" { (l.t("Until", "Bis")) }
+                @if writable { th scope="col" { span.sr-only { (l.t("Actions", "Aktionen")) } } }
+            } }
+            tbody {
+                @for a in &activations { tr {
+                    td { (a.user) } td { (local(a.starts_at)) } td { (local(a.ends_at)) }
+                    @if writable { td {
+                        form.inline method="post" action={ "/activations/" (super::urlpath(a.user.as_str())) "/end" } {
+                            (csrf_field(&ctx)) button type="submit" { (l.t("End now", "Jetzt beenden")) }
+                        }
+                    } }
+                } }
+                @if activations.is_empty() { tr { td colspan="4" { (l.t("Nobody is signed in to connect.", "Niemand ist zum Verbinden angemeldet.")) } } }
             }
         } }
     };
@@ -133,4 +155,17 @@ pub(super) async fn absence_end(
 ) -> PanelResult {
     st.service.end_absence(&ctx.caller()?, id).await?;
     Ok(see_other("/absences"))
+}
+
+/// Ends a person's activation now (sign in to connect).
+pub(super) async fn activation_end(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PanelResult {
+    let caller = ctx.caller()?;
+    st.service
+        .end_activation(&caller, &super::path_name(&name)?)
+        .await?;
+    Ok(see_other("/absences#signed-in-to-connect"))
 }

@@ -519,7 +519,8 @@ pub(super) async fn device_rotate(
     ))
 }
 
-/// Why a device passes no traffic now, for the helpdesk: the usage window or an absence.
+/// Why a device passes no traffic now, for the helpdesk: the usage window, an absence or no
+/// sign-in to connect.
 fn hold_text(l: Lang, h: Hold, window: Option<&UsageWindow>) -> String {
     match h {
         Hold::Window { until: Some(t) } => format!(
@@ -541,6 +542,12 @@ fn hold_text(l: Lang, h: Hold, window: Option<&UsageWindow>) -> String {
             l.t("paused: absent until", "pausiert: abwesend bis"),
             timestamp(until)
         ),
+        Hold::SignIn => l
+            .t(
+                "paused: its group requires sign in to connect, and its owner has not signed in (or the time is over)",
+                "pausiert: die Gruppe verlangt Anmelden zum Verbinden, und der Besitzer hat sich nicht angemeldet (oder die Zeit ist um)",
+            )
+            .to_string(),
     }
 }
 

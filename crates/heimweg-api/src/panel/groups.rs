@@ -9,7 +9,7 @@ use axum::Form;
 use heimweg_control::mobileconfig::ApplePlatform;
 use heimweg_control::window::DEFAULT_TIME_ZONE;
 use heimweg_control::{GroupPolicy, TunnelMode, UsageWindow};
-use heimweg_service::{Group, GroupPatch, MdmExport};
+use heimweg_service::{Group, GroupPatch, MdmExport, MAX_SIGN_IN_HOURS};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -184,6 +184,7 @@ pub(super) async fn group_update(
         dns: Some(policy.dns().to_vec()),
         peer_to_peer: Some(policy.allows_peer_to_peer()),
         window: None,
+        sign_in_hours: None,
     };
     st.service
         .update_group(&caller, &path_name(&name)?, patch)
@@ -220,6 +221,10 @@ fn window_section(ctx: &Ctx, g: &Group, now: i64) -> Markup {
             Some(w) => { strong { (w.to_string()) } ". " (window_state(l, w, now)) "." },
             None => { (l.t("Any time: the group's devices may connect day and night.", "Jederzeit: die Geräte der Gruppe dürfen Tag und Nacht verbinden.")) },
         } }
+        p #sign-in-state { @match g.sign_in_hours {
+            Some(h) => { strong { (l.t("Sign in to connect", "Anmelden zum Verbinden")) } ": " (l.t("the devices pass traffic only for", "die Geräte leiten Verkehr nur für")) " " (h) " " (l.t("hours after their owner signs in with a second factor on the staff page (/my).", "Stunden, nachdem sich ihr Besitzer auf der Mitarbeiterseite (/my) mit zweitem Faktor angemeldet hat.")) },
+            None => { (l.t("No sign-in needed to connect.", "Zum Verbinden ist keine Anmeldung nötig.")) },
+        } }
         @if ctx.may_change() {
             form.card #usage-window method="post" action={ "/groups/" (urlpath(g.name.as_str())) "/window" } {
                 (csrf_field(ctx))
@@ -229,6 +234,8 @@ fn window_section(ctx: &Ctx, g: &Group, now: i64) -> Markup {
                 input id="time_zone" name="time_zone" spellcheck="false" value=(w.map_or(DEFAULT_TIME_ZONE, UsageWindow::time_zone));
                 label for="closed_dates" { (l.t("Closed dates, such as public holidays (2026-12-24, one per line or comma-separated)", "Geschlossene Tage, etwa Feiertage (2026-12-24, eins pro Zeile oder durch Komma getrennt)")) }
                 textarea id="closed_dates" name="closed_dates" rows="3" spellcheck="false" { (w.map(UsageWindow::closed_text).unwrap_or_default()) }
+                label for="sign_in_hours" { (l.t("Sign in to connect: hours a sign-in lets the devices through (empty or 0: no sign-in needed)", "Anmelden zum Verbinden: Stunden, die eine Anmeldung die Geräte durchlässt (leer oder 0: keine Anmeldung nötig)")) }
+                input id="sign_in_hours" name="sign_in_hours" type="number" min="0" max=(MAX_SIGN_IN_HOURS) value=(g.sign_in_hours.map(|h| h.to_string()).unwrap_or_default());
                 p.hint { (l.t("Outside the window the gateway drops the devices' traffic and answers no handshake; a connection that is open at the window's end is cut off within a second. Times are local wall-clock times in the zone, across daylight-saving changes too. A range whose end is not after its start runs past midnight (22:00-06:00).",
                               "Außerhalb der Zeiten verwirft das Gateway den Verkehr der Geräte und beantwortet keinen Handshake; eine Verbindung, die zum Ende der Zeiten besteht, wird binnen einer Sekunde getrennt. Die Zeiten gelten als Ortszeit der Zone, auch über die Zeitumstellung. Ein Bereich, dessen Ende nicht nach dem Anfang liegt, reicht über Mitternacht (22:00-06:00).")) }
                 button type="submit" { (l.t("Save the usage window", "Nutzungszeiten speichern")) }
@@ -242,6 +249,7 @@ pub(super) struct WindowForm {
     pub(super) schedule: String,
     pub(super) time_zone: Option<String>,
     pub(super) closed_dates: Option<String>,
+    pub(super) sign_in_hours: Option<String>,
 }
 
 /// Sets or (with an empty schedule) removes a group's usage window.
@@ -266,8 +274,24 @@ pub(super) async fn group_window(
             .map_err(|e| PanelError::BadRequest(e.to_string()))?,
         )
     };
+    let hours = f.sign_in_hours.as_deref().map_or("", str::trim);
+    let sign_in_hours = match hours.parse::<u8>() {
+        _ if hours.is_empty() => None,
+        Ok(0) => None,
+        Ok(h) if h <= MAX_SIGN_IN_HOURS => Some(h),
+        _ => {
+            return Err(PanelError::BadRequest(format!(
+                "{} 0–{MAX_SIGN_IN_HOURS}",
+                ctx.lang.t(
+                    "Sign in to connect takes a number of hours,",
+                    "Anmelden zum Verbinden nimmt eine Zahl von Stunden,"
+                )
+            )))
+        }
+    };
     let patch = GroupPatch {
         window: Some(window),
+        sign_in_hours: Some(sign_in_hours),
         ..GroupPatch::default()
     };
     st.service

@@ -97,6 +97,8 @@ fn staff_pages() -> Router<AppState> {
         .route("/oidc/callback", get(my::callback))
         .route("/my", get(my::my_page))
         .route("/my/sign-in", get(my::staff_sign_in))
+        .route("/my/connect", get(my::connect_sign_in))
+        .route("/my/connect/end", post(my::connect_end))
         .route("/my/sign-out", post(my::sign_out))
         .route("/my/devices", post(my::enroll_own))
         .route("/my/devices/{name}/rotate", post(my::rotate_own))
@@ -156,6 +158,7 @@ pub fn routes(state: AppState) -> Router {
             get(absences::absences).post(absences::absence_create),
         )
         .route("/absences/{id}/end", post(absences::absence_end))
+        .route("/activations/{name}/end", post(absences::activation_end))
         .route("/review", get(review::review))
         .route("/review.csv", get(review::review_csv))
         .route("/settings/review", post(review::review_update))

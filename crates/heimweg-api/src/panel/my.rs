@@ -23,7 +23,7 @@ use axum::Form;
 use cookie::SameSite;
 use heimweg_control::{DeviceStatus, Name, PublicKey, UsageWindow};
 use heimweg_service::{
-    Absence, AbsenceOf, Device, ProviderAnswer, ServiceError, SignInPurpose, SignedIn,
+    Absence, AbsenceOf, Activation, Device, ProviderAnswer, ServiceError, SignInPurpose, SignedIn,
     StaffSession, StoreError, SIGN_IN_SECS, STAFF_SESSION_SECS,
 };
 use maud::{html, Markup, DOCTYPE};
@@ -104,6 +104,21 @@ async fn begin(st: &AppState, ctx: &Ctx, purpose: SignInPurpose, next: String) -
 
 pub(super) async fn staff_sign_in(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
     begin(&st, &ctx, SignInPurpose::Staff, "/my".into()).await
+}
+
+/// `/my/connect`: a fresh sign-in at the provider (its second factor included) that starts an
+/// activation when it comes back. A forged link only shows the person the provider's sign-in.
+pub(super) async fn connect_sign_in(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    begin(&st, &ctx, SignInPurpose::Connect, "/my".into()).await
+}
+
+/// Ends the staff member's own activation now.
+pub(super) async fn connect_end(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    let s = signed_in(&ctx)?;
+    match st.service.end_own_activation(s).await {
+        Ok(()) => Ok(super::see_other("/my")),
+        Err(e) => refused_or(&st, &ctx, s, e).await,
+    }
 }
 
 pub(super) async fn panel_sign_in(
@@ -244,6 +259,7 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
     let now = st.service.now();
     let limit = st.service.own_device_limit().unwrap_or(0);
     let (windows, absences) = st.service.own_access_times(s, &devices).await?;
+    let (activation, sign_in_hours) = st.service.own_activation(s).await?;
     let active = devices
         .iter()
         .filter(|d| d.status(now) == DeviceStatus::Active)
@@ -253,6 +269,7 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
         p #who { (l.t("Signed in as", "Angemeldet als")) " " strong { (s.user.name) } ". "
             (l.t("Session ends", "Sitzung endet")) " " (timestamp(s.expires_at)) "." }
         (devices_table(l, &devices, now, ctx))
+        (connect_section(ctx, activation.as_ref(), sign_in_hours, now))
         (access_times(l, &windows, &absences, now))
         h2 { (l.t("Add a device", "Gerät hinzufügen")) }
         @if active >= limit as usize {
@@ -279,6 +296,37 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
         }
     };
     Ok(layout(ctx, l.t("My devices", "Meine Geräte"), content))
+}
+
+/// How long before an activation's end the page warns.
+const WARN_SECS: i64 = 15 * 60;
+
+/// Sign in to connect: the running activation (and a warning before it ends), or the button
+/// that starts one. Nothing when none of the staff member's devices needs it.
+fn connect_section(ctx: &Ctx, a: Option<&Activation>, hours: Option<u8>, now: i64) -> Markup {
+    let l = ctx.lang;
+    html! {
+        @if let Some(a) = a {
+            h2 { (l.t("Connected for work", "Zum Arbeiten verbunden")) }
+            // panel.js shows the warning when the time comes and reloads the page at the end.
+            p #connect-state data-ends-at=(a.ends_at) { (l.t("Your devices may connect until", "Ihre Geräte dürfen verbinden bis")) " " strong { (timestamp(a.ends_at)) } "." }
+            p.notice.warn #connect-warning role="alert" hidden[a.ends_at - now > WARN_SECS] {
+                (l.t("Your connection time ends soon. Sign in again to go on working; at its end the VPN stops passing traffic.", "Ihre Verbindungszeit endet bald. Melden Sie sich erneut an, um weiterzuarbeiten; an ihrem Ende leitet das VPN keinen Verkehr mehr."))
+            }
+            p {
+                a.button #connect href="/my/connect" { (l.t("Sign in again to extend", "Erneut anmelden und verlängern")) }
+                " "
+                form.inline method="post" action="/my/connect/end" {
+                    (csrf_field(ctx))
+                    button.link #connect-end type="submit" { (l.t("End now", "Jetzt beenden")) }
+                }
+            }
+        } @else if let Some(h) = hours {
+            h2 { (l.t("Sign in to connect", "Anmelden zum Verbinden")) }
+            p #connect-state { (l.t("Your devices pass no traffic until you sign in with your second factor. A sign-in lets them connect for", "Ihre Geräte leiten keinen Verkehr, bis Sie sich mit Ihrem zweiten Faktor anmelden. Eine Anmeldung lässt sie verbinden für")) " " (h) " " (l.t("hours.", "Stunden.")) }
+            p { a.button #connect href="/my/connect" { (l.t("Sign in to connect", "Anmelden und verbinden")) } }
+        }
+    }
 }
 
 /// When the staff member can connect: their groups' usage windows and their absences.

@@ -71,6 +71,8 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
         A::GroupUpdate => l.t("access policy changed", "Zugriff geändert"),
         A::AbsenceCreate => l.t("absence entered", "Abwesenheit eingetragen"),
         A::AbsenceEnd => l.t("absence ended", "Abwesenheit beendet"),
+        A::ActivationStart => l.t("signed in to connect", "zum Verbinden angemeldet"),
+        A::ActivationEnd => l.t("connection time ended", "Verbindungszeit beendet"),
         A::UserCreate => l.t("user created", "Person angelegt"),
         A::UserDisable => l.t(
             "user disabled, devices revoked",

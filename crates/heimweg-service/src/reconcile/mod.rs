@@ -350,12 +350,14 @@ impl Service {
             groups: self.store.groups().await?,
             devices: self.store.unrevoked_peers().await?,
             absences: self.store.absence_spans(now).await?,
+            activations: self.store.activation_spans(now).await?,
             pools: vec![settings.pool_v4.into(), settings.pool_v6.into()],
         })
     }
 
     /// Why the plan holds `d` out of the data plane now, if it does (its group's window is
-    /// closed, it or its owner is absent): the plan's own answer for this one device.
+    /// closed, it or its owner is absent, its owner has not signed in to connect): the plan's
+    /// own answer for this one device.
     pub async fn device_hold(&self, d: &heimweg_store::Device) -> crate::Result<Option<Hold>> {
         if d.revoked_at.is_some() {
             return Ok(None);
@@ -388,6 +390,7 @@ impl Service {
                 expires_at: d.expires_at,
             }],
             absences: self.store.absence_spans(now).await?,
+            activations: self.store.activation_spans(now).await?,
             pools: Vec::new(),
         };
         Ok(plan(&state, now).held.get(&d.id).copied())

@@ -3,19 +3,20 @@
 //! what to write back.
 
 use heimweg_control::{Name, PublicKey};
-use heimweg_store::{AbsenceSpan, ActivePeer, Group, PeerStatus};
+use heimweg_store::{AbsenceSpan, ActivationSpan, ActivePeer, Group, PeerStatus};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// What the plan is made from: every group, every device that is not revoked, the absences
-/// that have not ended, and the devices' address pools.
+/// that have not ended, the activations that run, and the devices' address pools.
 #[derive(Debug, Clone, Default)]
 pub struct State {
     pub groups: Vec<Group>,
     pub devices: Vec<ActivePeer>,
     pub absences: Vec<AbsenceSpan>,
+    pub activations: Vec<ActivationSpan>,
     /// The pools devices get their addresses from: carved out of what a group reaches unless
     /// the group allows device-to-device traffic.
     pub pools: Vec<IpNet>,
@@ -75,6 +76,8 @@ pub enum Hold {
     Window { until: Option<i64> },
     /// It or its owner is absent until `until`.
     Absent { until: i64 },
+    /// Its group requires sign in to connect, and its owner has no activation running.
+    SignIn,
 }
 
 /// The plan for one moment.
@@ -117,9 +120,50 @@ impl Absent {
     }
 }
 
+/// The absences at `now` by user and by device.
+fn absences_at(absences: &[AbsenceSpan], now: i64) -> (HashMap<i64, Absent>, HashMap<i64, Absent>) {
+    let mut users: HashMap<i64, Absent> = HashMap::new();
+    let mut devices: HashMap<i64, Absent> = HashMap::new();
+    for a in absences {
+        if let Some(u) = a.user_id {
+            users.entry(u).or_default().add(a, now);
+        }
+        if let Some(d) = a.device_id {
+            devices.entry(d).or_default().add(a, now);
+        }
+    }
+    (users, devices)
+}
+
+/// Each user's activations that run at `now`: (start, end).
+fn activations_at(activations: &[ActivationSpan], now: i64) -> HashMap<i64, Vec<(i64, i64)>> {
+    let mut out: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for a in activations {
+        if a.starts_at <= now && now < a.ends_at {
+            out.entry(a.user_id)
+                .or_default()
+                .push((a.starts_at, a.ends_at));
+        }
+    }
+    out
+}
+
+/// Until when a device of a group that requires sign in to connect for `hours` passes
+/// traffic, given its owner's `running` activations; `None`: not now. The group's own hours
+/// cap an activation started for a longer one (another group's).
+fn activated_until(hours: u8, running: Option<&Vec<(i64, i64)>>, now: i64) -> Option<i64> {
+    running
+        .into_iter()
+        .flatten()
+        .map(|&(start, end)| end.min(start + i64::from(hours) * 3600))
+        .max()
+        .filter(|&end| end > now)
+}
+
 /// The peers at `now`: devices that are not revoked and not expired, whose group's usage
-/// window is open and who are not absent (the device or its owner), each with its group's
-/// policy. A device whose group vanished reaches nothing.
+/// window is open, who are not absent (the device or its owner) and, where their group
+/// requires sign in to connect, whose owner's activation runs (for at most the group's
+/// hours), each with its group's policy. A device whose group vanished reaches nothing.
 pub fn plan(state: &State, now: i64) -> Plan {
     let nothing = Arc::new(PeerPolicy::default());
     let mut out = Plan::default();
@@ -141,16 +185,8 @@ pub fn plan(state: &State, now: i64) -> Plan {
             (g.id, (Arc::new(PeerPolicy::of(g, &state.pools)), g, hold))
         })
         .collect();
-    let mut users: HashMap<i64, Absent> = HashMap::new();
-    let mut devices: HashMap<i64, Absent> = HashMap::new();
-    for a in &state.absences {
-        if let Some(u) = a.user_id {
-            users.entry(u).or_default().add(a, now);
-        }
-        if let Some(d) = a.device_id {
-            devices.entry(d).or_default().add(a, now);
-        }
-    }
+    let (users, devices) = absences_at(&state.absences, now);
+    let activations = activations_at(&state.activations, now);
     for d in &state.devices {
         match d.expires_at {
             Some(at) if at <= now => continue,
@@ -177,7 +213,19 @@ pub fn plan(state: &State, now: i64) -> Plan {
                 out.held.insert(d.device_id, *hold);
                 continue;
             }
-            Some((p, g, None)) => (Arc::clone(p), g.name.to_string()),
+            Some((p, g, None)) => {
+                if let Some(hours) = g.sign_in_hours {
+                    let running = d.owner_id.and_then(|u| activations.get(&u));
+                    match activated_until(hours, running, now) {
+                        Some(end) => out.wake(end),
+                        None => {
+                            out.held.insert(d.device_id, Hold::SignIn);
+                            continue;
+                        }
+                    }
+                }
+                (Arc::clone(p), g.name.to_string())
+            }
             None => (Arc::clone(&nothing), String::new()),
         };
         out.peers.push(DesiredPeer {
@@ -258,6 +306,7 @@ mod tests {
             name: Name::new(name).unwrap(),
             policy: GroupPolicy::parse(nets, TunnelMode::Split, dns).unwrap(),
             window: None,
+            sign_in_hours: None,
         }
     }
 
@@ -287,6 +336,7 @@ mod tests {
                 device(3, 2, Some(NOW + 30)),
             ],
             absences: Vec::new(),
+            activations: Vec::new(),
             pools: vec![
                 "10.77.0.0/16".parse().unwrap(),
                 "fd00::/64".parse().unwrap(),
@@ -584,5 +634,55 @@ mod tests {
                 (t("2027-01-12T20:00:00+01:00"), 0),
             ]
         );
+    }
+
+    #[test]
+    fn sign_in_to_connect_lets_a_device_through_only_during_its_owners_activation() {
+        let mut s = state();
+        for d in &mut s.devices {
+            d.expires_at = None;
+        }
+        // Rathaus requires a sign-in for 8 hours; bauamt does not.
+        s.groups[0].sign_in_hours = Some(8);
+        s.devices[0].owner_id = Some(7);
+        s.devices[1].owner_id = None;
+        s.devices[2].owner_id = Some(7);
+        let before = plan(&s, NOW);
+        assert_eq!(before.held[&1], Hold::SignIn, "no activation: held");
+        assert_eq!(before.held[&2], Hold::SignIn, "nobody can sign in for it");
+        assert!(!before.held.contains_key(&3), "its group needs no sign-in");
+        assert_eq!(before.wake_at, None, "nothing to wake for");
+        // An activation started for 10 hours (another group's length) ends for this group
+        // after its own 8.
+        s.activations = vec![ActivationSpan {
+            user_id: 7,
+            starts_at: NOW,
+            ends_at: NOW + 10 * 3_600,
+        }];
+        let during = plan(&s, NOW + 60);
+        assert!(during.directory.values().any(|m| m.device_id == 1));
+        assert_eq!(during.held.get(&2), Some(&Hold::SignIn), "another owner's");
+        assert_eq!(during.wake_at, Some(NOW + 8 * 3_600), "wakes at its end");
+        assert_eq!(
+            follow(&s, NOW + 60, NOW + 11 * 3_600),
+            [(NOW + 8 * 3_600, 1)],
+            "device 1 out at the group's end, device 3 never affected"
+        );
+        // Ended early: its end moved to the moment an admin ended it.
+        s.activations[0].ends_at = NOW + 120;
+        assert_eq!(plan(&s, NOW + 120).held[&1], Hold::SignIn);
+        // An absence wins over an activation.
+        s.activations[0].ends_at = NOW + 3_600;
+        s.absences = vec![AbsenceSpan {
+            user_id: Some(7),
+            device_id: None,
+            starts_at: NOW,
+            ends_at: NOW + 600,
+        }];
+        assert_eq!(
+            plan(&s, NOW + 60).held[&1],
+            Hold::Absent { until: NOW + 600 }
+        );
+        assert!(!plan(&s, NOW + 600).held.contains_key(&1));
     }
 }
