@@ -315,12 +315,47 @@ impl Reconciler {
                 "data plane reconciled"
             );
         }
+        if report.added > 0 {
+            self.hint_returning_peers(now).await;
+        }
         if let Ok(mut d) = self.directory.write() {
             *d = plan.directory;
         }
         Ok(plan.wake_at)
     }
+
+    /// A device that comes back minutes after it was cut off (an activation, an absence ended
+    /// early, a window reopened) still sends under the session the gateway dropped, and a
+    /// stock client waits 15 s of silence before it starts a handshake of its own. With its
+    /// last endpoint as a hint, its first packet makes the gateway start the handshake at once.
+    /// Endpoints older than the client's keys can live are left out: such a client starts the
+    /// handshake itself.
+    async fn hint_returning_peers(&self, now: i64) {
+        match self
+            .service
+            .store
+            .endpoints_seen_since(now - RETURNING_PEER_SECS)
+            .await
+        {
+            Ok(rows) if !rows.is_empty() => {
+                let hints: Vec<([u8; 32], SocketAddr)> = rows
+                    .into_iter()
+                    .map(|(key, addr)| (*key.as_bytes(), addr))
+                    .collect();
+                let sink = Arc::clone(&self.sink);
+                let _ = tokio::task::spawn_blocking(move || sink.endpoint_hints(&hints)).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading where returning devices were seen failed")
+            }
+        }
+    }
 }
+
+/// How far back a returning device's endpoint counts: three times WireGuard's
+/// `REJECT_AFTER_TIME` (180 s), past which no client uses its old keys.
+const RETURNING_PEER_SECS: i64 = 540;
 
 /// Where the reconciler stands between passes.
 #[derive(Default)]
