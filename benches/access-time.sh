@@ -11,16 +11,25 @@
 # The pings go every 50 ms, so cut-off times are good to about 50 ms. Each run takes 4-6 min
 # (the window's edge is the next minute boundary at least 30 s away).
 #
+# With SCRIPT=tests/netns/oidc.sh it times sign in to connect instead (a real OpenID provider,
+# headless Chromium; about a minute a run; pings polled every 0.2 s, good to about 0.4 s):
+#   ACTIVATION_TO_TRAFFIC_MS the gateway's answer to the fresh sign-in to the first answered ping
+#   ADMIN_END_CUTOFF_MS      `heimweg user end-activation` to the first unanswered ping
+#   OWN_END_CUTOFF_MS        the staff member's click on "End now" to the first unanswered ping
+#   DISABLED_CUTOFF_MS       `heimweg user disable` to the first unanswered ping
+#
 #   cargo build --release --workspace
 #   RUNS=3 bash benches/access-time.sh
+#   RUNS=5 SCRIPT=tests/netns/oidc.sh bash benches/access-time.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HW=${HW:-$PWD/target/release/heimweg}
 RUNS=${RUNS:-3}
+SCRIPT=${SCRIPT:-tests/netns/timewindow.sh}
 OUT=$(mktemp -d /tmp/hw-access-time.XXXXXX)
 for i in $(seq 1 "$RUNS"); do
   echo "run $i of $RUNS" >&2
-  HEIMWEG=$HW bash tests/netns/timewindow.sh >"$OUT/run-$i.log" 2>&1 || {
+  HEIMWEG=$HW bash "$SCRIPT" >"$OUT/run-$i.log" 2>&1 || {
     echo "run $i failed:" >&2; grep -E 'FAIL|passed' "$OUT/run-$i.log" >&2; exit 1; }
 done
 python3 - "$OUT" <<'PY'

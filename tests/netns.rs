@@ -117,7 +117,9 @@ fn a_locked_directory_account_is_cut_off_within_the_interval() {
 /// enroll their own devices on /my within their group and device limit, admins and the
 /// helpdesk get their role from the provider's groups; tampered, replayed and expired answers
 /// are refused and a key rotation is followed; the laptop a staff member enrolled herself
-/// comes up under wg-quick and is cut off when she is disabled (tests/netns/oidc.sh).
+/// comes up under wg-quick; once her group requires sign in to connect it passes traffic only
+/// after a fresh sign-in with her second factor, and is cut off when an admin or she ends it,
+/// and when she is disabled (tests/netns/oidc.sh).
 #[test]
 fn staff_sign_in_through_the_provider_and_put_their_own_device_online() {
     if !enabled() {

@@ -29,6 +29,9 @@
 //                                            at the userinfo endpoint only, not in the ID token
 //   dave   / dave-secret -> sub-dave-90c6     groups kantine (no group that may connect)
 //
+// A second factor: carol also has a one-time code, 246810 (a stand-in for her authenticator
+// app). A login with the right code says so in the ID token (amr ["pwd", "otp"]), one without
+// it only ["pwd"]; a wrong code is refused like a wrong password ("Einmalcode falsch").
 // Login form at /interaction/<uid>: input#login (name=login), input#password (name=password),
 // button[type=submit]. A wrong login answers 401 with the form again and "Benutzername oder
 // Passwort falsch", never a redirect, so a test sees the failure on the provider's page.
@@ -83,7 +86,7 @@ const USERS = new Map(Object.entries({
   bob: { sub: 'sub-bob-2c9e', password: 'builder', name: 'Bob Helpdesk',
     email: 'bob@stadt.example', groups: ['vpn-users', 'heimweg-helpdesk'] },
   carol: { sub: 'sub-carol-b41d', password: 'caroline', name: 'Carol Staff',
-    email: 'carol@stadt.example', groups: ['vpn-users'] },
+    email: 'carol@stadt.example', groups: ['vpn-users'], otp: '246810' },
   'jürgen': { sub: 'sub-juergen-5e07', password: 'grüße', name: 'Jürgen Müller',
     email: 'juergen@stadt.example', groups: ['Straßenbau, Tiefbau'] },
   dave: { sub: 'sub-dave-90c6', password: 'dave-secret', name: 'Dave Outside',
@@ -156,7 +159,8 @@ function build() {
     enabledJWA: { idTokenSigningAlgValues: ['ES256'] }, // what discovery advertises, so clients pin it
     pkce: { required: () => true }, // the default demands PKCE only from public clients
     scopes: ['openid', 'email', 'profile', 'groups'],
-    claims: { openid: ['sub'], email: ['email', 'email_verified'],
+    claims: { openid: ['sub', 'amr'], acr: null, auth_time: null, // amr always, as Entra ID sends it
+      email: ['email', 'email_verified'],
       profile: ['name', 'preferred_username'], groups: ['groups'] },
     conformIdTokenClaims: false, // else the scope claims go only to userinfo, not into the ID token
     ttl: { IdToken: () => idTokenTtlS, AccessToken: 600, AuthorizationCode: 60, Interaction: 600,
@@ -203,6 +207,7 @@ const loginPage = (uid, login = '', error = '') => `<!doctype html>
 ${error ? `<p role="alert">${esc(error)}</p>\n` : ''}<form method="post" action="/interaction/${esc(uid)}/login" accept-charset="utf-8">
 <p><label for="login">Benutzername</label> <input id="login" name="login" autocomplete="username" value="${esc(login)}"></p>
 <p><label for="password">Passwort</label> <input id="password" name="password" type="password" autocomplete="current-password"></p>
+<p><label for="otp">Einmalcode (falls eingerichtet)</label> <input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code"></p>
 <p><button type="submit">Anmelden</button></p>
 </form></main></body></html>
 `;
@@ -259,8 +264,14 @@ async function interaction(req, res, uid, action) {
     console.error(`login failed for ${JSON.stringify(login)}`);
     return send(res, 401, 'text/html; charset=utf-8', loginPage(uid, login, 'Benutzername oder Passwort falsch'));
   }
-  console.error(`login ok: ${login} (${user.sub})`);
-  return provider.interactionFinished(req, res, { login: { accountId: user.sub } }, { mergeWithLastSubmission: false });
+  const otp = form.get('otp') ?? '';
+  if (otp && otp !== user.otp) {
+    console.error(`one-time code wrong for ${JSON.stringify(login)}`);
+    return send(res, 401, 'text/html; charset=utf-8', loginPage(uid, login, 'Einmalcode falsch'));
+  }
+  const amr = otp ? ['pwd', 'otp'] : ['pwd'];
+  console.error(`login ok: ${login} (${user.sub}) amr ${amr.join(',')}`);
+  return provider.interactionFinished(req, res, { login: { accountId: user.sub, amr } }, { mergeWithLastSubmission: false });
 }
 
 const server = http.createServer(async (req, res) => {
