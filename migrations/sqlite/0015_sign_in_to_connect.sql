@@ -6,14 +6,14 @@ ALTER TABLE groups ADD COLUMN sign_in_hours INTEGER NOT NULL DEFAULT 0
     CHECK (sign_in_hours BETWEEN 0 AND 24);
 -- An activation: a user's devices in sign-in groups may pass traffic from `starts_at` until
 -- `ends_at` (Unix seconds, end exclusive; each group also ends it after its own hours).
--- Ended early (by the staff member or an admin) by setting `ends_at` to that moment, audited.
+-- Ended early (by the staff member or an admin, or when the user is disabled) by setting
+-- `ends_at` to that moment; who did it is in the audit log.
 CREATE TABLE activations (
     id         INTEGER PRIMARY KEY,
     user_id    INTEGER NOT NULL REFERENCES users(id),
     starts_at  INTEGER NOT NULL,
     ends_at    INTEGER NOT NULL,
     created_by TEXT NOT NULL,
-    ended_by   TEXT,
     CHECK (ends_at >= starts_at)
 );
 CREATE INDEX activations_ends ON activations (ends_at);

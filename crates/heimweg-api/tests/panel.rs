@@ -1673,6 +1673,17 @@ async fn sign_in_to_connect_is_set_and_activations_ended_in_the_panel(backend: B
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.excerpt());
     let group = env.store().group(&n("default")).await.unwrap();
     assert_eq!(group.sign_in_hours, Some(8));
+    // A form without the field (a page from before) leaves it on.
+    let page = admin
+        .post(
+            &env,
+            "/groups/default/window",
+            &[("_csrf", &csrf), ("schedule", "")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let group = env.store().group(&n("default")).await.unwrap();
+    assert_eq!(group.sign_in_hours, Some(8), "left as it was");
     let page = admin.get(&env, "/groups/default").await;
     assert!(
         page.body.contains("id=\"sign-in-state\"") && page.body.contains("8 hours after"),

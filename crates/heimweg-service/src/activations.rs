@@ -24,16 +24,27 @@ impl Service {
         Ok(())
     }
 
-    /// The staff member's running activation, and how long one would last for them: the
-    /// longest sign-in time of the groups their active devices are in (`None`: none of their
-    /// devices needs a sign-in).
+    /// The staff member's running activation, ending when the first of their devices is cut
+    /// off (a group with fewer hours ends it earlier for its devices), and the hours a new one
+    /// gives that device (`None`: none of their devices needs a sign-in).
     pub async fn own_activation(
         &self,
         s: &StaffSession,
     ) -> Result<(Option<Activation>, Option<u8>)> {
         let now = self.now();
-        let running = self.store.activation_of(&s.user.name, now).await?;
-        Ok((running, self.sign_in_hours_of(&s.user).await?))
+        let Some((shortest, _)) = self.sign_in_hours_of(&s.user).await? else {
+            return Ok((None, None));
+        };
+        let running = self
+            .store
+            .activation_of(&s.user.name, now)
+            .await?
+            .map(|mut a| {
+                a.ends_at = a.ends_at.min(a.starts_at + i64::from(shortest) * 3600);
+                a
+            })
+            .filter(|a| a.ends_at > now);
+        Ok((running, Some(shortest)))
     }
 
     /// Ends the staff member's own activation.
@@ -52,7 +63,7 @@ impl Service {
         user: &User,
         actor: &heimweg_control::Actor,
     ) -> Result<Option<Activation>> {
-        let Some(hours) = self.sign_in_hours_of(user).await? else {
+        let Some((_, hours)) = self.sign_in_hours_of(user).await? else {
             return Ok(None);
         };
         let a = self
@@ -63,8 +74,8 @@ impl Service {
         Ok(Some(a))
     }
 
-    /// The longest sign-in time of the groups `user`'s active devices are in.
-    async fn sign_in_hours_of(&self, user: &User) -> Result<Option<u8>> {
+    /// The shortest and the longest sign-in time of the groups `user`'s active devices are in.
+    async fn sign_in_hours_of(&self, user: &User) -> Result<Option<(u8, u8)>> {
         let now = self.now();
         let groups = self.store.groups().await?;
         let devices = self
@@ -79,7 +90,7 @@ impl Service {
             )
             .await?
             .items;
-        Ok(devices
+        let hours: Vec<u8> = devices
             .iter()
             .filter(|d| d.status(now) == DeviceStatus::Active)
             .filter_map(|d| {
@@ -88,6 +99,7 @@ impl Service {
                     .find(|g| g.name.key() == d.group.key())
                     .and_then(|g| g.sign_in_hours)
             })
-            .max())
+            .collect();
+        Ok(hours.iter().min().copied().zip(hours.iter().max().copied()))
     }
 }

@@ -303,7 +303,12 @@ impl IdentityProvider {
 
     /// The provider's sign-in page for a new sign-in for `purpose`, to return to `next`, and
     /// what to check its answer against.
-    async fn begin(&self, purpose: SignInPurpose, next: &str) -> Result<(String, PendingSignIn)> {
+    async fn begin(
+        &self,
+        purpose: SignInPurpose,
+        next: &str,
+        now: i64,
+    ) -> Result<(String, PendingSignIn)> {
         let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
@@ -330,6 +335,7 @@ impl IdentityProvider {
             pkce_verifier: verifier.secret().clone(),
             purpose,
             next: next.to_string(),
+            begun_at: now,
         };
         Ok((url.to_string(), pending))
     }
@@ -367,7 +373,7 @@ impl IdentityProvider {
     /// Checks the provider's answer to `pending` and returns who signed in.
     async fn finish(&self, pending: PendingSignIn, answer: &ProviderAnswer) -> Result<Identity> {
         let code = self.code_in(&pending, answer)?;
-        let purpose = pending.purpose;
+        let (purpose, begun_at) = (pending.purpose, pending.begun_at);
         let client = self.client().await?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
@@ -422,7 +428,7 @@ impl IdentityProvider {
             e => refused(format!("the ID token does not hold: {e}")),
         })?;
         if purpose == SignInPurpose::Connect {
-            self.fresh_with_second_factor(&claims)?;
+            self.fresh_with_second_factor(&claims, begun_at)?;
         }
         let mut who = self.identity(&claims)?;
         if !claims
@@ -460,53 +466,28 @@ impl IdentityProvider {
         ))
     }
 
-    /// A sign-in to connect must be one the person just made at the provider (`auth_time`
-    /// within the ten minutes a sign-in may take, and the clock skew), not one the provider
-    /// answered from its session, and name a second factor where the settings ask for one.
+    /// A sign-in to connect must be one the person made at the provider after it began here,
+    /// with a second factor where the settings ask for one (see [`fresh_second_factor`]).
     fn fresh_with_second_factor(
         &self,
         claims: &IdTokenClaims<OtherClaims, CoreGenderClaim>,
+        begun_at: i64,
     ) -> Result<()> {
-        let oldest = chrono::Utc::now()
-            - chrono::Duration::seconds(heimweg_store::SIGN_IN_SECS)
-            - chrono::Duration::from_std(self.settings.clock_skew).unwrap_or_default();
-        match claims.auth_time() {
-            Some(t) if t >= oldest => {}
-            Some(t) => {
-                return Err(refused(format!(
-                    "the provider answered with an earlier sign-in (at {t}), not a new one"
-                )))
-            }
-            None => {
-                return Err(refused(
-                    "the ID token does not say when the person signed in (auth_time)",
-                ))
-            }
-        }
-        if self.settings.connect_amr.is_empty() {
-            return Ok(());
-        }
         let methods: Vec<&str> = claims
             .auth_method_refs()
             .map(|m| m.iter().map(|r| r.as_str()).collect())
             .unwrap_or_default();
-        if methods
-            .iter()
-            .any(|m| self.settings.connect_amr.iter().any(|w| w == m))
-        {
-            Ok(())
-        } else {
-            Err(refused(format!(
-                "signing in to connect needs a second factor ({}), and the provider names \
-                 only {}",
-                self.settings.connect_amr.join(", "),
-                if methods.is_empty() {
-                    "none".to_string()
-                } else {
-                    methods.join(", ")
-                }
-            )))
-        }
+        fresh_second_factor(
+            claims.auth_time().map(|t| t.timestamp()),
+            &methods,
+            &self.settings.connect_amr,
+            begun_at,
+            (
+                chrono::Utc::now().timestamp(),
+                i64::try_from(self.settings.clock_skew.as_secs()).unwrap_or(i64::MAX),
+            ),
+        )
+        .map_err(refused)
     }
 
     /// Subject, login name, address and groups from verified claims.
@@ -538,6 +519,51 @@ impl IdentityProvider {
             groups,
         })
     }
+}
+
+/// Whether a sign-in to connect holds: the person signed in at the provider after it began
+/// here (`begun_at`, less the clock skew), not from a session the provider remembered, and not
+/// in the future; and, where `wanted` names authentication methods, with one of them (`amr`).
+/// `(now, skew)` in Unix seconds.
+fn fresh_second_factor(
+    auth_time: Option<i64>,
+    methods: &[&str],
+    wanted: &[String],
+    begun_at: i64,
+    (now, skew): (i64, i64),
+) -> std::result::Result<(), String> {
+    match auth_time {
+        None => {
+            return Err(
+                "the ID token does not say when the person signed in (auth_time); the provider \
+                 must send it for a sign-in to connect"
+                    .into(),
+            )
+        }
+        Some(t) if t < begun_at - skew => {
+            return Err(format!(
+                "the provider answered from an earlier sign-in ({} s before this one began), \
+                 not a new one",
+                begun_at - t
+            ))
+        }
+        Some(t) if t > now + skew => {
+            return Err("the ID token says the person signed in in the future".into())
+        }
+        Some(_) => {}
+    }
+    if wanted.is_empty() || methods.iter().any(|m| wanted.iter().any(|w| w == m)) {
+        return Ok(());
+    }
+    Err(format!(
+        "signing in to connect needs a second factor ({}), and the provider names only {}",
+        wanted.join(", "),
+        if methods.is_empty() {
+            "none".to_string()
+        } else {
+            methods.join(", ")
+        }
+    ))
 }
 
 /// The groups in claim `name`: a list of strings, or one string.
@@ -613,7 +639,7 @@ impl Service {
                     .into(),
             ));
         }
-        let (url, pending) = provider.begin(purpose, next).await?;
+        let (url, pending) = provider.begin(purpose, next, self.now()).await?;
         let cookie = secrets::random_token(32);
         self.store
             .save_sign_in(&crate::token_hash(&cookie), &pending, self.now())
@@ -712,6 +738,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sign_in_to_connect_must_be_fresh_and_name_a_second_factor() {
+        let wanted = vec!["otp".to_string(), "mfa".to_string()];
+        let (begun, now, skew) = (1_000_000, 1_000_030, 60);
+        let check = |auth_time, methods: &[&str], wanted: &[String]| {
+            fresh_second_factor(auth_time, methods, wanted, begun, (now, skew))
+        };
+        assert_eq!(check(Some(now - 5), &["pwd", "otp"], &wanted), Ok(()));
+        assert_eq!(
+            check(Some(begun - skew), &["mfa"], &wanted),
+            Ok(()),
+            "within the skew"
+        );
+        let stale = check(Some(begun - skew - 1), &["pwd", "otp"], &wanted).unwrap_err();
+        assert!(stale.contains("earlier sign-in"), "{stale}");
+        let missing = check(None, &["otp"], &wanted).unwrap_err();
+        assert!(missing.contains("auth_time"), "{missing}");
+        let future = check(Some(now + skew + 1), &["otp"], &wanted).unwrap_err();
+        assert!(future.contains("future"), "{future}");
+        let password = check(Some(now), &["pwd"], &wanted).unwrap_err();
+        assert!(password.contains("names only pwd"), "{password}");
+        let nothing = check(Some(now), &[], &wanted).unwrap_err();
+        assert!(nothing.contains("names only none"), "{nothing}");
+        assert_eq!(
+            check(Some(now), &[], &[]),
+            Ok(()),
+            "the provider's policy decides"
+        );
+    }
+
+    #[test]
     fn claims_of_any_name_are_kept_beside_the_standard_ones() {
         let json = serde_json::json!({
             "iss": "https://id.stadt.example", "aud": "heimweg", "sub": "s-1",
@@ -769,7 +825,7 @@ mod tests {
         for body in ["not json at all", "{\"issuer\": 5}", "[]", "{}"] {
             let url = answering(body).await;
             let p = IdentityProvider::new(settings(&url)).unwrap();
-            let e = p.begin(SignInPurpose::Staff, "/my").await.unwrap_err();
+            let e = p.begin(SignInPurpose::Staff, "/my", 0).await.unwrap_err();
             assert!(
                 matches!(&e, ServiceError::NotReady(m) if m.contains("cannot be used")),
                 "{body}: {e}"
@@ -785,7 +841,7 @@ mod tests {
         .await;
         let e = IdentityProvider::new(settings(&url))
             .unwrap()
-            .begin(SignInPurpose::Staff, "/my")
+            .begin(SignInPurpose::Staff, "/my", 0)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("cannot be used"), "{e}");
@@ -796,7 +852,7 @@ mod tests {
         };
         let e = IdentityProvider::new(settings(&closed))
             .unwrap()
-            .begin(SignInPurpose::Staff, "/my")
+            .begin(SignInPurpose::Staff, "/my", 0)
             .await
             .unwrap_err();
         assert!(matches!(e, ServiceError::NotReady(_)), "{e}");

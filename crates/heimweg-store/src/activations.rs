@@ -82,15 +82,11 @@ impl Store {
         if disabled_at.is_some() {
             return Err(StoreError::Conflict(format!("{name} is disabled")));
         }
-        sqlx::query(
-            "UPDATE activations SET ends_at = $1, ended_by = $2
-             WHERE user_id = $3 AND ends_at > $1",
-        )
-        .bind(now)
-        .bind(actor.to_string())
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE activations SET ends_at = $1 WHERE user_id = $2 AND ends_at > $1")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         let ends_at = now + i64::from(hours) * 3600;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO activations (user_id, starts_at, ends_at, created_by)
@@ -137,9 +133,8 @@ impl Store {
         .await?;
         let (id, name, planned) = running
             .ok_or_else(|| StoreError::NotFound(format!("{user} has no activation running")))?;
-        sqlx::query("UPDATE activations SET ends_at = $1, ended_by = $2 WHERE id = $3")
+        sqlx::query("UPDATE activations SET ends_at = $1 WHERE id = $2")
             .bind(now)
-            .bind(actor.to_string())
             .bind(id)
             .execute(&mut *tx)
             .await?;

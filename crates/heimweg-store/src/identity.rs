@@ -40,6 +40,8 @@ pub struct PendingSignIn {
     pub purpose: SignInPurpose,
     /// Where to go afterwards: a path of this site.
     pub next: String,
+    /// When it began (Unix seconds): a sign-in to connect must be one the person made after.
+    pub begun_at: i64,
 }
 
 impl std::fmt::Debug for PendingSignIn {
@@ -143,6 +145,7 @@ impl Store {
             pkce_verifier,
             purpose,
             next,
+            begun_at: created_at,
         }))
     }
 

@@ -228,8 +228,9 @@ impl Store {
 }
 
 /// Disables the enabled user `id` (named `stored`) inside `tx`: every device revoked and its
-/// addresses released, every open link withdrawn, audited by `actor`, who is kept as the one
-/// who disabled them. The caller bumps the revision.
+/// addresses released, every open link withdrawn, a running sign-in to connect ended (a user
+/// enabled again signs in afresh), audited by `actor`, who is kept as the one who disabled
+/// them. The caller bumps the revision.
 pub(crate) async fn disable_in(
     tx: &mut Tx<'_>,
     actor: &Actor,
@@ -240,6 +241,11 @@ pub(crate) async fn disable_in(
     sqlx::query("UPDATE users SET disabled_at = $1, disabled_by = $2 WHERE id = $3")
         .bind(now)
         .bind(actor.to_string())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE activations SET ends_at = $1 WHERE user_id = $2 AND ends_at > $1")
+        .bind(now)
         .bind(id)
         .execute(&mut **tx)
         .await?;

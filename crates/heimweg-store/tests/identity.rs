@@ -305,6 +305,7 @@ async fn a_sign_in_in_flight_is_used_once_and_expires(backend: Backend) {
         pkce_verifier: "verifier".into(),
         purpose: SignInPurpose::Panel,
         next: "/devices".into(),
+        begun_at: NOW,
     };
     store.save_sign_in("h1", &pending, NOW).await.unwrap();
     assert!(

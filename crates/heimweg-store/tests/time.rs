@@ -511,6 +511,12 @@ async fn sign_in_to_connect_is_stored_and_an_activation_starts_ends_and_is_repla
         store.end_activation(&cli(), &carol, NOW + 901).await,
         Err(StoreError::NotFound(_))
     ));
+    // Disabling her ends a running one.
+    store
+        .start_activation(&staff, &carol, 8, NOW + 950)
+        .await
+        .unwrap();
+    assert_eq!(store.activation_spans(NOW + 951).await.unwrap().len(), 1);
     // Nobody unknown, no zero hours, nobody disabled.
     assert!(matches!(
         store.start_activation(&cli(), &n("nobody"), 8, NOW).await,
@@ -524,6 +530,14 @@ async fn sign_in_to_connect_is_stored_and_an_activation_starts_ends_and_is_repla
         .disable_user(&cli(), &carol, NOW + 1_000)
         .await
         .unwrap();
+    assert!(
+        store
+            .activation_spans(NOW + 1_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "disabling her ended it"
+    );
     assert!(matches!(
         store.start_activation(&cli(), &carol, 8, NOW + 1_001).await,
         Err(StoreError::Conflict(_))

@@ -274,24 +274,28 @@ pub(super) async fn group_window(
             .map_err(|e| PanelError::BadRequest(e.to_string()))?,
         )
     };
-    let hours = f.sign_in_hours.as_deref().map_or("", str::trim);
-    let sign_in_hours = match hours.parse::<u8>() {
-        _ if hours.is_empty() => None,
-        Ok(0) => None,
-        Ok(h) if h <= MAX_SIGN_IN_HOURS => Some(h),
-        _ => {
-            return Err(PanelError::BadRequest(format!(
-                "{} 0–{MAX_SIGN_IN_HOURS}",
-                ctx.lang.t(
-                    "Sign in to connect takes a number of hours,",
-                    "Anmelden zum Verbinden nimmt eine Zahl von Stunden,"
-                )
-            )))
-        }
+    // A form without the field (an older page) leaves the setting as it is; empty or 0 turns
+    // it off.
+    let sign_in_hours = match f.sign_in_hours.as_deref().map(str::trim) {
+        None => None,
+        Some("" | "0") => Some(None),
+        Some(h) => match h.parse::<u8>() {
+            Ok(0) => Some(None),
+            Ok(h) if h <= MAX_SIGN_IN_HOURS => Some(Some(h)),
+            _ => {
+                return Err(PanelError::BadRequest(format!(
+                    "{} 0–{MAX_SIGN_IN_HOURS}",
+                    ctx.lang.t(
+                        "Sign in to connect takes a number of hours,",
+                        "Anmelden zum Verbinden nimmt eine Zahl von Stunden,"
+                    )
+                )))
+            }
+        },
     };
     let patch = GroupPatch {
         window: Some(window),
-        sign_in_hours: Some(sign_in_hours),
+        sign_in_hours,
         ..GroupPatch::default()
     };
     st.service

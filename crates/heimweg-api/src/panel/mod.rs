@@ -97,7 +97,7 @@ fn staff_pages() -> Router<AppState> {
         .route("/oidc/callback", get(my::callback))
         .route("/my", get(my::my_page))
         .route("/my/sign-in", get(my::staff_sign_in))
-        .route("/my/connect", get(my::connect_sign_in))
+        .route("/my/connect", post(my::connect_sign_in))
         .route("/my/connect/end", post(my::connect_end))
         .route("/my/sign-out", post(my::sign_out))
         .route("/my/devices", post(my::enroll_own))

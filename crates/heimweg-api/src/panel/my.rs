@@ -106,10 +106,33 @@ pub(super) async fn staff_sign_in(State(st): State<AppState>, ctx: Ctx) -> Panel
     begin(&st, &ctx, SignInPurpose::Staff, "/my".into()).await
 }
 
-/// `/my/connect`: a fresh sign-in at the provider (its second factor included) that starts an
-/// activation when it comes back. A forged link only shows the person the provider's sign-in.
+/// `POST /my/connect` (the staff page's form, so its CSRF token): a fresh sign-in at the
+/// provider, its second factor included, that starts an activation when it comes back. The
+/// panel's CSP allows forms to post only to this site (`form-action 'self'`), which browsers
+/// apply to a form's redirect too, so the way on to the provider is a page that moves on by
+/// itself.
 pub(super) async fn connect_sign_in(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
-    begin(&st, &ctx, SignInPurpose::Connect, "/my".into()).await
+    signed_in(&ctx)?;
+    let r = begin(&st, &ctx, SignInPurpose::Connect, "/my".into()).await?;
+    let Some(to) = r
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return Ok(r);
+    };
+    let l = ctx.lang;
+    let body = moving_on(
+        l,
+        &to,
+        html! { a #continue href=(to) { (l.t("On to the city's sign-in", "Weiter zur Anmeldung der Stadt")) } },
+    );
+    let mut page = axum::response::Html(body.into_string()).into_response();
+    for c in r.headers().get_all(header::SET_COOKIE) {
+        page.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    Ok(page)
 }
 
 /// Ends the staff member's own activation now.
@@ -174,24 +197,32 @@ pub(super) async fn callback(
         }
     };
     let next = super::local_path(&next).unwrap_or("/").to_string();
-    let body = html! {
-        (DOCTYPE)
-        html lang=(l.code()) {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="refresh" content={ "0; url=" (next) };
-                title { "heimweg" }
-                link rel="stylesheet" href="/assets/panel.css";
-            }
-            body { main.narrow {
-                p { (l.t("Signed in.", "Angemeldet.")) " " a #continue href=(next) { (l.t("Continue", "Weiter")) } }
-            } }
-        }
-    };
+    let body = moving_on(
+        l,
+        &next,
+        html! { (l.t("Signed in.", "Angemeldet.")) " " a #continue href=(next) { (l.t("Continue", "Weiter")) } },
+    );
     let mut r = axum::response::Html(body.into_string()).into_response();
     r.headers_mut().append(header::SET_COOKIE, forget);
     r.headers_mut().append(header::SET_COOKIE, session_cookie);
     Ok(r)
+}
+
+/// A page that moves on to `to` by itself (a meta refresh), with `text` for a browser that
+/// does not.
+fn moving_on(l: Lang, to: &str, text: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(l.code()) {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0; url=" (to) };
+                title { "heimweg" }
+                link rel="stylesheet" href="/assets/panel.css";
+            }
+            body { main.narrow { p { (text) } } }
+        }
+    }
 }
 
 /// How a sign-in the service refused is answered; `None` for a failure that is no refusal.
@@ -314,7 +345,10 @@ fn connect_section(ctx: &Ctx, a: Option<&Activation>, hours: Option<u8>, now: i6
                 (l.t("Your connection time ends soon. Sign in again to go on working; at its end the VPN stops passing traffic.", "Ihre Verbindungszeit endet bald. Melden Sie sich erneut an, um weiterzuarbeiten; an ihrem Ende leitet das VPN keinen Verkehr mehr."))
             }
             p {
-                a.button #connect href="/my/connect" { (l.t("Sign in again to extend", "Erneut anmelden und verlängern")) }
+                form.inline method="post" action="/my/connect" {
+                    (csrf_field(ctx))
+                    button #connect type="submit" { (l.t("Sign in again to extend", "Erneut anmelden und verlängern")) }
+                }
                 " "
                 form.inline method="post" action="/my/connect/end" {
                     (csrf_field(ctx))
@@ -324,7 +358,10 @@ fn connect_section(ctx: &Ctx, a: Option<&Activation>, hours: Option<u8>, now: i6
         } @else if let Some(h) = hours {
             h2 { (l.t("Sign in to connect", "Anmelden zum Verbinden")) }
             p #connect-state { (l.t("Your devices pass no traffic until you sign in with your second factor. A sign-in lets them connect for", "Ihre Geräte leiten keinen Verkehr, bis Sie sich mit Ihrem zweiten Faktor anmelden. Eine Anmeldung lässt sie verbinden für")) " " (h) " " (l.t("hours.", "Stunden.")) }
-            p { a.button #connect href="/my/connect" { (l.t("Sign in to connect", "Anmelden und verbinden")) } }
+            form method="post" action="/my/connect" {
+                (csrf_field(ctx))
+                button #connect type="submit" { (l.t("Sign in to connect", "Anmelden und verbinden")) }
+            }
         }
     }
 }
