@@ -159,7 +159,7 @@ function build() {
     enabledJWA: { idTokenSigningAlgValues: ['ES256'] }, // what discovery advertises, so clients pin it
     pkce: { required: () => true }, // the default demands PKCE only from public clients
     scopes: ['openid', 'email', 'profile', 'groups'],
-    claims: { openid: ['sub', 'amr'], acr: null, auth_time: null, // amr always, as Entra ID sends it
+    claims: { openid: ['sub', 'amr'], acr: null, auth_time: null, // amr always, as Keycloak's AMR mapper adds it
       email: ['email', 'email_verified'],
       profile: ['name', 'preferred_username'], groups: ['groups'] },
     conformIdTokenClaims: false, // else the scope claims go only to userinfo, not into the ID token
