@@ -4,7 +4,7 @@
 
 use crate::{Caller, Result, Service};
 use heimweg_control::{DeviceStatus, Name, Scope};
-use heimweg_store::{Activation, StaffSession, User};
+use heimweg_store::{Activation, Device, DeviceQuery, Group, StaffSession, User};
 
 impl Service {
     /// The activations running now.
@@ -24,15 +24,18 @@ impl Service {
         Ok(())
     }
 
-    /// The staff member's running activation, ending when the first of their devices is cut
-    /// off (a group with fewer hours ends it earlier for its devices), and the hours a new one
-    /// gives that device (`None`: none of their devices needs a sign-in).
+    /// The staff member's running activation, ending when the first of their `devices` (from
+    /// [`Service::own_devices`]) is cut off (a group with fewer hours ends it earlier for its
+    /// devices), and the hours a new one gives that device (`None`: none of their devices
+    /// needs a sign-in).
     pub async fn own_activation(
         &self,
         s: &StaffSession,
+        devices: &[Device],
     ) -> Result<(Option<Activation>, Option<u8>)> {
         let now = self.now();
-        let Some((shortest, _)) = self.sign_in_hours_of(&s.user).await? else {
+        let groups = self.store.groups().await?;
+        let Some((shortest, _)) = sign_in_hours(devices, &groups, now) else {
             return Ok((None, None));
         };
         let running = self
@@ -63,43 +66,45 @@ impl Service {
         user: &User,
         actor: &heimweg_control::Actor,
     ) -> Result<Option<Activation>> {
-        let Some((_, hours)) = self.sign_in_hours_of(user).await? else {
-            return Ok(None);
-        };
-        let a = self
-            .store
-            .start_activation(actor, &user.name, hours, self.now())
-            .await?;
-        self.applied().await;
-        Ok(Some(a))
-    }
-
-    /// The shortest and the longest sign-in time of the groups `user`'s active devices are in.
-    async fn sign_in_hours_of(&self, user: &User) -> Result<Option<(u8, u8)>> {
         let now = self.now();
-        let groups = self.store.groups().await?;
         let devices = self
             .store
             .devices(
-                &heimweg_store::DeviceQuery {
+                &DeviceQuery {
                     owner: Some(user.name.as_str().to_string()),
+                    status: Some(DeviceStatus::Active),
                     limit: 500,
-                    ..heimweg_store::DeviceQuery::default()
+                    ..DeviceQuery::default()
                 },
                 now,
             )
             .await?
             .items;
-        let hours: Vec<u8> = devices
-            .iter()
-            .filter(|d| d.status(now) == DeviceStatus::Active)
-            .filter_map(|d| {
-                groups
-                    .iter()
-                    .find(|g| g.name.key() == d.group.key())
-                    .and_then(|g| g.sign_in_hours)
-            })
-            .collect();
-        Ok(hours.iter().min().copied().zip(hours.iter().max().copied()))
+        let groups = self.store.groups().await?;
+        let Some((_, hours)) = sign_in_hours(&devices, &groups, now) else {
+            return Ok(None);
+        };
+        let a = self
+            .store
+            .start_activation(actor, &user.name, hours, now)
+            .await?;
+        self.applied().await;
+        Ok(Some(a))
     }
+}
+
+/// The shortest and the longest sign-in time of the groups the active ones of `devices` are
+/// in; `None` when none of them needs a sign-in.
+fn sign_in_hours(devices: &[Device], groups: &[Group], now: i64) -> Option<(u8, u8)> {
+    let hours: Vec<u8> = devices
+        .iter()
+        .filter(|d| d.status(now) == DeviceStatus::Active)
+        .filter_map(|d| {
+            groups
+                .iter()
+                .find(|g| g.name.key() == d.group.key())
+                .and_then(|g| g.sign_in_hours)
+        })
+        .collect();
+    hours.iter().min().copied().zip(hours.iter().max().copied())
 }

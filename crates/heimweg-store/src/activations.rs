@@ -31,6 +31,16 @@ pub struct ActivationSpan {
 /// The longest an activation may last, in hours (a working day and its evening).
 pub const MAX_SIGN_IN_HOURS: u8 = 24;
 
+/// Sign in to connect lasts 1 to [`MAX_SIGN_IN_HOURS`] hours, for a group and an activation.
+pub(crate) fn check_sign_in_hours(hours: u8) -> Result<()> {
+    if hours == 0 || hours > MAX_SIGN_IN_HOURS {
+        return Err(StoreError::Invalid(format!(
+            "sign in to connect lasts 1 to {MAX_SIGN_IN_HOURS} hours"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(sqlx::FromRow)]
 struct Row {
     id: i64,
@@ -67,11 +77,7 @@ impl Store {
         hours: u8,
         now: i64,
     ) -> Result<Activation> {
-        if hours == 0 || hours > MAX_SIGN_IN_HOURS {
-            return Err(StoreError::Invalid(format!(
-                "an activation lasts 1 to {MAX_SIGN_IN_HOURS} hours"
-            )));
-        }
+        check_sign_in_hours(hours)?;
         let mut tx = self.write(actor).await?;
         let (user_id, name, disabled_at): (i64, String, Option<i64>) =
             sqlx::query_as("SELECT id, name, disabled_at FROM users WHERE name_key = $1")

@@ -1,5 +1,6 @@
 //! Groups and their access policy.
 
+use crate::activations::check_sign_in_hours;
 use crate::db::{audit, bump_revision, decode_error, Tx};
 use crate::{stored_name, Result, Store, StoreError, MAX_SIGN_IN_HOURS};
 use heimweg_control::{Actor, AuditAction, DnsEntry, GroupPolicy, Name, TunnelMode, UsageWindow};
@@ -224,10 +225,8 @@ impl Store {
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let window = patch.window.unwrap_or(current.window);
         let sign_in_hours = patch.sign_in_hours.unwrap_or(current.sign_in_hours);
-        if sign_in_hours.is_some_and(|h| h == 0 || h > MAX_SIGN_IN_HOURS) {
-            return Err(StoreError::Invalid(format!(
-                "sign in to connect lasts 1 to {MAX_SIGN_IN_HOURS} hours"
-            )));
+        if let Some(h) = sign_in_hours {
+            check_sign_in_hours(h)?;
         }
         sqlx::query(
             "UPDATE groups SET allowed_prefixes = $1, full_tunnel = $2, dns = $3,

@@ -68,8 +68,25 @@ fn sign_in_cookie_name(secure: bool) -> &'static str {
     }
 }
 
-/// `/my/sign-in` and `/login/provider`: off to the provider, with this browser's binding.
-async fn begin(st: &AppState, ctx: &Ctx, purpose: SignInPurpose, next: String) -> PanelResult {
+/// How the browser is sent on to the provider.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Onward {
+    /// A redirect, for a link followed.
+    Redirect,
+    /// A page that moves on by itself, for a form: the panel's CSP allows forms to post only to
+    /// this site (`form-action 'self'`), which browsers apply to a form's redirect too.
+    Page,
+}
+
+/// `/my/sign-in`, `/login/provider` and `/my/connect`: off to the provider, with this
+/// browser's binding.
+async fn begin(
+    st: &AppState,
+    ctx: &Ctx,
+    purpose: SignInPurpose,
+    next: String,
+    onward: Onward,
+) -> PanelResult {
     let l = ctx.lang;
     let start = match st.service.begin_sign_in(ctx.client, purpose, &next).await {
         Ok(s) => s,
@@ -88,7 +105,18 @@ async fn begin(st: &AppState, ctx: &Ctx, purpose: SignInPurpose, next: String) -
         }
         Err(e) => return Err(e.into()),
     };
-    let mut r = Redirect::to(&start.url).into_response();
+    let mut r = match onward {
+        Onward::Redirect => Redirect::to(&start.url).into_response(),
+        Onward::Page => axum::response::Html(
+            moving_on(
+                l,
+                &start.url,
+                html! { a #continue href=(start.url) { (l.t("On to the city's sign-in", "Weiter zur Anmeldung der Stadt")) } },
+            )
+            .into_string(),
+        )
+        .into_response(),
+    };
     r.headers_mut().append(
         header::SET_COOKIE,
         cookie_header(
@@ -103,36 +131,28 @@ async fn begin(st: &AppState, ctx: &Ctx, purpose: SignInPurpose, next: String) -
 }
 
 pub(super) async fn staff_sign_in(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
-    begin(&st, &ctx, SignInPurpose::Staff, "/my".into()).await
+    begin(
+        &st,
+        &ctx,
+        SignInPurpose::Staff,
+        "/my".into(),
+        Onward::Redirect,
+    )
+    .await
 }
 
 /// `POST /my/connect` (the staff page's form, so its CSRF token): a fresh sign-in at the
-/// provider, its second factor included, that starts an activation when it comes back. The
-/// panel's CSP allows forms to post only to this site (`form-action 'self'`), which browsers
-/// apply to a form's redirect too, so the way on to the provider is a page that moves on by
-/// itself.
+/// provider, its second factor included, that starts an activation when it comes back.
 pub(super) async fn connect_sign_in(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
     signed_in(&ctx)?;
-    let r = begin(&st, &ctx, SignInPurpose::Connect, "/my".into()).await?;
-    let Some(to) = r
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-    else {
-        return Ok(r);
-    };
-    let l = ctx.lang;
-    let body = moving_on(
-        l,
-        &to,
-        html! { a #continue href=(to) { (l.t("On to the city's sign-in", "Weiter zur Anmeldung der Stadt")) } },
-    );
-    let mut page = axum::response::Html(body.into_string()).into_response();
-    for c in r.headers().get_all(header::SET_COOKIE) {
-        page.headers_mut().append(header::SET_COOKIE, c.clone());
-    }
-    Ok(page)
+    begin(
+        &st,
+        &ctx,
+        SignInPurpose::Connect,
+        "/my".into(),
+        Onward::Page,
+    )
+    .await
 }
 
 /// Ends the staff member's own activation now.
@@ -150,7 +170,7 @@ pub(super) async fn panel_sign_in(
     Query(q): Query<super::auth::NextParam>,
 ) -> PanelResult {
     let next = safe_next(q.next.as_deref());
-    begin(&st, &ctx, SignInPurpose::Panel, next).await
+    begin(&st, &ctx, SignInPurpose::Panel, next, Onward::Redirect).await
 }
 
 /// The provider's answer: checked, then a session, then on (see the module documentation).
@@ -290,7 +310,7 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
     let now = st.service.now();
     let limit = st.service.own_device_limit().unwrap_or(0);
     let (windows, absences) = st.service.own_access_times(s, &devices).await?;
-    let (activation, sign_in_hours) = st.service.own_activation(s).await?;
+    let (activation, sign_in_hours) = st.service.own_activation(s, &devices).await?;
     let active = devices
         .iter()
         .filter(|d| d.status(now) == DeviceStatus::Active)

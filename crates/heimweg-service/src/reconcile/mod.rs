@@ -331,26 +331,31 @@ impl Reconciler {
     /// Endpoints older than the client's keys can live are left out: such a client starts the
     /// handshake itself.
     async fn hint_returning_peers(&self, now: i64) {
-        match self
-            .service
-            .store
-            .endpoints_seen_since(now - RETURNING_PEER_SECS)
-            .await
-        {
-            Ok(rows) if !rows.is_empty() => {
-                let hints: Vec<([u8; 32], SocketAddr)> = rows
-                    .into_iter()
-                    .map(|(key, addr)| (*key.as_bytes(), addr))
-                    .collect();
-                let sink = Arc::clone(&self.sink);
-                let _ = tokio::task::spawn_blocking(move || sink.endpoint_hints(&hints)).await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "reading where returning devices were seen failed")
-            }
+        if let Err(e) = hint_endpoints(&self.service, &self.sink, now - RETURNING_PEER_SECS).await {
+            tracing::warn!(error = %e, "reading where returning devices were seen failed");
         }
     }
+}
+
+/// Hands the data plane, as endpoint hints, where any gateway on the database last saw the
+/// devices with a handshake since `since`.
+async fn hint_endpoints(
+    service: &Service,
+    sink: &Arc<dyn PeerSink>,
+    since: i64,
+) -> crate::Result<()> {
+    let hints: Vec<([u8; 32], SocketAddr)> = service
+        .store
+        .endpoints_seen_since(since)
+        .await?
+        .into_iter()
+        .map(|(key, addr)| (*key.as_bytes(), addr))
+        .collect();
+    if !hints.is_empty() {
+        let sink = Arc::clone(sink);
+        let _ = tokio::task::spawn_blocking(move || sink.endpoint_hints(&hints)).await;
+    }
+    Ok(())
 }
 
 /// How far back a returning device's endpoint counts: three times WireGuard's
@@ -469,16 +474,8 @@ async fn record_status_loop(service: Service, sink: Arc<dyn PeerSink>) {
             tracing::warn!(error = %e, "recording peer status failed");
             written.clear();
         }
-        match service.store.endpoints_seen_since(hints_since).await {
-            Ok(rows) => {
-                hints_since = now - 3 * STATUS_EVERY.as_secs() as i64;
-                let hints: Vec<([u8; 32], SocketAddr)> = rows
-                    .into_iter()
-                    .map(|(key, addr)| (*key.as_bytes(), addr))
-                    .collect();
-                let sink = Arc::clone(&sink);
-                let _ = tokio::task::spawn_blocking(move || sink.endpoint_hints(&hints)).await;
-            }
+        match hint_endpoints(&service, &sink, hints_since).await {
+            Ok(()) => hints_since = now - 3 * STATUS_EVERY.as_secs() as i64,
             Err(e) => tracing::warn!(error = %e, "reading where devices were seen failed"),
         }
     }
