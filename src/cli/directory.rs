@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use heimweg_control::directory::{GroupMap, Plan, UserChange};
 use heimweg_service::{
-    DirectoryKind, DirectoryPreview, DirectoryRun, DirectorySettings, DisabledRule, LdapSecurity,
-    Service,
+    DirectoryKind, DirectoryPreview, DirectoryRun, DirectorySettings, DirectorySignIn,
+    DisabledRule, LdapSecurity, Service,
 };
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -70,6 +70,14 @@ pub struct DirectoryArgs {
     /// Plain-text LDAP, allowed to a directory on this machine only.
     #[arg(long, env = "HEIMWEG_LDAP_PLAINTEXT")]
     ldap_plaintext: bool,
+    /// Staff sign in on their own page (/my) with their directory password and a second
+    /// factor (TOTP) heimweg keeps, set up at their first sign-in: for a city without an
+    /// identity provider (with one, HEIMWEG_OIDC_ISSUER, staff sign in there).
+    #[arg(long, env = "HEIMWEG_DIRECTORY_SIGN_IN")]
+    directory_sign_in: bool,
+    /// The most devices a staff member who signs in with the directory password may enroll.
+    #[arg(long, env = "HEIMWEG_DIRECTORY_DEVICE_LIMIT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    directory_device_limit: u32,
 }
 
 fn parse_interval(s: &str) -> std::result::Result<Duration, String> {
@@ -148,12 +156,28 @@ impl DirectoryArgs {
         Ok(Some(s))
     }
 
-    /// `service`, connected to the directory if one is set.
+    /// `service`, connected to the directory if one is set, and signing staff in with it if
+    /// asked to.
     pub fn apply(&self, service: Service) -> Result<Service> {
-        Ok(match self.settings()? {
-            Some(s) => service.with_directory(s),
-            None => service,
+        let Some(settings) = self.settings()? else {
+            if self.directory_sign_in {
+                bail!("HEIMWEG_DIRECTORY_SIGN_IN is set, so HEIMWEG_LDAP_URL must be too");
+            }
+            return Ok(service);
+        };
+        let service = service.with_directory(settings);
+        Ok(if self.directory_sign_in {
+            service.with_directory_sign_in(DirectorySignIn {
+                device_limit: self.directory_device_limit,
+            })
+        } else {
+            service
         })
+    }
+
+    /// Whether staff are to sign in with the directory password.
+    pub fn signs_staff_in(&self) -> bool {
+        self.directory_sign_in
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::state::{load_or_create_key, open_service, read_key};
 use super::Site;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use heimweg::gateway;
 use heimweg::sink::DataPlaneSink;
@@ -231,6 +231,12 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         .with_sealer(Sealer::for_gateway(&key));
     let service = ldap.apply(signing.apply(service)?)?;
     let service = identity.apply(service, web.public_url.as_ref())?;
+    if ldap.signs_staff_in() && service.identity_provider().is_some() {
+        bail!(
+            "HEIMWEG_DIRECTORY_SIGN_IN and HEIMWEG_OIDC_ISSUER are both set: where there is an \
+             identity provider, staff sign in there; unset one of them"
+        );
+    }
     let settings = rt.block_on(service.settings())?;
     let mut config = net.config(key);
     config.addresses = gateway_addresses(&settings);

@@ -25,6 +25,9 @@ pub enum UserCmd {
     /// End a user's sign-in to connect now: their devices in groups that require it are cut
     /// off within a second on every gateway.
     EndActivation { name: String },
+    /// Forget a staff member's second factor for the staff page and any lock after wrong
+    /// codes (a lost phone): their next sign-in with the directory password sets up a new one.
+    ResetSecondFactor { name: String },
     /// Who is signed in to connect now, and until when (UTC).
     Activations,
     /// Import staff and their devices from a CSV file (columns user, email, group, device;
@@ -120,6 +123,11 @@ pub async fn run(site: &Site, cmd: UserCmd) -> Result<()> {
             let user = existing_name("user", &name)?;
             service.end_activation(&caller(), &user).await?;
             println!("ended {user}'s sign-in to connect; their devices are cut off");
+        }
+        UserCmd::ResetSecondFactor { name } => {
+            let user = existing_name("user", &name)?;
+            service.reset_staff_factor(&caller(), &user).await?;
+            println!("reset {user}'s second factor; their next sign-in sets up a new one");
         }
         UserCmd::Activations => {
             let mut out = String::new();

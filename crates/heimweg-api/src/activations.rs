@@ -56,3 +56,16 @@ pub(crate) async fn end(
     st.service.end_activation(&caller.0, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Forgets the user's second factor for the staff page and any lock (a lost phone, a locked
+/// sign-in): their next sign-in with the directory password sets up a new one. Their staff
+/// sessions end.
+pub(crate) async fn reset_second_factor(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = path_name("user", &name)?;
+    st.service.reset_staff_factor(&caller.0, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

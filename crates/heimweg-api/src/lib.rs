@@ -176,6 +176,10 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/api/v1/users/{name}/activation/end",
             post(activations::end),
         ),
+        (
+            "/api/v1/users/{name}/second-factor/reset",
+            post(activations::reset_second_factor),
+        ),
         ("/api/v1/access-review", get(review::show)),
         ("/api/v1/directory", get(directory::show)),
         ("/api/v1/directory/sync", post(directory::sync)),

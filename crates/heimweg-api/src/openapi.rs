@@ -569,6 +569,11 @@ pub fn document() -> Value {
           "End the user's activation now: their devices in groups that require signing in to \
            connect are cut off within a second on every gateway",
           Some("users:write"), vec![name()], None, &[("204", no_content())]) },
+        "/api/v1/users/{name}/second-factor/reset": { "post": op(
+          "Forget the user's second factor for the staff page and any lock after wrong codes \
+           (sign-in with the directory password): their next sign-in sets up a new one, and \
+           their staff sessions end",
+          Some("users:write"), vec![name()], None, &[("204", no_content())]) },
         "/api/v1/users": {
           "get": op("List users", Some("users:read"), user_list, None,
             &[("200", reply("A page of users", Some("UserList")))]),

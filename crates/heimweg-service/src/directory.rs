@@ -26,6 +26,24 @@ const LDAP_TIMEOUT: Duration = Duration::from_secs(15);
 /// A whole read: 50,000 entries take seconds; a directory that trickles is given up on.
 const READ_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Whose password is checked: the entry with this login, or with this stored id.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Login(String),
+    Id(String),
+}
+
+/// What a password check found.
+#[derive(Debug)]
+pub enum PasswordCheck {
+    /// The password is right: the entry, as the sync reads it.
+    Right(Entry),
+    /// No such entry, more than one, or a wrong password (which the answer does not tell apart).
+    Wrong,
+    /// The entry is disabled or locked in the directory.
+    Disabled,
+}
+
 /// How the directory is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LdapSecurity {
@@ -276,7 +294,8 @@ impl DirectorySettings {
         }
     }
 
-    async fn read_entries(&self) -> std::result::Result<Vec<Entry>, String> {
+    /// A connection, signed in as the reading account.
+    async fn connect(&self) -> std::result::Result<ldap3::Ldap, String> {
         self.check_security()?;
         let mut conn = LdapConnSettings::new()
             .set_conn_timeout(LDAP_TIMEOUT)
@@ -296,13 +315,129 @@ impl DirectorySettings {
                 .and_then(ldap3::LdapResult::success)
                 .map_err(|e| format!("signing in to {where_} as {dn}: {e}"))?;
         }
-        let attributes = vec![
+        Ok(ldap)
+    }
+
+    /// The attributes an [`Entry`] is made of.
+    fn attributes(&self) -> Vec<String> {
+        vec![
             self.login_attribute.clone(),
             self.mail_attribute.clone(),
             self.id_attribute.clone(),
             "memberOf".to_string(),
             self.disabled.attribute().to_string(),
-        ];
+        ]
+    }
+
+    /// Checks `password` for the one entry `who` names, by a bind as that entry, on a task of
+    /// its own (as [`DirectorySettings::read`], for the library's panics). An error is a
+    /// directory that could not be asked, never a wrong password.
+    pub async fn check_password(
+        self: &Arc<Self>,
+        who: Lookup,
+        password: String,
+    ) -> std::result::Result<PasswordCheck, String> {
+        let me = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            tokio::time::timeout(3 * LDAP_TIMEOUT, me.bind_as(&who, &password))
+                .await
+                .map_err(|_| "the directory did not answer in time".to_string())?
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err("the directory's answer could not be parsed".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn bind_as(
+        &self,
+        who: &Lookup,
+        password: &str,
+    ) -> std::result::Result<PasswordCheck, String> {
+        // An empty password is an unauthenticated bind, which many servers answer with
+        // success (RFC 4513 5.1.2): it must never reach the directory.
+        if password.is_empty() {
+            return Ok(PasswordCheck::Wrong);
+        }
+        let mut ldap = self.connect().await?;
+        let (base, scope, filter) = match who {
+            Lookup::Login(login) => (
+                self.base.clone(),
+                LdapScope::Subtree,
+                format!(
+                    "(&{}({}={}))",
+                    self.filter,
+                    self.login_attribute,
+                    ldap3::ldap_escape(login)
+                ),
+            ),
+            Lookup::Id(id) => match id.strip_prefix("dn:") {
+                Some(dn) => (dn.to_string(), LdapScope::Base, self.filter.clone()),
+                None => (
+                    self.base.clone(),
+                    LdapScope::Subtree,
+                    format!(
+                        "(&{}({}={}))",
+                        self.filter,
+                        self.id_attribute,
+                        self.id_value(id)
+                    ),
+                ),
+            },
+        };
+        let (found, _) = ldap
+            .with_timeout(LDAP_TIMEOUT)
+            .search(&base, scope, &filter, self.attributes())
+            .await
+            .and_then(ldap3::SearchResult::success)
+            .map_err(|e| format!("searching {base}: {e}"))?;
+        let mut entries = found
+            .into_iter()
+            .map(|e| self.entry(SearchEntry::construct(e)));
+        let (Some(entry), None) = (entries.next(), entries.next()) else {
+            // None, or more than one: nobody to check the password of.
+            let _ = ldap.unbind().await;
+            return Ok(PasswordCheck::Wrong);
+        };
+        if entry.disabled {
+            let _ = ldap.unbind().await;
+            return Ok(PasswordCheck::Disabled);
+        }
+        let answer = ldap
+            .with_timeout(LDAP_TIMEOUT)
+            .simple_bind(&entry.dn, password)
+            .await
+            .map_err(|e| format!("checking a password at {}: {e}", self.url))?;
+        let _ = ldap.unbind().await;
+        match answer.rc {
+            0 => Ok(PasswordCheck::Right(entry)),
+            // invalidCredentials; OpenLDAP's ppolicy and AD answer a locked or expired
+            // account with it too.
+            49 => Ok(PasswordCheck::Wrong),
+            rc => Err(format!(
+                "the directory answered a password check with {rc}: {}",
+                answer.text
+            )),
+        }
+    }
+
+    /// A stored entry id as a filter value: objectGUID's hex back to its escaped bytes.
+    fn id_value(&self, id: &str) -> String {
+        let hex = id.len() % 2 == 0 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if hex && self.id_attribute.eq_ignore_ascii_case("objectGUID") {
+            id.as_bytes()
+                .chunks(2)
+                .map(|pair| format!("\\{}", String::from_utf8_lossy(pair)))
+                .collect()
+        } else {
+            ldap3::ldap_escape(id).into_owned()
+        }
+    }
+
+    async fn read_entries(&self) -> std::result::Result<Vec<Entry>, String> {
+        let mut ldap = self.connect().await?;
+        let attributes = self.attributes();
         let adapters: Vec<Box<dyn Adapter<String, Vec<String>>>> = vec![
             // AD answers a search from the domain's root with references to other partitions
             // too; they are no entries.

@@ -35,6 +35,7 @@ pub mod secrets;
 mod settings;
 mod smtp;
 mod staff;
+mod staff_sign_in;
 mod tokens;
 mod users;
 
@@ -67,6 +68,9 @@ pub use review::{
     REVIEW_NOTICE_DAYS,
 };
 pub use secrets::Sealer;
+pub use staff_sign_in::{
+    CodeStep, ConnectStep, DirectorySignIn, FactorSetup, PasswordStep, CODE_STEP_SECS,
+};
 pub use tokens::MintedToken;
 
 /// The store's types the callers read; the store itself stays behind the service.
@@ -238,6 +242,8 @@ pub struct Service {
     directory: Option<Arc<directory::DirectorySettings>>,
     /// The identity provider staff and admins sign in through.
     oidc: Option<Arc<oidc::IdentityProvider>>,
+    /// Staff sign in with the directory password and a second factor heimweg keeps.
+    directory_sign_in: Option<staff_sign_in::DirectorySignIn>,
     clock: Clock,
 }
 
@@ -276,6 +282,7 @@ impl Service {
             profile_signer: None,
             directory: None,
             oidc: None,
+            directory_sign_in: None,
             clock: Clock::System,
         }
     }

@@ -121,6 +121,11 @@ pub fn base32(bytes: &[u8]) -> String {
     }
 }
 
+/// The bytes of an RFC 4648 base32 text (as [`base32`] writes it); `None` if it is not one.
+pub fn from_base32(text: &str) -> Option<Vec<u8>> {
+    totp_rs::Secret::Encoded(text.to_string()).to_bytes().ok()
+}
+
 /// The `otpauth://` URI an authenticator app scans.
 pub fn otpauth_uri(account: &str, secret: &[u8]) -> String {
     let label: String = form_urlencoded::byte_serialize(format!("heimweg:{account}").as_bytes())

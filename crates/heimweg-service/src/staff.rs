@@ -1,4 +1,5 @@
-//! A staff member's own page: signed in through the identity provider, they see their devices
+//! A staff member's own page: signed in through the identity provider (or with the
+//! directory password and a second factor, staff_sign_in.rs), they see their devices
 //! and enroll, rotate or revoke their own, within their sign-in's groups and the device limit,
 //! and nothing else. Every change is audited as theirs (`staff:NAME`).
 
@@ -22,9 +23,11 @@ impl Service {
         Ok(self.store.delete_staff_session(id_hash).await?)
     }
 
-    /// The most active devices a staff member may have; `None` without a provider.
+    /// The most active devices a staff member may have; `None` where staff do not sign in.
     pub fn own_device_limit(&self) -> Option<u32> {
-        self.identity_provider().map(|s| s.device_limit)
+        self.identity_provider()
+            .map(|s| s.device_limit)
+            .or_else(|| self.directory_sign_in().map(|d| d.device_limit))
     }
 
     /// The staff member's devices, active ones first, newest first.

@@ -65,6 +65,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0013_usage_windows.sql"),
     migration!("0014_shared_keys.sql"),
     migration!("0015_sign_in_to_connect.sql"),
+    migration!("0016_staff_second_factor.sql"),
 ];
 
 /// The schema version this build brings a database to.

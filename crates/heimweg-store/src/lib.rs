@@ -29,6 +29,7 @@ mod backup;
 mod db;
 mod devices;
 mod directory;
+mod factors;
 mod groups;
 mod identity;
 mod links;
@@ -56,6 +57,7 @@ pub use devices::{
     ActivePeer, Device, DeviceCounts, DeviceQuery, DeviceUpdate, NewDevice, PeerStatus,
 };
 pub use directory::DirectoryRun;
+pub use factors::StaffFactor;
 pub use groups::{Group, GroupPatch};
 pub use identity::{PendingSignIn, ProviderAccount, SignInPurpose, StaffSession, SIGN_IN_SECS};
 pub use links::{EnrollmentLink, NewLink, RedeemedLink};

@@ -1,5 +1,6 @@
 //! Sign-in through the identity provider, on real SQLite files and a real PostgreSQL server:
-//! how a sign-in finds its user or panel account, the staff sessions, the device limit.
+//! how a sign-in finds its user or panel account, the staff sessions, the device limit, and
+//! the second factor heimweg keeps for staff who sign in with the directory password.
 
 backend_tests!(
     a_sign_in_links_by_subject_and_by_name_once_and_never_takes_over,
@@ -7,6 +8,7 @@ backend_tests!(
     a_provider_account_never_takes_over_a_local_one_and_follows_its_role,
     the_device_limit_holds_when_enrollments_race,
     a_sign_in_in_flight_is_used_once_and_expires,
+    a_staff_second_factor_is_set_once_counts_each_code_once_and_locks,
 );
 
 use heimweg_control::{Actor, Email, Name, PrivateKey, Role};
@@ -334,4 +336,117 @@ async fn a_sign_in_in_flight_is_used_once_and_expires(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(store.take_sign_in("h3", NOW).await.unwrap(), None, "swept");
+}
+
+/// The second factor of the sign-in with the directory password: set up once (a second
+/// browser's set-up loses), each time step once, five wrong codes in a row lock the sign-in
+/// and end the sessions, a right one starts the count again, and an admin's reset forgets it.
+async fn a_staff_second_factor_is_set_once_counts_each_code_once_and_locks(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "idfactor").await else {
+        return;
+    };
+    let anna = store
+        .staff_sign_in(&account("sub-1", &n("Anna")), true, NOW)
+        .await
+        .unwrap();
+    assert_eq!(store.staff_factor(anna.id).await.unwrap(), None);
+    assert!(
+        !store.accept_staff_code(anna.id, 100, NOW).await.unwrap(),
+        "no factor, no code"
+    );
+    assert!(store
+        .set_staff_totp(&anna, "sealed-1", 100, NOW)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .set_staff_totp(&anna, "sealed-2", 101, NOW)
+            .await
+            .unwrap(),
+        "a second set-up does not replace the first"
+    );
+    let f = store.staff_factor(anna.id).await.unwrap().unwrap();
+    assert_eq!(
+        (f.totp_sealed.as_deref(), f.locked_until),
+        (Some("sealed-1"), None)
+    );
+    // The set-up's code is used; the same step again is not accepted, a later one once.
+    assert!(!store.accept_staff_code(anna.id, 100, NOW).await.unwrap());
+    assert!(store.accept_staff_code(anna.id, 101, NOW).await.unwrap());
+    assert!(!store.accept_staff_code(anna.id, 101, NOW).await.unwrap());
+    // Four wrong, a right one, four wrong: no lock (the count starts again).
+    for _ in 0..4 {
+        let locked = store
+            .record_staff_code_failure(&anna, 5, 900, NOW)
+            .await
+            .unwrap();
+        assert_eq!(locked, None);
+    }
+    assert!(store.accept_staff_code(anna.id, 102, NOW).await.unwrap());
+    for _ in 0..4 {
+        let locked = store
+            .record_staff_code_failure(&anna, 5, 900, NOW)
+            .await
+            .unwrap();
+        assert_eq!(locked, None);
+    }
+    store
+        .create_staff_session(
+            "anna-session",
+            &anna,
+            &[n("default")],
+            "csrf",
+            NOW,
+            NOW + 600,
+        )
+        .await
+        .unwrap();
+    let locked = store
+        .record_staff_code_failure(&anna, 5, 900, NOW)
+        .await
+        .unwrap();
+    assert_eq!(locked, Some(NOW + 900), "the fifth in a row locks");
+    assert!(
+        store
+            .staff_session("anna-session", NOW)
+            .await
+            .unwrap()
+            .is_none(),
+        "the lock ends her sessions"
+    );
+    assert!(
+        !store
+            .accept_staff_code(anna.id, 103, NOW + 899)
+            .await
+            .unwrap(),
+        "a right code does not pass a lock"
+    );
+    assert!(store
+        .accept_staff_code(anna.id, 103, NOW + 900)
+        .await
+        .unwrap());
+    let log = store.audit_log(50).await.unwrap();
+    let action = |a| log.iter().filter(|e| e.action == a).count();
+    assert_eq!(action(heimweg_control::AuditAction::UserTotpOn), 1);
+    assert_eq!(action(heimweg_control::AuditAction::UserLock), 1);
+    // Reset: forgotten, and the next set-up is kept.
+    store
+        .create_staff_session("anna-2", &anna, &[n("default")], "csrf", NOW, NOW + 600)
+        .await
+        .unwrap();
+    store
+        .reset_staff_factor(&cli(), &n("anna"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(store.staff_factor(anna.id).await.unwrap(), None);
+    assert!(store.staff_session("anna-2", NOW).await.unwrap().is_none());
+    assert!(store
+        .set_staff_totp(&anna, "sealed-3", 5, NOW)
+        .await
+        .unwrap());
+    let e = store
+        .reset_staff_factor(&cli(), &n("nobody"), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
 }

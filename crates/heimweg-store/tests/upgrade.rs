@@ -60,6 +60,7 @@ const STEPS: &[fn(&mut Seed)] = &[
     v13_usage_windows,
     v14_shared_keys,
     v15_sign_in_to_connect,
+    v16_staff_second_factor,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -1170,6 +1171,18 @@ fn v15_sign_in_to_connect(s: &mut Seed) {
     s.audit("staff:a.sso", "activation.start", "a.sso", "");
     s.bump();
     s.expect.sign_in.push(("Leitstelle".into(), 8));
+}
+
+/// A staff member who signs in with the directory password, with a second factor set up.
+fn v16_staff_second_factor(s: &mut Seed) {
+    let era = s.era();
+    s.run(format!(
+        "INSERT INTO staff_factors (user_id, totp_sealed, totp_last_step, failed_codes, created_at)
+         SELECT id, 'sealed-secret', {step}, 2, {era} FROM users WHERE name = 'a.sso'",
+        step = era / 30
+    ));
+    s.audit("staff:a.sso", "user.totp_on", "a.sso", "");
+    s.bump();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ mod directory;
 mod groups;
 mod links;
 mod my;
+mod my_password;
 mod overview;
 mod requests;
 mod review;
@@ -96,7 +97,11 @@ fn staff_pages() -> Router<AppState> {
         .route("/login/provider", get(my::panel_sign_in))
         .route("/oidc/callback", get(my::callback))
         .route("/my", get(my::my_page))
-        .route("/my/sign-in", get(my::staff_sign_in))
+        .route(
+            "/my/sign-in",
+            get(my::staff_sign_in).post(my_password::sign_in),
+        )
+        .route("/my/sign-in/code", post(my_password::sign_in_code))
         .route("/my/connect", post(my::connect_sign_in))
         .route("/my/connect/end", post(my::connect_end))
         .route("/my/sign-out", post(my::sign_out))
@@ -146,6 +151,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/directory/sync", post(directory::sync))
         .route("/users/{name}", get(users::user))
         .route("/users/{name}/disable", post(users::user_disable))
+        .route(
+            "/users/{name}/second-factor/reset",
+            post(users::user_reset_second_factor),
+        )
         .route("/groups", get(groups::groups).post(groups::group_create))
         .route(
             "/groups/{name}",
@@ -467,7 +476,7 @@ async fn checked(st: AppState, req: Request, next: Next) -> Response {
         session_hash: session_hash.clone(),
         staff_hash,
         provider_sign_in: provider.is_some_and(|p| !p.roles.is_empty()),
-        staff_page: provider.is_some(),
+        staff_page: provider.is_some() || st.service.directory_sign_in().is_some(),
         staff,
         csrf: csrf.clone(),
         secure,

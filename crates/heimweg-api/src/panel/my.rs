@@ -23,8 +23,8 @@ use axum::Form;
 use cookie::SameSite;
 use heimweg_control::{DeviceStatus, Name, PublicKey, UsageWindow};
 use heimweg_service::{
-    Absence, AbsenceOf, Activation, Device, ProviderAnswer, ServiceError, SignInPurpose, SignedIn,
-    StaffSession, StoreError, SIGN_IN_SECS, STAFF_SESSION_SECS,
+    Absence, AbsenceOf, Activation, ConnectStep, Device, ProviderAnswer, ServiceError,
+    SignInPurpose, SignedIn, StaffSession, StoreError, SIGN_IN_SECS, STAFF_SESSION_SECS,
 };
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
@@ -141,10 +141,24 @@ pub(super) async fn staff_sign_in(State(st): State<AppState>, ctx: Ctx) -> Panel
     .await
 }
 
+#[derive(Deserialize)]
+pub(super) struct ConnectForm {
+    password: Option<String>,
+    code: Option<String>,
+}
+
 /// `POST /my/connect` (the staff page's form, so its CSRF token): a fresh sign-in at the
-/// provider, its second factor included, that starts an activation when it comes back.
-pub(super) async fn connect_sign_in(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
-    signed_in(&ctx)?;
+/// provider, its second factor included, that starts an activation when it comes back; or,
+/// with the directory password, password and code checked here.
+pub(super) async fn connect_sign_in(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<ConnectForm>,
+) -> PanelResult {
+    let s = signed_in(&ctx)?;
+    if st.service.directory_sign_in().is_some() {
+        return connect_with_password(&st, &ctx, s, f).await;
+    }
     begin(
         &st,
         &ctx,
@@ -153,6 +167,55 @@ pub(super) async fn connect_sign_in(State(st): State<AppState>, ctx: Ctx) -> Pan
         Onward::Page,
     )
     .await
+}
+
+async fn connect_with_password(
+    st: &AppState,
+    ctx: &Ctx,
+    s: &StaffSession,
+    f: ConnectForm,
+) -> PanelResult {
+    let l = ctx.lang;
+    let step = st
+        .service
+        .connect_with_password(
+            ctx.client,
+            s,
+            f.password.unwrap_or_default(),
+            f.code.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    let (status, why) = match step {
+        ConnectStep::Started(_) => return Ok(super::see_other("/my")),
+        ConnectStep::Locked(until) => {
+            // The lock ended the staff sessions, this one too.
+            let message = super::my_password::lock_message(ctx, until);
+            let mut r = layout(ctx, l.t("My devices", "Meine Geräte"), notice("error", &message));
+            *r.status_mut() = StatusCode::LOCKED;
+            return Ok(r);
+        }
+        ConnectStep::Busy => (
+            StatusCode::TOO_MANY_REQUESTS,
+            l.t(
+                "Too many sign-ins right now. Try again in a minute.",
+                "Gerade zu viele Anmeldungen. Versuchen Sie es in einer Minute noch einmal.",
+            ),
+        ),
+        ConnectStep::WrongPassword => (
+            StatusCode::UNAUTHORIZED,
+            l.t("The password is wrong.", "Das Passwort ist falsch."),
+        ),
+        ConnectStep::WrongCode => (
+            StatusCode::UNAUTHORIZED,
+            l.t(
+                "That code is not right (or was used already). Enter the code the app shows now.",
+                "Dieser Code stimmt nicht (oder wurde schon verwendet). Geben Sie den Code ein, den die App jetzt zeigt.",
+            ),
+        ),
+    };
+    let mut r = own_page(st, ctx, s, Some(why)).await?;
+    *r.status_mut() = status;
+    Ok(r)
 }
 
 /// Ends the staff member's own activation now.
@@ -291,7 +354,9 @@ fn sign_in_failed(
 pub(super) async fn my_page(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
     let l = ctx.lang;
     let Some(s) = &ctx.staff else {
-        let content = if st.service.identity_provider().is_some() {
+        let content = if st.service.directory_sign_in().is_some() {
+            super::my_password::password_form(&ctx, "")
+        } else if st.service.identity_provider().is_some() {
             html! {
                 p { (l.t("Put your laptop or iPad online for working from home: sign in with your city account.", "Bringen Sie Ihren Laptop oder Ihr iPad für das Homeoffice online: Melden Sie sich mit Ihrem Konto der Stadt an.")) }
                 p { a.button #sign-in href="/my/sign-in" { (l.t("Sign in with your city account", "Mit dem Konto der Stadt anmelden")) } }
@@ -320,7 +385,7 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
         p #who { (l.t("Signed in as", "Angemeldet als")) " " strong { (s.user.name) } ". "
             (l.t("Session ends", "Sitzung endet")) " " (timestamp(s.expires_at)) "." }
         (devices_table(l, &devices, now, ctx))
-        (connect_section(ctx, activation.as_ref(), sign_in_hours, now))
+        (connect_section(ctx, activation.as_ref(), sign_in_hours, now, st.service.directory_sign_in().is_some()))
         (access_times(l, &windows, &absences, now))
         h2 { (l.t("Add a device", "Gerät hinzufügen")) }
         @if active >= limit as usize {
@@ -353,9 +418,24 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
 const WARN_SECS: i64 = 15 * 60;
 
 /// Sign in to connect: the running activation (and a warning before it ends), or the button
-/// that starts one. Nothing when none of the staff member's devices needs it.
-fn connect_section(ctx: &Ctx, a: Option<&Activation>, hours: Option<u8>, now: i64) -> Markup {
+/// that starts one. Nothing when none of the staff member's devices needs it. With the
+/// directory `password`, the form asks for the password and a code again.
+fn connect_section(
+    ctx: &Ctx,
+    a: Option<&Activation>,
+    hours: Option<u8>,
+    now: i64,
+    password: bool,
+) -> Markup {
     let l = ctx.lang;
+    let factors = html! {
+        @if password {
+            label for="connect-password" { (l.t("Password", "Passwort")) }
+            input id="connect-password" name="password" type="password" autocomplete="current-password" required;
+            label for="connect-code" { (l.t("Code from your authenticator app", "Code aus Ihrer Authenticator-App")) }
+            input id="connect-code" name="code" inputmode="numeric" autocomplete="one-time-code" required maxlength="16";
+        }
+    };
     html! {
         @if let Some(a) = a {
             h2 { (l.t("Connected for work", "Zum Arbeiten verbunden")) }
@@ -367,6 +447,7 @@ fn connect_section(ctx: &Ctx, a: Option<&Activation>, hours: Option<u8>, now: i6
             p {
                 form.inline method="post" action="/my/connect" {
                     (csrf_field(ctx))
+                    (factors)
                     button #connect type="submit" { (l.t("Sign in again to extend", "Erneut anmelden und verlängern")) }
                 }
                 " "
@@ -378,8 +459,9 @@ fn connect_section(ctx: &Ctx, a: Option<&Activation>, hours: Option<u8>, now: i6
         } @else if let Some(h) = hours {
             h2 { (l.t("Sign in to connect", "Anmelden zum Verbinden")) }
             p #connect-state { (l.t("Your devices pass no traffic until you sign in with your second factor. A sign-in lets them connect for", "Ihre Geräte leiten keinen Verkehr, bis Sie sich mit Ihrem zweiten Faktor anmelden. Eine Anmeldung lässt sie verbinden für")) " " (h) " " (l.t("hours.", "Stunden.")) }
-            form method="post" action="/my/connect" {
+            form.card.narrow[password] method="post" action="/my/connect" {
                 (csrf_field(ctx))
+                (factors)
                 button #connect type="submit" { (l.t("Sign in to connect", "Anmelden und verbinden")) }
             }
         }

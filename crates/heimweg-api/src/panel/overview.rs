@@ -114,6 +114,18 @@ fn action_label(l: Lang, action: AuditAction) -> &'static str {
         A::AdminPassword => l.t("password changed", "Passwort geändert"),
         A::AdminTotpOn => l.t("second factor on", "zweiter Faktor an"),
         A::AdminTotpOff => l.t("second factor off", "zweiter Faktor aus"),
+        A::UserTotpOn => l.t(
+            "set up the second factor for the staff page",
+            "zweiten Faktor für die Mitarbeitendenseite eingerichtet",
+        ),
+        A::UserTotpReset => l.t(
+            "reset the staff member's second factor",
+            "zweiten Faktor der Person zurückgesetzt",
+        ),
+        A::UserLock => l.t(
+            "staff sign-in locked after wrong codes",
+            "Anmeldung nach falschen Codes gesperrt",
+        ),
     }
 }
 

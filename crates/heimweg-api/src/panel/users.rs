@@ -97,11 +97,34 @@ pub(super) async fn user(
     let now = st.service.now();
     let (u, devices) = st.service.user(&caller, &path_name(&name)?).await?;
     let devices = devices.unwrap_or_default();
+    // Only where staff sign in with the directory password does heimweg keep a second factor.
+    let factor = match st.service.directory_sign_in() {
+        Some(_) => Some(st.service.staff_factor(&caller, &u.name).await?),
+        None => None,
+    };
     let content = html! {
         dl.facts {
             dt { (l.t("E-mail", "E-Mail")) } dd { (u.email.as_ref().map_or("—", |e| e.as_str())) }
             dt { (l.t("Created", "Angelegt")) } dd { (timestamp(u.created_at)) }
             dt { (l.t("State", "Zustand")) } dd { @if let Some(d) = u.disabled_at { (l.t("disabled", "deaktiviert")) " " (timestamp(d)) } @else { (l.t("active", "aktiv")) } }
+            @if let Some(f) = &factor {
+                dt { (l.t("Second factor (staff page)", "Zweiter Faktor (Mitarbeitendenseite)")) }
+                dd #second-factor {
+                    @match f.as_ref().filter(|f| f.totp_sealed.is_some()) {
+                        Some(_) => { (l.t("set up", "eingerichtet")) },
+                        None => { (l.t("not set up yet (at the first sign-in)", "noch nicht eingerichtet (bei der ersten Anmeldung)")) },
+                    }
+                    @if let Some(until) = f.as_ref().and_then(|f| f.locked_until).filter(|&t| t > now) {
+                        "; " strong { (l.t("locked after wrong codes until", "nach falschen Codes gesperrt bis")) " " (timestamp(until)) }
+                    }
+                }
+            }
+        }
+        @if ctx.may_change() && factor.as_ref().is_some_and(Option::is_some) {
+            form method="post" action={ "/users/" (urlpath(u.name.as_str())) "/second-factor/reset" } data-confirm=(l.t("Reset the second factor? The person sets up a new one at their next sign-in; a lock ends.", "Zweiten Faktor zurücksetzen? Die Person richtet bei der nächsten Anmeldung einen neuen ein; eine Sperre endet.")) {
+                (csrf_field(&ctx))
+                button #reset-second-factor type="submit" { (l.t("Reset second factor (lost phone, locked)", "Zweiten Faktor zurücksetzen (Telefon verloren, gesperrt)")) }
+            }
         }
         h2 { (l.t("Devices", "Geräte")) }
         ul { @for d in &devices { li { a href={ "/devices/" (urlpath(d.name.as_str())) } { (d.name) } " — " (status_label(l, d.status(now))) } }
@@ -114,6 +137,17 @@ pub(super) async fn user(
         }
     };
     Ok(layout(&ctx, u.name.as_str(), content))
+}
+
+pub(super) async fn user_reset_second_factor(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PanelResult {
+    st.service
+        .reset_staff_factor(&ctx.caller()?, &path_name(&name)?)
+        .await?;
+    Ok(see_other(&format!("/users/{}", urlpath(&name))))
 }
 
 pub(super) async fn user_disable(
