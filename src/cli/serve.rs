@@ -212,6 +212,24 @@ pub fn up(site: &Site, args: UpArgs) -> Result<()> {
     gateway::run(config, &args.net.uapi_dir)
 }
 
+/// `service` with the directory and the identity provider, and so with the sign-ins they
+/// bring.
+fn who_signs_in(
+    service: heimweg_service::Service,
+    ldap: &super::directory::DirectoryArgs,
+    identity: &super::identity::IdentityArgs,
+    web: &WebArgs,
+) -> Result<heimweg_service::Service> {
+    let service = identity.apply(ldap.apply(service)?, web.public_url.as_ref())?;
+    if ldap.signs_staff_in() && service.identity_provider().is_some() {
+        bail!(
+            "HEIMWEG_DIRECTORY_SIGN_IN and HEIMWEG_OIDC_ISSUER are both set: where there is an \
+             identity provider, staff sign in there; unset one of them"
+        );
+    }
+    Ok(service)
+}
+
 pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
     let ServeArgs {
         net,
@@ -229,14 +247,7 @@ pub fn serve(site: &Site, args: ServeArgs) -> Result<()> {
         .block_on(open_service(site, true))?
         .with_gateway_key(public)
         .with_sealer(Sealer::for_gateway(&key));
-    let service = ldap.apply(signing.apply(service)?)?;
-    let service = identity.apply(service, web.public_url.as_ref())?;
-    if ldap.signs_staff_in() && service.identity_provider().is_some() {
-        bail!(
-            "HEIMWEG_DIRECTORY_SIGN_IN and HEIMWEG_OIDC_ISSUER are both set: where there is an \
-             identity provider, staff sign in there; unset one of them"
-        );
-    }
+    let service = who_signs_in(signing.apply(service)?, &ldap, &identity, &web)?;
     let settings = rt.block_on(service.settings())?;
     let mut config = net.config(key);
     config.addresses = gateway_addresses(&settings);

@@ -10,10 +10,10 @@ use common::service;
 use heimweg_control::directory::GroupMap;
 use heimweg_control::{AuditAction, GroupPolicy, LinkHours, Name, TunnelMode};
 use heimweg_service::{
-    Caller, DirectoryKind, DirectoryPreview, DirectorySettings, EnrollRequest, LdapSecurity,
-    Service,
+    secrets, Caller, CodeStep, ConnectStep, DirectoryKind, DirectoryPreview, DirectorySettings,
+    DirectorySignIn, EnrollRequest, LdapSecurity, PasswordStep, Sealer, Service,
 };
-use heimweg_store::{backend_tests, Backend, DeviceQuery};
+use heimweg_store::{backend_tests, Backend, DeviceQuery, GroupPatch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,6 +27,7 @@ backend_tests!(
     a_directory_that_cannot_be_trusted_is_not_read,
     paged_results_bring_every_entry_past_the_servers_size_limit,
     active_directory_decides_and_a_disabled_account_loses_its_devices,
+    staff_sign_in_with_the_directory_password_and_a_code_that_locks_after_five_wrong,
 );
 
 const SUFFIX: &str = "dc=stadt,dc=example";
@@ -730,4 +731,219 @@ async fn a_renamed_login_and_a_new_address_follow_the_same_user(backend: Backend
     assert_eq!(theirs.unwrap()[0].name.as_str(), "jm-ipad");
     let bob = service.user(&admin, &name("bob")).await.unwrap().0;
     assert_eq!(bob.email.unwrap().as_str(), "bob.beispiel@stadt.example");
+}
+
+/// A client address of its own per attempt: the per-client rate limit is not under test here.
+fn client(i: u8) -> Option<std::net::IpAddr> {
+    Some(std::net::IpAddr::from([192, 0, 2, i]))
+}
+
+/// The code of `base32`'s secret for the time step `offset` steps from now.
+fn code(base32: &str, now: i64, offset: i64) -> String {
+    let secret = secrets::from_base32(base32).unwrap();
+    secrets::totp_code(&secret, now.div_euclid(30) + offset)
+}
+
+/// Signing in on the staff page without an identity provider: the password by a bind as the
+/// person's own entry, then a TOTP code, set up at the first sign-in. Wrong, unknown, empty and
+/// wildcard logins, and an account locked in the directory, get nothing; the sign-in starts
+/// sign in to connect; five wrong codes lock it (a right code then too); a reset sets up anew.
+async fn staff_sign_in_with_the_directory_password_and_a_code_that_locks_after_five_wrong(
+    backend: Backend,
+) {
+    let Some((_db, service, slapd)) = setup(backend, "staffsignin").await else {
+        return;
+    };
+    let service = service
+        .with_sealer(Sealer::new([7; 32]))
+        .with_directory_sign_in(DirectorySignIn { device_limit: 3 });
+    let admin = Caller::system();
+    service.sync_directory(&admin).await.unwrap();
+    enroll(&service, "bob-laptop", "bob", "staff").await;
+    let patch = GroupPatch {
+        sign_in_hours: Some(Some(2)),
+        ..GroupPatch::default()
+    };
+    service
+        .update_group(&admin, &name("staff"), patch)
+        .await
+        .unwrap();
+    slapd.run(&["lock", "alice"]);
+    for (i, (login, password)) in [
+        ("bob", "wrong"),
+        ("nobody", "builder"),
+        ("bob", ""),
+        ("*", "builder"),
+        ("b*", "builder"),
+        ("alice", "wonderland"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let step = service
+            .password_sign_in(client(i as u8), login, password.into(), BROWSER)
+            .await
+            .unwrap();
+        assert!(
+            matches!(step, PasswordStep::Wrong),
+            "{login}/{password}: {step:?}"
+        );
+    }
+    let (session, secret) = first_sign_in(&service).await;
+    let s = service
+        .staff_session(&heimweg_service::token_hash(&session))
+        .await
+        .unwrap()
+        .expect("a staff session");
+    assert_eq!(s.user.name.as_str(), "bob");
+    assert_eq!(service.activations(&admin).await.unwrap().len(), 1);
+    // On his page: password and the next code extend it; a used code or a wrong password not.
+    service.end_activation(&admin, &name("bob")).await.unwrap();
+    let now = service.now();
+    let connect = |password: &'static str, code: String| {
+        let (service, s) = (&service, &s);
+        async move {
+            service
+                .connect_with_password(client(11), s, password.into(), &code)
+                .await
+                .unwrap()
+        }
+    };
+    let step = connect("builder", code(&secret, now, 0)).await;
+    assert!(
+        matches!(step, ConnectStep::WrongCode),
+        "a used code: {step:?}"
+    );
+    let step = connect("wonderland", code(&secret, now, 1)).await;
+    assert!(matches!(step, ConnectStep::WrongPassword), "{step:?}");
+    assert!(service.activations(&admin).await.unwrap().is_empty());
+    let step = connect("builder", code(&secret, now, 1)).await;
+    assert!(matches!(step, ConnectStep::Started(true)), "{step:?}");
+    assert_eq!(service.activations(&admin).await.unwrap().len(), 1);
+    five_wrong_codes_lock(&service, &secret, &session).await;
+}
+
+/// What this test's browser sends as its form token.
+const BROWSER: &str = "form-token-of-this-browser";
+
+/// bob's first sign-in: the password, then a new second factor set up with its first code
+/// (a wrong code, another browser and an altered note get nowhere). Returns the staff
+/// session and the secret (base32).
+async fn first_sign_in(service: &Service) -> (String, String) {
+    let PasswordStep::Code {
+        note,
+        setup: Some(setup),
+    } = service
+        .password_sign_in(client(10), "bob", "builder".into(), BROWSER)
+        .await
+        .unwrap()
+    else {
+        panic!("bob's right password did not lead to the set-up");
+    };
+    assert!(setup.uri.starts_with("otpauth://totp/"), "{}", setup.uri);
+    let now = service.now();
+    let step = service
+        .finish_password_sign_in(&note, &code(&setup.base32, now, 10), BROWSER)
+        .await
+        .unwrap();
+    assert!(matches!(step, CodeStep::Wrong(Some(_))), "{step:?}");
+    let right = code(&setup.base32, now, 0);
+    let step = service
+        .finish_password_sign_in(&note, &right, "another-browser")
+        .await
+        .unwrap();
+    assert!(
+        matches!(step, CodeStep::Expired),
+        "another browser: {step:?}"
+    );
+    let mut altered = note.clone();
+    altered.replace_range(10..11, if &note[10..11] == "A" { "B" } else { "A" });
+    let step = service
+        .finish_password_sign_in(&altered, &right, BROWSER)
+        .await
+        .unwrap();
+    assert!(matches!(step, CodeStep::Expired), "altered: {step:?}");
+    let step = service
+        .finish_password_sign_in(&note, &right, BROWSER)
+        .await
+        .unwrap();
+    let CodeStep::SignedIn { session, connected } = step else {
+        panic!("the right code did not sign bob in: {step:?}");
+    };
+    assert!(
+        connected,
+        "the sign-in starts sign in to connect for his laptop"
+    );
+    (session, setup.base32)
+}
+
+/// The next sign-in asks for a code only; five wrong ones lock it (a right one then too, and
+/// bob's session ends); an admin's reset (a lost phone) sets up a new one at the next.
+async fn five_wrong_codes_lock(service: &Service, secret: &str, session: &str) {
+    let now = service.now();
+    let PasswordStep::Code { note, setup: None } = service
+        .password_sign_in(client(12), "bob", "builder".into(), BROWSER)
+        .await
+        .unwrap()
+    else {
+        panic!("bob's second sign-in did not ask for his code");
+    };
+    for i in 1..=5 {
+        let step = service
+            .finish_password_sign_in(&note, &code(secret, now, 10 + i), BROWSER)
+            .await
+            .unwrap();
+        match (i, &step) {
+            (1..=4, CodeStep::Wrong(None)) | (5, CodeStep::Locked(_)) => {}
+            _ => panic!("wrong code {i}: {step:?}"),
+        }
+    }
+    let late = code(secret, service.now(), -1);
+    let step = service
+        .finish_password_sign_in(&note, &late, BROWSER)
+        .await
+        .unwrap();
+    assert!(matches!(step, CodeStep::Locked(_)), "{step:?}");
+    assert!(
+        service
+            .staff_session(&heimweg_service::token_hash(session))
+            .await
+            .unwrap()
+            .is_none(),
+        "the lock ended his session"
+    );
+    let step = service
+        .password_sign_in(client(13), "bob", "builder".into(), BROWSER)
+        .await
+        .unwrap();
+    assert!(matches!(step, PasswordStep::Locked(_)), "{step:?}");
+    let admin = Caller::system();
+    service
+        .reset_staff_factor(&admin, &name("bob"))
+        .await
+        .unwrap();
+    let step = service
+        .password_sign_in(client(14), "bob", "builder".into(), BROWSER)
+        .await
+        .unwrap();
+    assert!(
+        matches!(step, PasswordStep::Code { setup: Some(_), .. }),
+        "{step:?}"
+    );
+    let actions: Vec<AuditAction> = service
+        .store_for_tests()
+        .audit_log(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for a in [
+        AuditAction::UserTotpOn,
+        AuditAction::UserLock,
+        AuditAction::UserTotpReset,
+        AuditAction::ActivationStart,
+    ] {
+        assert!(actions.contains(&a), "{a:?} audited");
+    }
 }

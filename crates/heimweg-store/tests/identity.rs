@@ -374,10 +374,36 @@ async fn a_staff_second_factor_is_set_once_counts_each_code_once_and_locks(backe
     assert!(!store.accept_staff_code(anna.id, 100, NOW).await.unwrap());
     assert!(store.accept_staff_code(anna.id, 101, NOW).await.unwrap());
     assert!(!store.accept_staff_code(anna.id, 101, NOW).await.unwrap());
+    five_wrong_codes_in_a_row_lock(&store, &anna).await;
+    // Reset: forgotten, and the next set-up is kept.
+    store
+        .create_staff_session("anna-2", &anna, &[n("default")], "csrf", NOW, NOW + 600)
+        .await
+        .unwrap();
+    store
+        .reset_staff_factor(&cli(), &n("anna"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(store.staff_factor(anna.id).await.unwrap(), None);
+    assert!(store.staff_session("anna-2", NOW).await.unwrap().is_none());
+    assert!(store
+        .set_staff_totp(&anna, "sealed-3", 5, NOW)
+        .await
+        .unwrap());
+    let e = store
+        .reset_staff_factor(&cli(), &n("nobody"), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+}
+
+/// Four wrong codes, a right one, four wrong: no lock (the count starts again); the fifth in
+/// a row locks for the time given and ends her sessions; a right code passes only after it.
+async fn five_wrong_codes_in_a_row_lock(store: &Store, anna: &heimweg_store::User) {
     // Four wrong, a right one, four wrong: no lock (the count starts again).
     for _ in 0..4 {
         let locked = store
-            .record_staff_code_failure(&anna, 5, 900, NOW)
+            .record_staff_code_failure(anna, 5, 900, NOW)
             .await
             .unwrap();
         assert_eq!(locked, None);
@@ -385,7 +411,7 @@ async fn a_staff_second_factor_is_set_once_counts_each_code_once_and_locks(backe
     assert!(store.accept_staff_code(anna.id, 102, NOW).await.unwrap());
     for _ in 0..4 {
         let locked = store
-            .record_staff_code_failure(&anna, 5, 900, NOW)
+            .record_staff_code_failure(anna, 5, 900, NOW)
             .await
             .unwrap();
         assert_eq!(locked, None);
@@ -393,7 +419,7 @@ async fn a_staff_second_factor_is_set_once_counts_each_code_once_and_locks(backe
     store
         .create_staff_session(
             "anna-session",
-            &anna,
+            anna,
             &[n("default")],
             "csrf",
             NOW,
@@ -402,7 +428,7 @@ async fn a_staff_second_factor_is_set_once_counts_each_code_once_and_locks(backe
         .await
         .unwrap();
     let locked = store
-        .record_staff_code_failure(&anna, 5, 900, NOW)
+        .record_staff_code_failure(anna, 5, 900, NOW)
         .await
         .unwrap();
     assert_eq!(locked, Some(NOW + 900), "the fifth in a row locks");
@@ -429,24 +455,4 @@ async fn a_staff_second_factor_is_set_once_counts_each_code_once_and_locks(backe
     let action = |a| log.iter().filter(|e| e.action == a).count();
     assert_eq!(action(heimweg_control::AuditAction::UserTotpOn), 1);
     assert_eq!(action(heimweg_control::AuditAction::UserLock), 1);
-    // Reset: forgotten, and the next set-up is kept.
-    store
-        .create_staff_session("anna-2", &anna, &[n("default")], "csrf", NOW, NOW + 600)
-        .await
-        .unwrap();
-    store
-        .reset_staff_factor(&cli(), &n("anna"), NOW)
-        .await
-        .unwrap();
-    assert_eq!(store.staff_factor(anna.id).await.unwrap(), None);
-    assert!(store.staff_session("anna-2", NOW).await.unwrap().is_none());
-    assert!(store
-        .set_staff_totp(&anna, "sealed-3", 5, NOW)
-        .await
-        .unwrap());
-    let e = store
-        .reset_staff_factor(&cli(), &n("nobody"), NOW)
-        .await
-        .unwrap_err();
-    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
 }

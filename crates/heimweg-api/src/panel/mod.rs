@@ -110,6 +110,17 @@ fn staff_pages() -> Router<AppState> {
         .route("/my/devices/{name}/revoke", post(my::revoke_own))
 }
 
+/// Absences, activations and the access review.
+fn access_in_time_pages() -> Router<AppState> {
+    Router::new()
+        .route("/absences/{id}/end", post(absences::absence_end))
+        .route("/activations/{name}/end", post(absences::activation_end))
+        .route("/review", get(review::review))
+        .route("/review.csv", get(review::review_csv))
+        .route("/settings/review", post(review::review_update))
+        .route("/settings/shared-key", post(review::shared_key_update))
+}
+
 /// The panel's routes; [`guard`] wraps all but the assets.
 pub fn routes(state: AppState) -> Router {
     let pages = Router::new()
@@ -166,12 +177,7 @@ pub fn routes(state: AppState) -> Router {
             "/absences",
             get(absences::absences).post(absences::absence_create),
         )
-        .route("/absences/{id}/end", post(absences::absence_end))
-        .route("/activations/{name}/end", post(absences::activation_end))
-        .route("/review", get(review::review))
-        .route("/review.csv", get(review::review_csv))
-        .route("/settings/review", post(review::review_update))
-        .route("/settings/shared-key", post(review::shared_key_update))
+        .merge(access_in_time_pages())
         .route("/audit", get(overview::audit))
         .route(
             "/settings",
