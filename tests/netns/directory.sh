@@ -3,7 +3,10 @@
 # OpenLDAP directory (slapd, tests/directory/slapd.sh, StartTLS with a test CA, a reading
 # account) every 10 s. Two staff members' stock WireGuard clients (wireguard-go under wg-quick)
 # reach their group's network; when one account is locked in the directory, that client is cut
-# off within the interval (the time is measured and printed) and the other is not. A directory
+# off within the interval (the time is measured and printed) and the other is not. With
+# HEIMWEG_DIRECTORY_SIGN_IN, bob's group then requires sign in to connect: in headless Chromium
+# he signs in with his directory password and sets up a TOTP second factor; five wrong codes
+# lock it (tests/panel/ldapconnect.mjs). A directory
 # that is down, and one whose VPN group was emptied, revoke nothing. The API and the command
 # line run a sync on demand; the bind password is in neither the log nor a command line.
 #
@@ -69,6 +72,7 @@ HEIMWEG_LDAP_BIND_DN=cn=heimweg,ou=services,dc=stadt,dc=example
 HEIMWEG_LDAP_BIND_PASSWORD=reader-secret
 HEIMWEG_LDAP_CA_FILE=$LDAP/ca.crt
 HEIMWEG_LDAP_INTERVAL=${INTERVAL}s
+HEIMWEG_DIRECTORY_SIGN_IN=true
 EOF
 )
 
@@ -112,6 +116,59 @@ check "locked: alice's device is revoked by the directory, bob's still works" \
 check "audit: the revocation is the directory's doing" \
   eval "hw directory runs | grep -qE 'ok \\(by system\\): 3 entries, 0 created, 0 changed, 1 disabled'"
 
+# Sign in to connect without an identity provider: bob's group requires it, so his laptop is
+# cut off until he signs in on /my with his directory password and a code from the second
+# factor he sets up there (tests/panel/ldapconnect.mjs computes the codes). Measured from the
+# gateway's answer to the code to his first answered ping, and from an admin ending it to the
+# first unanswered one.
+SHOTS=${HEIMWEG_SCREENSHOTS:-$ROOT/target/panel-screenshots}
+mkdir -p "$SHOTS"
+bob_answered() { nsx "$NS_C2" ping -c 1 -W 0.2 -q "$ALLOWED" >/dev/null 2>&1; }
+bob_cut_off() { ! bob_answered; }
+ldap_step() {
+  nsx "$NS_GW" env PANEL_URL=http://127.0.0.1:8080 SHOTS="$SHOTS" STEP="$1" STATE="$TMPD/totp.json" \
+    node "$ROOT/tests/panel/ldapconnect.mjs" >"$TMPD/ldap-$1.out" 2>&1
+  local rc=$?
+  sed 's/^/    /' "$TMPD/ldap-$1.out"
+  return $rc
+}
+hw group set staff --sign-in-hours 1 >/dev/null
+check "sign in to connect: bob's group requires it, and his laptop is cut off" \
+  wait_until 10 bob_cut_off
+if ldap_step activate; then
+  pass "browser: bob signs in with his directory password and sets up his second factor (a wrong code: refused)"
+  if wait_until 30 bob_answered; then
+    ACT_MS=$(( $(date +%s%3N) - $(sed -n 's/^ACTIVATED_AT_MS=//p' "$TMPD/ldap-activate.out") ))
+    pass "sign in to connect: his laptop passes traffic again, ${ACT_MS} ms after the sign-in"
+    echo "LDAP_ACTIVATION_TO_TRAFFIC_MS=$ACT_MS"
+  else
+    fail "sign in to connect: his laptop passes traffic after the sign-in"
+  fi
+else
+  fail "browser: bob signs in with his directory password and a second factor"
+fi
+T0=$(date +%s%3N)
+hw user end-activation bob >/dev/null
+if wait_until 10 bob_cut_off; then
+  pass "sign in to connect: an admin ends it, and bob is cut off $(( $(date +%s%3N) - T0 )) ms later"
+else
+  fail "sign in to connect: an admin ends it, and bob is cut off"
+fi
+if ldap_step again; then
+  pass "browser: bob signs in again, ends it himself, and connects on his page with password and code (a wrong code: refused)"
+  check "sign in to connect: his laptop passes traffic after password and code on his page" \
+    wait_until 30 bob_answered
+else
+  fail "browser: bob signs in again and connects on his page with password and code"
+fi
+check "browser: five wrong codes lock bob's sign-in; his right password then finds it locked" \
+  ldap_step lock
+check "cli: an admin resets his second factor" \
+  eval "hw user reset-second-factor bob | grep -q 'sets up a new one'"
+hw group set staff --sign-in-hours 0 >/dev/null
+check "sign in to connect off again: bob's laptop reaches the network by itself" \
+  wait_until 30 bob_answered
+
 # The directory goes away: a failed run, and bob stays connected.
 slapd_ctl stop
 RUNS_BEFORE=$(hw directory runs --limit 500 | grep -c '^[0-9]')
@@ -153,8 +210,6 @@ assert [r["outcome"] for r in d["runs"][:2]] == ["refused", "failed"], d["runs"]
 EOF
 
 # The panel's directory page in headless Chromium, as an admin, with the runs so far.
-SHOTS=${HEIMWEG_SCREENSHOTS:-$ROOT/target/panel-screenshots}
-mkdir -p "$SHOTS"
 echo 'it-admin-password-1' | hw admin add it-admin --password-stdin >/dev/null
 check "browser: the directory page shows the settings, the mapping and the runs, and runs a sync" \
   nsx "$NS_GW" env PANEL_URL=http://127.0.0.1:8080 SHOTS="$SHOTS" ADMIN_PASSWORD=it-admin-password-1 \

@@ -445,15 +445,26 @@ fn connect_section(
                 (l.t("Your connection time ends soon. Sign in again to go on working; at its end the VPN stops passing traffic.", "Ihre Verbindungszeit endet bald. Melden Sie sich erneut an, um weiterzuarbeiten; an ihrem Ende leitet das VPN keinen Verkehr mehr."))
             }
             p {
-                form.inline method="post" action="/my/connect" {
-                    (csrf_field(ctx))
-                    (factors)
-                    button #connect type="submit" { (l.t("Sign in again to extend", "Erneut anmelden und verlängern")) }
+                @if !password {
+                    form.inline method="post" action="/my/connect" {
+                        (csrf_field(ctx))
+                        button #connect type="submit" { (l.t("Sign in again to extend", "Erneut anmelden und verlängern")) }
+                    }
+                    " "
                 }
-                " "
                 form.inline method="post" action="/my/connect/end" {
                     (csrf_field(ctx))
                     button.link #connect-end type="submit" { (l.t("End now", "Jetzt beenden")) }
+                }
+            }
+            @if password {
+                details #extend {
+                    summary { (l.t("Sign in again to extend", "Erneut anmelden und verlängern")) }
+                    form.card.narrow method="post" action="/my/connect" {
+                        (csrf_field(ctx))
+                        (factors)
+                        button #connect type="submit" { (l.t("Extend", "Verlängern")) }
+                    }
                 }
             }
         } @else if let Some(h) = hours {

@@ -66,7 +66,6 @@ fn code_page(ctx: &Ctx, note: &str, setup: Option<&FactorSetup>, error: Option<&
     let content = html! {
         @if let Some(e) = error { (notice("error", e)) }
         @if let Some(setup) = setup {
-            h2 { (l.t("Set up your second factor", "Zweiten Faktor einrichten")) }
             p { (l.t("This is your first sign-in here. From now on each sign-in asks for a code from an authenticator app on your phone (for example Microsoft Authenticator, Google Authenticator or FreeOTP).", "Sie melden sich zum ersten Mal hier an. Künftig fragt jede Anmeldung nach einem Code aus einer Authenticator-App auf Ihrem Telefon (zum Beispiel Microsoft Authenticator, Google Authenticator oder FreeOTP).")) }
             ol {
                 li { (l.t("Scan this code with the app, or type the key below into it.", "Scannen Sie diesen Code mit der App oder tippen Sie den Schlüssel unten ein.")) }
