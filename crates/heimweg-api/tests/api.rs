@@ -28,6 +28,7 @@ backend_tests!(
     the_identity_settings_name_the_mapping_and_never_the_secret,
     usage_windows_and_absences_are_set_over_the_api,
     sign_in_to_connect_is_set_on_a_group_and_activations_are_listed_and_ended,
+    a_staff_second_factor_is_reset_by_users_write_only,
     the_access_review_lists_who_has_access_as_json_and_csv,
 );
 
@@ -2359,4 +2360,51 @@ async fn sign_in_to_connect_is_set_on_a_group_and_activations_are_listed_and_end
     )
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+}
+
+/// Resetting a staff member's second factor (the sign-in with the directory password) needs
+/// users:write; an unknown user is a 404; the reset is audited.
+async fn a_staff_second_factor_is_reset_by_users_write_only(backend: Backend) {
+    let Some(env) = env(backend, "factorreset").await else {
+        return;
+    };
+    enroll(&env, "anna-laptop", "anna").await;
+    let reset = |who: &'static str, token: String| {
+        let env = &env;
+        async move {
+            call(
+                env,
+                Method::POST,
+                &format!("/api/v1/users/{who}/second-factor/reset"),
+                Some(&token),
+                None,
+            )
+            .await
+        }
+    };
+    let reader = mint(
+        &env.state.service,
+        "factor-reader",
+        Scopes::new([Scope::UsersRead]),
+    )
+    .await;
+    let (st, v, _) = reset("anna", reader).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v, _) = reset("nobody", env.admin.clone()).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    let (st, v, _) = reset("anna", env.admin.clone()).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let log = env
+        .state
+        .service
+        .store_for_tests()
+        .audit_log(20)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.action == heimweg_control::AuditAction::UserTotpReset)
+            .count(),
+        1
+    );
 }
