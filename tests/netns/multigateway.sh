@@ -11,8 +11,11 @@
 # device; when a dies and the client is pointed at b (what a DNS or VIP move does), b starts the
 # handshake on the client's first packet and the same config works through b within seconds,
 # not wireguard-go's 15; an absence entered and ended with the CLI holds the device on b and
-# lets it back within a second; a revocation made with the CLI reaches b within a second; b's
-# handshake is written back to the shared store.
+# lets it back within a second; once the tablet's group requires sign in to connect, its
+# owner's sign-in on a (restarted with a slapd beside it, directory password and a TOTP code)
+# gives it back to b within a second and an admin's end takes it away within a second (each
+# timed); a revocation made with the CLI reaches b within a second; b's handshake is written
+# back to the shared store.
 # Prints PASS/FAIL lines and finally "N passed, M failed"; exits 1 if any failed.
 set -eEuo pipefail
 
@@ -20,7 +23,7 @@ set -eEuo pipefail
 HW=${HEIMWEG:?set HEIMWEG to the heimweg binary}
 : "${HEIMWEG_DATABASE_URL:?set HEIMWEG_DATABASE_URL to an empty PostgreSQL database}"
 export HEIMWEG_DATABASE_URL
-for tool in wg wg-quick wireguard-go ip ping python3; do
+for tool in wg wg-quick wireguard-go ip ping python3 slapd; do
   command -v "$tool" >/dev/null || { echo "multigateway.sh: missing tool: $tool" >&2; exit 2; }
 done
 
@@ -146,6 +149,89 @@ check "absence ended: b has the peer again within a second" \
   wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 1 ]]"
 echo "ABSENCE_END_ON_SECOND_GATEWAY_MS=$(( ($(date +%s%N) - t0) / 1000000 ))"
 check "absence ended: the client's traffic flows again through b" wait_until 20 tunnel_answers
+
+# ---- sign in to connect on a, traffic through b ----
+# a comes back with the city's directory (a slapd beside it, on its loopback) and staff signing
+# in with the directory password; the tablet is bob's, and its group requires sign in to
+# connect. bob signs in on a's staff page (HTTP as a browser sends it; the code computed as an
+# authenticator app does); his tablet's traffic goes through b.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LDAP="$TMPD/ldap"; mkdir -p "$LDAP"
+LDAP_ENV=(HEIMWEG_LDAP_URL=ldap://127.0.0.1:3890 HEIMWEG_LDAP_KIND=ldap
+  HEIMWEG_LDAP_BASE=ou=people,dc=stadt,dc=example
+  HEIMWEG_LDAP_GROUPS=default=cn=vpn-users,ou=groups,dc=stadt,dc=example
+  HEIMWEG_LDAP_BIND_DN=cn=heimweg,ou=services,dc=stadt,dc=example
+  HEIMWEG_LDAP_BIND_PASSWORD=reader-secret HEIMWEG_LDAP_PLAINTEXT=true
+  HEIMWEG_DIRECTORY_SIGN_IN=true)
+check "ldap: slapd answers beside gateway a" \
+  nsx "$NS_A" bash "$ROOT/tests/directory/slapd.sh" start "$LDAP" 3890
+hw device set tablet-1 --owner bob >/dev/null
+check "directory: a sync makes bob (the tablet's owner) a user of the directory" \
+  eval "nsx '$NS_A' env ${LDAP_ENV[*]} '$HW' --state-dir '$TMPD/a' directory sync | grep -q ' ok '"
+ip netns exec "$NS_A" env "${LDAP_ENV[@]}" "$HW" --state-dir "$TMPD/a" serve --interface "$IF_A" \
+  --workers 1 --metrics-listen off >>"$TMPD/a.log" 2>&1 &
+PID_A=$!; BG_PIDS+=("$PID_A")
+check "a: back, staff sign in there with the directory password" \
+  wait_until 15 eval "nsx '$NS_A' python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8080/my\", timeout=2)'"
+hw group set default --sign-in-hours 1 >/dev/null
+check "sign in to connect: the group requires it, so b holds the tablet" \
+  wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 0 ]]"
+sign_in() { # bob's first sign-in on a's staff page; prints when a answered the code (ms)
+  nsx "$NS_A" python3 - <<'EOF'
+import base64, hashlib, hmac, html, re, struct, time
+import urllib.error, urllib.parse, urllib.request
+BASE = "http://127.0.0.1:8080"
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+web = urllib.request.build_opener(Stay)
+first = web.open(BASE + "/my", timeout=10)
+# The form token's cookie, sent back as a browser does.
+cookie = first.headers["Set-Cookie"].split(";")[0]
+def post(path, form):
+    req = urllib.request.Request(BASE + path, data=urllib.parse.urlencode(form).encode(),
+                                 headers={"Origin": BASE, "Cookie": cookie})
+    try:
+        r = web.open(req, timeout=10)
+        return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+def field(page, name):
+    return html.unescape(re.search(r'name="%s" value="([^"]*)"' % name, page).group(1))
+def totp(key, step):  # RFC 6238: HMAC-SHA-1, six digits, 30 s
+    secret = base64.b32decode(key + "=" * (-len(key) % 8))
+    h = hmac.new(secret, struct.pack(">Q", step), hashlib.sha1).digest()
+    o = h[-1] & 15
+    return "%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7FFFFFFF) % 1000000)
+csrf = field(first.read().decode(), "_csrf")
+status, page = post("/my/sign-in", {"_csrf": csrf, "login": "bob", "password": "builder"})
+assert status == 200, (status, page)
+key = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
+status, page = post("/my/sign-in/code", {"_csrf": csrf, "note": field(page, "note"),
+                                         "code": totp(key, int(time.time()) // 30)})
+assert status == 303, (status, page)
+print(time.time_ns() // 1_000_000)
+EOF
+}
+if SIGNED_IN_MS=$(sign_in); then
+  pass "sign in to connect: bob signs in on a with his directory password and a new second factor"
+  check "sign in to connect: b has the tablet again within a second" \
+    wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 1 ]]"
+  echo "ACTIVATION_ON_SECOND_GATEWAY_MS=$(( $(date +%s%3N) - SIGNED_IN_MS ))"
+  check "sign in to connect: the tablet's traffic flows through b" wait_until 20 tunnel_answers
+  echo "ACTIVATION_TO_TRAFFIC_ON_SECOND_GATEWAY_MS=$(( $(date +%s%3N) - SIGNED_IN_MS ))"
+else
+  fail "sign in to connect: bob signs in on a with his directory password and a new second factor"
+fi
+t0=$(date +%s%N)
+hw user end-activation bob >/dev/null
+check "sign in to connect ended by an admin: b drops the tablet within a second" \
+  wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 0 ]]"
+echo "ACTIVATION_END_ON_SECOND_GATEWAY_MS=$(( ($(date +%s%N) - t0) / 1000000 ))"
+check "sign in to connect ended: the client is cut off" eval "! tunnel_answers"
+hw group set default --sign-in-hours 0 >/dev/null
+check "sign in to connect off: b has the tablet again" \
+  wait_until 1 eval "[[ \$(peers '$NS_B' '$IF_B') -eq 1 ]]"
 
 # ---- a revocation made anywhere reaches b ----
 hw device revoke tablet-1 >/dev/null
