@@ -18,9 +18,17 @@
 #   OWN_END_CUTOFF_MS        the staff member's click on "End now" to the first unanswered ping
 #   DISABLED_CUTOFF_MS       `heimweg user disable` to the first unanswered ping
 #
+# With SCRIPT=tests/netns/directory.sh it times the same without an identity provider (a real
+# slapd; the directory password and a TOTP code in headless Chromium; about a minute a run):
+#   LDAP_ACTIVATION_TO_TRAFFIC_MS the gateway's answer to the code to the first answered ping
+#   LDAP_ADMIN_END_CUTOFF_MS      `heimweg user end-activation` to the first unanswered ping
+#   DIRECTORY_CUTOFF_MS           an account locked in the directory to the first unanswered
+#                                 ping (a sync every 10 s)
+#
 #   cargo build --release --workspace
 #   RUNS=3 bash benches/access-time.sh
 #   RUNS=5 SCRIPT=tests/netns/oidc.sh bash benches/access-time.sh
+#   RUNS=5 SCRIPT=tests/netns/directory.sh bash benches/access-time.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HW=${HW:-$PWD/target/release/heimweg}
@@ -39,6 +47,6 @@ for f in sorted(glob.glob(sys.argv[1] + "/run-*.log")):
     for k, v in re.findall(r"^([A-Z_]+_MS)=(\d+)$", open(f).read(), re.M):
         values.setdefault(k, []).append(int(v))
 for k, vs in values.items():
-    print(f"{k:22} median {statistics.median(vs):>8.0f}  min {min(vs):>7}  max {max(vs):>7}  runs {len(vs)}")
+    print(f"{k:30} median {statistics.median(vs):>8.0f}  min {min(vs):>7}  max {max(vs):>7}  runs {len(vs)}")
 PY
 rm -rf "$OUT"

@@ -150,7 +150,9 @@ fi
 T0=$(date +%s%3N)
 hw user end-activation bob >/dev/null
 if wait_until 10 bob_cut_off; then
-  pass "sign in to connect: an admin ends it, and bob is cut off $(( $(date +%s%3N) - T0 )) ms later"
+  END_MS=$(( $(date +%s%3N) - T0 ))
+  pass "sign in to connect: an admin ends it, and bob is cut off ${END_MS} ms later"
+  echo "LDAP_ADMIN_END_CUTOFF_MS=$END_MS"
 else
   fail "sign in to connect: an admin ends it, and bob is cut off"
 fi

@@ -361,19 +361,25 @@ impl DirectorySettings {
             return Ok(PasswordCheck::Wrong);
         }
         let mut ldap = self.connect().await?;
+        // The search library takes a filter without its outer parentheses; a conjunction
+        // does not.
+        let people = if self.filter.trim_start().starts_with('(') {
+            self.filter.clone()
+        } else {
+            format!("({})", self.filter.trim())
+        };
         let (base, scope, filter) = match who {
             Lookup::Login(login) => (
                 self.base.clone(),
                 LdapScope::Subtree,
                 format!(
-                    "(&{}({}={}))",
-                    self.filter,
+                    "(&{people}({}={}))",
                     self.login_attribute,
                     ldap3::ldap_escape(login)
                 ),
             ),
             Lookup::Id(id) => match id.strip_prefix("dn:") {
-                Some(dn) => (dn.to_string(), LdapScope::Base, self.filter.clone()),
+                Some(dn) => (dn.to_string(), LdapScope::Base, people),
                 None => (
                     self.base.clone(),
                     LdapScope::Subtree,
@@ -722,6 +728,28 @@ mod tests {
         let present = DisabledRule::parse("nsAccountLock");
         assert!(present.holds(&v(&["TRUE"])));
         assert!(!present.holds(&[]));
+    }
+
+    #[test]
+    fn a_stored_id_becomes_a_filter_value_that_matches_only_it() {
+        let mut s = DirectorySettings::new(
+            DirectoryKind::ActiveDirectory,
+            "ldaps://dc1.stadt.example",
+            "dc=stadt,dc=example",
+            GroupMap::default(),
+        )
+        .unwrap();
+        // objectGUID: the hex the sync stores, back to its bytes, each escaped.
+        assert_eq!(s.id_value("0a1bff"), "\\0a\\1b\\ff");
+        // Not hex (written by hand, or a DN id): escaped as text, never taken as bytes.
+        assert_eq!(s.id_value("0a1*"), "0a1\\2a");
+        assert_eq!(s.id_value("abc"), "abc");
+        s.id_attribute = "entryUUID".into();
+        assert_eq!(
+            s.id_value("1b4e28ba-2fa1-11d2-883f-0016d3cca427"),
+            "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+        );
+        assert_eq!(s.id_value("a)(uid=*"), "a\\29\\28uid=\\2a");
     }
 
     #[test]

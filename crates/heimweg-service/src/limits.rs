@@ -102,9 +102,92 @@ impl KeyedRateLimit {
     }
 }
 
+/// Wrong passwords per login name, counted before a password goes to the city's directory:
+/// the directory locks an account after a few wrong ones (Active Directory's lockout policy),
+/// and that lock also keeps its owner out of their PC. Anyone can type a colleague's login, so
+/// heimweg stops passing passwords for a login on after `max` wrong ones within `window`,
+/// below the thresholds directories are set to; a right one starts the count again. The table
+/// is bounded: a full one forgets logins whose window is over, and refuses while still full
+/// (the process-wide bound on checks keeps it from filling within a window).
+pub struct LoginFailures {
+    max: u32,
+    window: std::time::Duration,
+    seen: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+impl LoginFailures {
+    const MAX_LOGINS: usize = 50_000;
+
+    pub fn new(max: u32, window: std::time::Duration) -> LoginFailures {
+        LoginFailures {
+            max,
+            window,
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn table(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u32, std::time::Instant)>>
+    {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a password for `login` may go to the directory now.
+    pub fn admits(&self, login: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut t = self.table();
+        let key = login.to_lowercase();
+        match t.get(&key) {
+            Some(&(n, since)) if now.duration_since(since) < self.window => n < self.max,
+            Some(_) => {
+                t.remove(&key);
+                true
+            }
+            None if t.len() >= Self::MAX_LOGINS => {
+                t.retain(|_, (_, since)| now.duration_since(*since) < self.window);
+                t.len() < Self::MAX_LOGINS
+            }
+            None => true,
+        }
+    }
+
+    /// A wrong password for `login`; the window starts at the first.
+    pub fn failed(&self, login: &str) {
+        let now = std::time::Instant::now();
+        let mut t = self.table();
+        let entry = t.entry(login.to_lowercase()).or_insert((0, now));
+        if now.duration_since(entry.1) >= self.window {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    /// A right password for `login`: its count starts again.
+    pub fn succeeded(&self, login: &str) {
+        self.table().remove(&login.to_lowercase());
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::KeyedRateLimit;
+    use super::{KeyedRateLimit, LoginFailures};
+
+    #[test]
+    fn wrong_passwords_for_a_login_stop_at_the_maximum_and_a_right_one_resets() {
+        let f = LoginFailures::new(3, std::time::Duration::from_secs(900));
+        for _ in 0..3 {
+            assert!(f.admits("Anna"));
+            f.failed("anna");
+        }
+        assert!(!f.admits("ANNA"), "logins compare without case");
+        assert!(f.admits("bob"), "another login is not held up");
+        f.succeeded("anna");
+        assert!(f.admits("anna"));
+        let brief = LoginFailures::new(1, std::time::Duration::ZERO);
+        brief.failed("anna");
+        assert!(brief.admits("anna"), "the window is over");
+    }
     use std::net::IpAddr;
 
     fn ip(s: &str) -> Option<IpAddr> {

@@ -7,13 +7,15 @@
 //! Between the password and the code, the state is a sealed note in the page's form (the user,
 //! when, this browser's form token, and at the first sign-in the new secret): nothing is stored
 //! for someone who has only guessed a password. Wrong passwords are the directory's to count
-//! (its own lockout policy sees every bind) and are slowed here per client; wrong codes, which
-//! come only after a right password, lock the sign-in after [`MAX_FAILED_LOGINS`] in a row for
-//! [`LOCKOUT_SECS`], as for panel accounts.
+//! (its own lockout policy sees every bind); here they are slowed per client, and no more than
+//! three per login in 15 minutes go on to the directory, so that typing a colleague's login
+//! here cannot lock their city account. Wrong codes, which come only after a right password,
+//! lock the sign-in after [`MAX_FAILED_LOGINS`] in a row for [`LOCKOUT_SECS`], as for panel
+//! accounts.
 
 use crate::accounts::{LOCKOUT_SECS, MAX_FAILED_LOGINS};
 use crate::directory::{Lookup, PasswordCheck};
-use crate::limits::{KeyedRateLimit, RateLimit};
+use crate::limits::{KeyedRateLimit, LoginFailures, RateLimit};
 use crate::secrets::{self, MAX_PASSWORD_BYTES};
 use crate::{token_hash, Caller, Result, Service, ServiceError, STAFF_SESSION_SECS};
 use heimweg_control::{Actor, Name, Scope};
@@ -32,6 +34,11 @@ static CHECKS_PER_CLIENT: LazyLock<KeyedRateLimit> =
 /// Binds against the directory across the process: the city's domain controllers are not
 /// heimweg's to flood.
 static DIRECTORY_BINDS: RateLimit = RateLimit::new(20.0, 60.0);
+/// Wrong passwords per login a gateway passes on to the directory in 15 minutes: fewer than
+/// the lockout thresholds directories are set to (Active Directory's baselines say 5 to 10),
+/// so that heimweg is no way to lock a colleague's city account.
+static WRONG_PASSWORDS: LazyLock<LoginFailures> =
+    LazyLock::new(|| LoginFailures::new(3, std::time::Duration::from_secs(15 * 60)));
 
 /// What a sign-in on the staff page needs.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +52,9 @@ pub struct DirectorySignIn {
 pub enum PasswordStep {
     /// Too many sign-ins right now, from this client or in all.
     Busy,
+    /// Three wrong passwords for this login within 15 minutes: no more go to the directory
+    /// for a while (its own lockout would lock the city account).
+    Throttled,
     /// Unknown, wrong, disabled: which, is not said.
     Wrong,
     /// Wrong codes locked the sign-in until then.
@@ -59,14 +69,18 @@ pub enum PasswordStep {
 
 /// A new second factor, for an authenticator app: the `otpauth://` URI (a QR code) and the
 /// secret as text.
-#[derive(Debug)]
 pub struct FactorSetup {
     pub uri: String,
     pub base32: String,
 }
 
+impl std::fmt::Debug for FactorSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FactorSetup([redacted])")
+    }
+}
+
 /// How the code step ended.
-#[derive(Debug)]
 pub enum CodeStep {
     /// The note is altered, from another browser, or older than [`CODE_STEP_SECS`]: start
     /// again.
@@ -82,15 +96,39 @@ pub enum CodeStep {
     },
 }
 
+impl std::fmt::Debug for CodeStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodeStep::Expired => f.write_str("Expired"),
+            CodeStep::Wrong(setup) => f.debug_tuple("Wrong").field(setup).finish(),
+            CodeStep::Locked(until) => f.debug_tuple("Locked").field(until).finish(),
+            CodeStep::SignedIn { connected, .. } => f
+                .debug_struct("SignedIn")
+                .field("session", &"[redacted]")
+                .field("connected", connected)
+                .finish(),
+        }
+    }
+}
+
 /// How password and code on the staff page ended.
 #[derive(Debug)]
 pub enum ConnectStep {
     Busy,
+    Throttled,
     WrongPassword,
     WrongCode,
     Locked(i64),
     /// Started (false: none of their devices needs it).
     Started(bool),
+}
+
+/// What the directory said of a password, and who it belongs to.
+enum Checked {
+    Busy,
+    Throttled,
+    Wrong,
+    Right(User),
 }
 
 /// The sealed note between the two steps.
@@ -130,36 +168,45 @@ impl Service {
         }
     }
 
-    /// Checks `password` for `who` at the directory; the heimweg user behind a right one.
+    /// Checks `password` for `who` (counted as `login` against the wrong passwords) at the
+    /// directory.
     async fn directory_password(
         &self,
         client: Option<std::net::IpAddr>,
         who: Lookup,
+        login: &str,
         password: String,
-    ) -> Result<Option<std::result::Result<User, ()>>> {
+    ) -> Result<Checked> {
         let directory = self.sign_in_directory()?;
         if !CHECKS_PER_CLIENT.admit(client) || !DIRECTORY_BINDS.admit() {
-            return Ok(None);
+            return Ok(Checked::Busy);
+        }
+        if !WRONG_PASSWORDS.admits(login) {
+            return Ok(Checked::Throttled);
         }
         if password.len() > MAX_PASSWORD_BYTES {
-            return Ok(Some(Err(())));
+            return Ok(Checked::Wrong);
         }
         let entry = match directory.check_password(who, password).await {
             Ok(PasswordCheck::Right(entry)) => entry,
-            Ok(PasswordCheck::Wrong | PasswordCheck::Disabled) => return Ok(Some(Err(()))),
+            Ok(PasswordCheck::Wrong | PasswordCheck::Disabled) => {
+                WRONG_PASSWORDS.failed(login);
+                return Ok(Checked::Wrong);
+            }
             Err(e) => {
                 return Err(ServiceError::NotReady(format!(
                     "the directory could not check the password: {e}"
                 )))
             }
         };
+        WRONG_PASSWORDS.succeeded(login);
         // Only a user the sync made, enabled, and in a group: the directory decides.
         let user = self
             .store
             .user_by_directory_id(&entry.id, self.now())
             .await?
             .filter(|u| u.disabled_at.is_none() && u.group.is_some());
-        Ok(Some(user.ok_or(())))
+        Ok(user.map_or(Checked::Wrong, Checked::Right))
     }
 
     /// The password step of a sign-in from `client`, in the browser whose form token is
@@ -176,12 +223,13 @@ impl Service {
             return Ok(PasswordStep::Wrong);
         }
         let user = match self
-            .directory_password(client, Lookup::Login(login.to_string()), password)
+            .directory_password(client, Lookup::Login(login.to_string()), login, password)
             .await?
         {
-            None => return Ok(PasswordStep::Busy),
-            Some(Err(())) => return Ok(PasswordStep::Wrong),
-            Some(Ok(user)) => user,
+            Checked::Busy => return Ok(PasswordStep::Busy),
+            Checked::Throttled => return Ok(PasswordStep::Throttled),
+            Checked::Wrong => return Ok(PasswordStep::Wrong),
+            Checked::Right(user) => user,
         };
         let now = self.now();
         let factor = self.store.staff_factor(user.id).await?;
@@ -217,6 +265,8 @@ impl Service {
         code: &str,
         browser: &str,
     ) -> Result<CodeStep> {
+        // A note sealed before a restart that turned this sign-in off signs nobody in.
+        self.sign_in_directory()?;
         let now = self.now();
         let sealer = self.sealer()?;
         let note: Option<Note> = sealer
@@ -321,12 +371,13 @@ impl Service {
             return Ok(ConnectStep::WrongPassword);
         };
         let user = match self
-            .directory_password(client, Lookup::Id(id), password)
+            .directory_password(client, Lookup::Id(id), &s.user.name.key(), password)
             .await?
         {
-            None => return Ok(ConnectStep::Busy),
-            Some(Ok(user)) if user.id == s.user.id => user,
-            Some(_) => return Ok(ConnectStep::WrongPassword),
+            Checked::Busy => return Ok(ConnectStep::Busy),
+            Checked::Throttled => return Ok(ConnectStep::Throttled),
+            Checked::Right(user) if user.id == s.user.id => user,
+            Checked::Right(_) | Checked::Wrong => return Ok(ConnectStep::WrongPassword),
         };
         match self.check_code(&user, code).await? {
             Ok(()) => {}

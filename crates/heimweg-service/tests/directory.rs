@@ -789,6 +789,20 @@ async fn staff_sign_in_with_the_directory_password_and_a_code_that_locks_after_f
             "{login}/{password}: {step:?}"
         );
     }
+    // alice's third wrong password within 15 minutes: no more of hers go to the directory,
+    // whose lockout would otherwise lock her city account.
+    for i in 0..2 {
+        let step = service
+            .password_sign_in(client(20 + i), "Alice", "guess".into(), BROWSER)
+            .await
+            .unwrap();
+        assert!(matches!(step, PasswordStep::Wrong), "{step:?}");
+    }
+    let step = service
+        .password_sign_in(client(22), "alice", "wonderland".into(), BROWSER)
+        .await
+        .unwrap();
+    assert!(matches!(step, PasswordStep::Throttled), "{step:?}");
     let (session, secret) = first_sign_in(&service).await;
     let s = service
         .staff_session(&heimweg_service::token_hash(&session))

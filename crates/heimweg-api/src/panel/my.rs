@@ -131,6 +131,11 @@ async fn begin(
 }
 
 pub(super) async fn staff_sign_in(State(st): State<AppState>, ctx: Ctx) -> PanelResult {
+    // With the directory password, the sign-in is the form on /my (a reload or a bookmark
+    // of this address lands there).
+    if st.service.directory_sign_in().is_some() {
+        return Ok(super::see_other("/my"));
+    }
     begin(
         &st,
         &ctx,
@@ -176,7 +181,7 @@ async fn connect_with_password(
     f: ConnectForm,
 ) -> PanelResult {
     let l = ctx.lang;
-    let step = st
+    let step = match st
         .service
         .connect_with_password(
             ctx.client,
@@ -184,7 +189,12 @@ async fn connect_with_password(
             f.password.unwrap_or_default(),
             f.code.as_deref().unwrap_or_default(),
         )
-        .await?;
+        .await
+    {
+        Ok(step) => step,
+        Err(e @ ServiceError::NotReady(_)) => return Ok(super::my_password::unreachable(ctx, &e)),
+        Err(e) => return Err(e.into()),
+    };
     let (status, why) = match step {
         ConnectStep::Started(_) => return Ok(super::see_other("/my")),
         ConnectStep::Locked(until) => {
@@ -200,6 +210,10 @@ async fn connect_with_password(
                 "Too many sign-ins right now. Try again in a minute.",
                 "Gerade zu viele Anmeldungen. Versuchen Sie es in einer Minute noch einmal.",
             ),
+        ),
+        ConnectStep::Throttled => (
+            StatusCode::TOO_MANY_REQUESTS,
+            super::my_password::throttled_message(ctx),
         ),
         ConnectStep::WrongPassword => (
             StatusCode::UNAUTHORIZED,

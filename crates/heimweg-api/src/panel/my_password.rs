@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Form;
 use heimweg_control::qr::Qr;
-use heimweg_service::{CodeStep, FactorSetup, PasswordStep, STAFF_SESSION_SECS};
+use heimweg_service::{CodeStep, FactorSetup, PasswordStep, ServiceError, STAFF_SESSION_SECS};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -44,6 +44,32 @@ fn refused(ctx: &Ctx, status: StatusCode, login: &str, why: &str) -> Response {
         ctx,
         status,
         html! { (notice("error", why)) (password_form(ctx, login)) },
+    )
+}
+
+/// A directory that could not be asked: logged for the admins (its error may name the
+/// directory, its reading account or its base), and a page that names none of it.
+pub(super) fn unreachable(ctx: &Ctx, e: &ServiceError) -> Response {
+    tracing::warn!(error = %e, "a staff sign-in with the directory password was not possible");
+    let l = ctx.lang;
+    page(
+        ctx,
+        StatusCode::SERVICE_UNAVAILABLE,
+        notice(
+            "error",
+            l.t(
+                "The city's directory cannot be reached from the gateway right now. Try again in a few minutes; if it persists, call the IT service desk.",
+                "Das Verzeichnis der Stadt ist vom Gateway aus gerade nicht erreichbar. Versuchen Sie es in einigen Minuten noch einmal; hält es an, rufen Sie den IT-Service an.",
+            ),
+        ),
+    )
+}
+
+/// Three wrong passwords for a login within 15 minutes.
+pub(super) fn throttled_message(ctx: &Ctx) -> &'static str {
+    ctx.lang.t(
+        "Too many wrong passwords for this user name. Wait 15 minutes before the next try: this keeps your city account from being locked.",
+        "Zu viele falsche Passwörter für diesen Benutzernamen. Warten Sie 15 Minuten bis zum nächsten Versuch: So wird Ihr Konto der Stadt nicht gesperrt.",
     )
 }
 
@@ -105,10 +131,15 @@ pub(super) async fn sign_in(
     Form(f): Form<SignInForm>,
 ) -> PanelResult {
     let l = ctx.lang;
-    let step = st
+    let step = match st
         .service
         .password_sign_in(ctx.client, &f.login, f.password, &ctx.csrf)
-        .await?;
+        .await
+    {
+        Ok(step) => step,
+        Err(e @ ServiceError::NotReady(_)) => return Ok(unreachable(&ctx, &e)),
+        Err(e) => return Err(e.into()),
+    };
     Ok(match step {
         PasswordStep::Busy => refused(
             &ctx,
@@ -118,6 +149,12 @@ pub(super) async fn sign_in(
                 "Too many sign-ins right now. Try again in a minute.",
                 "Gerade zu viele Anmeldungen. Versuchen Sie es in einer Minute noch einmal.",
             ),
+        ),
+        PasswordStep::Throttled => refused(
+            &ctx,
+            StatusCode::TOO_MANY_REQUESTS,
+            &f.login,
+            throttled_message(&ctx),
         ),
         PasswordStep::Wrong => refused(
             &ctx,
@@ -151,10 +188,15 @@ pub(super) async fn sign_in_code(
     Form(f): Form<CodeForm>,
 ) -> PanelResult {
     let l = ctx.lang;
-    let step = st
+    let step = match st
         .service
         .finish_password_sign_in(&f.note, &f.code, &ctx.csrf)
-        .await?;
+        .await
+    {
+        Ok(step) => step,
+        Err(e @ ServiceError::NotReady(_)) => return Ok(unreachable(&ctx, &e)),
+        Err(e) => return Err(e.into()),
+    };
     Ok(match step {
         CodeStep::Expired => refused(
             &ctx,
