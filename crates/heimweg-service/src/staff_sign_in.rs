@@ -233,11 +233,7 @@ impl Service {
         };
         let now = self.now();
         let factor = self.store.staff_factor(user.id).await?;
-        if let Some(until) = factor
-            .as_ref()
-            .and_then(|f| f.locked_until)
-            .filter(|&u| u > now)
-        {
+        if let Some(until) = locked(factor.as_ref(), now) {
             return Ok(PasswordStep::Locked(until));
         }
         let sealer = self.sealer()?;
@@ -333,11 +329,7 @@ impl Service {
     ) -> Result<std::result::Result<(), CodeStep>> {
         let now = self.now();
         let factor = self.store.staff_factor(user.id).await?;
-        if let Some(until) = factor
-            .as_ref()
-            .and_then(|f| f.locked_until)
-            .filter(|&u| u > now)
-        {
+        if let Some(until) = locked(factor.as_ref(), now) {
             return Ok(Err(CodeStep::Locked(until)));
         }
         let secret = factor
@@ -411,6 +403,11 @@ impl Service {
         let user = self.store.user(name, self.now()).await?;
         Ok(self.store.staff_factor(user.id).await?)
     }
+}
+
+/// When the sign-in is locked until, if it is now.
+fn locked(factor: Option<&heimweg_store::StaffFactor>, now: i64) -> Option<i64> {
+    factor.and_then(|f| f.locked_until).filter(|&u| u > now)
 }
 
 fn factor_setup(user: &User, secret: &[u8]) -> FactorSetup {

@@ -400,21 +400,17 @@ async fn a_staff_second_factor_is_set_once_counts_each_code_once_and_locks(backe
 /// Four wrong codes, a right one, four wrong: no lock (the count starts again); the fifth in
 /// a row locks for the time given and ends her sessions; a right code passes only after it.
 async fn five_wrong_codes_in_a_row_lock(store: &Store, anna: &heimweg_store::User) {
-    // Four wrong, a right one, four wrong: no lock (the count starts again).
-    for _ in 0..4 {
-        let locked = store
-            .record_staff_code_failure(anna, 5, 900, NOW)
-            .await
-            .unwrap();
-        assert_eq!(locked, None);
-    }
-    assert!(store.accept_staff_code(anna.id, 102, NOW).await.unwrap());
-    for _ in 0..4 {
-        let locked = store
-            .record_staff_code_failure(anna, 5, 900, NOW)
-            .await
-            .unwrap();
-        assert_eq!(locked, None);
+    for round in 0..2 {
+        for _ in 0..4 {
+            let locked = store
+                .record_staff_code_failure(anna, 5, 900, NOW)
+                .await
+                .unwrap();
+            assert_eq!(locked, None, "round {round}");
+        }
+        if round == 0 {
+            assert!(store.accept_staff_code(anna.id, 102, NOW).await.unwrap());
+        }
     }
     store
         .create_staff_session(
