@@ -819,6 +819,13 @@ fn timestamp(at: i64) -> String {
     }
 }
 
+/// A moment as staff read it on their own page: their local time with the zone's abbreviation
+/// ("12.12.2026 10:27 CET"), as the invitation mails and sheets write it; the admin pages keep
+/// UTC, which every gateway and log shares.
+fn local_time(at: i64) -> String {
+    heimweg_control::invitation::deadline(at)
+}
+
 /// A handshake this recent means "connected" (WireGuard rekeys every 2 minutes in use).
 const CONNECTED_SECS: i64 = 180;
 

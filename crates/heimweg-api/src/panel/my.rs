@@ -12,7 +12,7 @@
 use super::auth::{safe_next, start_session};
 use super::devices::config_page;
 use super::{
-    ago, cookie, cookie_header, csrf_field, layout, notice, set_cookie, status_label, timestamp,
+    ago, cookie, cookie_header, csrf_field, layout, local_time, notice, set_cookie, status_label,
     urlpath, Ctx, Lang, PanelError, PanelResult, CONNECTED_SECS,
 };
 use crate::AppState;
@@ -397,7 +397,7 @@ async fn own_page(st: &AppState, ctx: &Ctx, s: &StaffSession, error: Option<&str
     let content = html! {
         @if let Some(e) = error { (notice("error", e)) }
         p #who { (l.t("Signed in as", "Angemeldet als")) " " strong { (s.user.name) } ". "
-            (l.t("Session ends", "Sitzung endet")) " " (timestamp(s.expires_at)) "." }
+            (l.t("Session ends", "Sitzung endet")) " " (local_time(s.expires_at)) "." }
         (devices_table(l, &devices, now, ctx))
         (connect_section(ctx, activation.as_ref(), sign_in_hours, now, st.service.directory_sign_in().is_some()))
         (access_times(l, &windows, &absences, now))
@@ -454,7 +454,7 @@ fn connect_section(
         @if let Some(a) = a {
             h2 { (l.t("Connected for work", "Zum Arbeiten verbunden")) }
             // panel.js shows the warning when the time comes and reloads the page at the end.
-            p #connect-state data-ends-at=(a.ends_at) { (l.t("Your devices may connect until", "Ihre Geräte dürfen verbinden bis")) " " strong { (timestamp(a.ends_at)) } "." }
+            p #connect-state data-ends-at=(a.ends_at) { (l.t("Your devices may connect until", "Ihre Geräte dürfen verbinden bis")) " " strong { (local_time(a.ends_at)) } "." }
             p.notice.warn #connect-warning role="alert" hidden[a.ends_at - now > WARN_SECS] {
                 (l.t("Your connection time ends soon. Sign in again to go on working; at its end the VPN stops passing traffic.", "Ihre Verbindungszeit endet bald. Melden Sie sich erneut an, um weiterzuarbeiten; an ihrem Ende leitet das VPN keinen Verkehr mehr."))
             }
@@ -513,7 +513,7 @@ fn access_times(
                             AbsenceOf::User(_) => { (l.t("You are entered as absent", "Sie sind als abwesend eingetragen")) },
                             AbsenceOf::Device(d) => { (l.t("Device", "Gerät")) " " (d) " " (l.t("is paused", "ist pausiert")) },
                         }
-                        " " (l.t("from", "vom")) " " (timestamp(a.starts_at)) " " (l.t("until", "bis")) " " (timestamp(a.ends_at))
+                        " " (l.t("from", "vom")) " " (local_time(a.starts_at)) " " (l.t("until", "bis")) " " (local_time(a.ends_at))
                         ": " (l.t("no connection in that time.", "keine Verbindung in dieser Zeit."))
                     }
                 }

@@ -5,7 +5,7 @@
 //! [`super::guard`]), which the sealed state is bound to.
 
 use super::my::staff_cookie_name;
-use super::{csrf_field, layout, notice, set_cookie, timestamp, trusted_svg, Ctx, PanelResult};
+use super::{csrf_field, layout, local_time, notice, set_cookie, trusted_svg, Ctx, PanelResult};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -77,11 +77,11 @@ pub(super) fn lock_message(ctx: &Ctx, until: i64) -> String {
     match ctx.lang {
         super::Lang::En => format!(
             "Your sign-in is locked after too many wrong codes until {}. Wait, or ask the IT service desk to reset your second factor.",
-            timestamp(until)
+            local_time(until)
         ),
         super::Lang::De => format!(
             "Ihre Anmeldung ist nach zu vielen falschen Codes bis {} gesperrt. Warten Sie, oder lassen Sie Ihren zweiten Faktor vom IT-Service zurücksetzen.",
-            timestamp(until)
+            local_time(until)
         ),
     }
 }
