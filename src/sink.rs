@@ -71,16 +71,23 @@ impl PeerSink for DataPlaneSink {
     }
 
     fn observed(&self) -> Vec<ObservedPeer> {
+        let roaming: std::collections::HashMap<[u8; 32], heimweg_core::Roaming> =
+            self.dataplane.roaming().into_iter().collect();
         UapiHandler::get(&*self.dataplane)
             .peers
             .into_iter()
-            .map(|p| ObservedPeer {
-                public_key: p.public_key,
-                last_handshake_at: p
-                    .last_handshake
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs() as i64),
-                endpoint: p.endpoint,
+            .map(|p| {
+                let moved = roaming.get(&p.public_key).copied().unwrap_or_default();
+                ObservedPeer {
+                    public_key: p.public_key,
+                    last_handshake_at: p
+                        .last_handshake
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs() as i64),
+                    endpoint: p.endpoint,
+                    previous_address: moved.previous,
+                    returns: moved.returns,
+                }
             })
             .collect()
     }

@@ -24,7 +24,8 @@ pub use admission::AdmissionConfig;
 pub use counters::{Counters, DropReason};
 pub use device::{
     answer_next_handshake, short_key, Answered, Device, HandshakeStep, Key, LentHandshake, Output,
-    PeerId, PeerInfo, PeerSettings, PendingHandshake, Taken, Transmit, DATA_OVERHEAD, MIN_OUT_LEN,
+    PeerId, PeerInfo, PeerSettings, PendingHandshake, Roaming, Taken, Transmit, DATA_OVERHEAD,
+    MIN_OUT_LEN,
 };
 pub use ip_network::IpNetwork;
 pub use policy::Policy;

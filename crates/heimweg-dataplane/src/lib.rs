@@ -400,6 +400,15 @@ impl DataPlane {
         d.peer_id(public_key).and_then(|id| d.peer(id))
     }
 
+    /// How each peer's endpoint has moved (see [`heimweg_core::Roaming`]), by public key.
+    pub fn roaming(&self) -> Vec<([u8; 32], heimweg_core::Roaming)> {
+        self.shared
+            .device()
+            .peers()
+            .map(|p| (p.public_key, p.roaming))
+            .collect()
+    }
+
     /// How often a packet was dropped for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.shared.device().counters().drops(reason)

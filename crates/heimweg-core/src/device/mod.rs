@@ -106,6 +106,21 @@ pub struct PeerInfo {
     pub rx_bytes: u64,
     /// Bytes sent to this peer on the wire.
     pub tx_bytes: u64,
+    pub roaming: Roaming,
+}
+
+/// How a peer's endpoint has moved, as authenticated packets showed it: what tells a config
+/// copied onto a second device from a device that roams (BSI ORP.4.A14). Counted here, at every
+/// packet, because two devices taking turns switch the endpoint far more often than anyone
+/// sampling it could see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roaming {
+    /// The address the endpoint had before its current one.
+    pub previous: Option<std::net::IpAddr>,
+    /// How often the endpoint went back to the address it had before its last change (only
+    /// the address counts: NAT rebinding changes ports). A laptop that goes from the office to
+    /// a hotspot and back counts once; two devices with one key count at every turn.
+    pub returns: u64,
 }
 
 impl fmt::Debug for PeerInfo {
@@ -182,11 +197,24 @@ struct Live {
     /// When the gateway last started a handshake because the device's traffic arrived under a
     /// session it did not know (see [`Device::handle_network`]).
     prompted_at: Option<Instant>,
+    roaming: Roaming,
 }
 
 impl Live {
     fn holds_tunn(&self) -> bool {
         self.tunn.is_some() || self.lent
+    }
+
+    /// An authenticated packet came from `src`: the endpoint follows it (roaming), and a move
+    /// back to the address before is counted.
+    fn moved_to(&mut self, src: SocketAddr) {
+        if let Some(old) = self.endpoint.map(|e| e.ip()).filter(|ip| *ip != src.ip()) {
+            if self.roaming.previous == Some(src.ip()) {
+                self.roaming.returns += 1;
+            }
+            self.roaming.previous = Some(old);
+        }
+        self.endpoint = Some(src);
     }
 }
 
@@ -440,7 +468,7 @@ impl Device {
         };
         let is_init = datagram.len() == INIT_LEN && datagram[0] == MSG_INIT as u8;
         // Roaming: the endpoint follows the latest authenticated packet.
-        live.endpoint = Some(src);
+        live.moved_to(src);
         live.rx_bytes += datagram.len() as u64;
         if let Output::Network(t) = verdict {
             live.tx_bytes += t.len as u64;

@@ -86,6 +86,7 @@ impl Device {
                 lent: false,
                 deadline: None,
                 prompted_at: None,
+                roaming: Roaming::default(),
             }),
         };
         let id = match self.free_slots.pop() {
@@ -255,6 +256,7 @@ impl Device {
                 .and_then(|t| t.time_since_last_handshake()),
             rx_bytes: live.rx_bytes,
             tx_bytes: live.tx_bytes,
+            roaming: live.roaming,
         })
     }
 

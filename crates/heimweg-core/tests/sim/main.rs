@@ -23,7 +23,7 @@ use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use heimweg_core::{
     answer_next_handshake, AdmissionConfig, Device, DropReason, HandshakeStep, IpNetwork, Output,
-    PeerId, Policy, Taken, MIN_OUT_LEN,
+    PeerId, Policy, Roaming, Taken, MIN_OUT_LEN,
 };
 use mock_instant::MockClock;
 use rand_core::{OsRng, RngCore};

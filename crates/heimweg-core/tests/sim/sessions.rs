@@ -180,6 +180,12 @@ fn roams_after_authenticated_packet_only() {
     sim.send(forged_from, Sim::server_addr(), forged);
     sim.run(Duration::from_secs(1));
     assert!(matches!(sim.server_send_ip(&reply), Output::Network(t) if t.dst == old));
+    let roaming = |sim: &Sim| sim.server.peers().next().unwrap().roaming;
+    assert_eq!(
+        roaming(&sim),
+        Roaming::default(),
+        "a forged packet moves nothing"
+    );
 
     // The real client moves (new NAT mapping) and sends: the gateway follows.
     let new: SocketAddr = "198.51.100.99:50000".parse().unwrap();
@@ -190,6 +196,26 @@ fn roams_after_authenticated_packet_only() {
     assert!(matches!(sim.server_send_ip(&reply), Output::Network(t) if t.dst == new));
     sim.run(Duration::from_secs(1));
     assert!(sim.clients[0].received.len() >= 2);
+    let moved = roaming(&sim);
+    assert_eq!(
+        (moved.previous, moved.returns),
+        (Some(old.ip()), 0),
+        "a move"
+    );
+
+    // Back, and away again (two devices taking turns): each return is counted; a new port on
+    // the same address (NAT rebinding) is no move.
+    for (i, addr) in [old, new, SocketAddr::new(new.ip(), 50001)]
+        .into_iter()
+        .enumerate()
+    {
+        sim.clients[0].addr = addr;
+        sim.client_send_ip(0, &p);
+        sim.run(Duration::from_secs(1));
+        assert!(matches!(sim.server_send_ip(&reply), Output::Network(t) if t.dst == addr));
+        let r = roaming(&sim);
+        assert_eq!(r.returns, (i as u64 + 1).min(2), "step {i}");
+    }
 }
 
 #[test]

@@ -256,6 +256,10 @@ pub struct ObservedPeer {
     /// Unix seconds of the last completed handshake.
     pub last_handshake_at: Option<i64>,
     pub endpoint: Option<SocketAddr>,
+    /// The endpoint's address before its current one, and how often the endpoint went back to
+    /// the address before (see `heimweg_core::Roaming`).
+    pub previous_address: Option<std::net::IpAddr>,
+    pub returns: u64,
 }
 
 /// What was last written back for each key.
@@ -443,11 +447,15 @@ mod tests {
             public_key: key,
             last_handshake_at: Some(at),
             endpoint: Some("198.51.100.7:41000".parse().unwrap()),
+            previous_address: None,
+            returns: 0,
         };
         let never = ObservedPeer {
             public_key: quiet,
             last_handshake_at: None,
             endpoint: None,
+            previous_address: None,
+            returns: 0,
         };
         let first = changed_status(&[seen(NOW), never.clone()], &mut written);
         assert_eq!(
