@@ -59,13 +59,9 @@ impl Service {
         Ok(())
     }
 
-    /// Starts `user`'s activation after a fresh sign-in for it; `None` when none of their
-    /// devices needs one (nothing to start).
-    pub(crate) async fn start_activation(
-        &self,
-        user: &User,
-        actor: &heimweg_control::Actor,
-    ) -> Result<Option<Activation>> {
+    /// Starts `user`'s activation after their fresh sign-in for it (so it is theirs in the
+    /// audit log); `None` when none of their devices needs one (nothing to start).
+    pub(crate) async fn start_activation(&self, user: &User) -> Result<Option<Activation>> {
         let now = self.now();
         let devices = self
             .store
@@ -86,7 +82,7 @@ impl Service {
         };
         let a = self
             .store
-            .start_activation(actor, &user.name, hours, now)
+            .start_activation(&user.staff_actor(), &user.name, hours, now)
             .await?;
         self.applied().await;
         Ok(Some(a))

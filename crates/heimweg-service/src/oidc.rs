@@ -721,11 +721,7 @@ impl Service {
                     )
                     .await?;
                 if purpose == SignInPurpose::Connect {
-                    let actor = heimweg_control::Actor::Staff {
-                        id: user.id,
-                        name: user.name.clone(),
-                    };
-                    self.start_activation(&user, &actor).await?;
+                    self.start_activation(&user).await?;
                 }
                 Ok(SignedIn::Staff { session, next })
             }

@@ -18,7 +18,7 @@ use crate::directory::{Lookup, PasswordCheck};
 use crate::limits::{KeyedRateLimit, LoginFailures, RateLimit};
 use crate::secrets::{self, MAX_PASSWORD_BYTES};
 use crate::{token_hash, Caller, Result, Service, ServiceError, STAFF_SESSION_SECS};
-use heimweg_control::{Actor, Name, Scope};
+use heimweg_control::{Name, Scope};
 use heimweg_store::{StaffSession, User};
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -314,10 +314,7 @@ impl Service {
                 now + STAFF_SESSION_SECS,
             )
             .await?;
-        let connected = self
-            .start_activation(&user, &staff_actor(&user))
-            .await?
-            .is_some();
+        let connected = self.start_activation(&user).await?.is_some();
         Ok(CodeStep::SignedIn { session, connected })
     }
 
@@ -376,10 +373,7 @@ impl Service {
             Err(CodeStep::Locked(until)) => return Ok(ConnectStep::Locked(until)),
             Err(_) => return Ok(ConnectStep::WrongCode),
         }
-        let started = self
-            .start_activation(&user, &staff_actor(&user))
-            .await?
-            .is_some();
+        let started = self.start_activation(&user).await?.is_some();
         Ok(ConnectStep::Started(started))
     }
 
@@ -414,12 +408,5 @@ fn factor_setup(user: &User, secret: &[u8]) -> FactorSetup {
     FactorSetup {
         uri: secrets::otpauth_uri(&format!("{} (VPN)", user.name), secret),
         base32: secrets::base32(secret),
-    }
-}
-
-fn staff_actor(user: &User) -> Actor {
-    Actor::Staff {
-        id: user.id,
-        name: user.name.clone(),
     }
 }

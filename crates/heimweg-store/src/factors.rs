@@ -72,7 +72,7 @@ impl Store {
         step: i64,
         now: i64,
     ) -> Result<bool> {
-        let actor = staff(user);
+        let actor = user.staff_actor();
         let mut tx = self.write(&actor).await?;
         let done = sqlx::query(
             "INSERT INTO staff_factors (user_id, totp_sealed, totp_last_step, created_at)
@@ -129,7 +129,7 @@ impl Store {
         lock_secs: i64,
         now: i64,
     ) -> Result<Option<i64>> {
-        let mut tx = self.write(&staff(user)).await?;
+        let mut tx = self.write(&user.staff_actor()).await?;
         let failures: Option<i64> = sqlx::query_scalar(
             "UPDATE staff_factors SET failed_codes = failed_codes + 1 WHERE user_id = $1
              RETURNING failed_codes",
@@ -175,13 +175,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-fn staff(user: &User) -> Actor {
-    Actor::Staff {
-        id: user.id,
-        name: user.name.clone(),
     }
 }
 

@@ -75,10 +75,7 @@ impl std::fmt::Debug for StaffSession {
 impl StaffSession {
     /// The actor of what the staff member does on their page.
     pub fn actor(&self) -> Actor {
-        Actor::Staff {
-            id: self.user.id,
-            name: self.user.name.clone(),
-        }
+        self.user.staff_actor()
     }
 }
 
@@ -231,10 +228,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
-        let actor = Actor::Staff {
-            id: user.id,
-            name: user.name.clone(),
-        };
+        let actor = user.staff_actor();
         let mut tx = self.write(&actor).await?;
         let groups: Vec<&str> = groups.iter().map(Name::as_str).collect();
         sqlx::query(

@@ -21,6 +21,16 @@ pub struct User {
     pub from_provider: bool,
 }
 
+impl User {
+    /// The actor of what this user does themselves (signing in, on their own page).
+    pub fn staff_actor(&self) -> Actor {
+        Actor::Staff {
+            id: self.id,
+            name: self.name.clone(),
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct UserRow {
     id: i64,
