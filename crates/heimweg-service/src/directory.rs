@@ -361,6 +361,19 @@ impl DirectorySettings {
             return Ok(PasswordCheck::Wrong);
         }
         let mut ldap = self.connect().await?;
+        let checked = self.find_and_bind(&mut ldap, who, password).await;
+        let _ = ldap.unbind().await;
+        checked
+    }
+
+    /// On `ldap` (signed in as the reading account): the one entry `who` names, then a bind
+    /// as it with `password`.
+    async fn find_and_bind(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        who: &Lookup,
+        password: &str,
+    ) -> std::result::Result<PasswordCheck, String> {
         // The search library takes a filter without its outer parentheses; a conjunction
         // does not.
         let people = if self.filter.trim_start().starts_with('(') {
@@ -383,12 +396,7 @@ impl DirectorySettings {
                 None => (
                     self.base.clone(),
                     LdapScope::Subtree,
-                    format!(
-                        "(&{}({}={}))",
-                        self.filter,
-                        self.id_attribute,
-                        self.id_value(id)
-                    ),
+                    format!("(&{people}({}={}))", self.id_attribute, self.id_value(id)),
                 ),
             },
         };
@@ -403,11 +411,9 @@ impl DirectorySettings {
             .map(|e| self.entry(SearchEntry::construct(e)));
         let (Some(entry), None) = (entries.next(), entries.next()) else {
             // None, or more than one: nobody to check the password of.
-            let _ = ldap.unbind().await;
             return Ok(PasswordCheck::Wrong);
         };
         if entry.disabled {
-            let _ = ldap.unbind().await;
             return Ok(PasswordCheck::Disabled);
         }
         let answer = ldap
@@ -415,7 +421,6 @@ impl DirectorySettings {
             .simple_bind(&entry.dn, password)
             .await
             .map_err(|e| format!("checking a password at {}: {e}", self.url))?;
-        let _ = ldap.unbind().await;
         match answer.rc {
             0 => Ok(PasswordCheck::Right(entry)),
             // invalidCredentials; OpenLDAP's ppolicy and AD answer a locked or expired
