@@ -11,6 +11,7 @@
 
 use super::auth::{safe_next, start_session};
 use super::devices::config_page;
+use super::my_password;
 use super::{
     ago, cookie, cookie_header, csrf_field, layout, local_time, notice, set_cookie, status_label,
     urlpath, Ctx, Lang, PanelError, PanelResult, CONNECTED_SECS,
@@ -192,28 +193,27 @@ async fn connect_with_password(
         .await
     {
         Ok(step) => step,
-        Err(e @ ServiceError::NotReady(_)) => return Ok(super::my_password::unreachable(ctx, &e)),
+        Err(e @ ServiceError::NotReady(_)) => return Ok(my_password::unreachable(ctx, &e)),
         Err(e) => return Err(e.into()),
     };
     let (status, why) = match step {
         ConnectStep::Started(_) => return Ok(super::see_other("/my")),
         ConnectStep::Locked(until) => {
             // The lock ended the staff sessions, this one too.
-            let message = super::my_password::lock_message(ctx, until);
-            let mut r = layout(ctx, l.t("My devices", "Meine Geräte"), notice("error", &message));
-            *r.status_mut() = StatusCode::LOCKED;
-            return Ok(r);
+            let message = my_password::lock_message(ctx, until);
+            return Ok(my_password::page(
+                ctx,
+                StatusCode::LOCKED,
+                notice("error", &message),
+            ));
         }
         ConnectStep::Busy => (
             StatusCode::TOO_MANY_REQUESTS,
-            l.t(
-                "Too many sign-ins right now. Try again in a minute.",
-                "Gerade zu viele Anmeldungen. Versuchen Sie es in einer Minute noch einmal.",
-            ),
+            my_password::busy_message(ctx),
         ),
         ConnectStep::Throttled => (
             StatusCode::TOO_MANY_REQUESTS,
-            super::my_password::throttled_message(ctx),
+            my_password::throttled_message(ctx),
         ),
         ConnectStep::WrongPassword => (
             StatusCode::UNAUTHORIZED,
@@ -221,10 +221,7 @@ async fn connect_with_password(
         ),
         ConnectStep::WrongCode => (
             StatusCode::UNAUTHORIZED,
-            l.t(
-                "That code is not right (or was used already). Enter the code the app shows now.",
-                "Dieser Code stimmt nicht (oder wurde schon verwendet). Geben Sie den Code ein, den die App jetzt zeigt.",
-            ),
+            my_password::wrong_code_message(ctx),
         ),
     };
     let mut r = own_page(st, ctx, s, Some(why)).await?;
@@ -369,7 +366,7 @@ pub(super) async fn my_page(State(st): State<AppState>, ctx: Ctx) -> PanelResult
     let l = ctx.lang;
     let Some(s) = &ctx.staff else {
         let content = if st.service.directory_sign_in().is_some() {
-            super::my_password::password_form(&ctx, "")
+            my_password::password_form(&ctx, "")
         } else if st.service.identity_provider().is_some() {
             html! {
                 p { (l.t("Put your laptop or iPad online for working from home: sign in with your city account.", "Bringen Sie Ihren Laptop oder Ihr iPad für das Homeoffice online: Melden Sie sich mit Ihrem Konto der Stadt an.")) }

@@ -32,7 +32,8 @@ pub(super) fn password_form(ctx: &Ctx, login: &str) -> Markup {
     }
 }
 
-fn page(ctx: &Ctx, status: StatusCode, content: Markup) -> Response {
+/// The staff page's frame around `content`, answered with `status`.
+pub(super) fn page(ctx: &Ctx, status: StatusCode, content: Markup) -> Response {
     let mut r = layout(ctx, ctx.lang.t("My devices", "Meine Geräte"), content);
     *r.status_mut() = status;
     r
@@ -62,6 +63,22 @@ pub(super) fn unreachable(ctx: &Ctx, e: &ServiceError) -> Response {
                 "Das Verzeichnis der Stadt ist vom Gateway aus gerade nicht erreichbar. Versuchen Sie es in einigen Minuten noch einmal; hält es an, rufen Sie den IT-Service an.",
             ),
         ),
+    )
+}
+
+/// Too many sign-ins from this client, or in all.
+pub(super) fn busy_message(ctx: &Ctx) -> &'static str {
+    ctx.lang.t(
+        "Too many sign-ins right now. Try again in a minute.",
+        "Gerade zu viele Anmeldungen. Versuchen Sie es in einer Minute noch einmal.",
+    )
+}
+
+/// A code that is not the app's of the moment, or was used already.
+pub(super) fn wrong_code_message(ctx: &Ctx) -> &'static str {
+    ctx.lang.t(
+        "That code is not right (or was used already). Enter the code the app shows now.",
+        "Dieser Code stimmt nicht (oder wurde schon verwendet). Geben Sie den Code ein, den die App jetzt zeigt.",
     )
 }
 
@@ -145,10 +162,7 @@ pub(super) async fn sign_in(
             &ctx,
             StatusCode::TOO_MANY_REQUESTS,
             &f.login,
-            l.t(
-                "Too many sign-ins right now. Try again in a minute.",
-                "Gerade zu viele Anmeldungen. Versuchen Sie es in einer Minute noch einmal.",
-            ),
+            busy_message(&ctx),
         ),
         PasswordStep::Throttled => refused(
             &ctx,
@@ -208,15 +222,7 @@ pub(super) async fn sign_in_code(
             ),
         ),
         CodeStep::Wrong(setup) => {
-            let mut r = code_page(
-                &ctx,
-                &f.note,
-                setup.as_ref(),
-                Some(l.t(
-                    "That code is not right (or was used already). Enter the code the app shows now.",
-                    "Dieser Code stimmt nicht (oder wurde schon verwendet). Geben Sie den Code ein, den die App jetzt zeigt.",
-                )),
-            );
+            let mut r = code_page(&ctx, &f.note, setup.as_ref(), Some(wrong_code_message(&ctx)));
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
         }
