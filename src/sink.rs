@@ -2,14 +2,13 @@
 //! adapter hands them to [`DataPlane::sync_peers`] and reads back what the peers did.
 
 use heimweg_core::{IpNetwork, Policy};
-use heimweg_dataplane::uapi::UapiHandler;
 use heimweg_dataplane::{DataPlane, PeerSpec};
 use heimweg_service::reconcile::{DesiredPeer, ObservedPeer, PeerPolicy, PeerSink, SyncReport};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The running data plane as a [`PeerSink`].
 pub struct DataPlaneSink {
@@ -71,23 +70,21 @@ impl PeerSink for DataPlaneSink {
     }
 
     fn observed(&self) -> Vec<ObservedPeer> {
-        let roaming: std::collections::HashMap<[u8; 32], heimweg_core::Roaming> =
-            self.dataplane.roaming().into_iter().collect();
-        UapiHandler::get(&*self.dataplane)
-            .peers
+        // The core knows a handshake only as "how long ago"; the store keeps wall-clock time.
+        let now = SystemTime::now();
+        self.dataplane
+            .peers()
             .into_iter()
-            .map(|p| {
-                let moved = roaming.get(&p.public_key).copied().unwrap_or_default();
-                ObservedPeer {
-                    public_key: p.public_key,
-                    last_handshake_at: p
-                        .last_handshake
-                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                        .map(|d| d.as_secs() as i64),
-                    endpoint: p.endpoint,
-                    previous_address: moved.previous,
-                    returns: moved.returns,
-                }
+            .map(|p| ObservedPeer {
+                public_key: p.public_key,
+                last_handshake_at: p
+                    .last_handshake_ago
+                    .and_then(|ago| now.checked_sub(ago))
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64),
+                endpoint: p.endpoint,
+                previous_address: p.roaming.previous,
+                returns: p.roaming.returns,
             })
             .collect()
     }

@@ -400,13 +400,10 @@ impl DataPlane {
         d.peer_id(public_key).and_then(|id| d.peer(id))
     }
 
-    /// How each peer's endpoint has moved (see [`heimweg_core::Roaming`]), by public key.
-    pub fn roaming(&self) -> Vec<([u8; 32], heimweg_core::Roaming)> {
-        self.shared
-            .device()
-            .peers()
-            .map(|p| (p.public_key, p.roaming))
-            .collect()
+    /// Every peer's view (endpoint, how it moved, counters, last handshake), in one walk of
+    /// the peer table.
+    pub fn peers(&self) -> Vec<heimweg_core::PeerInfo> {
+        self.shared.device().peers().collect()
     }
 
     /// How often a packet was dropped for `reason`.
