@@ -9,6 +9,7 @@ backend_tests!(
     the_device_limit_holds_when_enrollments_race,
     a_sign_in_in_flight_is_used_once_and_expires,
     a_staff_second_factor_is_set_once_counts_each_code_once_and_locks,
+    a_burst_of_set_ups_codes_and_wrong_codes_races_to_one_outcome,
 );
 
 use heimweg_control::{Actor, Email, Name, PrivateKey, Role};
@@ -451,4 +452,80 @@ async fn five_wrong_codes_in_a_row_lock(store: &Store, anna: &heimweg_store::Use
     let action = |a| log.iter().filter(|e| e.action == a).count();
     assert_eq!(action(heimweg_control::AuditAction::UserTotpOn), 1);
     assert_eq!(action(heimweg_control::AuditAction::UserLock), 1);
+}
+
+/// Many browsers (or gateways) at once, as a burst: of 24 set-ups one is kept; of 24 uses of
+/// one code one passes; 24 wrong codes at once lock the sign-in (every fifth in a row), and
+/// every lock ends up counted in the audit log.
+async fn a_burst_of_set_ups_codes_and_wrong_codes_races_to_one_outcome(backend: Backend) {
+    let Some((_db, store)) = fresh(backend, "idfactorburst").await else {
+        return;
+    };
+    let anna = store
+        .staff_sign_in(&account("sub-1", &n("Anna")), true, NOW)
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let kept = burst(&store, &anna, |store, anna, i| async move {
+        store
+            .set_staff_totp(&anna, &format!("sealed-{i}"), 100, NOW)
+            .await
+            .unwrap()
+            .then_some(i)
+    })
+    .await;
+    let kept: Vec<i64> = kept.into_iter().flatten().collect();
+    assert_eq!(kept.len(), 1, "one set-up is kept");
+    let f = store.staff_factor(anna.id).await.unwrap().unwrap();
+    assert_eq!(f.totp_sealed, Some(format!("sealed-{}", kept[0])));
+    let passed = burst(&store, &anna, |store, anna, _| async move {
+        store
+            .accept_staff_code(anna.id, 101, NOW)
+            .await
+            .unwrap()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        passed.into_iter().flatten().count(),
+        1,
+        "a code counts once"
+    );
+    let locks = burst(&store, &anna, |store, anna, _| async move {
+        store
+            .record_staff_code_failure(&anna, 5, 900, NOW)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(
+        locks.into_iter().flatten().count(),
+        24 / 5,
+        "every fifth wrong code in a row locks, none counted twice or lost"
+    );
+    let log = store.audit_log(100).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.action == heimweg_control::AuditAction::UserLock)
+            .count(),
+        24 / 5
+    );
+}
+
+/// `f` 24 times at once, each on a task of its own with the store, the user and its number;
+/// the outcomes in task order.
+async fn burst<F, Fut, T>(store: &Arc<Store>, user: &heimweg_store::User, f: F) -> Vec<T>
+where
+    F: Fn(Arc<Store>, heimweg_store::User, i64) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..24)
+        .map(|i| tokio::spawn(f(store.clone(), user.clone(), i)))
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    outcomes
 }
